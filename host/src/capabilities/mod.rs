@@ -1,0 +1,74 @@
+//! Capabilities: what one plugin's calls may touch and use.
+//!
+//! Each capability is one module with the same life: its part of
+//! `[plugin.grants]` is parsed and checked once when the config loads, then
+//! applied to the fresh state of every call. Everything is denied unless a
+//! grant names it: no files, no environment, no network, no arguments, and
+//! modest limits. Adding a capability means a module here, a field in
+//! [`RawGrants`] and [`Grants`], and one line in [`Grants::apply`].
+
+pub mod env;
+pub mod fs;
+pub mod limits;
+
+use crate::config::{ConfigError, Source};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+use wasmtime_wasi::WasiCtxBuilder;
+
+pub use env::EnvGrant;
+pub use fs::{DirGrant, Mode};
+pub use limits::Limits;
+
+/// Everything one plugin is granted, validated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Grants {
+    /// Preopened directories.
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables the plugin sees (and no others).
+    pub env: EnvGrant,
+    /// Fuel, memory, time and output budgets of each call.
+    pub limits: Limits,
+}
+
+/// `[plugin.grants]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrants {
+    #[serde(default)]
+    dirs: Vec<Spanned<fs::RawDir>>,
+    #[serde(default)]
+    env: BTreeMap<String, Spanned<String>>,
+    fuel: Option<Spanned<u64>>,
+    memory_mib: Option<Spanned<u64>>,
+    timeout_ms: Option<Spanned<u64>>,
+    max_output_bytes: Option<Spanned<u64>>,
+}
+
+impl Grants {
+    /// Checks the grants written in `src`.
+    pub fn parse(src: &Source, raw: RawGrants) -> Result<Grants, ConfigError> {
+        Ok(Grants {
+            dirs: fs::parse(src, raw.dirs)?,
+            env: env::parse(src, raw.env)?,
+            limits: limits::parse(
+                src,
+                limits::RawLimits {
+                    fuel: raw.fuel,
+                    memory_mib: raw.memory_mib,
+                    timeout_ms: raw.timeout_ms,
+                    max_output_bytes: raw.max_output_bytes,
+                },
+            )?,
+        })
+    }
+
+    /// Applies the grants that WASI enforces to a fresh call's context.
+    /// (Limits are applied to the store by the runtime.)
+    pub fn apply(&self, wasi: &mut WasiCtxBuilder) -> anyhow::Result<()> {
+        fs::apply(&self.dirs, wasi)?;
+        env::apply(&self.env, wasi);
+        Ok(())
+    }
+}

@@ -1,0 +1,436 @@
+//! `moat.toml`: parsed once into typed, validated values.
+//!
+//! Unknown keys are rejected, and every error names the file, the line and
+//! the fix. Each capability parses its own part of `[plugin.grants]` (see
+//! [`crate::capabilities`]); this module owns the file, the plugin entries
+//! and the mapping of byte offsets to lines.
+
+use crate::capabilities::{Grants, RawGrants};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The plugins to load, in file order.
+    pub plugins: Vec<PluginConfig>,
+    /// Engine-wide settings.
+    pub runtime: RuntimeConfig,
+}
+
+/// One `[[plugin]]` entry.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    /// Its tools are listed as `<name>.<tool>`.
+    pub name: String,
+    /// The component file, resolved against the config file's folder.
+    pub source: PathBuf,
+    /// When set, the file's SHA-256 must equal this (lowercase hex).
+    pub sha256: Option<String>,
+    /// What each call of this plugin may touch and use.
+    pub grants: Grants,
+    /// Where the entry is written, for errors found after parsing (at load).
+    pub origin: Origin,
+}
+
+/// `[runtime]`: settings for the whole engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeConfig {
+    /// Where compiled code is cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances that may exist at once (the pooling allocator's size, and
+    /// so the bound on concurrent calls).
+    pub max_instances: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: default_cache_dir(),
+            max_instances: 128,
+        }
+    }
+}
+
+/// The user's cache folder for compiled plugins (`$XDG_CACHE_HOME/moat` or
+/// `~/.cache/moat`), if one can be named.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("MOAT_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("moat"))
+}
+
+/// A place in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The config file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// A configuration problem: where, what, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {message}\n  fix: {fix}")]
+pub struct ConfigError {
+    /// Where the problem is.
+    pub origin: Origin,
+    /// What is wrong.
+    pub message: String,
+    /// What the operator should do.
+    pub fix: String,
+}
+
+/// Maps byte offsets of one config file to lines, and builds errors there.
+pub struct Source<'a> {
+    file: &'a Path,
+    text: &'a str,
+    /// The folder that relative paths in the file are resolved against.
+    pub base: PathBuf,
+}
+
+impl<'a> Source<'a> {
+    fn new(file: &'a Path, text: &'a str) -> Self {
+        let base = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Source { file, text, base }
+    }
+
+    /// The place at byte offset `at`.
+    pub fn origin(&self, at: usize) -> Origin {
+        let at = at.min(self.text.len());
+        let before = &self.text[..at];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Origin {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+        }
+    }
+
+    /// An error at `span`.
+    pub fn error(
+        &self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            origin: self.origin(span.start),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+
+    /// Resolves a path written in the file against the file's folder.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base.join(path)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default, rename = "plugin")]
+    plugins: Vec<Spanned<RawPlugin>>,
+    #[serde(default)]
+    runtime: Option<Spanned<RawRuntime>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    name: Spanned<String>,
+    source: Spanned<String>,
+    sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    grants: RawGrants,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    cache_dir: Option<Spanned<String>>,
+    cache: Option<bool>,
+    max_instances: Option<Spanned<u32>>,
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: Origin {
+                file: path.to_path_buf(),
+                line: 1,
+                column: 1,
+            },
+            message: format!("cannot read the config file: {e}"),
+            fix: "check the path given with --config".into(),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates `text` as if read from `file` (relative paths are resolved
+    /// against `file`'s folder).
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let src = Source::new(file, text);
+        let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(&src, &e))?;
+        let runtime = match raw.runtime {
+            None => RuntimeConfig::default(),
+            Some(r) => parse_runtime(&src, r.into_inner())?,
+        };
+        if raw.plugins.is_empty() {
+            return Err(src.error(
+                0..0,
+                "no plugins are configured",
+                "add a [[plugin]] table with `name` and `source` (see README.md, \"Configuration\")",
+            ));
+        }
+        let mut seen = HashSet::new();
+        let mut plugins = Vec::with_capacity(raw.plugins.len());
+        for entry in raw.plugins {
+            let span = entry.span();
+            let plugin = parse_plugin(&src, span.clone(), entry.into_inner())?;
+            if !seen.insert(plugin.name.clone()) {
+                return Err(src.error(
+                    span,
+                    format!("plugin `{}` is configured twice", plugin.name),
+                    "give each [[plugin]] a distinct `name`",
+                ));
+            }
+            plugins.push(plugin);
+        }
+        Ok(Config { plugins, runtime })
+    }
+}
+
+fn syntax_error(src: &Source, e: &toml::de::Error) -> ConfigError {
+    let span = e.span().unwrap_or(0..0);
+    let message = e.message().trim().to_string();
+    let fix = if message.starts_with("unknown field") {
+        "remove the key or correct its spelling; README.md lists every key"
+    } else if message.starts_with("missing field") {
+        "add the key; README.md lists the keys each table needs"
+    } else if message.starts_with("invalid type") || message.starts_with("invalid value") {
+        "give the key a value of the type README.md lists for it"
+    } else {
+        "correct the TOML syntax at this place"
+    };
+    src.error(span, message, fix)
+}
+
+fn parse_runtime(src: &Source, raw: RawRuntime) -> Result<RuntimeConfig, ConfigError> {
+    let mut runtime = RuntimeConfig::default();
+    if let Some(dir) = raw.cache_dir {
+        runtime.cache_dir = Some(src.resolve(dir.get_ref()));
+    }
+    if raw.cache == Some(false) {
+        runtime.cache_dir = None;
+    }
+    if let Some(n) = raw.max_instances {
+        if !(1..=10_000).contains(n.get_ref()) {
+            return Err(src.error(
+                n.span(),
+                format!("max_instances = {} is out of range", n.get_ref()),
+                "use a value from 1 to 10000",
+            ));
+        }
+        runtime.max_instances = *n.get_ref();
+    }
+    Ok(runtime)
+}
+
+fn parse_plugin(
+    src: &Source,
+    span: Range<usize>,
+    raw: RawPlugin,
+) -> Result<PluginConfig, ConfigError> {
+    let name = raw.name.get_ref();
+    if let Err(why) = check_plugin_name(name) {
+        return Err(src.error(
+            raw.name.span(),
+            format!("plugin name `{name}` {why}"),
+            "use 1 to 64 characters from a-z, 0-9, `_` and `-`, starting with a letter",
+        ));
+    }
+    let context = |e: ConfigError| ConfigError {
+        message: format!("plugin `{name}`: {}", e.message),
+        ..e
+    };
+    let source = src.resolve(raw.source.get_ref());
+    if !source.is_file() {
+        return Err(context(src.error(
+            raw.source.span(),
+            format!("source `{}` is not a file", raw.source.get_ref()),
+            format!(
+                "build the plugin, or correct `source` (resolved to {}; relative paths start at the config file's folder)",
+                source.display()
+            ),
+        )));
+    }
+    let sha256 = match raw.sha256 {
+        None => None,
+        Some(pin) => {
+            let hex = pin.get_ref().trim().to_ascii_lowercase();
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(context(src.error(
+                    pin.span(),
+                    "sha256 is not 64 hexadecimal digits",
+                    "paste the digest printed by `sha256sum <plugin.wasm>` or `moat inspect`",
+                )));
+            }
+            Some(hex)
+        }
+    };
+    let grants = Grants::parse(src, raw.grants).map_err(context)?;
+    Ok(PluginConfig {
+        name: name.clone(),
+        source,
+        sha256,
+        grants,
+        origin: src.origin(span.start),
+    })
+}
+
+/// Plugin names become the prefix of MCP tool names, so they keep to a
+/// conservative alphabet that every client accepts.
+fn check_plugin_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("must be 1 to 64 characters long");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("must start with a lowercase letter");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err("may only contain a-z, 0-9, `_` and `-`");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_in(dir: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse(&dir.join("moat.toml"), text)
+    }
+
+    fn fixture() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.wasm"), b"not really wasm").unwrap();
+        std::fs::create_dir(dir.path().join("demo")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn minimal_plugin_gets_default_grants() {
+        let dir = fixture();
+        let config = parse_in(
+            dir.path(),
+            "[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n",
+        )
+        .unwrap();
+        let plugin = &config.plugins[0];
+        assert_eq!(plugin.name, "p");
+        assert_eq!(plugin.source, dir.path().join("p.wasm"));
+        assert_eq!(plugin.grants, Grants::default());
+        assert_eq!(plugin.origin.line, 1);
+    }
+
+    #[test]
+    fn errors_name_line_and_fix() {
+        let dir = fixture();
+        let cases: &[(&str, usize, &str, &str)] = &[
+            (
+                "[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\nfule = 1\n",
+                4,
+                "unknown field `fule`",
+                "spelling",
+            ),
+            (
+                "[[plugin]]\nname = \"p\"\n",
+                1,
+                "missing field `source`",
+                "add the key",
+            ),
+            (
+                "[[plugin]]\nname = \"P!\"\nsource = \"p.wasm\"\n",
+                2,
+                "plugin name `P!`",
+                "a-z",
+            ),
+            (
+                "[[plugin]]\nname = \"p\"\nsource = \"nope.wasm\"\n",
+                3,
+                "is not a file",
+                "build the plugin",
+            ),
+            (
+                "[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\nsha256 = \"abc\"\n",
+                4,
+                "64 hexadecimal",
+                "sha256sum",
+            ),
+            (
+                "[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n",
+                4,
+                "configured twice",
+                "distinct",
+            ),
+            (
+                "[runtime]\nmax_instances = 0\n",
+                2,
+                "out of range",
+                "1 to 10000",
+            ),
+            ("", 1, "no plugins", "[[plugin]]"),
+            ("[[plugin]\n", 1, "", "TOML syntax"),
+        ];
+        for (text, line, message, fix) in cases {
+            let err = parse_in(dir.path(), text).unwrap_err();
+            assert_eq!(err.origin.line, *line, "{text:?}: {err}");
+            assert!(err.message.contains(message), "{text:?}: {err}");
+            assert!(err.fix.contains(fix), "{text:?}: {err}");
+            assert!(err.to_string().contains("moat.toml:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn runtime_section_sets_cache_and_pool() {
+        let dir = fixture();
+        let text = "[runtime]\ncache_dir = \"c\"\nmax_instances = 8\n[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n";
+        let config = parse_in(dir.path(), text).unwrap();
+        assert_eq!(config.runtime.cache_dir, Some(dir.path().join("c")));
+        assert_eq!(config.runtime.max_instances, 8);
+        let text = "[runtime]\ncache = false\n[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n";
+        assert_eq!(parse_in(dir.path(), text).unwrap().runtime.cache_dir, None);
+    }
+}

@@ -1,0 +1,102 @@
+//! Captures a plugin's stdout and stderr so they never reach the process's
+//! own stdout (which carries the protocol in stdio mode). What is captured
+//! goes to the host's log after the call; past a cap it is dropped, never
+//! failing the plugin's writes.
+
+use bytes::Bytes;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+/// Bytes kept per stream per call.
+pub const CAPTURE_LIMIT: usize = 64 << 10;
+
+/// One captured stream. Clones share the buffer.
+#[derive(Clone, Default)]
+pub struct Capture {
+    inner: Arc<Mutex<Buffer>>,
+}
+
+#[derive(Default)]
+struct Buffer {
+    kept: Vec<u8>,
+    dropped: usize,
+}
+
+impl Capture {
+    fn push(&self, bytes: &[u8]) {
+        let mut buf = self.inner.lock().expect("capture lock");
+        let room = CAPTURE_LIMIT - buf.kept.len();
+        let take = bytes.len().min(room);
+        buf.kept.extend_from_slice(&bytes[..take]);
+        buf.dropped += bytes.len() - take;
+    }
+
+    /// What was captured (lossily decoded) and how many bytes were dropped.
+    pub fn take(&self) -> (String, usize) {
+        let mut buf = self.inner.lock().expect("capture lock");
+        let text = String::from_utf8_lossy(&buf.kept).into_owned();
+        buf.kept.clear();
+        (text, std::mem::take(&mut buf.dropped))
+    }
+}
+
+impl IsTerminal for Capture {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for Capture {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for Capture {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(CAPTURE_LIMIT)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Capture {
+    async fn ready(&mut self) {}
+}
+
+impl AsyncWrite for Capture {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,101 @@
+//! What can go wrong loading a plugin or running a call.
+
+use crate::config::Origin;
+use std::fmt;
+use std::time::Duration;
+
+/// Why a call produced no result. Each variant is a distinct outcome that
+/// callers (and the audit log) can tell apart by [`CallError::kind`].
+/// Messages name what was refused and why, and never carry host paths.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The plugin reported a failure.
+    #[error("tool error: {0}")]
+    Tool(String),
+    /// The plugin has no tool by this name.
+    #[error("unknown tool `{0}`")]
+    UnknownTool(String),
+    /// The plugin could not use the arguments.
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    /// The call used its whole fuel budget.
+    #[error("out of fuel: the call used all of its {budget} fuel units")]
+    OutOfFuel {
+        /// The budget it had.
+        budget: u64,
+    },
+    /// The call ran past its wall-clock deadline.
+    #[error("timed out: the call did not finish within {} ms", .limit.as_millis())]
+    TimedOut {
+        /// The deadline it had.
+        limit: Duration,
+    },
+    /// The plugin tried to grow its memory past its cap.
+    #[error("memory limit: the plugin tried to use more than {} MiB of memory", .limit >> 20)]
+    MemoryLimit {
+        /// The cap in bytes.
+        limit: usize,
+    },
+    /// The plugin recursed past the wasm stack limit.
+    #[error("stack overflow: the plugin recursed too deeply")]
+    StackOverflow,
+    /// The plugin returned more than its output cap.
+    #[error("output too large: {size} bytes exceeds the limit of {limit} bytes")]
+    OutputTooLarge {
+        /// Bytes returned.
+        size: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// The plugin crashed (a panic or another trap).
+    #[error("plugin crashed: {0}")]
+    Trap(String),
+    /// The host could not set up or finish the call.
+    #[error("the host could not run the call: {0}")]
+    Host(String),
+}
+
+impl CallError {
+    /// A stable, machine-readable name for the outcome.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Tool(_) => "tool_error",
+            CallError::UnknownTool(_) => "unknown_tool",
+            CallError::InvalidArguments(_) => "invalid_arguments",
+            CallError::OutOfFuel { .. } => "out_of_fuel",
+            CallError::TimedOut { .. } => "timed_out",
+            CallError::MemoryLimit { .. } => "memory_limit",
+            CallError::StackOverflow => "stack_overflow",
+            CallError::OutputTooLarge { .. } => "output_too_large",
+            CallError::Trap(_) => "trap",
+            CallError::Host(_) => "host_error",
+        }
+    }
+}
+
+/// Why a plugin could not be loaded: which plugin, where it is configured,
+/// what is wrong and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub struct LoadError {
+    /// The plugin's configured name.
+    pub plugin: String,
+    /// Its `[[plugin]]` entry, when it came from a config file.
+    pub origin: Option<Origin>,
+    /// What is wrong.
+    pub message: String,
+    /// What the operator should do.
+    pub fix: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(origin) = &self.origin {
+            write!(f, "{origin}: ")?;
+        }
+        write!(
+            f,
+            "plugin `{}`: {}\n  fix: {}",
+            self.plugin, self.message, self.fix
+        )
+    }
+}

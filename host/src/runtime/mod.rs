@@ -1,0 +1,123 @@
+//! The sandbox: one engine, plugins compiled once, and a fresh instance
+//! for every call.
+//!
+//! [`Runtime::load`] reads, pins, compiles (or fetches from the compile
+//! cache), links and pre-instantiates a plugin, then asks it for its tools
+//! in an instance with no grants. [`Runtime::call`] runs one tool in a new
+//! store built from the plugin's grants, under its fuel, memory, time and
+//! output budgets, and names whatever ended the call.
+
+mod bindings;
+pub mod cache;
+mod call;
+mod capture;
+pub mod engine;
+pub mod error;
+mod plugin;
+mod state;
+
+pub use cache::CacheOutcome;
+pub use call::{CallReport, CallStats};
+pub use engine::Allocator;
+pub use error::{CallError, LoadError};
+pub use plugin::{LoadStats, Plugin};
+
+use crate::capabilities::limits::MAX_MEMORY_MIB;
+use crate::config::Config;
+use cache::CompileCache;
+use engine::EpochTicker;
+use state::CallState;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+/// How to build a [`Runtime`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// The instance allocator.
+    pub allocator: Allocator,
+    /// Instances that may run at once; calls beyond it wait for a slot.
+    pub max_instances: u32,
+    /// The compile cache folder, if any.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RuntimeOptions {
+    /// Options that fit `config`: a pool sized by `[runtime]` whose memory
+    /// slots hold the largest memory any plugin is granted.
+    pub fn for_config(config: &Config) -> Self {
+        let largest = config
+            .plugins
+            .iter()
+            .map(|p| p.grants.limits.memory_bytes)
+            .max()
+            .unwrap_or(0);
+        RuntimeOptions {
+            allocator: Allocator::Pooling {
+                max_instances: config.runtime.max_instances,
+                max_memory_bytes: largest.max(crate::capabilities::Limits::default().memory_bytes),
+            },
+            max_instances: config.runtime.max_instances,
+            cache_dir: config.runtime.cache_dir.clone(),
+        }
+    }
+
+    /// Options for running any plugin with any grant (used by `inspect`).
+    pub fn permissive(cache_dir: Option<PathBuf>) -> Self {
+        RuntimeOptions {
+            allocator: Allocator::Pooling {
+                max_instances: 16,
+                max_memory_bytes: (MAX_MEMORY_MIB as usize) << 20,
+            },
+            max_instances: 16,
+            cache_dir,
+        }
+    }
+}
+
+/// The engine, the linker every plugin is linked with, and what bounds
+/// concurrent calls.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: Option<CompileCache>,
+    /// One permit per instance slot, so a burst of calls queues instead of
+    /// failing on an exhausted pool.
+    slots: Arc<Semaphore>,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine and links WASI 0.2 and `moat:plugin/log`.
+    pub fn new(options: &RuntimeOptions) -> anyhow::Result<Runtime> {
+        let engine = engine::build(options.allocator)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::moat::plugin::log::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s)?;
+        let cache = match &options.cache_dir {
+            None => None,
+            Some(dir) => match CompileCache::open(dir, &engine) {
+                Ok(cache) => Some(cache),
+                Err(e) => {
+                    tracing::warn!("compile cache disabled: {e:#}");
+                    None
+                }
+            },
+        };
+        let ticker = EpochTicker::start(&engine);
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            slots: Arc::new(Semaphore::new(options.max_instances as usize)),
+            _ticker: ticker,
+        })
+    }
+
+    /// The engine (for benchmarks and inspection).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}

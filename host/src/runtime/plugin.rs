@@ -1,0 +1,212 @@
+//! Loading a plugin: read, pin, compile, link, pre-instantiate, describe.
+
+use super::Runtime;
+use super::bindings::PluginPre;
+use super::bindings::moat::plugin::types::Tool as WitTool;
+use super::cache::CacheOutcome;
+use super::call::{Entry, Returned};
+use super::error::LoadError;
+use crate::capabilities::{Grants, Limits};
+use crate::config::PluginConfig;
+use crate::tool::{Annotations, ToolInfo};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::Component;
+
+/// Bytes of tool descriptions a plugin may return at load.
+const MAX_DESCRIBE_BYTES: usize = 4 << 20;
+
+/// A plugin ready to serve calls.
+pub struct Plugin {
+    /// Its configured name.
+    pub name: String,
+    /// SHA-256 of its component bytes (lowercase hex).
+    pub sha256: String,
+    /// Its tools, as it described them at load.
+    pub tools: Vec<ToolInfo>,
+    /// What each call may touch and use.
+    pub grants: Grants,
+    /// The interfaces the component imports (what it could use if granted).
+    pub imports: Vec<String>,
+    /// How loading went.
+    pub load: LoadStats,
+    /// Pre-linked, so a call only instantiates.
+    pub(super) pre: PluginPre<super::state::CallState>,
+    /// The name, shared with every call's state for log attribution.
+    pub(super) label: Arc<str>,
+}
+
+/// How long loading took and whether compiled code came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadStats {
+    /// Compile (or cache load) time.
+    pub compile: Duration,
+    /// Whether the compile cache was used.
+    pub cache: CacheOutcome,
+}
+
+impl Runtime {
+    /// Loads the plugin `config` describes.
+    pub async fn load(&self, config: &PluginConfig) -> Result<Plugin, LoadError> {
+        let fail = |message: String, fix: &str| LoadError {
+            plugin: config.name.clone(),
+            origin: Some(config.origin.clone()),
+            message,
+            fix: fix.to_string(),
+        };
+        let bytes = std::fs::read(&config.source).map_err(|e| {
+            fail(
+                format!("cannot read {}: {e}", config.source.display()),
+                "check `source` and the file's permissions",
+            )
+        })?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if let Some(pinned) = &config.sha256
+            && *pinned != sha256
+        {
+            return Err(fail(
+                format!(
+                    "digest mismatch: the config pins sha256 {pinned}, but {} has sha256 {sha256}",
+                    config.source.display()
+                ),
+                "restore the pinned build, or, if you trust the new file, set sha256 to the new digest",
+            ));
+        }
+
+        let started = Instant::now();
+        let compiled = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, &bytes, &sha256),
+            None => Component::new(&self.engine, &bytes)
+                .map(|c| (c, CacheOutcome::Disabled))
+                .map_err(anyhow::Error::from),
+        };
+        let (component, cache) = compiled.map_err(|e| {
+            fail(
+                format!("not a valid WebAssembly component: {e:#}"),
+                "build the plugin for wasm32-wasip2 (`cargo build --release --target wasm32-wasip2`)",
+            )
+        })?;
+        let load = LoadStats {
+            compile: started.elapsed(),
+            cache,
+        };
+        let imports = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            fail(
+                format!("cannot be linked: {e:#}"),
+                "plugins may import only WASI 0.2 and moat:plugin/log; rebuild it against wit/ with the moat-plugin SDK",
+            )
+        })?;
+        let pre = PluginPre::new(instance_pre).map_err(|e| {
+            fail(
+                format!("does not export moat:plugin/tools@0.1.0: {e:#}"),
+                "build the plugin with the moat-plugin SDK (or export the interface in wit/)",
+            )
+        })?;
+
+        let label: Arc<str> = Arc::from(config.name.as_str());
+        // Descriptions are read with no grants at all: only the limits.
+        let describe_grants = Grants {
+            limits: Limits {
+                timeout: Duration::from_secs(10),
+                max_output_bytes: MAX_DESCRIBE_BYTES,
+                ..config.grants.limits
+            },
+            ..Grants::default()
+        };
+        let (returned, _) = self
+            .run(&pre, &label, &describe_grants, Entry::Describe)
+            .await;
+        let described = match returned {
+            Ok(Returned::Tools(tools)) => tools,
+            Ok(Returned::Call(_)) => unreachable!("describe returns tools"),
+            Err(e) => {
+                return Err(fail(
+                    format!("failed while describing its tools: {e}"),
+                    "`describe` must work without grants; run `moat inspect` on the file to see the error",
+                ));
+            }
+        };
+        let tools = check_tools(described).map_err(|m| fail(m, "fix the plugin's tool list"))?;
+        Ok(Plugin {
+            name: config.name.clone(),
+            sha256,
+            tools,
+            grants: config.grants.clone(),
+            imports,
+            load,
+            pre,
+            label,
+        })
+    }
+}
+
+/// Validates what a plugin says about its tools.
+fn check_tools(described: Vec<WitTool>) -> Result<Vec<ToolInfo>, String> {
+    let size: usize = described
+        .iter()
+        .map(|t| t.name.len() + t.description.len() + t.input_schema.len())
+        .sum();
+    if size > MAX_DESCRIBE_BYTES {
+        return Err(format!(
+            "its tool descriptions take {size} bytes, more than {MAX_DESCRIBE_BYTES}"
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut tools = Vec::with_capacity(described.len());
+    for tool in described {
+        let name = tool.name;
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(format!(
+                "tool name {name:?} is not 1 to 64 characters from A-Z, a-z, 0-9, `_` and `-`"
+            ));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(format!("tool `{name}` is declared twice"));
+        }
+        let input_schema = object_schema(&tool.input_schema)
+            .map_err(|why| format!("tool `{name}`: input schema {why}"))?;
+        let output_schema = match &tool.output_schema {
+            None => None,
+            Some(s) => Some(
+                object_schema(s).map_err(|why| format!("tool `{name}`: output schema {why}"))?,
+            ),
+        };
+        let a = tool.annotations;
+        tools.push(ToolInfo {
+            name,
+            title: tool.title,
+            description: tool.description,
+            input_schema,
+            output_schema,
+            annotations: Annotations {
+                read_only_hint: a.read_only,
+                destructive_hint: a.destructive,
+                idempotent_hint: a.idempotent,
+                open_world_hint: a.open_world,
+            },
+        });
+    }
+    Ok(tools)
+}
+
+/// MCP requires tool schemas to describe JSON objects.
+fn object_schema(text: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) if map.get("type") == Some(&Value::from("object")) => Ok(map),
+        Ok(_) => Err("must be a JSON Schema with \"type\": \"object\"".into()),
+        Err(e) => Err(format!("is not JSON: {e}")),
+    }
+}

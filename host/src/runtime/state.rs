@@ -1,0 +1,145 @@
+//! The host state of one call: a fresh WASI context built from the
+//! plugin's grants, the resource table, the memory limiter, captured
+//! output and the `log` import.
+
+use super::bindings::moat::plugin::log::{Host as LogHost, Level};
+use super::capture::Capture;
+use std::sync::Arc;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Log bytes a plugin may write through the `log` import per call.
+const LOG_BUDGET: usize = 64 << 10;
+
+/// Table elements an instance may hold; generous for real programs, small
+/// enough that a table bomb cannot eat host memory.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// Everything the host keeps for one call. Dropped with the call's store.
+pub struct CallState {
+    /// What the plugin may touch, built from its grants.
+    pub wasi: WasiCtx,
+    /// Handles to host resources (files, streams) the guest holds.
+    pub table: ResourceTable,
+    /// Enforces the memory cap and remembers whether it was hit.
+    pub limiter: MemoryLimiter,
+    /// The guest's stdout and stderr.
+    pub stdout: Capture,
+    pub stderr: Capture,
+    /// The plugin's name, for its log records.
+    pub plugin: Arc<str>,
+    /// What is left of the `log` import's budget.
+    log_budget: usize,
+}
+
+impl CallState {
+    /// State for a call with `wasi` and a memory cap of `memory_bytes`.
+    pub fn new(
+        plugin: Arc<str>,
+        wasi: WasiCtx,
+        stdout: Capture,
+        stderr: Capture,
+        memory_bytes: usize,
+    ) -> Self {
+        CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(memory_bytes),
+            stdout,
+            stderr,
+            plugin,
+            log_budget: LOG_BUDGET,
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl LogHost for CallState {
+    fn log(&mut self, level: Level, message: String) {
+        if self.log_budget == 0 {
+            return;
+        }
+        let message = truncate(&message, self.log_budget);
+        self.log_budget -= message.len();
+        let plugin = &*self.plugin;
+        match level {
+            Level::Trace => tracing::trace!(target: "moat::plugin", plugin, "{message}"),
+            Level::Debug => tracing::debug!(target: "moat::plugin", plugin, "{message}"),
+            Level::Info => tracing::info!(target: "moat::plugin", plugin, "{message}"),
+            Level::Warn => tracing::warn!(target: "moat::plugin", plugin, "{message}"),
+            Level::Error => tracing::error!(target: "moat::plugin", plugin, "{message}"),
+        }
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a char
+/// boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Caps the total linear memory of an instance. Growth past the cap is
+/// refused (the guest sees a failed `memory.grow`, as the spec allows);
+/// the flag lets the runtime name the trap that usually follows.
+pub struct MemoryLimiter {
+    limit: usize,
+    total: usize,
+    /// Highest total seen, for the call's statistics.
+    pub peak: usize,
+    /// Whether a growth was refused.
+    pub hit: bool,
+}
+
+impl MemoryLimiter {
+    fn new(limit: usize) -> Self {
+        MemoryLimiter {
+            limit,
+            total: 0,
+            peak: 0,
+            hit: false,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.total.saturating_sub(current).saturating_add(desired);
+        if total > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.total = total;
+        self.peak = self.peak.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}

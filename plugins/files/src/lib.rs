@@ -1,0 +1,177 @@
+//! Lists, reads and searches text files in the directory the operator
+//! granted at guest path `/data`. The sandbox, not this code, decides what
+//! is reachable: paths are passed through as given (relative ones under
+//! `/data`), so `..`, absolute paths and escaping symlinks fail in the host.
+
+use moat_plugin::prelude::*;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+const ROOT: &str = "/data";
+const DEFAULT_MAX_BYTES: u64 = 64 * 1024;
+const MAX_MATCHES: usize = 200;
+
+#[derive(Deserialize, JsonSchema)]
+struct ListArgs {
+    /// Directory to list, relative to the granted directory (default: its root).
+    #[serde(default)]
+    path: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct ReadArgs {
+    /// File to read, relative to the granted directory.
+    path: String,
+    /// Read at most this many bytes (default 65536).
+    #[serde(default)]
+    max_bytes: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct SearchArgs {
+    /// Text to look for (case-sensitive).
+    query: String,
+    /// Directory to search, relative to the granted directory (default: its root).
+    #[serde(default)]
+    path: Option<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Entry {
+    name: String,
+    kind: &'static str,
+    size: u64,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Listing {
+    entries: Vec<Entry>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Match {
+    path: String,
+    line: usize,
+    text: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Matches {
+    matches: Vec<Match>,
+    /// True when the search stopped at the match limit.
+    truncated: bool,
+}
+
+fn resolve(path: Option<&str>) -> PathBuf {
+    match path {
+        None | Some("") | Some(".") => PathBuf::from(ROOT),
+        Some(p) => Path::new(ROOT).join(p),
+    }
+}
+
+fn describe(path: &Path, e: std::io::Error) -> String {
+    format!("{}: {e}", path.display())
+}
+
+fn list(args: ListArgs) -> Result<Json<Listing>, String> {
+    let dir = resolve(args.path.as_deref());
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(&dir).map_err(|e| describe(&dir, e))? {
+        let entry = entry.map_err(|e| describe(&dir, e))?;
+        let meta = entry.metadata().map_err(|e| describe(&entry.path(), e))?;
+        entries.push(Entry {
+            name: entry.file_name().to_string_lossy().into_owned(),
+            kind: if meta.is_dir() {
+                "dir"
+            } else if meta.is_file() {
+                "file"
+            } else {
+                "other"
+            },
+            size: meta.len(),
+        });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(Listing { entries }))
+}
+
+fn read(args: ReadArgs) -> Result<String, String> {
+    let path = resolve(Some(&args.path));
+    let max = args.max_bytes.unwrap_or(DEFAULT_MAX_BYTES);
+    let file = fs::File::open(&path).map_err(|e| describe(&path, e))?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| describe(&path, e))?;
+    let truncated = bytes.len() as u64 > max;
+    bytes.truncate(max as usize);
+    let mut text = String::from_utf8(bytes)
+        .map_err(|_| format!("{}: not a UTF-8 text file", path.display()))?;
+    if truncated {
+        text.push_str(&format!("\n[truncated at {max} bytes]"));
+    }
+    Ok(text)
+}
+
+fn search(args: SearchArgs) -> Result<Json<Matches>, String> {
+    let start = resolve(args.path.as_deref());
+    let mut found = Matches {
+        matches: Vec::new(),
+        truncated: false,
+    };
+    let mut pending = vec![start];
+    while let Some(dir) = pending.pop() {
+        let mut entries: Vec<_> = fs::read_dir(&dir)
+            .map_err(|e| describe(&dir, e))?
+            .filter_map(Result::ok)
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => pending.push(path),
+                Ok(t) if t.is_file() => search_file(&path, &args.query, &mut found),
+                _ => {}
+            }
+            if found.truncated {
+                return Ok(Json(found));
+            }
+        }
+    }
+    Ok(Json(found))
+}
+
+fn search_file(path: &Path, query: &str, found: &mut Matches) {
+    // Binary and unreadable files are skipped: the search is over text.
+    let Ok(text) = fs::read_to_string(path) else {
+        return;
+    };
+    let shown = path
+        .strip_prefix(ROOT)
+        .unwrap_or(path)
+        .display()
+        .to_string();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| l.contains(query)) {
+        if found.matches.len() == MAX_MATCHES {
+            found.truncated = true;
+            return;
+        }
+        found.matches.push(Match {
+            path: shown.clone(),
+            line: i + 1,
+            text: line.to_string(),
+        });
+    }
+}
+
+moat_plugin::plugin![
+    Tool::new("list", "Lists a directory of the granted files.", list).read_only(),
+    Tool::new("read", "Reads a text file (size-capped).", read).read_only(),
+    Tool::new(
+        "search",
+        "Finds lines containing a text in the granted files.",
+        search
+    )
+    .read_only(),
+];

@@ -1,0 +1,166 @@
+//! Misbehaves on purpose, so that tests can prove the sandbox holds.
+//! Never grant this plugin anything in a real deployment.
+
+use moat_plugin::prelude::*;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Deserialize, JsonSchema)]
+struct Nothing {}
+
+#[derive(Deserialize, JsonSchema)]
+struct PathArg {
+    path: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Write {
+    path: String,
+    content: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Name {
+    name: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Size {
+    bytes: u64,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Depth {
+    /// Stop here (default: never).
+    depth: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Millis {
+    ms: u64,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Text {
+    text: String,
+}
+
+fn spin(_: Nothing) -> String {
+    let mut i: u64 = 0;
+    loop {
+        i = black_box(i.wrapping_add(1));
+    }
+}
+
+fn allocate(_: Nothing) -> String {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(black_box(vec![1u8; 1 << 20]));
+    }
+}
+
+// Scalars only, so the frames live on the wasm stack (not the shadow stack
+// in linear memory) and the recursion cannot be turned into a loop.
+#[inline(never)]
+fn deep(n: u64, limit: u64) -> u64 {
+    if n == limit {
+        return n;
+    }
+    let r = deep(n.wrapping_add(1), limit);
+    r ^ (r >> 3).wrapping_mul(n)
+}
+
+fn recurse(args: Depth) -> String {
+    deep(0, args.depth.unwrap_or(u64::MAX)).to_string()
+}
+
+fn panic(args: Text) -> String {
+    panic!("{}", args.text)
+}
+
+fn big_output(args: Size) -> String {
+    "x".repeat(args.bytes as usize)
+}
+
+fn read_file(args: PathArg) -> Result<String, String> {
+    std::fs::read_to_string(&args.path).map_err(|e| format!("{}: {e}", args.path))
+}
+
+fn write_file(args: Write) -> Result<String, String> {
+    std::fs::write(&args.path, &args.content)
+        .map(|()| format!("wrote {} bytes to {}", args.content.len(), args.path))
+        .map_err(|e| format!("{}: {e}", args.path))
+}
+
+fn env(args: Name) -> String {
+    std::env::var(&args.name).unwrap_or_else(|_| "<unset>".into())
+}
+
+fn env_count(_: Nothing) -> String {
+    std::env::vars().count().to_string()
+}
+
+fn counter(_: Nothing) -> String {
+    (COUNTER.fetch_add(1, Ordering::SeqCst) + 1).to_string()
+}
+
+fn sleep(args: Millis) -> String {
+    std::thread::sleep(std::time::Duration::from_millis(args.ms));
+    format!("slept {} ms", args.ms)
+}
+
+fn print(args: Text) -> String {
+    println!("{}", args.text);
+    eprintln!("{}", args.text);
+    moat_plugin::log::info(&args.text);
+    "printed".into()
+}
+
+fn fail(args: Text) -> Result<String, String> {
+    Err(args.text)
+}
+
+fn connect(args: Text) -> Result<String, String> {
+    std::net::TcpStream::connect(&args.text)
+        .map(|_| format!("connected to {}", args.text))
+        .map_err(|e| format!("{}: {e}", args.text))
+}
+
+moat_plugin::plugin![
+    Tool::new("spin", "Loops forever.", spin),
+    Tool::new("allocate", "Allocates memory without bound.", allocate),
+    Tool::new(
+        "recurse",
+        "Recurses `depth` times (default: without bound).",
+        recurse
+    ),
+    Tool::new("panic", "Panics with the given text.", panic),
+    Tool::new("big_output", "Returns `bytes` bytes of text.", big_output),
+    Tool::new("read_file", "Reads the file at `path`.", read_file),
+    Tool::new("write_file", "Writes `content` to `path`.", write_file),
+    Tool::new("env", "Reads an environment variable.", env),
+    Tool::new("env_count", "Counts the environment variables.", env_count),
+    Tool::new(
+        "counter",
+        "Increments a global counter and returns it.",
+        counter
+    ),
+    Tool::new(
+        "sleep",
+        "Sleeps `ms` milliseconds (waiting on the host).",
+        sleep
+    ),
+    Tool::new(
+        "print",
+        "Writes `text` to stdout, stderr and the log.",
+        print
+    ),
+    Tool::new("fail", "Returns a tool error with `text`.", fail),
+    Tool::new(
+        "connect",
+        "Opens a TCP connection to `text` (host:port).",
+        connect
+    ),
+];

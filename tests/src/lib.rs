@@ -1,0 +1,168 @@
+//! Test support: plugins compiled from `plugins/`, a sandbox builder that
+//! writes a real `moat.toml` into a temporary folder and loads it through
+//! the real config parser and runtime, and the path of the `moat` binary.
+
+use moat::config::Config;
+use moat::runtime::{CallError, CallReport, Plugin, Runtime, RuntimeOptions};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+/// The component built from `plugins/<name>` by this crate's build script.
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    Path::new(env!("MOAT_TEST_PLUGINS")).join(format!("{name}.wasm"))
+}
+
+/// The `moat` binary of this build (`cargo test --workspace` builds it).
+pub fn moat_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test> -> target/<profile>/moat
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("moat");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+        bin.display()
+    );
+    bin
+}
+
+/// Builds a temporary folder with files, a config and loaded plugins.
+#[derive(Default)]
+pub struct SandboxBuilder {
+    files: Vec<(String, String)>,
+    dirs: Vec<String>,
+    config: String,
+}
+
+impl SandboxBuilder {
+    /// Creates `path` (relative to the sandbox folder) holding `content`.
+    pub fn file(mut self, path: &str, content: &str) -> Self {
+        self.files.push((path.into(), content.into()));
+        self
+    }
+
+    /// Creates the directory `path`.
+    pub fn dir(mut self, path: &str) -> Self {
+        self.dirs.push(path.into());
+        self
+    }
+
+    /// Adds plugin `name` built from `plugins/<wasm>`, with `grants` as the
+    /// body of its `[plugin.grants]` table.
+    pub fn plugin_from(mut self, name: &str, wasm: &str, grants: &str) -> Self {
+        self.config.push_str(&format!(
+            "[[plugin]]\nname = \"{name}\"\nsource = {source:?}\n[plugin.grants]\n{grants}\n\n",
+            source = plugin_wasm(wasm).display().to_string(),
+        ));
+        self
+    }
+
+    /// Adds plugin `name` built from `plugins/<name>`.
+    pub fn plugin(self, name: &str, grants: &str) -> Self {
+        self.plugin_from(name, name, grants)
+    }
+
+    /// Appends raw TOML to the config.
+    pub fn toml(mut self, text: &str) -> Self {
+        self.config.push_str(text);
+        self.config.push('\n');
+        self
+    }
+
+    /// Writes everything and loads every plugin.
+    pub async fn build(self) -> Sandbox {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for d in &self.dirs {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        for (path, content) in &self.files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        let config_path = dir.path().join("moat.toml");
+        let text = format!("[runtime]\ncache_dir = \"cache\"\n\n{}", self.config);
+        std::fs::write(&config_path, &text).unwrap();
+        let config = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let runtime = Runtime::new(&RuntimeOptions::for_config(&config)).expect("runtime");
+        let mut plugins = Vec::new();
+        for p in &config.plugins {
+            plugins.push(runtime.load(p).await.unwrap_or_else(|e| panic!("{e}")));
+        }
+        Sandbox {
+            dir,
+            runtime,
+            plugins,
+        }
+    }
+}
+
+/// Loaded plugins over a temporary folder.
+pub struct Sandbox {
+    /// The folder holding the config, granted directories and the cache.
+    pub dir: TempDir,
+    /// The runtime the plugins were loaded into.
+    pub runtime: Runtime,
+    /// The loaded plugins, in config order.
+    pub plugins: Vec<Plugin>,
+}
+
+impl Sandbox {
+    /// Starts a sandbox description.
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder::default()
+    }
+
+    /// A path inside the sandbox folder.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// The loaded plugin named `name`.
+    pub fn plugin(&self, name: &str) -> &Plugin {
+        self.plugins
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no plugin {name}"))
+    }
+
+    /// Calls `plugin.tool` with `args`.
+    pub async fn call(&self, plugin: &str, tool: &str, args: Value) -> CallReport {
+        self.runtime
+            .call(self.plugin(plugin), tool, &args.to_string())
+            .await
+    }
+
+    /// Calls and expects a successful, non-error result; returns its text.
+    pub async fn ok(&self, plugin: &str, tool: &str, args: Value) -> String {
+        match self.call(plugin, tool, args).await.result {
+            Ok(out) if !out.is_error => out.joined_text(),
+            Ok(out) => panic!(
+                "{plugin}.{tool} returned an error result: {}",
+                out.joined_text()
+            ),
+            Err(e) => panic!("{plugin}.{tool} failed: {e}"),
+        }
+    }
+
+    /// Calls and expects a result with `isError` set; returns its text.
+    pub async fn tool_error(&self, plugin: &str, tool: &str, args: Value) -> String {
+        match self.call(plugin, tool, args).await.result {
+            Ok(out) if out.is_error => out.joined_text(),
+            Ok(out) => panic!("{plugin}.{tool} succeeded: {}", out.joined_text()),
+            Err(e) => panic!("{plugin}.{tool} failed instead of returning an error result: {e}"),
+        }
+    }
+
+    /// Calls and expects the call to fail; returns why.
+    pub async fn fails(&self, plugin: &str, tool: &str, args: Value) -> CallError {
+        match self.call(plugin, tool, args).await.result {
+            Err(e) => e,
+            Ok(out) => panic!("{plugin}.{tool} did not fail: {}", out.joined_text()),
+        }
+    }
+}

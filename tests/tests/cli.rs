@@ -1,0 +1,232 @@
+//! The `moat` binary: `check`, `inspect` and `call`, their output and their
+//! exit codes.
+
+use moat_tests::{moat_bin, plugin_wasm};
+use std::process::{Command, Output};
+
+fn moat(args: &[&str], dir: &std::path::Path) -> Output {
+    Command::new(moat_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("MOAT_CACHE_DIR", dir.join("cache"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running moat")
+}
+
+fn stdout_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON value ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn write_config(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("demo")).unwrap();
+    std::fs::write(dir.join("demo/a.txt"), "alpha").unwrap();
+    let text = format!(
+        r#"[[plugin]]
+name = "files"
+source = {files:?}
+[plugin.grants]
+dirs = [{{ host = "demo", guest = "/data", mode = "ro" }}]
+
+[[plugin]]
+name = "testbed"
+source = {testbed:?}
+[plugin.grants]
+timeout_ms = 500
+max_output_bytes = 100
+"#,
+        files = plugin_wasm("files").display().to_string(),
+        testbed = plugin_wasm("testbed").display().to_string(),
+    );
+    std::fs::write(dir.join("moat.toml"), text).unwrap();
+}
+
+#[test]
+fn call_prints_the_result_as_json_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let out = moat(
+        &["call", "files", "read", r#"{"path":"a.txt"}"#],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result = stdout_json(&out);
+    assert_eq!(result["isError"], false);
+    assert_eq!(result["content"][0]["text"], "alpha");
+}
+
+#[test]
+fn call_exits_one_with_a_named_reason_when_the_result_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    for (tool, args, kind) in [
+        ("sleep", r#"{"ms":10000}"#, Some("timed_out")),
+        ("big_output", r#"{"bytes":101}"#, Some("output_too_large")),
+        ("fail", r#"{"text":"no"}"#, None),
+    ] {
+        let out = moat(&["call", "testbed", tool, args], dir.path());
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result = stdout_json(&out);
+        assert_eq!(result["isError"], true, "{tool}");
+        if let Some(kind) = kind {
+            assert_eq!(result["error"]["kind"], kind, "{tool}");
+        }
+    }
+}
+
+#[test]
+fn plugin_output_never_reaches_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let out = moat(
+        &["call", "testbed", "print", r#"{"text":"LEAK-MARKER"}"#],
+        dir.path(),
+    );
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("LEAK-MARKER"),
+        "plugin output reached stdout: {stdout}"
+    );
+    assert_eq!(stdout_json(&out)["content"][0]["text"], "printed");
+    // It is in the log, on stderr.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LEAK-MARKER"));
+}
+
+#[test]
+fn call_runs_a_bare_wasm_file_with_command_line_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    std::fs::write(dir.path().join("d/x.txt"), "from a flag").unwrap();
+    let files = plugin_wasm("files").display().to_string();
+    let out = moat(
+        &[
+            "call",
+            &files,
+            "read",
+            r#"{"path":"x.txt"}"#,
+            "--dir",
+            "d:/data",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_json(&out)["content"][0]["text"], "from a flag");
+    let hello = plugin_wasm("hello").display().to_string();
+    let out = moat(
+        &[
+            "call",
+            &hello,
+            "greet",
+            r#"{"name":"you"}"#,
+            "--env",
+            "GREETING=Howdy",
+        ],
+        dir.path(),
+    );
+    assert_eq!(stdout_json(&out)["content"][0]["text"], "Howdy, you!");
+}
+
+#[test]
+fn usage_and_config_errors_exit_two_with_file_line_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let out = moat(&["call", "files"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let out = moat(&["call", "files", "read", "not json"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not JSON"));
+
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[[plugin]]\nname = \"x\"\nsource = \"x.wasm\"\n[plugin.grants]\nfule = 5\n",
+    )
+    .unwrap();
+    let out = moat(&["check", "--config", "bad.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml:5:1")
+            && stderr.contains("unknown field `fule`")
+            && stderr.contains("fix:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_lists_tools_and_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let out = moat(&["check"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "files.read",
+        "files.search",
+        "testbed.spin",
+        "-> /data (Ro)",
+        "timeout 500 ms",
+        "ok: 2 plugin(s)",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn inspect_shows_tools_schemas_and_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = plugin_wasm("files").display().to_string();
+    let out = moat(&["inspect", "--json", &files], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = stdout_json(&out);
+    let tools: Vec<&str> = info["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tools, ["list", "read", "search"]);
+    assert_eq!(info["tools"][1]["inputSchema"]["required"][0], "path");
+    let imports: Vec<&str> = info["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    assert!(
+        imports
+            .iter()
+            .any(|i| i.starts_with("wasi:filesystem/preopens")),
+        "{imports:?}"
+    );
+}
