@@ -14,6 +14,26 @@ async fn global_state_does_not_survive_between_calls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_a_call_leaves_in_memory_is_visible_to_the_next() {
+    let sb = Sandbox::builder().plugin("testbed", "").build().await;
+    let marker = "caller-A-secret-3f9c1e";
+    // Within the call that left it, the scan finds the residue...
+    let left = sb
+        .ok("testbed", "remember", json!({ "text": marker }))
+        .await;
+    let found: usize = left.rsplit("residue=").next().unwrap().parse().unwrap();
+    assert!(
+        left.contains(&format!("global={marker:?}")) && found > 1000,
+        "{left}"
+    );
+    // ...and no later call sees any of it.
+    for _ in 0..3 {
+        let seen = sb.ok("testbed", "recall", json!({ "text": marker })).await;
+        assert_eq!(seen, "global=\"\" residue=0");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn environment_is_empty_unless_granted() {
     // SAFETY: set before any thread of this test reads the environment.
     unsafe { std::env::set_var("MOAT_TEST_HOST_SECRET", "host-only") };

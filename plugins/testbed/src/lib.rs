@@ -6,6 +6,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+static MEMORY: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
 #[derive(Deserialize, JsonSchema)]
 struct Nothing {}
@@ -106,6 +107,48 @@ fn counter(_: Nothing) -> String {
     (COUNTER.fetch_add(1, Ordering::SeqCst) + 1).to_string()
 }
 
+/// What `remember` leaves behind: the marker with its bytes inverted, so the
+/// argument of `recall` (the plain marker) never matches itself.
+fn residue(marker: &str) -> Vec<u8> {
+    marker.bytes().map(|b| !b).collect()
+}
+
+fn remember(args: Text) -> String {
+    let residue = residue(&args.text);
+    // A large heap buffer (beyond any keep-resident budget) and a global.
+    let mut buffer = Vec::with_capacity(4 << 20);
+    while buffer.len() + residue.len() <= 4 << 20 {
+        buffer.extend_from_slice(&residue);
+    }
+    std::mem::forget(buffer);
+    *MEMORY.lock().unwrap() = args.text.clone();
+    // Prove that the scan sees what this call left, so that a zero from a
+    // later `recall` means something.
+    format!("remembered; {}", recall(args))
+}
+
+/// Scans this instance's whole linear memory for what `remember` left.
+fn recall(args: Text) -> String {
+    let needle = residue(&args.text);
+    let end = core::arch::wasm32::memory_size(0) * 65536;
+    let skip = needle.as_ptr() as usize..needle.as_ptr() as usize + needle.len();
+    let mut found = 0;
+    for start in 1..end.saturating_sub(needle.len()) {
+        if skip.contains(&start) {
+            continue;
+        }
+        // SAFETY: every address below memory_size is mapped in wasm.
+        let hit = needle
+            .iter()
+            .enumerate()
+            .all(|(i, b)| unsafe { std::ptr::read_volatile((start + i) as *const u8) } == *b);
+        if hit {
+            found += 1;
+        }
+    }
+    format!("global={:?} residue={found}", MEMORY.lock().unwrap())
+}
+
 fn sleep(args: Millis) -> String {
     std::thread::sleep(std::time::Duration::from_millis(args.ms));
     format!("slept {} ms", args.ms)
@@ -142,6 +185,16 @@ moat_plugin::plugin![
     Tool::new("write_file", "Writes `content` to `path`.", write_file),
     Tool::new("env", "Reads an environment variable.", env),
     Tool::new("env_count", "Counts the environment variables.", env_count),
+    Tool::new(
+        "remember",
+        "Leaves `text` in a global and the heap.",
+        remember
+    ),
+    Tool::new(
+        "recall",
+        "Looks for what `remember` left, everywhere.",
+        recall
+    ),
     Tool::new(
         "counter",
         "Increments a global counter and returns it.",
