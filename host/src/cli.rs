@@ -1,14 +1,21 @@
-//! The `moat` command line: `check`, `inspect` and `call`.
+//! The `moat` command line: `serve`, `check`, `inspect` and `call`.
 //!
-//! Exit codes: 0 success; 1 the call's result is an error (a tool error or
-//! a limit); 2 a usage, config or load problem.
+//! Without `--config`, commands use the embedded default configuration
+//! (see [`crate::defaults`]). Exit codes: 0 success; 1 the call's result is
+//! an error (a tool error or a limit); 2 a usage, config or load problem.
 
 use crate::config::Config;
+use crate::defaults::DefaultConfig;
 use crate::runtime::{CallError, Plugin, Runtime, RuntimeOptions};
+use crate::service::ToolService;
+use crate::transport;
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
@@ -36,11 +43,13 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve MCP over stdio or Streamable HTTP.
+    Serve(ServeArgs),
     /// Validate the config, load every plugin, print tools and grants.
     Check {
-        /// The config file.
-        #[arg(long, short, default_value = "moat.toml")]
-        config: PathBuf,
+        /// The config file (default: the embedded configuration).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Show a plugin's tools, schemas and the interfaces it imports.
     Inspect {
@@ -55,11 +64,27 @@ enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The config file (default: the embedded configuration with the
+    /// `hello` and `files` example plugins).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Serve on stdin and stdout (a local client launches Moat).
+    #[arg(long, conflicts_with = "http")]
+    stdio: bool,
+    /// Serve Streamable HTTP on this address, such as 127.0.0.1:8080
+    /// (default: `[http] listen` from the config).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+}
+
+#[derive(Debug, clap::Args)]
 struct CallArgs {
     /// The config file that names the plugin and its grants.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// A plugin name from the config, or (without --config) a .wasm file.
+    /// A plugin name from the config, or a .wasm file to run with the grants
+    /// given by the flags below.
     plugin: String,
     /// The tool's name within the plugin.
     tool: String,
@@ -99,7 +124,8 @@ pub fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Check { config } => check(&config).await,
+            Command::Serve(args) => serve(args).await,
+            Command::Check { config } => check(config.as_deref()).await,
             Command::Inspect { plugin, json } => inspect(&plugin, json).await,
             Command::Call(args) => call(args).await,
         }
@@ -130,6 +156,75 @@ fn init_logging(format: LogFormat, command: &Command) {
     }
 }
 
+/// A configuration and, for the embedded one, the folder it lives in.
+struct Loaded {
+    config: Config,
+    /// Where it came from, for messages.
+    label: String,
+    _default: Option<DefaultConfig>,
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Loaded> {
+    match path {
+        Some(path) => Ok(Loaded {
+            config: Config::load(path)?,
+            label: path.display().to_string(),
+            _default: None,
+        }),
+        None => {
+            let default = DefaultConfig::unpack()?;
+            Ok(Loaded {
+                config: default.config.clone(),
+                label: "the embedded default configuration".into(),
+                _default: Some(default),
+            })
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let loaded = load_config(args.config.as_deref())?;
+    let config = &loaded.config;
+    let service = Arc::new(ToolService::load(config).await?);
+    let tools = service.tools().len();
+    if args.stdio {
+        // stdout carries the protocol: everything else goes to stderr.
+        eprintln!(
+            "moat: serving {tools} tools from {} over stdio",
+            loaded.label
+        );
+        transport::stdio::serve(service).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(addr) = args.http.or(config.http.listen) else {
+        anyhow::bail!(
+            "choose a transport: --stdio, or --http 127.0.0.1:8080 (or set [http] listen in the config)"
+        );
+    };
+    transport::http::allow_lists(addr, &config.http)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let url = format!("http://{local}{}", config.http.path);
+    println!("moat: serving {tools} tools from {} at {url}", loaded.label);
+    println!(
+        "moat: client configuration: {}",
+        json!({ "mcpServers": { "moat": { "type": "http", "url": url } } })
+    );
+    println!(
+        "moat: no authentication is configured: anyone who can reach {local} can call these tools"
+    );
+    transport::http::serve(
+        service,
+        listener,
+        &config.http,
+        transport::http::shutdown_signal(),
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn load_all(config: &Config) -> anyhow::Result<(Runtime, Vec<Plugin>)> {
     let runtime = Runtime::new(&RuntimeOptions::for_config(config))?;
     let mut plugins = Vec::with_capacity(config.plugins.len());
@@ -139,9 +234,10 @@ async fn load_all(config: &Config) -> anyhow::Result<(Runtime, Vec<Plugin>)> {
     Ok((runtime, plugins))
 }
 
-async fn check(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(path)?;
-    let (_runtime, plugins) = load_all(&config).await?;
+async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let loaded = load_config(path)?;
+    let config = &loaded.config;
+    let (_runtime, plugins) = load_all(config).await?;
     let mut tools = 0;
     for (plugin, cfg) in plugins.iter().zip(&config.plugins) {
         tools += plugin.tools.len();
@@ -162,7 +258,7 @@ async fn check(path: &Path) -> anyhow::Result<ExitCode> {
     println!(
         "ok: {} plugin(s), {tools} tool(s) from {}",
         plugins.len(),
-        path.display()
+        loaded.label
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -269,12 +365,18 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     if !arguments.is_object() {
         anyhow::bail!("the arguments must be a JSON object, such as '{{\"name\": \"world\"}}'");
     }
-    let config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None if args.plugin.ends_with(".wasm") => adhoc_config(&args)?,
-        None => Config::load(Path::new("moat.toml"))?,
+    let bare_wasm = args.config.is_none() && args.plugin.ends_with(".wasm");
+    let loaded = if bare_wasm {
+        Loaded {
+            config: adhoc_config(&args)?,
+            label: args.plugin.clone(),
+            _default: None,
+        }
+    } else {
+        load_config(args.config.as_deref())?
     };
-    let selected = if args.config.is_none() && args.plugin.ends_with(".wasm") {
+    let config = &loaded.config;
+    let selected = if bare_wasm {
         config.plugins[0].clone()
     } else {
         let Some(p) = config.plugins.iter().find(|p| p.name == args.plugin) else {
@@ -289,7 +391,7 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     };
     let one = Config {
         plugins: vec![selected],
-        runtime: config.runtime.clone(),
+        ..config.clone()
     };
     let (runtime, plugins) = load_all(&one).await?;
     let plugin = &plugins[0];

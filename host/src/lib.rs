@@ -3,15 +3,19 @@
 //! # Layout
 //!
 //! - [`config`]: `moat.toml`, parsed once into typed values; errors name
-//!   the file, the line and the fix.
+//!   the file, the line and the fix. [`defaults`] is the embedded default.
 //! - [`capabilities`]: one module per thing a plugin can be granted
 //!   (filesystem, environment, limits): its grant type, how it is parsed,
 //!   and how it is applied to a fresh call.
 //! - [`runtime`]: the sandbox. One wasmtime engine (pooling allocator,
 //!   fuel, epochs, compile cache); plugins are compiled and pre-linked once
 //!   and every call runs in a fresh instance.
+//! - [`service`]: the tools served and the one path every call takes
+//!   (find the tool, check the arguments, run it in the sandbox).
+//! - [`mcp`]: the MCP server handler over the service.
+//! - [`transport`]: stdio and Streamable HTTP, adapting to [`mcp`].
 //! - [`tool`]: tools and results as plain data, shaped like MCP's.
-//! - [`cli`]: the `moat` command (`check`, `inspect`, `call`).
+//! - [`cli`]: the `moat` command (`serve`, `check`, `inspect`, `call`).
 //!
 //! The contract with plugins is the WIT package in `wit/`; the plugin SDK
 //! and example plugins are in `plugins/`.
@@ -19,5 +23,9 @@
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod defaults;
+pub mod mcp;
 pub mod runtime;
+pub mod service;
 pub mod tool;
+pub mod transport;

@@ -73,8 +73,9 @@ impl SandboxBuilder {
         self
     }
 
-    /// Writes everything and loads every plugin.
-    pub async fn build(self) -> Sandbox {
+    /// Writes the files and `moat.toml` into a new temporary folder, without
+    /// loading anything; returns the folder.
+    pub fn write(self) -> TempDir {
         let dir = tempfile::tempdir().expect("temp dir");
         for d in &self.dirs {
             std::fs::create_dir_all(dir.path().join(d)).unwrap();
@@ -84,10 +85,16 @@ impl SandboxBuilder {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, content).unwrap();
         }
-        let config_path = dir.path().join("moat.toml");
         let text = format!("[runtime]\ncache_dir = \"cache\"\n\n{}", self.config);
-        std::fs::write(&config_path, &text).unwrap();
-        let config = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        std::fs::write(dir.path().join("moat.toml"), &text).unwrap();
+        dir
+    }
+
+    /// Writes everything and loads every plugin.
+    pub async fn build(self) -> Sandbox {
+        let dir = self.write();
+        let config_path = dir.path().join("moat.toml");
+        let config = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
         let runtime = Runtime::new(&RuntimeOptions::for_config(&config)).expect("runtime");
         let mut plugins = Vec::new();
         for p in &config.plugins {
@@ -164,5 +171,92 @@ impl Sandbox {
             Err(e) => e,
             Ok(out) => panic!("{plugin}.{tool} did not fail: {}", out.joined_text()),
         }
+    }
+}
+
+/// A `moat serve --http` process on an ephemeral loopback port, killed on
+/// drop. Its stderr (the log) goes to `moat.log` in `dir`.
+pub struct MoatServer {
+    child: std::process::Child,
+    /// The MCP endpoint, such as `http://127.0.0.1:41234/mcp`.
+    pub url: String,
+    /// `http://127.0.0.1:41234`.
+    pub base: String,
+    log: PathBuf,
+}
+
+impl MoatServer {
+    /// Starts `moat serve --http 127.0.0.1:0 --config <dir>/moat.toml` plus
+    /// `extra` arguments, and waits until it listens.
+    pub fn start(dir: &Path, extra: &[&str]) -> MoatServer {
+        use std::io::BufRead;
+        let log = dir.join("moat.log");
+        let mut child = std::process::Command::new(moat_bin())
+            .args(["serve", "--http", "127.0.0.1:0", "--config"])
+            .arg(dir.join("moat.toml"))
+            .args(extra)
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting moat serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let url = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.wait();
+                panic!(
+                    "moat serve exited before listening:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            };
+            if let Some(rest) = line
+                .split(" at ")
+                .nth(1)
+                .filter(|_| line.starts_with("moat: serving"))
+            {
+                break rest.trim().to_string();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let base = url[..url[7..].find('/').unwrap() + 7].to_string();
+        MoatServer {
+            child,
+            url,
+            base,
+            log,
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) on our child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+
+    /// Waits for the process to exit (up to `limit`), returning its status.
+    pub fn wait(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for MoatServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -52,7 +52,14 @@ fn call_prints_the_result_as_json_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path());
     let out = moat(
-        &["call", "files", "read", r#"{"path":"a.txt"}"#],
+        &[
+            "call",
+            "-c",
+            "moat.toml",
+            "files",
+            "read",
+            r#"{"path":"a.txt"}"#,
+        ],
         dir.path(),
     );
     assert!(
@@ -74,7 +81,10 @@ fn call_exits_one_with_a_named_reason_when_the_result_is_an_error() {
         ("big_output", r#"{"bytes":101}"#, Some("output_too_large")),
         ("fail", r#"{"text":"no"}"#, None),
     ] {
-        let out = moat(&["call", "testbed", tool, args], dir.path());
+        let out = moat(
+            &["call", "-c", "moat.toml", "testbed", tool, args],
+            dir.path(),
+        );
         assert_eq!(
             out.status.code(),
             Some(1),
@@ -94,7 +104,14 @@ fn plugin_output_never_reaches_stdout() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path());
     let out = moat(
-        &["call", "testbed", "print", r#"{"text":"LEAK-MARKER"}"#],
+        &[
+            "call",
+            "-c",
+            "moat.toml",
+            "testbed",
+            "print",
+            r#"{"text":"LEAK-MARKER"}"#,
+        ],
         dir.path(),
     );
     assert!(out.status.success());
@@ -150,9 +167,12 @@ fn call_runs_a_bare_wasm_file_with_command_line_grants() {
 fn usage_and_config_errors_exit_two_with_file_line_and_fix() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path());
-    let out = moat(&["call", "files"], dir.path());
+    let out = moat(&["call", "-c", "moat.toml", "files"], dir.path());
     assert_eq!(out.status.code(), Some(2));
-    let out = moat(&["call", "files", "read", "not json"], dir.path());
+    let out = moat(
+        &["call", "-c", "moat.toml", "files", "read", "not json"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not JSON"));
 
@@ -176,7 +196,7 @@ fn usage_and_config_errors_exit_two_with_file_line_and_fix() {
 fn check_lists_tools_and_grants() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path());
-    let out = moat(&["check"], dir.path());
+    let out = moat(&["check", "--config", "moat.toml"], dir.path());
     assert!(
         out.status.success(),
         "{}",
@@ -228,5 +248,47 @@ fn inspect_shows_tools_schemas_and_imports() {
             .iter()
             .any(|i| i.starts_with("wasi:filesystem/preopens")),
         "{imports:?}"
+    );
+}
+
+#[test]
+fn without_a_config_the_embedded_default_serves_hello_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = moat(&["check"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "hello.greet",
+        "hello.echo",
+        "files.read",
+        "-> /data (Ro)",
+        "embedded default",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    let out = moat(
+        &[
+            "call",
+            "files",
+            "search",
+            r#"{"query":"fresh WebAssembly instance"}"#,
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout_json(&out)["structuredContent"]["matches"][0]["path"],
+        "notes.md"
     );
 }

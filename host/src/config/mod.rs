@@ -5,6 +5,10 @@
 //! [`crate::capabilities`]); this module owns the file, the plugin entries
 //! and the mapping of byte offsets to lines.
 
+mod http;
+
+pub use http::{HttpConfig, RESERVED_PATHS};
+
 use crate::capabilities::{Grants, RawGrants};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -20,6 +24,8 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     /// Engine-wide settings.
     pub runtime: RuntimeConfig,
+    /// How to serve Streamable HTTP.
+    pub http: HttpConfig,
 }
 
 /// One `[[plugin]]` entry.
@@ -160,6 +166,8 @@ struct RawConfig {
     plugins: Vec<Spanned<RawPlugin>>,
     #[serde(default)]
     runtime: Option<Spanned<RawRuntime>>,
+    #[serde(default)]
+    http: Option<http::RawHttp>,
 }
 
 #[derive(Deserialize)]
@@ -204,6 +212,10 @@ impl Config {
             None => RuntimeConfig::default(),
             Some(r) => parse_runtime(&src, r.into_inner())?,
         };
+        let http = match raw.http {
+            None => HttpConfig::default(),
+            Some(h) => http::parse(&src, h)?,
+        };
         if raw.plugins.is_empty() {
             return Err(src.error(
                 0..0,
@@ -225,7 +237,11 @@ impl Config {
             }
             plugins.push(plugin);
         }
-        Ok(Config { plugins, runtime })
+        Ok(Config {
+            plugins,
+            runtime,
+            http,
+        })
     }
 }
 

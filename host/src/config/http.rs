@@ -1,0 +1,127 @@
+//! `[http]`: how Moat serves Streamable HTTP.
+
+use super::{ConfigError, Source};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+use toml::Spanned;
+
+/// Validated `[http]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Where to listen when `--http` is not given.
+    pub listen: Option<SocketAddr>,
+    /// The MCP endpoint's path.
+    pub path: String,
+    /// Serve without sessions: every request stands alone.
+    pub stateless: bool,
+    /// Accepted `Host` header values (`name` or `name:port`; `*` accepts
+    /// any). `None`: loopback names when bound to loopback, else required.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Accepted browser `Origin`s (`scheme://host[:port]`, `:*` for any
+    /// port). `None`: loopback origins when bound to loopback, else none.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// How long one HTTP request may take to produce its response.
+    pub request_timeout: Duration,
+    /// How long in-flight calls get to finish after SIGTERM or Ctrl-C.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: None,
+            path: "/mcp".into(),
+            stateless: false,
+            allowed_hosts: None,
+            allowed_origins: None,
+            max_body_bytes: 4 << 20,
+            request_timeout: Duration::from_secs(120),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Paths Moat serves itself, outside the MCP endpoint.
+pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    listen: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    stateless: Option<bool>,
+    allowed_hosts: Option<Vec<String>>,
+    allowed_origins: Option<Vec<Spanned<String>>>,
+    max_body_bytes: Option<Spanned<u64>>,
+    request_timeout_ms: Option<Spanned<u64>>,
+    shutdown_grace_ms: Option<Spanned<u64>>,
+}
+
+pub(super) fn parse(src: &Source, raw: RawHttp) -> Result<HttpConfig, ConfigError> {
+    let mut http = HttpConfig::default();
+    if let Some(listen) = raw.listen {
+        http.listen = Some(listen.get_ref().parse().map_err(|_| {
+            src.error(
+                listen.span(),
+                format!("listen = {:?} is not an address and port", listen.get_ref()),
+                "write it as \"127.0.0.1:8080\" or \"[::1]:8080\"",
+            )
+        })?);
+    }
+    if let Some(path) = raw.path {
+        let p = path.get_ref();
+        if !p.starts_with('/')
+            || p.len() < 2
+            || p.ends_with('/')
+            || RESERVED_PATHS.contains(&p.as_str())
+        {
+            return Err(src.error(
+                path.span(),
+                format!("path = {p:?} cannot be the MCP endpoint"),
+                "use an absolute path without a trailing slash, such as \"/mcp\", other than /healthz and /readyz",
+            ));
+        }
+        http.path = p.clone();
+    }
+    http.stateless = raw.stateless.unwrap_or(false);
+    http.allowed_hosts = raw.allowed_hosts;
+    if let Some(origins) = raw.allowed_origins {
+        for origin in &origins {
+            let o = origin.get_ref();
+            if o != "null" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                return Err(src.error(
+                    origin.span(),
+                    format!("allowed origin {o:?} has no scheme"),
+                    "write origins as \"https://app.example.com\" or \"http://localhost:*\"",
+                ));
+            }
+        }
+        http.allowed_origins = Some(origins.into_iter().map(Spanned::into_inner).collect());
+    }
+    let ranged = |value: &Spanned<u64>, key: &str, lo: u64, hi: u64| {
+        let v = *value.get_ref();
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(src.error(
+                value.span(),
+                format!("{key} = {v} is out of range"),
+                format!("use a value from {lo} to {hi}"),
+            ))
+        }
+    };
+    if let Some(v) = &raw.max_body_bytes {
+        http.max_body_bytes = ranged(v, "max_body_bytes", 1024, 1 << 30)? as usize;
+    }
+    if let Some(v) = &raw.request_timeout_ms {
+        http.request_timeout =
+            Duration::from_millis(ranged(v, "request_timeout_ms", 1, 3_600_000)?);
+    }
+    if let Some(v) = &raw.shutdown_grace_ms {
+        http.shutdown_grace = Duration::from_millis(ranged(v, "shutdown_grace_ms", 0, 600_000)?);
+    }
+    Ok(http)
+}

@@ -1,0 +1,168 @@
+//! The MCP face of [`ToolService`]: one rmcp `ServerHandler`, shared by the
+//! stdio and Streamable HTTP transports.
+
+use crate::runtime::CallError;
+use crate::service::{Refusal, SharedService};
+use crate::tool::{Content, ToolOutput};
+use base64::Engine as _;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams, ServerCapabilities,
+    ServerConfig, Tool, ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Serves the tools of a [`ToolService`] over MCP. Cheap to clone: every
+/// session of the HTTP transport gets a clone.
+#[derive(Clone)]
+pub struct McpHandler {
+    service: SharedService,
+    /// The MCP tool list, built once: it never changes while serving.
+    tools: Arc<Vec<Tool>>,
+}
+
+impl McpHandler {
+    /// A handler over `service`.
+    pub fn new(service: SharedService) -> Self {
+        let tools = service
+            .tools()
+            .iter()
+            .map(|t| to_mcp_tool(&t.name, &t.info))
+            .collect();
+        McpHandler {
+            service,
+            tools: Arc::new(tools),
+        }
+    }
+}
+
+fn to_mcp_tool(name: &str, info: &crate::tool::ToolInfo) -> Tool {
+    let mut tool = Tool::new(
+        name.to_string(),
+        info.description.clone(),
+        Arc::new(info.input_schema.clone()),
+    );
+    if let Some(title) = &info.title {
+        tool = tool.with_title(title.clone());
+    }
+    if let Some(schema) = &info.output_schema {
+        tool = tool.with_raw_output_schema(Arc::new(schema.clone()));
+    }
+    let a = info.annotations;
+    if a != Default::default() {
+        let mut annotations = ToolAnnotations::new();
+        if let Some(v) = a.read_only_hint {
+            annotations = annotations.read_only(v);
+        }
+        if let Some(v) = a.destructive_hint {
+            annotations = annotations.destructive(v);
+        }
+        if let Some(v) = a.idempotent_hint {
+            annotations = annotations.idempotent(v);
+        }
+        if let Some(v) = a.open_world_hint {
+            annotations = annotations.open_world(v);
+        }
+        tool = tool.with_annotations(annotations);
+    }
+    tool
+}
+
+impl ServerHandler for McpHandler {
+    fn get_info(&self) -> ServerConfig {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("moat", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Tools run in WebAssembly sandboxes that can reach only what the operator granted.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(self.tools.as_ref().clone()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.tools.iter().find(|t| t.name == name).cloned()
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let arguments = request.arguments.unwrap_or_default();
+        let report = self
+            .service
+            .call(&request.name, arguments)
+            .await
+            .map_err(refusal_error)?;
+        match report.result {
+            Ok(output) => Ok(to_mcp_result(output).into()),
+            Err(e) => call_error_result(e).map(Into::into),
+        }
+    }
+}
+
+fn refusal_error(refusal: Refusal) -> ErrorData {
+    let message = refusal.to_string();
+    match refusal {
+        Refusal::UnknownTool(name) => {
+            ErrorData::invalid_params(message, Some(json!({ "tool": name })))
+        }
+        Refusal::InvalidArguments { tool, field, .. } => {
+            ErrorData::invalid_params(message, Some(json!({ "tool": tool, "field": field })))
+        }
+    }
+}
+
+/// A call that ran but did not produce a result is an error result the
+/// model can read, with a stable reason; argument problems the plugin found
+/// itself are protocol errors, like those found by the schema.
+fn call_error_result(error: CallError) -> Result<CallToolResult, ErrorData> {
+    match &error {
+        CallError::UnknownTool(_) | CallError::InvalidArguments(_) => Err(
+            ErrorData::invalid_params(error.to_string(), Some(json!({ "reason": error.kind() }))),
+        ),
+        _ => {
+            let mut result = CallToolResult::error(vec![ContentBlock::text(format!(
+                "{}: {error}",
+                error.kind()
+            ))]);
+            let mut meta = serde_json::Map::new();
+            meta.insert(
+                "moat/error".into(),
+                json!({ "kind": error.kind(), "message": error.to_string() }),
+            );
+            result.meta = Some(MetaObject(meta));
+            Ok(result)
+        }
+    }
+}
+
+fn to_mcp_result(output: ToolOutput) -> CallToolResult {
+    let content = output
+        .content
+        .into_iter()
+        .map(|c| match c {
+            Content::Text(text) => ContentBlock::text(text),
+            Content::Image { mime_type, data } => ContentBlock::image(
+                base64::engine::general_purpose::STANDARD.encode(data),
+                mime_type,
+            ),
+        })
+        .collect();
+    let mut result = if output.is_error {
+        CallToolResult::error(content)
+    } else {
+        CallToolResult::success(content)
+    };
+    result.structured_content = output.structured;
+    result
+}

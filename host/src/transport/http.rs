@@ -1,0 +1,170 @@
+//! MCP over Streamable HTTP, with health endpoints and graceful shutdown.
+//!
+//! rmcp's Streamable HTTP service does the protocol work: sessions (IDs
+//! from a CSPRNG) or stateless mode, `MCP-Protocol-Version` checks (400),
+//! the body limit (413), and the `Host` and `Origin` checks against DNS
+//! rebinding (403). This module chooses safe defaults for those checks from
+//! the bound address, adds `/healthz` and `/readyz`, a per-request timeout,
+//! and a shutdown that lets in-flight calls finish.
+
+use crate::config::HttpConfig;
+use crate::mcp::McpHandler;
+use crate::service::SharedService;
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
+
+/// Names a loopback-bound server accepts in `Host` by default.
+const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
+/// Origins a loopback-bound server accepts by default (local pages only).
+const LOOPBACK_ORIGINS: &[&str] = &["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
+
+/// The `Host` and `Origin` allow-lists for a server bound to `addr`.
+/// Fails for a non-loopback address without configured hosts: rebinding
+/// protection needs the names clients really use.
+pub fn allow_lists(
+    addr: SocketAddr,
+    http: &HttpConfig,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let loopback = addr.ip().is_loopback();
+    let hosts = match (&http.allowed_hosts, loopback) {
+        (Some(hosts), _) => hosts.clone(),
+        (None, true) => LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect(),
+        (None, false) => bail!(
+            "listening on {addr}, which is not a loopback address, needs [http] allowed_hosts: \
+             the host names clients use to reach this server (for example [\"tools.example.com\"]), \
+             so that DNS-rebinding attacks are refused; allowed_hosts = [\"*\"] turns the check off"
+        ),
+    };
+    let origins = match (&http.allowed_origins, loopback) {
+        (Some(origins), _) => origins.clone(),
+        (None, true) => LOOPBACK_ORIGINS.iter().map(|o| o.to_string()).collect(),
+        (None, false) => Vec::new(),
+    };
+    Ok((hosts, origins))
+}
+
+/// Serves MCP on `listener` until `shutdown` resolves, then stops taking
+/// requests, waits (up to the grace period) for running calls, and closes
+/// every session.
+pub async fn serve(
+    service: SharedService,
+    listener: TcpListener,
+    http: &HttpConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let (hosts, origins) = allow_lists(addr, http)?;
+    let sessions = CancellationToken::new();
+    let mut mcp_config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(!http.stateless)
+        .with_json_response(http.stateless)
+        .with_max_request_body_bytes(http.max_body_bytes)
+        .with_cancellation_token(sessions.clone())
+        .with_allowed_origins(origins)
+        .enforce_origin_validation();
+    mcp_config = if hosts.iter().any(|h| h == "*") {
+        mcp_config.disable_allowed_hosts()
+    } else {
+        mcp_config.with_allowed_hosts(hosts)
+    };
+    let handler = McpHandler::new(service.clone());
+    let mcp = StreamableHttpService::new(
+        move || Ok(handler.clone()),
+        LocalSessionManager::default().into(),
+        mcp_config,
+    );
+
+    let ready = Arc::new(AtomicBool::new(true));
+    let app = Router::new()
+        .nest_service(&http.path, mcp)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            http.request_timeout,
+        ))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(ready.clone());
+
+    let stop_accepting = CancellationToken::new();
+    let server = tokio::spawn({
+        let stop = stop_accepting.clone();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .into_future()
+    });
+
+    shutdown.await;
+    let started = Instant::now();
+    tracing::info!(
+        in_flight = service.calls_in_flight(),
+        grace_ms = http.shutdown_grace.as_millis() as u64,
+        "shutting down: no new requests; waiting for running calls"
+    );
+    ready.store(false, Ordering::SeqCst);
+    stop_accepting.cancel();
+    if tokio::time::timeout(http.shutdown_grace, service.drained())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            in_flight = service.calls_in_flight(),
+            "grace period over; ending the remaining calls"
+        );
+    }
+    // Calls are done: close sessions, which ends their open event streams
+    // and so lets the remaining connections finish.
+    sessions.cancel();
+    let left = http.shutdown_grace.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left.max(std::time::Duration::from_millis(100)), server).await {
+        Ok(joined) => joined.context("the HTTP server task failed")??,
+        Err(_) => tracing::warn!("connections still open after the grace period; closing them"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn readyz(State(ready): State<Arc<AtomicBool>>) -> (StatusCode, &'static str) {
+    if ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

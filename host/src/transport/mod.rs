@@ -1,0 +1,5 @@
+//! Transports: they adapt MCP's wire formats to [`crate::mcp::McpHandler`]
+//! and hold no tool logic of their own.
+
+pub mod http;
+pub mod stdio;
