@@ -11,8 +11,6 @@ use crate::tool::ToolInfo;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::sync::Notify;
 
 /// One tool as served: its MCP name, its plugin and its argument checker.
 pub struct ToolEntry {
@@ -50,7 +48,6 @@ pub struct ToolService {
     plugins: Vec<Plugin>,
     tools: Vec<ToolEntry>,
     by_name: HashMap<String, usize>,
-    in_flight: InFlight,
 }
 
 impl ToolService {
@@ -97,7 +94,6 @@ impl ToolService {
             plugins,
             tools,
             by_name,
-            in_flight: InFlight::default(),
         })
     }
 
@@ -133,56 +129,11 @@ impl ToolService {
                 message: error.to_string(),
             });
         }
-        let _guard = self.in_flight.enter();
         let plugin = &self.plugins[tool.plugin];
         Ok(self
             .runtime
             .call(plugin, &tool.info.name, &arguments.to_string())
             .await)
-    }
-
-    /// Resolves once no call is running (for graceful shutdown).
-    pub async fn drained(&self) {
-        self.in_flight.drained().await;
-    }
-
-    /// Calls running now.
-    pub fn calls_in_flight(&self) -> usize {
-        self.in_flight.count.load(Ordering::SeqCst)
-    }
-}
-
-/// Counts running calls so shutdown can wait for them.
-#[derive(Default)]
-struct InFlight {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-struct InFlightGuard<'a>(&'a InFlight);
-
-impl InFlight {
-    fn enter(&self) -> InFlightGuard<'_> {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        InFlightGuard(self)
-    }
-
-    async fn drained(&self) {
-        loop {
-            let idle = self.idle.notified();
-            if self.count.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            idle.await;
-        }
-    }
-}
-
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
     }
 }
 

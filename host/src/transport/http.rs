@@ -4,9 +4,12 @@
 //! from a CSPRNG) or stateless mode, `MCP-Protocol-Version` checks (400),
 //! the body limit (413), and the `Host` and `Origin` checks against DNS
 //! rebinding (403). This module chooses safe defaults for those checks from
-//! the bound address, adds `/healthz` and `/readyz`, a per-request timeout,
-//! and a shutdown that lets in-flight calls finish.
+//! the bound address, turns malformed bodies into JSON-RPC errors, and adds
+//! `/healthz` and `/readyz`, a per-request timeout, and a shutdown that
+//! lets in-flight calls finish.
 
+use super::drain::{InFlight, track};
+use super::guard::{BodyLimit, check_body};
 use crate::config::HttpConfig;
 use crate::mcp::McpHandler;
 use crate::service::SharedService;
@@ -14,6 +17,7 @@ use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::routing::get;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -24,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 
 /// Names a loopback-bound server accepts in `Host` by default.
@@ -80,12 +85,21 @@ pub async fn serve(
     } else {
         mcp_config.with_allowed_hosts(hosts)
     };
-    let handler = McpHandler::new(service.clone());
+    let handler = McpHandler::new(service);
     let mcp = StreamableHttpService::new(
         move || Ok(handler.clone()),
         LocalSessionManager::default().into(),
         mcp_config,
     );
+
+    let in_flight = Arc::new(InFlight::default());
+    let mcp = ServiceBuilder::new()
+        .layer(middleware::from_fn_with_state(in_flight.clone(), track))
+        .layer(middleware::from_fn_with_state(
+            BodyLimit(http.max_body_bytes),
+            check_body,
+        ))
+        .service(mcp);
 
     let ready = Arc::new(AtomicBool::new(true));
     let app = Router::new()
@@ -109,23 +123,23 @@ pub async fn serve(
     shutdown.await;
     let started = Instant::now();
     tracing::info!(
-        in_flight = service.calls_in_flight(),
+        in_flight = in_flight.count(),
         grace_ms = http.shutdown_grace.as_millis() as u64,
         "shutting down: no new requests; waiting for running calls"
     );
     ready.store(false, Ordering::SeqCst);
     stop_accepting.cancel();
-    if tokio::time::timeout(http.shutdown_grace, service.drained())
+    if tokio::time::timeout(http.shutdown_grace, in_flight.drained())
         .await
         .is_err()
     {
         tracing::warn!(
-            in_flight = service.calls_in_flight(),
+            in_flight = in_flight.count(),
             "grace period over; ending the remaining calls"
         );
     }
-    // Calls are done: close sessions, which ends their open event streams
-    // and so lets the remaining connections finish.
+    // Every response is sent: close sessions, which ends their open event
+    // streams and so lets the remaining connections finish.
     sessions.cancel();
     let left = http.shutdown_grace.saturating_sub(started.elapsed());
     match tokio::time::timeout(left.max(std::time::Duration::from_millis(100)), server).await {

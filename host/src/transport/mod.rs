@@ -1,5 +1,7 @@
 //! Transports: they adapt MCP's wire formats to [`crate::mcp::McpHandler`]
 //! and hold no tool logic of their own.
 
+mod drain;
+mod guard;
 pub mod http;
 pub mod stdio;

@@ -1,0 +1,208 @@
+//! Streamable HTTP at the edges: hostile headers, bad protocol versions,
+//! oversized and malformed bodies, unknown sessions, health endpoints and
+//! graceful shutdown. After every refusal the server still serves.
+
+use moat_tests::{MoatServer, Sandbox, moat_bin};
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tempfile::TempDir;
+
+const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+
+fn config() -> TempDir {
+    Sandbox::builder()
+        .plugin("hello", "")
+        .plugin("testbed", "timeout_ms = 10000")
+        .toml("[http]\nmax_body_bytes = 65536\nshutdown_grace_ms = 5000")
+        .write()
+}
+
+fn post(server: &MoatServer) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .post(&server.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+}
+
+/// A full, normal conversation with rmcp's client.
+async fn still_serves(server: &MoatServer) {
+    let client =
+        ().serve(StreamableHttpClientTransport::from_uri(server.url.clone()))
+            .await
+            .unwrap();
+    let args = json!({ "name": "again" }).as_object().unwrap().clone();
+    let result = client
+        .call_tool(CallToolRequestParams::new("hello.greet").with_arguments(args))
+        .await
+        .unwrap();
+    assert_eq!(result.content[0].as_text().unwrap().text, "Hello, again!");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_origin_is_refused_with_403() {
+    let dir = config();
+    let server = MoatServer::start(dir.path(), &[]);
+    let refused = post(&server)
+        .header("origin", "https://evil.example")
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let allowed = post(&server)
+        .header("origin", "http://localhost:6274")
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    still_serves(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_host_is_refused() {
+    let dir = config();
+    let server = MoatServer::start(dir.path(), &[]);
+    // What a DNS-rebinding page would send: its own name in Host.
+    let refused = post(&server)
+        .header("host", "rebind.evil.example")
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    still_serves(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_protocol_version_is_400() {
+    let dir = config();
+    let server = MoatServer::start(dir.path(), &[]);
+    let refused = post(&server)
+        .header("mcp-protocol-version", "1999-01-01")
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("Unsupported MCP-Protocol-Version")
+    );
+    still_serves(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_body_is_413() {
+    let dir = config();
+    let server = MoatServer::start(dir.path(), &[]);
+    let padding = "x".repeat(70_000);
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "ping", "params": { "pad": padding } });
+    let refused = post(&server).body(body.to_string()).send().await.unwrap();
+    assert_eq!(refused.status(), 413);
+    still_serves(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_is_a_parse_error_and_non_jsonrpc_an_invalid_request() {
+    let dir = config();
+    let server = MoatServer::start(dir.path(), &[]);
+    for (body, code) in [
+        (r#"{"jsonrpc":"2.0","id":1,"method""#, -32700),
+        ("not json at all", -32700),
+        (r#"{"hello":"world"}"#, -32600),
+        (r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#, -32600),
+    ] {
+        let response = post(&server).body(body).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["jsonrpc"], "2.0");
+        assert_eq!(error["id"], Value::Null);
+        assert_eq!(error["error"]["code"], code, "{body}: {error}");
+    }
+    still_serves(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_session_is_404() {
+    let dir = config();
+    let server = MoatServer::start(dir.path(), &[]);
+    let refused = post(&server)
+        .header("mcp-session-id", "7d0c4b5e-0000-4000-8000-000000000000")
+        .body(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    still_serves(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness_are_served_outside_the_mcp_route() {
+    let dir = config();
+    let server = MoatServer::start(dir.path(), &[]);
+    for path in ["/healthz", "/readyz"] {
+        let response = reqwest::get(format!("{}{path}", server.base))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_in_flight_calls_finish() {
+    let dir = config();
+    let mut server = MoatServer::start(dir.path(), &[]);
+    let client =
+        ().serve(StreamableHttpClientTransport::from_uri(server.url.clone()))
+            .await
+            .unwrap();
+    let args = json!({ "ms": 1500 }).as_object().unwrap().clone();
+    let slow = tokio::spawn(async move {
+        let result = client
+            .call_tool(CallToolRequestParams::new("testbed.sleep").with_arguments(args))
+            .await;
+        (client, result)
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.terminate();
+    let (_client, result) = tokio::time::timeout(Duration::from_secs(20), slow)
+        .await
+        .expect("the in-flight call never finished")
+        .unwrap();
+    let result = result.expect("the in-flight call was cut off by shutdown");
+    assert_eq!(result.content[0].as_text().unwrap().text, "slept 1500 ms");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.wait(Duration::from_secs(10));
+        (status, server.log())
+    })
+    .await
+    .unwrap();
+    let (status, log) = status;
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "moat did not stop cleanly:\n{log}"
+    );
+    assert!(log.contains("shutting down"), "{log}");
+}
+
+#[test]
+fn binding_beyond_loopback_without_allowed_hosts_refuses_to_start() {
+    let dir = config();
+    let out = std::process::Command::new(moat_bin())
+        .args(["serve", "--http", "0.0.0.0:0", "--config"])
+        .arg(dir.path().join("moat.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("allowed_hosts"), "{stderr}");
+}
