@@ -2,10 +2,11 @@
 //! rmcp's client against the real `moat` binary.
 
 use moat_tests::{MoatServer, Sandbox, moat_bin};
-use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorCode};
+use rmcp::model::{ClientConfig, ProtocolVersion};
 use rmcp::service::{RoleClient, RunningService, ServiceError};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, ServiceExt};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -26,8 +27,8 @@ fn args(value: Value) -> serde_json::Map<String, Value> {
     value.as_object().unwrap().clone()
 }
 
-async fn call(
-    client: &RunningService<RoleClient, ()>,
+async fn call<H: ClientHandler>(
+    client: &RunningService<RoleClient, H>,
     name: &str,
     arguments: Value,
 ) -> Result<CallToolResult, ServiceError> {
@@ -52,7 +53,7 @@ fn protocol_error(result: Result<CallToolResult, ServiceError>) -> rmcp::ErrorDa
 }
 
 /// What every transport must do, in one conversation.
-async fn exercise(client: &RunningService<RoleClient, ()>) {
+async fn exercise<H: ClientHandler>(client: &RunningService<RoleClient, H>) {
     let tools = client.list_all_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     for expected in [
@@ -156,9 +157,16 @@ async fn stdio_serves_tools_to_an_rmcp_client() {
         .args(["serve", "--stdio", "--config"])
         .arg(dir.path().join("moat.toml"))
         .stderr(std::process::Stdio::null());
-    let client = ().serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
+    // Pin the oldest revision Moat promises; HTTP tests use rmcp's default.
+    let mut hello = ClientConfig::default();
+    hello.protocol_version = ProtocolVersion::V_2025_06_18;
+    let client = hello
+        .serve(TokioChildProcess::new(command).unwrap())
+        .await
+        .unwrap();
     let info = client.peer_info().expect("initialized");
     assert_eq!(info.server_info.as_ref().unwrap().name, "moat");
+    assert_eq!(info.protocol_version, ProtocolVersion::V_2025_06_18);
     exercise(&client).await;
     client.cancel().await.unwrap();
 }
