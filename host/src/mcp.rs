@@ -13,6 +13,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Serves the tools of a [`ToolService`] over MCP. Cheap to clone: every
@@ -22,19 +23,27 @@ pub struct McpHandler {
     service: SharedService,
     /// The MCP tool list, built once: it never changes while serving.
     tools: Arc<Vec<Tool>>,
+    /// Index into `tools` by name (rmcp looks tools up on every request).
+    by_name: Arc<HashMap<String, usize>>,
 }
 
 impl McpHandler {
     /// A handler over `service`.
     pub fn new(service: SharedService) -> Self {
-        let tools = service
+        let tools: Vec<Tool> = service
             .tools()
             .iter()
             .map(|t| to_mcp_tool(&t.name, &t.info))
             .collect();
+        let by_name = tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.to_string(), i))
+            .collect();
         McpHandler {
             service,
             tools: Arc::new(tools),
+            by_name: Arc::new(by_name),
         }
     }
 }
@@ -89,7 +98,7 @@ impl ServerHandler for McpHandler {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.tools.iter().find(|t| t.name == name).cloned()
+        self.by_name.get(name).map(|&i| self.tools[i].clone())
     }
 
     async fn call_tool(

@@ -122,7 +122,10 @@ impl ToolService {
             .tool(name)
             .ok_or_else(|| Refusal::UnknownTool(name.to_string()))?;
         let arguments = Value::Object(arguments);
-        if let Some(error) = tool.validator.iter_errors(&arguments).next() {
+        // `is_valid` is the fast path; the error walk runs only on failure.
+        if !tool.validator.is_valid(&arguments)
+            && let Some(error) = tool.validator.iter_errors(&arguments).next()
+        {
             return Err(Refusal::InvalidArguments {
                 tool: tool.name.clone(),
                 field: error.instance_path().to_string(),

@@ -44,6 +44,37 @@ fn main() {
         } else {
             None
         };
+        if wants("parallel") {
+            // Two callers at once on the two worker threads: what a loaded
+            // server sees. Reported per call, as wall time / calls.
+            let runtime = std::sync::Arc::new(Runtime::new(&pooling).unwrap());
+            let plugin = std::sync::Arc::new(runtime.load(&config.plugins[0]).await.unwrap());
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..2 {
+                let (runtime, plugin) = (runtime.clone(), plugin.clone());
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..CALLS / 2 {
+                        assert!(
+                            runtime
+                                .call(&plugin, "echo", r#"{"message":"hi"}"#)
+                                .await
+                                .result
+                                .is_ok()
+                        );
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let per_call = start.elapsed() / CALLS as u32;
+            println!(
+                "  parallel (2 callers)   {:>9.1} us wall per call, {:.1} us CPU per call",
+                per_call.as_secs_f64() * 1e6,
+                2.0 * per_call.as_secs_f64() * 1e6
+            );
+        }
         if wants("on-demand") {
             let demand = call_latencies(&on_demand, &config).await;
             report("on-demand", &demand, base.as_deref());

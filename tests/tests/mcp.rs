@@ -194,3 +194,51 @@ async fn streamable_http_serves_tools_statelessly() {
     exercise(&client).await;
     client.cancel().await.unwrap();
 }
+
+#[test]
+fn stdio_stdout_carries_only_protocol_messages() {
+    use std::io::{BufRead, Write};
+    let dir = config("");
+    let mut child = std::process::Command::new(moat_bin())
+        .args(["serve", "--stdio", "--config"])
+        .arg(dir.path().join("moat.toml"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for message in [
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "raw", "version": "1" } } }),
+        json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "testbed.print", "arguments": { "text": "LEAK-MARKER" } } }),
+    ] {
+        writeln!(stdin, "{message}").unwrap();
+    }
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while let Some(Ok(line)) = lines.next() {
+        let message: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stdout carried a line that is not JSON-RPC ({e}): {line}"));
+        assert_eq!(message["jsonrpc"], "2.0", "{line}");
+        assert!(
+            !line.contains("LEAK-MARKER"),
+            "plugin output reached stdout: {line}"
+        );
+        let done = message["id"] == 2;
+        seen.push(message);
+        if done {
+            break;
+        }
+    }
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let last = seen.last().unwrap();
+    assert_eq!(last["result"]["content"][0]["text"], "printed", "{last}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!stderr.is_empty());
+}

@@ -56,23 +56,38 @@ impl Drop for Guard {
     }
 }
 
-/// Middleware: counts each POST until its response body is finished.
-/// (GET opens a long-lived event stream that shutdown closes itself.)
-pub async fn track(
-    State(in_flight): State<Arc<InFlight>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// What the admission middleware needs.
+#[derive(Clone)]
+pub struct Admission {
+    /// Unfinished requests.
+    pub in_flight: Arc<InFlight>,
+    /// The request body limit in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Middleware in front of the MCP service (one layer, because every layer
+/// clones the service stack per request): a POST's body is checked (see
+/// [`super::guard`]), and the request counts as in flight until its
+/// response body is finished. GET opens a long-lived event stream that
+/// shutdown closes itself.
+pub async fn admit(State(admission): State<Admission>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
-    let guard = in_flight.enter();
-    next.run(request).await.map(|body| {
-        Body::new(GuardedBody {
-            inner: body,
-            _guard: guard,
+    let guard = admission.in_flight.enter();
+    let (parts, body) = request.into_parts();
+    let body = match super::guard::read_body(body, admission.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => return refusal,
+    };
+    next.run(Request::from_parts(parts, Body::from(body)))
+        .await
+        .map(|body| {
+            Body::new(GuardedBody {
+                inner: body,
+                _guard: guard,
+            })
         })
-    })
 }
 
 /// A response body that holds a [`Guard`] until it is dropped.

@@ -1,72 +1,89 @@
 //! Turns malformed request bodies into the JSON-RPC errors the
 //! specification prescribes, before they reach the MCP service: invalid
-//! JSON is a parse error (-32700), JSON that is not a JSON-RPC 2.0 message
-//! is an invalid request (-32600), and an oversized body is 413.
+//! JSON is a parse error (-32700), JSON that is not one JSON-RPC 2.0
+//! message is an invalid request (-32600), and an oversized body is 413.
 
-use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
+use axum::body::Bytes;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::json;
 
-/// The body limit, in bytes, shared with the middleware.
-#[derive(Clone, Copy)]
-pub struct BodyLimit(pub usize);
-
-/// Middleware: checks a POST body before the MCP service sees it.
-pub async fn check_body(State(limit): State<BodyLimit>, request: Request, next: Next) -> Response {
-    if request.method() != Method::POST {
-        return next.run(request).await;
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = match to_bytes(body, limit.0).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "Payload Too Large: the request body exceeds {} bytes\n",
-                    limit.0
-                ),
-            )
-                .into_response();
+/// Reads the checked body of a POST, or the error response for it.
+pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Response> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Payload Too Large: the request body exceeds {limit} bytes\n"),
+        )
+            .into_response()
+    })?;
+    match problem(&bytes) {
+        None => Ok(bytes),
+        Some((code, message)) => {
+            let error = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } });
+            Err((StatusCode::BAD_REQUEST, axum::Json(error)).into_response())
         }
-    };
-    let problem = match serde_json::from_slice::<Value>(&bytes) {
-        Err(e) => Some((
-            -32700,
-            format!("Parse error: the body is not valid JSON ({e})"),
-        )),
-        Ok(value) => jsonrpc_problem(&value).map(|why| (-32600, format!("Invalid Request: {why}"))),
-    };
-    if let Some((code, message)) = problem {
-        let error =
-            json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } });
-        return (StatusCode::BAD_REQUEST, axum::Json(error)).into_response();
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
 }
 
-/// Why `value` is not one JSON-RPC 2.0 message, if it is not.
-fn jsonrpc_problem(value: &Value) -> Option<&'static str> {
-    let Some(message) = value.as_object() else {
-        return Some(if value.is_array() {
-            "batches are not supported; send one JSON-RPC message per request"
-        } else {
-            "the body must be a JSON-RPC 2.0 message (a JSON object)"
-        });
-    };
-    if message.get("jsonrpc") != Some(&Value::from("2.0")) {
-        return Some("`jsonrpc` must be \"2.0\"");
+/// The JSON-RPC error code and message for a body that is not one
+/// JSON-RPC 2.0 message.
+fn problem(bytes: &[u8]) -> Option<(i32, String)> {
+    match serde_json::from_slice::<Shape>(bytes) {
+        Ok(shape) => shape.problem().map(|why| (-32600, format!("Invalid Request: {why}"))),
+        // Not an object of the right shape: tell invalid JSON from valid
+        // JSON of another shape.
+        Err(e) => Some(match serde_json::from_slice::<IgnoredAny>(bytes) {
+            Err(_) => (-32700, format!("Parse error: the body is not valid JSON ({e})")),
+            Ok(_) => (
+                -32600,
+                "Invalid Request: the body must be one JSON-RPC 2.0 message, a JSON object (batches are not supported)".into(),
+            ),
+        }),
     }
-    let is_call = message.get("method").is_some_and(Value::is_string);
-    let is_reply = message.contains_key("result") || message.contains_key("error");
-    if !is_call && !is_reply {
-        return Some("a message needs a string `method`, or a `result` or `error`");
+}
+
+/// The members that decide whether an object is a JSON-RPC message,
+/// parsed without building a value tree: this runs on every request.
+#[derive(Deserialize)]
+struct Shape {
+    jsonrpc: Option<Version>,
+    method: Option<Method>,
+    result: Option<IgnoredAny>,
+    error: Option<IgnoredAny>,
+}
+
+/// Whether a value was the string "2.0".
+struct Version(bool);
+
+/// Whether a value was a string.
+struct Method(bool);
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Version(serde_json::Value::deserialize(d)? == "2.0"))
     }
-    None
+}
+
+impl<'de> Deserialize<'de> for Method {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Method(serde_json::Value::deserialize(d)?.is_string()))
+    }
+}
+
+impl Shape {
+    fn problem(&self) -> Option<&'static str> {
+        if !self.jsonrpc.as_ref().is_some_and(|v| v.0) {
+            return Some("`jsonrpc` must be \"2.0\"");
+        }
+        let is_call = self.method.as_ref().is_some_and(|m| m.0);
+        if !is_call && self.result.is_none() && self.error.is_none() {
+            return Some("a message needs a string `method`, or a `result` or `error`");
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -76,23 +93,31 @@ mod tests {
     #[test]
     fn only_single_jsonrpc_messages_pass() {
         let ok = [
-            json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }),
-            json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
-            json!({ "jsonrpc": "2.0", "id": 1, "result": {} }),
+            r#"{ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }"#,
+            r#"{ "jsonrpc": "2.0", "method": "notifications/initialized" }"#,
+            r#"{ "jsonrpc": "2.0", "id": 1, "result": {} }"#,
         ];
-        for value in ok {
-            assert_eq!(jsonrpc_problem(&value), None, "{value}");
+        for body in ok {
+            assert_eq!(problem(body.as_bytes()), None, "{body}");
         }
         let bad = [
-            json!([{ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }]),
-            json!("tools/list"),
-            json!({ "id": 1, "method": "tools/list" }),
-            json!({ "jsonrpc": "1.0", "id": 1, "method": "tools/list" }),
-            json!({ "jsonrpc": "2.0", "id": 1, "method": 7 }),
-            json!({ "jsonrpc": "2.0", "id": 1 }),
+            (
+                r#"[{ "jsonrpc": "2.0", "id": 1, "method": "tools/list" }]"#,
+                -32600,
+            ),
+            (r#""tools/list""#, -32600),
+            (r#"{ "id": 1, "method": "tools/list" }"#, -32600),
+            (
+                r#"{ "jsonrpc": "1.0", "id": 1, "method": "tools/list" }"#,
+                -32600,
+            ),
+            (r#"{ "jsonrpc": "2.0", "id": 1, "method": 7 }"#, -32600),
+            (r#"{ "jsonrpc": "2.0", "id": 1 }"#, -32600),
+            (r#"{ "jsonrpc": "2.0", "id": 1, "method""#, -32700),
+            ("not json", -32700),
         ];
-        for value in bad {
-            assert!(jsonrpc_problem(&value).is_some(), "{value}");
+        for (body, code) in bad {
+            assert_eq!(problem(body.as_bytes()).map(|p| p.0), Some(code), "{body}");
         }
     }
 }

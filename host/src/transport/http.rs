@@ -8,8 +8,7 @@
 //! `/healthz` and `/readyz`, a per-request timeout, and a shutdown that
 //! lets in-flight calls finish.
 
-use super::drain::{InFlight, track};
-use super::guard::{BodyLimit, check_body};
+use super::drain::{Admission, InFlight, admit};
 use crate::config::HttpConfig;
 use crate::mcp::McpHandler;
 use crate::service::SharedService;
@@ -93,12 +92,12 @@ pub async fn serve(
     );
 
     let in_flight = Arc::new(InFlight::default());
+    let admission = Admission {
+        in_flight: in_flight.clone(),
+        max_body_bytes: http.max_body_bytes,
+    };
     let mcp = ServiceBuilder::new()
-        .layer(middleware::from_fn_with_state(in_flight.clone(), track))
-        .layer(middleware::from_fn_with_state(
-            BodyLimit(http.max_body_bytes),
-            check_body,
-        ))
+        .layer(middleware::from_fn_with_state(admission, admit))
         .service(mcp);
 
     let ready = Arc::new(AtomicBool::new(true));

@@ -1,0 +1,218 @@
+//! End-to-end load: `tools/call` of `hello.greet` over Streamable HTTP
+//! (stateless, JSON responses) with keep-alive and concurrent clients,
+//! against Moat and against a native baseline in the same run: the same
+//! tool written directly in an rmcp server, no sandbox. Results go to
+//! docs/BENCHMARKS.md.
+//!
+//! Run: cargo bench -p moat-tests --bench http
+
+use moat::config::Config;
+use moat::service::ToolService;
+use moat_tests::plugin_wasm;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InitializeResult,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CLIENTS: usize = 8;
+const WARMUP: Duration = Duration::from_secs(1);
+const MEASURE: Duration = Duration::from_secs(3);
+/// Rounds alternate native and Moat, so drift on this shared machine hits
+/// both sides alike; the median round of each side is reported.
+const ROUNDS: usize = 3;
+
+/// `hello.greet`, natively.
+#[derive(Clone)]
+struct Native;
+
+impl ServerHandler for Native {
+    fn get_info(&self) -> ServerConfig {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let schema = json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] });
+        Ok(ListToolsResult::with_all_items(vec![Tool::new(
+            "hello.greet",
+            "Greets someone by name.",
+            Arc::new(schema.as_object().unwrap().clone()),
+        )]))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let name = request
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("name"))
+            .and_then(|n| n.as_str())
+            .ok_or_else(|| ErrorData::invalid_params("name is required", None))?;
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!("Hello, {name}!"))]).into())
+    }
+}
+
+async fn serve_native() -> String {
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true);
+    let service =
+        StreamableHttpService::new(|| Ok(Native), LocalSessionManager::default().into(), config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let app = axum::Router::new().nest_service("/mcp", service);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+async fn serve_moat(dir: &std::path::Path) -> String {
+    let text = format!(
+        "[runtime]\ncache = false\n[http]\nstateless = true\n[[plugin]]\nname = \"hello\"\nsource = {:?}\n",
+        plugin_wasm("hello").display().to_string()
+    );
+    let config = Config::parse(&dir.join("moat.toml"), &text).unwrap();
+    let service = Arc::new(ToolService::load(&config).await.unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        moat::transport::http::serve(service, listener, &config.http, std::future::pending())
+            .await
+            .unwrap()
+    });
+    url
+}
+
+struct Load {
+    calls: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+async fn load(url: &str) -> Load {
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": "hello.greet", "arguments": { "name": "bench" } } })
+    .to_string();
+    let run = |duration: Duration| {
+        let mut tasks = Vec::new();
+        for _ in 0..CLIENTS {
+            let (url, body) = (url.to_string(), body.clone());
+            tasks.push(tokio::spawn(async move {
+                // One keep-alive connection per client.
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()
+                    .unwrap();
+                let mut latencies = Vec::new();
+                let start = Instant::now();
+                while start.elapsed() < duration {
+                    let t = Instant::now();
+                    let response = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header("accept", "application/json, text/event-stream")
+                        .header("mcp-protocol-version", "2025-11-25")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 200);
+                    let text = response.text().await.unwrap();
+                    assert!(text.contains("Hello, bench!"), "{text}");
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            }));
+        }
+        tasks
+    };
+    for task in run(WARMUP) {
+        task.await.unwrap();
+    }
+    let start = Instant::now();
+    let mut latencies = Vec::new();
+    for task in run(MEASURE) {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = start.elapsed();
+    latencies.sort();
+    Load {
+        calls: latencies.len(),
+        elapsed,
+        latencies,
+    }
+}
+
+impl Load {
+    fn rate(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn report(name: &str, load: &Load, baseline: Option<&Load>) {
+    let rate = load.rate();
+    let pct = |p: f64| {
+        load.latencies[((load.latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6
+    };
+    let ratio = baseline
+        .map(|b| format!("  ({:.2}x native throughput)", rate / b.rate()))
+        .unwrap_or_default();
+    println!(
+        "  {name:<8} {rate:>9.0} calls/s   p50 {:>7.0} us   p99 {:>7.0} us{ratio}",
+        pct(0.50),
+        pct(0.99)
+    );
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // `cargo bench` passes `--bench`; `native` or `moat` runs only that
+    // side, which keeps a profile of one side clean.
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let wants = |side: &str| only.as_deref().is_none_or(|o| o == side);
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut served = Vec::new();
+        if wants("native") {
+            served.push(("native", serve_native().await, Vec::new()));
+        }
+        if wants("moat") {
+            served.push(("moat", serve_moat(dir.path()).await, Vec::new()));
+        }
+        println!(
+            "tools/call hello.greet over HTTP, {CLIENTS} keep-alive clients, {ROUNDS} alternating rounds of {MEASURE:?}"
+        );
+        for _ in 0..ROUNDS {
+            for (_, url, rounds) in served.iter_mut() {
+                rounds.push(load(url).await);
+            }
+        }
+        let medians: Vec<(&str, Load)> = served
+            .into_iter()
+            .map(|(name, _, mut rounds)| {
+                rounds.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+                (name, rounds.swap_remove(ROUNDS / 2))
+            })
+            .collect();
+        let native = medians.iter().find(|(n, _)| *n == "native").map(|(_, l)| l);
+        for (name, load) in &medians {
+            report(name, load, native.filter(|_| *name != "native"));
+        }
+    });
+}
