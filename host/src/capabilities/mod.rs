@@ -10,6 +10,7 @@
 pub mod env;
 pub mod fs;
 pub mod limits;
+pub mod net;
 
 use crate::config::{ConfigError, Source};
 use serde::Deserialize;
