@@ -15,6 +15,7 @@ fn build_plugins(repo_root: &std::path::Path) -> std::path::PathBuf {
         "plugins/hello",
         "plugins/files",
         "plugins/testbed",
+        "plugins/fetch",
         "wit",
     ] {
         println!("cargo:rerun-if-changed={}", repo_root.join(path).display());

@@ -15,12 +15,14 @@ pub mod net;
 use crate::config::{ConfigError, Source};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use toml::Spanned;
 use wasmtime_wasi::WasiCtxBuilder;
 
 pub use env::EnvGrant;
 pub use fs::{DirGrant, Mode};
 pub use limits::Limits;
+pub use net::NetGrant;
 
 /// Everything one plugin is granted, validated.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -31,6 +33,8 @@ pub struct Grants {
     pub env: EnvGrant,
     /// Fuel, memory, time and output budgets of each call.
     pub limits: Limits,
+    /// Outbound HTTP (shared with every call's send hook).
+    pub net: Arc<NetGrant>,
 }
 
 /// `[plugin.grants]` as written.
@@ -45,6 +49,10 @@ pub struct RawGrants {
     memory_mib: Option<Spanned<u64>>,
     timeout_ms: Option<Spanned<u64>>,
     max_output_bytes: Option<Spanned<u64>>,
+    allow_hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    max_http_requests: Option<Spanned<u64>>,
+    max_response_bytes: Option<Spanned<u64>>,
+    http_timeout_ms: Option<Spanned<u64>>,
 }
 
 impl Grants {
@@ -62,6 +70,15 @@ impl Grants {
                     max_output_bytes: raw.max_output_bytes,
                 },
             )?,
+            net: Arc::new(net::parse(
+                src,
+                net::RawNet {
+                    allow_hosts: raw.allow_hosts,
+                    max_http_requests: raw.max_http_requests,
+                    max_response_bytes: raw.max_response_bytes,
+                    http_timeout_ms: raw.http_timeout_ms,
+                },
+            )?),
         })
     }
 

@@ -428,6 +428,18 @@ mod tests {
                 "1 to 10000",
             ),
             ("", 1, "no plugins", "[[plugin]]"),
+            (
+                "[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n[plugin.grants]\nallow_hosts = [\"https://ok.example\",\n  \"ftp://x\"]\n",
+                6,
+                "allow_hosts: `ftp://x` has scheme `ftp`",
+                "http://",
+            ),
+            (
+                "[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n[plugin.grants]\nmax_http_requests = 0\n",
+                5,
+                "out of range",
+                "1 to 10000",
+            ),
             ("[[plugin]\n", 1, "", "TOML syntax"),
         ];
         for (text, line, message, fix) in cases {

@@ -133,6 +133,7 @@ impl Runtime {
             stdout,
             stderr,
             limits.memory_bytes,
+            grants.net.clone(),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

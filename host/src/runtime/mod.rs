@@ -90,11 +90,15 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Builds the engine and links WASI 0.2 and `moat:plugin/log`.
+    /// Builds the engine and links WASI 0.2 (with wasi:http) and
+    /// `moat:plugin/log`.
     pub fn new(options: &RuntimeOptions) -> anyhow::Result<Runtime> {
         let engine = engine::build(options.allocator)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // wasi:http is always linked; each request goes through the call's
+        // send hook, which refuses everything the grant does not allow.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::moat::plugin::log::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s)?;
         let cache = match &options.cache_dir {
             None => None,

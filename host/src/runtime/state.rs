@@ -4,10 +4,13 @@
 
 use super::bindings::moat::plugin::log::{Host as LogHost, Level};
 use super::capture::Capture;
+use crate::capabilities::NetGrant;
+use crate::capabilities::net::outbound::Outbound;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Log bytes a plugin may write through the `log` import per call.
 const LOG_BUDGET: usize = 64 << 10;
@@ -31,18 +34,26 @@ pub struct CallState {
     pub plugin: Arc<str>,
     /// What is left of the `log` import's budget.
     log_budget: usize,
+    /// wasi:http state.
+    http: WasiHttpCtx,
+    /// Checks and sends every outgoing HTTP request of this call.
+    outbound: Outbound,
 }
 
 impl CallState {
-    /// State for a call with `wasi` and a memory cap of `memory_bytes`.
+    /// State for a call with `wasi`, a memory cap of `memory_bytes` and
+    /// outbound HTTP under `net`.
     pub fn new(
         plugin: Arc<str>,
         wasi: WasiCtx,
         stdout: Capture,
         stderr: Capture,
         memory_bytes: usize,
+        net: Arc<NetGrant>,
     ) -> Self {
         CallState {
+            http: WasiHttpCtx::new(),
+            outbound: Outbound::new(net, plugin.clone()),
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_bytes),
@@ -59,6 +70,16 @@ impl WasiView for CallState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
         }
     }
 }

@@ -161,6 +161,39 @@ fn print(args: Text) -> String {
     "printed".into()
 }
 
+#[derive(Deserialize, JsonSchema)]
+struct Repeat {
+    /// An http:// URL without a path, such as http://127.0.0.1:8080.
+    url: String,
+    times: u32,
+}
+
+/// Sends `times` GET requests for `/` and reports how each one ended.
+fn get_many(args: Repeat) -> String {
+    use wasi::http::types::{Fields, OutgoingRequest, Scheme};
+    let authority = args.url.trim_start_matches("http://").trim_end_matches('/');
+    let outcomes: Vec<String> = (0..args.times)
+        .map(|_| {
+            let request = OutgoingRequest::new(Fields::new());
+            request.set_scheme(Some(&Scheme::Http)).unwrap();
+            request.set_authority(Some(authority)).unwrap();
+            request.set_path_with_query(Some("/")).unwrap();
+            match wasi::http::outgoing_handler::handle(request, None) {
+                Err(e) => format!("{e:?}"),
+                Ok(pending) => {
+                    pending.subscribe().block();
+                    match pending.get() {
+                        Some(Ok(Ok(response))) => response.status().to_string(),
+                        Some(Ok(Err(e))) => format!("{e:?}"),
+                        _ => "no response".into(),
+                    }
+                }
+            }
+        })
+        .collect();
+    outcomes.join(" ")
+}
+
 fn fail(args: Text) -> Result<String, String> {
     Err(args.text)
 }
@@ -211,6 +244,7 @@ moat_plugin::plugin![
         print
     ),
     Tool::new("fail", "Returns a tool error with `text`.", fail),
+    Tool::new("get_many", "Sends `times` HTTP GETs to `url`.", get_many),
     Tool::new(
         "connect",
         "Opens a TCP connection to `text` (host:port).",

@@ -1,5 +1,85 @@
-//! Network: outbound HTTP only to granted hosts (issue 4, in progress).
-//! [`allow`] is the allow-list itself: parsed once, matched per request,
-//! on the URL and again on every address a name resolves to.
+//! Network: outbound HTTP only to granted hosts, checked on the URL and
+//! again on the address actually connected to.
+//!
+//! [`allow`] is the allow-list (pure, parsed once); [`outbound`] is the
+//! wasi:http send hook that enforces it on every request of a call, with
+//! per-call request, size and time limits. Sockets (wasi:sockets TCP, UDP
+//! and name lookup) stay denied.
 
 pub mod allow;
+pub mod outbound;
+
+use crate::config::{ConfigError, Source};
+use allow::AllowedHosts;
+use std::time::Duration;
+use toml::Spanned;
+
+/// A plugin's outbound HTTP grant. The default allows nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetGrant {
+    /// Where requests may go.
+    pub allow: AllowedHosts,
+    /// Requests one call may send.
+    pub max_requests: u32,
+    /// Bytes of one response body a plugin may read.
+    pub max_response_bytes: u64,
+    /// Connect, first-byte and between-bytes timeout of each request.
+    pub request_timeout: Duration,
+}
+
+impl Default for NetGrant {
+    fn default() -> Self {
+        NetGrant {
+            allow: AllowedHosts::default(),
+            max_requests: 16,
+            max_response_bytes: 10 << 20,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The network keys of `[plugin.grants]` as written.
+#[derive(Debug, Default)]
+pub(in crate::capabilities) struct RawNet {
+    pub allow_hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    pub max_http_requests: Option<Spanned<u64>>,
+    pub max_response_bytes: Option<Spanned<u64>>,
+    pub http_timeout_ms: Option<Spanned<u64>>,
+}
+
+pub(in crate::capabilities) fn parse(src: &Source, raw: RawNet) -> Result<NetGrant, ConfigError> {
+    let mut grant = NetGrant::default();
+    if let Some(entries) = raw.allow_hosts {
+        let entries = entries.into_inner();
+        let texts: Vec<&str> = entries.iter().map(|e| e.get_ref().as_str()).collect();
+        grant.allow = AllowedHosts::parse(&texts).map_err(|(i, e)| {
+            src.error(
+                entries[i].span(),
+                format!("allow_hosts: {}", e.message),
+                e.fix,
+            )
+        })?;
+    }
+    let ranged = |value: &Spanned<u64>, key: &str, lo: u64, hi: u64| {
+        let v = *value.get_ref();
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(src.error(
+                value.span(),
+                format!("{key} = {v} is out of range"),
+                format!("use a value from {lo} to {hi}"),
+            ))
+        }
+    };
+    if let Some(v) = &raw.max_http_requests {
+        grant.max_requests = ranged(v, "max_http_requests", 1, 10_000)? as u32;
+    }
+    if let Some(v) = &raw.max_response_bytes {
+        grant.max_response_bytes = ranged(v, "max_response_bytes", 1, 1 << 32)?;
+    }
+    if let Some(v) = &raw.http_timeout_ms {
+        grant.request_timeout = Duration::from_millis(ranged(v, "http_timeout_ms", 1, 3_600_000)?);
+    }
+    Ok(grant)
+}

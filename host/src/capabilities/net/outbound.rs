@@ -1,0 +1,264 @@
+//! The wasi:http send hook: every outgoing request of a call is checked
+//! against the plugin's [`NetGrant`] by scheme, host and port, the name is
+//! resolved here and every address checked, and the connection goes to an
+//! address that passed (no second lookup). A refusal is the guest-visible
+//! `HTTP-request-denied` error, which the plugin can handle.
+
+use super::NetGrant;
+use super::allow::{Host, Scheme, canonical, normalize_name, special_range};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming};
+use rustls::pki_types::ServerName;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error, RequestOptions, Result, WasiBody, WasiHttpHooks};
+
+/// The send hook of one call.
+pub struct Outbound {
+    grant: Arc<NetGrant>,
+    plugin: Arc<str>,
+    /// Requests sent so far in this call.
+    sent: u32,
+}
+
+impl Outbound {
+    /// The hook for one call of `plugin` under `grant`.
+    pub fn new(grant: Arc<NetGrant>, plugin: Arc<str>) -> Self {
+        Outbound {
+            grant,
+            plugin,
+            sent: 0,
+        }
+    }
+
+    fn deny(&self, target: &str, reason: &str) -> Error {
+        tracing::warn!(
+            plugin = &*self.plugin,
+            target,
+            reason,
+            "outbound request refused"
+        );
+        Error::HttpRequestDenied
+    }
+
+    /// The checked destination of `uri`, or why it is refused.
+    fn check(&mut self, uri: &http::Uri) -> Result<Destination> {
+        let shown = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or("?"),
+            uri.authority().map_or("?", |a| a.as_str())
+        );
+        let scheme = uri
+            .scheme_str()
+            .and_then(Scheme::parse)
+            .ok_or_else(|| self.deny(&shown, "only http and https are supported"))?;
+        let authority = uri.authority().ok_or(Error::HttpRequestUriInvalid)?;
+        // Judge the real destination: WHATWG host parsing turns decimal,
+        // hex and octal IPv4 spellings into addresses, and the authority's
+        // host excludes any `user@` part.
+        let host = match url::Host::parse(authority.host()) {
+            Ok(url::Host::Ipv4(ip)) => Host::Ip(IpAddr::V4(ip)),
+            Ok(url::Host::Ipv6(ip)) => Host::Ip(canonical(IpAddr::V6(ip))),
+            Ok(url::Host::Domain(name)) => Host::Name(
+                normalize_name(&name).ok_or_else(|| self.deny(&shown, "not a valid host name"))?,
+            ),
+            Err(_) => return Err(self.deny(&shown, "not a valid host")),
+        };
+        let port = authority.port_u16().unwrap_or(scheme.default_port());
+        let target = format!("{scheme}://{host}:{port}");
+        if !self.grant.allow.allows(scheme, &host, port) {
+            return Err(self.deny(&target, "not in the plugin's allow_hosts"));
+        }
+        if self.sent >= self.grant.max_requests {
+            return Err(self.deny(&target, "the call's max_http_requests is used up"));
+        }
+        self.sent += 1;
+        Ok(Destination {
+            scheme,
+            host,
+            port,
+            target,
+        })
+    }
+}
+
+/// A destination that passed the URL check.
+struct Destination {
+    scheme: Scheme,
+    host: Host,
+    port: u16,
+    /// `scheme://host:port`, for logs.
+    target: String,
+}
+
+impl WasiHttpHooks for Outbound {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<(
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                )>,
+            > + Send,
+    > {
+        let checked = self.check(request.uri());
+        let grant = self.grant.clone();
+        let plugin = self.plugin.clone();
+        Box::new(async move {
+            let destination = checked?;
+            let timeout = grant.request_timeout;
+            match tokio::time::timeout(timeout, send(request, &destination, &grant, &plugin)).await
+            {
+                Ok(result) => result,
+                Err(_) => Err(Error::ConnectionTimeout),
+            }
+        })
+    }
+}
+
+type Sent = (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), Error>> + Send>,
+);
+
+async fn send(
+    mut request: http::Request<WasiBody>,
+    to: &Destination,
+    grant: &NetGrant,
+    plugin: &str,
+) -> Result<Sent> {
+    let addr = resolve(to, grant, plugin).await?;
+    let tcp = TcpStream::connect(addr).await.map_err(Error::Connect)?;
+    let io: Box<dyn Io> = match to.scheme {
+        Scheme::Http => Box::new(tcp),
+        Scheme::Https => {
+            let name = match &to.host {
+                Host::Name(n) => {
+                    ServerName::try_from(n.clone()).map_err(|_| Error::HttpRequestUriInvalid)?
+                }
+                Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+            };
+            Box::new(TLS.connect(name, tcp).await.map_err(Error::Tls)?)
+        }
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(Error::from)?;
+    let connection = tokio::spawn(connection);
+    // Requests to an origin server carry only the path and query.
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
+    let response = sender.send_request(request).await.map_err(Error::from)?;
+    let limit = grant.max_response_bytes;
+    let response = response.map(|body| {
+        CappedBody {
+            inner: body,
+            left: limit,
+        }
+        .boxed_unsync()
+    });
+    let finished = async move {
+        match connection.await {
+            Ok(result) => result.map_err(Error::from),
+            Err(_) => Ok(()),
+        }
+    };
+    tracing::debug!(plugin, target = to.target, "outbound request sent");
+    Ok((response, Box::new(finished)))
+}
+
+/// The address to connect to: the first resolved address that passes the
+/// address check. Every refused address is logged.
+async fn resolve(to: &Destination, grant: &NetGrant, plugin: &str) -> Result<SocketAddr> {
+    let addrs: Vec<SocketAddr> = match &to.host {
+        Host::Ip(ip) => vec![SocketAddr::new(*ip, to.port)],
+        Host::Name(name) => tokio::net::lookup_host((name.as_str(), to.port))
+            .await
+            .map_err(|_| Error::DnsError {
+                rcode: Some("address not found".into()),
+                info_code: None,
+            })?
+            .collect(),
+    };
+    let mut chosen = None;
+    for addr in addrs {
+        let ip = canonical(addr.ip());
+        if grant.allow.allows_address(to.scheme, to.port, ip) {
+            chosen.get_or_insert(SocketAddr::new(ip, addr.port()));
+        } else {
+            tracing::warn!(
+                plugin,
+                target = to.target,
+                address = %ip,
+                reason = special_range(ip).unwrap_or("special"),
+                "outbound request refused: the name resolves to an address that is not granted"
+            );
+        }
+    }
+    chosen.ok_or(Error::HttpRequestDenied)
+}
+
+static TLS: LazyLock<tokio_rustls::TlsConnector> = LazyLock::new(|| {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+});
+
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// A response body that fails once more than `left` bytes arrive.
+struct CappedBody {
+    inner: Incoming,
+    left: u64,
+}
+
+impl Body for CappedBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if len > self.left {
+                    return Poll::Ready(Some(Err(Error::HttpResponseBodySize(None))));
+                }
+                self.left -= len;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}

@@ -1,0 +1,288 @@
+//! The network capability against real HTTP servers on 127.0.0.1: only
+//! granted scheme, host and port; names judged by the addresses they
+//! resolve to; URL tricks judged by the real destination; response caps,
+//! hung upstreams and raw sockets. After every refusal the host serves.
+
+use axum::Router;
+use axum::routing::get;
+use moat::runtime::CallError;
+use moat_tests::Sandbox;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A real HTTP server on an ephemeral loopback port that counts the
+/// requests it receives.
+struct Upstream {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+}
+
+async fn upstream() -> Upstream {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = Router::new()
+        .route("/", get(|| async { "plain upstream text" }))
+        .route(
+            "/page",
+            get(|| async {
+                axum::response::Html("<html><script>x()</script><body><h1>Title &amp; more</h1><p>Body text</p></body></html>")
+            }),
+        )
+        .route("/big", get(|| async { "y".repeat(300_000) }))
+        .route(
+            "/hang",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                "never"
+            }),
+        )
+        .layer(axum::middleware::from_fn(move |req, next: axum::middleware::Next| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { next.run(req).await }
+        }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Upstream { port, hits }
+}
+
+async fn fetcher(grants: &str) -> Sandbox {
+    Sandbox::builder().plugin("fetch", grants).build().await
+}
+
+fn allow(entries: &[String]) -> String {
+    format!("allow_hosts = {entries:?}")
+}
+
+async fn refused(sb: &Sandbox, url: &str) {
+    let message = sb.tool_error("fetch", "get", json!({ "url": url })).await;
+    assert!(
+        message.contains("HttpRequestDenied"),
+        "{url} was not refused: {message}"
+    );
+}
+
+async fn still_serves(sb: &Sandbox, port: u16) {
+    // A fresh instance of the same plugin, still under its grant.
+    let message = sb
+        .tool_error(
+            "fetch",
+            "get",
+            json!({ "url": format!("http://example.invalid:{port}/") }),
+        )
+        .await;
+    assert!(message.contains("HttpRequestDenied"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_host_is_reachable_and_html_becomes_text() {
+    let up = upstream().await;
+    let sb = fetcher(&allow(&[format!("http://127.0.0.1:{}", up.port)])).await;
+    let text = sb
+        .ok(
+            "fetch",
+            "get",
+            json!({ "url": format!("http://127.0.0.1:{}/", up.port) }),
+        )
+        .await;
+    assert_eq!(text, "plain upstream text");
+    let page = sb
+        .ok(
+            "fetch",
+            "get",
+            json!({ "url": format!("http://127.0.0.1:{}/page", up.port) }),
+        )
+        .await;
+    assert_eq!(page, "Title & more Body text");
+    assert_eq!(up.hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ungranted_hosts_ports_and_schemes_are_refused_before_any_connection() {
+    let up = upstream().await;
+    let p = up.port;
+    let nothing = fetcher("").await;
+    refused(&nothing, &format!("http://127.0.0.1:{p}/")).await;
+
+    let sb = fetcher(&allow(&[format!("https://127.0.0.1:{p}")])).await;
+    refused(&sb, &format!("http://127.0.0.1:{p}/")).await; // wrong scheme
+    refused(&sb, &format!("https://127.0.0.1:{}/", p + 1)).await; // wrong port
+    refused(&sb, "https://127.0.0.1/").await; // default port is not the granted one
+    refused(&sb, &format!("https://127.0.0.2:{p}/")).await; // another address
+    assert_eq!(
+        up.hits.load(Ordering::SeqCst),
+        0,
+        "a refused request reached the server"
+    );
+    still_serves(&sb, p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_name_that_resolves_to_loopback_needs_loopback_granted() {
+    let up = upstream().await;
+    let p = up.port;
+    let by_name = fetcher(&allow(&[format!("http://localhost:{p}")])).await;
+    refused(&by_name, &format!("http://localhost:{p}/")).await;
+    assert_eq!(up.hits.load(Ordering::SeqCst), 0);
+
+    let with_ip = fetcher(&allow(&[
+        format!("http://localhost:{p}"),
+        format!("http://127.0.0.1:{p}"),
+    ]))
+    .await;
+    let text = with_ip
+        .ok(
+            "fetch",
+            "get",
+            json!({ "url": format!("http://localhost:{p}/") }),
+        )
+        .await;
+    assert_eq!(text, "plain upstream text");
+    // Letter case and a trailing dot name the same host.
+    let text = with_ip
+        .ok(
+            "fetch",
+            "get",
+            json!({ "url": format!("http://LocalHost.:{p}/") }),
+        )
+        .await;
+    assert_eq!(text, "plain upstream text");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_tricks_are_judged_by_the_real_destination() {
+    let up = upstream().await;
+    let p = up.port;
+    // Only a name is granted; every trick below really goes to 127.0.0.1.
+    let sb = fetcher(&allow(&[format!("http://granted.example:{p}")])).await;
+    for url in [
+        format!("http://granted.example@127.0.0.1:{p}/"),
+        format!("http://2130706433:{p}/"),
+        format!("http://0x7f000001:{p}/"),
+        format!("http://0177.0.0.1:{p}/"),
+        format!("http://127.1:{p}/"),
+        format!("http://[::ffff:127.0.0.1]:{p}/"),
+        format!("http://[::1]:{p}/"),
+    ] {
+        refused(&sb, &url).await;
+    }
+    assert_eq!(up.hits.load(Ordering::SeqCst), 0);
+
+    // Granting the address makes the same spellings work: they are it.
+    let ip = fetcher(&allow(&[format!("http://127.0.0.1:{p}")])).await;
+    for url in [
+        format!("http://2130706433:{p}/"),
+        format!("http://[::ffff:127.0.0.1]:{p}/"),
+    ] {
+        assert_eq!(
+            ip.ok("fetch", "get", json!({ "url": url })).await,
+            "plain upstream text"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_grants_subdomains_but_not_the_apex() {
+    let up = upstream().await;
+    let p = up.port;
+    let sb = fetcher(&allow(&[format!("http://*.moat.localhost:{p}")])).await;
+    refused(&sb, &format!("http://moat.localhost:{p}/")).await;
+    refused(&sb, &format!("http://moat.localhost.evil.example:{p}/")).await;
+    // A subdomain passes the URL check and reaches name resolution (which
+    // has no such name here): not a sandbox refusal.
+    let message = sb
+        .tool_error(
+            "fetch",
+            "get",
+            json!({ "url": format!("http://sub.moat.localhost:{p}/") }),
+        )
+        .await;
+    assert!(!message.contains("HttpRequestDenied"), "{message}");
+    assert!(message.contains("DnsError"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_over_the_cap_ends_with_a_named_error() {
+    let up = upstream().await;
+    let grant = format!(
+        "{}\nmax_response_bytes = 100000",
+        allow(&[format!("http://127.0.0.1:{}", up.port)])
+    );
+    let sb = fetcher(&grant).await;
+    let message = sb
+        .tool_error(
+            "fetch",
+            "get",
+            json!({ "url": format!("http://127.0.0.1:{}/big", up.port), "max_bytes": 1_000_000 }),
+        )
+        .await;
+    assert!(message.contains("body size exceeds limit"), "{message}");
+    assert_eq!(
+        sb.ok(
+            "fetch",
+            "get",
+            json!({ "url": format!("http://127.0.0.1:{}/", up.port) })
+        )
+        .await,
+        "plain upstream text"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_answers_ends_the_call_at_its_deadline() {
+    let up = upstream().await;
+    let grant = format!(
+        "{}\ntimeout_ms = 500\nhttp_timeout_ms = 60000",
+        allow(&[format!("http://127.0.0.1:{}", up.port)])
+    );
+    let sb = fetcher(&grant).await;
+    let started = Instant::now();
+    let err = sb
+        .fails(
+            "fetch",
+            "get",
+            json!({ "url": format!("http://127.0.0.1:{}/hang", up.port) }),
+        )
+        .await;
+    assert_eq!(
+        err,
+        CallError::TimedOut {
+            limit: Duration::from_millis(500)
+        }
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        sb.ok(
+            "fetch",
+            "get",
+            json!({ "url": format!("http://127.0.0.1:{}/", up.port) })
+        )
+        .await,
+        "plain upstream text"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_call_are_capped() {
+    let up = upstream().await;
+    let grant = format!(
+        "{}\nmax_http_requests = 2",
+        allow(&[format!("http://127.0.0.1:{}", up.port)])
+    );
+    let sb = Sandbox::builder().plugin("testbed", &grant).build().await;
+    let url = format!("http://127.0.0.1:{}", up.port);
+    // The cap is per call: every call gets its two requests again.
+    for _ in 0..2 {
+        let outcomes = sb
+            .ok("testbed", "get_many", json!({ "url": url, "times": 3 }))
+            .await;
+        assert_eq!(outcomes, "200 200 ErrorCode::HttpRequestDenied");
+    }
+    assert_eq!(up.hits.load(Ordering::SeqCst), 4);
+}
