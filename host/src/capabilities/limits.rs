@@ -1,7 +1,6 @@
 //! Limits: the fuel, memory, time and output budgets of every call.
 
 use crate::config::{ConfigError, Source};
-use std::ops::RangeInclusive;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -43,28 +42,17 @@ pub(super) struct RawLimits {
 
 pub(super) fn parse(src: &Source, raw: RawLimits) -> Result<Limits, ConfigError> {
     let mut limits = Limits::default();
-    let checked = |value: &Spanned<u64>, key: &str, range: RangeInclusive<u64>| {
-        if range.contains(value.get_ref()) {
-            Ok(*value.get_ref())
-        } else {
-            Err(src.error(
-                value.span(),
-                format!("{key} = {} is out of range", value.get_ref()),
-                format!("use a value from {} to {}", range.start(), range.end()),
-            ))
-        }
-    };
     if let Some(v) = &raw.fuel {
-        limits.fuel = checked(v, "fuel", 1..=u64::MAX / 2)?;
+        limits.fuel = src.ranged(v, "fuel", 1, u64::MAX / 2)?;
     }
     if let Some(v) = &raw.memory_mib {
-        limits.memory_bytes = (checked(v, "memory_mib", 1..=MAX_MEMORY_MIB)? as usize) << 20;
+        limits.memory_bytes = (src.ranged(v, "memory_mib", 1, MAX_MEMORY_MIB)? as usize) << 20;
     }
     if let Some(v) = &raw.timeout_ms {
-        limits.timeout = Duration::from_millis(checked(v, "timeout_ms", 1..=3_600_000)?);
+        limits.timeout = Duration::from_millis(src.ranged(v, "timeout_ms", 1, 3_600_000)?);
     }
     if let Some(v) = &raw.max_output_bytes {
-        limits.max_output_bytes = checked(v, "max_output_bytes", 1..=1 << 30)? as usize;
+        limits.max_output_bytes = src.ranged(v, "max_output_bytes", 1, 1 << 30)? as usize;
     }
     Ok(limits)
 }

@@ -101,27 +101,16 @@ pub(super) fn parse(src: &Source, raw: RawHttp) -> Result<HttpConfig, ConfigErro
         }
         http.allowed_origins = Some(origins.into_iter().map(Spanned::into_inner).collect());
     }
-    let ranged = |value: &Spanned<u64>, key: &str, lo: u64, hi: u64| {
-        let v = *value.get_ref();
-        if (lo..=hi).contains(&v) {
-            Ok(v)
-        } else {
-            Err(src.error(
-                value.span(),
-                format!("{key} = {v} is out of range"),
-                format!("use a value from {lo} to {hi}"),
-            ))
-        }
-    };
     if let Some(v) = &raw.max_body_bytes {
-        http.max_body_bytes = ranged(v, "max_body_bytes", 1024, 1 << 30)? as usize;
+        http.max_body_bytes = src.ranged(v, "max_body_bytes", 1024, 1 << 30)? as usize;
     }
     if let Some(v) = &raw.request_timeout_ms {
         http.request_timeout =
-            Duration::from_millis(ranged(v, "request_timeout_ms", 1, 3_600_000)?);
+            Duration::from_millis(src.ranged(v, "request_timeout_ms", 1, 3_600_000)?);
     }
     if let Some(v) = &raw.shutdown_grace_ms {
-        http.shutdown_grace = Duration::from_millis(ranged(v, "shutdown_grace_ms", 0, 600_000)?);
+        http.shutdown_grace =
+            Duration::from_millis(src.ranged(v, "shutdown_grace_ms", 0, 600_000)?);
     }
     Ok(http)
 }

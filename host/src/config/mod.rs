@@ -148,6 +148,26 @@ impl<'a> Source<'a> {
         }
     }
 
+    /// The value of `key`, checked to lie in `lo..=hi`.
+    pub fn ranged(
+        &self,
+        value: &Spanned<u64>,
+        key: &str,
+        lo: u64,
+        hi: u64,
+    ) -> Result<u64, ConfigError> {
+        let v = *value.get_ref();
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(self.error(
+                value.span(),
+                format!("{key} = {v} is out of range"),
+                format!("use a value from {lo} to {hi}"),
+            ))
+        }
+    }
+
     /// Resolves a path written in the file against the file's folder.
     pub fn resolve(&self, path: &str) -> PathBuf {
         let path = Path::new(path);

@@ -60,26 +60,15 @@ pub(in crate::capabilities) fn parse(src: &Source, raw: RawNet) -> Result<NetGra
             )
         })?;
     }
-    let ranged = |value: &Spanned<u64>, key: &str, lo: u64, hi: u64| {
-        let v = *value.get_ref();
-        if (lo..=hi).contains(&v) {
-            Ok(v)
-        } else {
-            Err(src.error(
-                value.span(),
-                format!("{key} = {v} is out of range"),
-                format!("use a value from {lo} to {hi}"),
-            ))
-        }
-    };
     if let Some(v) = &raw.max_http_requests {
-        grant.max_requests = ranged(v, "max_http_requests", 1, 10_000)? as u32;
+        grant.max_requests = src.ranged(v, "max_http_requests", 1, 10_000)? as u32;
     }
     if let Some(v) = &raw.max_response_bytes {
-        grant.max_response_bytes = ranged(v, "max_response_bytes", 1, 1 << 32)?;
+        grant.max_response_bytes = src.ranged(v, "max_response_bytes", 1, 1 << 32)?;
     }
     if let Some(v) = &raw.http_timeout_ms {
-        grant.request_timeout = Duration::from_millis(ranged(v, "http_timeout_ms", 1, 3_600_000)?);
+        grant.request_timeout =
+            Duration::from_millis(src.ranged(v, "http_timeout_ms", 1, 3_600_000)?);
     }
     Ok(grant)
 }
