@@ -286,3 +286,56 @@ async fn requests_per_call_are_capped() {
     }
     assert_eq!(up.hits.load(Ordering::SeqCst), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_verifies_the_server_certificate_against_public_roots() {
+    // A real TLS server on loopback with a self-signed certificate: the
+    // grant allows it, the TLS layer must still refuse it.
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let cert = key.cert.der().clone();
+    let private =
+        rustls::pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], private)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let counted = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = acceptor.accept(tcp).await;
+            });
+        }
+    });
+    let sb = fetcher(&allow(&[format!("https://127.0.0.1:{port}")])).await;
+    let message = sb
+        .tool_error(
+            "fetch",
+            "get",
+            json!({ "url": format!("https://127.0.0.1:{port}/") }),
+        )
+        .await;
+    assert!(
+        !message.contains("HttpRequestDenied"),
+        "the grant allows it: {message}"
+    );
+    assert!(
+        message.to_lowercase().contains("tls") || message.contains("certificate"),
+        "{message}"
+    );
+    assert_eq!(
+        handshakes.load(Ordering::SeqCst),
+        1,
+        "the TLS server was reached once"
+    );
+}
