@@ -10,6 +10,7 @@
 //! - [`runtime`]: the sandbox. One wasmtime engine (pooling allocator,
 //!   fuel, epochs, compile cache); plugins are compiled and pre-linked once
 //!   and every call runs in a fresh instance.
+//! - [`auth`]: who may call what over HTTP (in progress: the policy).
 //! - [`service`]: the tools served and the one path every call takes
 //!   (find the tool, check the arguments, run it in the sandbox).
 //! - [`mcp`]: the MCP server handler over the service.
@@ -20,6 +21,7 @@
 //! The contract with plugins is the WIT package in `wit/`; the plugin SDK
 //! and example plugins are in `plugins/`.
 
+pub mod auth;
 pub mod capabilities;
 pub mod cli;
 pub mod config;

@@ -1,0 +1,10 @@
+//! Authentication and authorization over HTTP (issue 5, in progress).
+//!
+//! [`token`] validates bearer JWTs against an issuer's keys, and
+//! [`policy`] decides which tools a caller may see and call, from the
+//! scopes and roles its token carries. Both are pure: no I/O. Fetching the
+//! issuer's keys, the HTTP layer (401/403 challenges, protected-resource
+//! metadata) and tenants come next.
+
+pub mod policy;
+pub mod token;

@@ -1,0 +1,185 @@
+//! Who may see and call which tool. Deny by default: a caller may use a
+//! tool only when some rule grants it, and a rule grants its tools to
+//! callers that hold all of its scopes and all of its roles.
+
+use std::collections::BTreeSet;
+
+/// An authenticated caller, as the token described it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's `sub`.
+    pub subject: String,
+    /// The OAuth client the token was issued to (`client_id` or `azp`).
+    pub client_id: Option<String>,
+    /// Granted scopes (the token's `scope`, split on spaces).
+    pub scopes: BTreeSet<String>,
+    /// Roles, from the configured roles claim.
+    pub roles: BTreeSet<String>,
+}
+
+/// A tool name pattern: `*`, `plugin.*` or an exact `plugin.tool`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolPattern {
+    /// Every tool.
+    All,
+    /// Every tool of one plugin.
+    Plugin(String),
+    /// One tool.
+    Exact(String),
+}
+
+impl ToolPattern {
+    /// Parses a pattern; `None` when it is not one of the three forms.
+    pub fn parse(pattern: &str) -> Option<ToolPattern> {
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if pattern == "*" {
+            return Some(ToolPattern::All);
+        }
+        let (plugin, tool) = pattern.split_once('.')?;
+        if !valid(plugin) {
+            return None;
+        }
+        match tool {
+            "*" => Some(ToolPattern::Plugin(plugin.to_string())),
+            t if valid(t) => Some(ToolPattern::Exact(pattern.to_string())),
+            _ => None,
+        }
+    }
+
+    fn matches(&self, tool: &str) -> bool {
+        match self {
+            ToolPattern::All => true,
+            ToolPattern::Plugin(p) => tool
+                .strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.starts_with('.')),
+            ToolPattern::Exact(t) => t == tool,
+        }
+    }
+}
+
+/// One `[[auth.rule]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Scopes the caller must all hold.
+    pub scopes: BTreeSet<String>,
+    /// Roles the caller must all hold.
+    pub roles: BTreeSet<String>,
+    /// The tools this rule grants.
+    pub tools: Vec<ToolPattern>,
+}
+
+/// Every rule of an endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// The rules; any one that matches grants.
+    pub rules: Vec<Rule>,
+}
+
+impl Policy {
+    /// Whether `caller` may see and call `tool`.
+    pub fn allows(&self, caller: &Caller, tool: &str) -> bool {
+        self.rules.iter().any(|rule| {
+            rule.scopes.is_subset(&caller.scopes)
+                && rule.roles.is_subset(&caller.roles)
+                && rule.tools.iter().any(|p| p.matches(tool))
+        })
+    }
+
+    /// The scopes that would let a caller use `tool` (for the `scope` of a
+    /// 403 challenge): those of the first rule that grants it.
+    pub fn scopes_for(&self, tool: &str) -> Option<&BTreeSet<String>> {
+        self.rules
+            .iter()
+            .find(|rule| rule.tools.iter().any(|p| p.matches(tool)))
+            .map(|rule| &rule.scopes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn rule(scopes: &[&str], roles: &[&str], tools: &[&str]) -> Rule {
+        Rule {
+            scopes: set(scopes),
+            roles: set(roles),
+            tools: tools
+                .iter()
+                .map(|t| ToolPattern::parse(t).unwrap())
+                .collect(),
+        }
+    }
+
+    fn caller(scopes: &[&str], roles: &[&str]) -> Caller {
+        Caller {
+            subject: "alice".into(),
+            client_id: None,
+            scopes: set(scopes),
+            roles: set(roles),
+        }
+    }
+
+    #[test]
+    fn rules_grant_tools_to_callers_holding_all_their_scopes_and_roles() {
+        let policy = Policy {
+            rules: vec![
+                rule(&["tools:read"], &[], &["hello.*", "files.read"]),
+                rule(&["tools:read", "tools:write"], &[], &["files.*"]),
+                rule(&[], &["admin"], &["*"]),
+            ],
+        };
+        let cases = [
+            (caller(&["tools:read"], &[]), "hello.greet", true),
+            (caller(&["tools:read"], &[]), "files.read", true),
+            (caller(&["tools:read"], &[]), "files.write", false),
+            (
+                caller(&["tools:read", "tools:write"], &[]),
+                "files.write",
+                true,
+            ),
+            (caller(&["tools:write"], &[]), "files.write", false),
+            (caller(&[], &[]), "hello.greet", false),
+            (caller(&["other"], &["admin"]), "testbed.spin", true),
+            (caller(&["tools:read"], &[]), "hello", false),
+            (caller(&["tools:read"], &[]), "helloworld.greet", false),
+        ];
+        for (who, tool, expected) in cases {
+            assert_eq!(policy.allows(&who, tool), expected, "{who:?} {tool}");
+        }
+        assert!(!Policy::default().allows(&caller(&["tools:read"], &["admin"]), "hello.greet"));
+        assert_eq!(
+            policy.scopes_for("files.write"),
+            Some(&set(&["tools:read", "tools:write"]))
+        );
+        // The admin rule grants everything, with no scopes required.
+        assert_eq!(policy.scopes_for("nothing.here"), Some(&set(&[])));
+        let narrow = Policy {
+            rules: vec![rule(&["tools:read"], &[], &["hello.*"])],
+        };
+        assert_eq!(narrow.scopes_for("files.read"), None);
+    }
+
+    #[test]
+    fn patterns() {
+        assert_eq!(ToolPattern::parse("*"), Some(ToolPattern::All));
+        assert_eq!(
+            ToolPattern::parse("files.*"),
+            Some(ToolPattern::Plugin("files".into()))
+        );
+        assert_eq!(
+            ToolPattern::parse("hello.greet"),
+            Some(ToolPattern::Exact("hello.greet".into()))
+        );
+        for bad in ["", "files", "*.read", "files.re*", "a.b.c", ".x", "x."] {
+            assert_eq!(ToolPattern::parse(bad), None, "{bad}");
+        }
+    }
+}
