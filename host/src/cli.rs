@@ -185,6 +185,14 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Loaded> {
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let loaded = load_config(args.config.as_deref())?;
     let config = &loaded.config;
+    // Fail closed: never serve HTTP without the checks the config asks for.
+    if config.auth.is_some() && !args.stdio {
+        anyhow::bail!(
+            "{} configures [auth], but this version of Moat cannot enforce bearer tokens over HTTP yet; \
+             refusing to serve unauthenticated (use --stdio, or remove [auth])",
+            loaded.label
+        );
+    }
     let service = Arc::new(ToolService::load(config).await?);
     let tools = service.tools().len();
     if args.stdio {

@@ -5,8 +5,10 @@
 //! [`crate::capabilities`]); this module owns the file, the plugin entries
 //! and the mapping of byte offsets to lines.
 
+mod auth;
 mod http;
 
+pub use auth::AuthConfig;
 pub use http::{HttpConfig, RESERVED_PATHS};
 
 use crate::capabilities::{Grants, RawGrants};
@@ -26,6 +28,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// How to serve Streamable HTTP.
     pub http: HttpConfig,
+    /// Token validation and tool policy for HTTP; `None`: no authentication.
+    pub auth: Option<AuthConfig>,
 }
 
 /// One `[[plugin]]` entry.
@@ -188,6 +192,8 @@ struct RawConfig {
     runtime: Option<Spanned<RawRuntime>>,
     #[serde(default)]
     http: Option<http::RawHttp>,
+    #[serde(default)]
+    auth: Option<auth::RawAuth>,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +242,7 @@ impl Config {
             None => HttpConfig::default(),
             Some(h) => http::parse(&src, h)?,
         };
+        let auth = raw.auth.map(|a| auth::parse(&src, a)).transpose()?;
         if raw.plugins.is_empty() {
             return Err(src.error(
                 0..0,
@@ -261,6 +268,7 @@ impl Config {
             plugins,
             runtime,
             http,
+            auth,
         })
     }
 }
@@ -469,6 +477,26 @@ mod tests {
             assert!(err.fix.contains(fix), "{text:?}: {err}");
             assert!(err.to_string().contains("moat.toml:"), "{err}");
         }
+    }
+
+    #[test]
+    fn auth_section_builds_token_rules_and_policy() {
+        let dir = fixture();
+        let text = "[auth]\nissuer = \"https://auth.example.com\"\nresource = \"https://tools.example.com/mcp\"\nalgorithms = [\"ES256\"]\nroles_claim = \"roles\"\n[[auth.rule]]\nscopes = [\"tools:read\"]\ntools = [\"hello.*\"]\n[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n";
+        let auth = parse_in(dir.path(), text).unwrap().auth.unwrap();
+        assert_eq!(auth.token.issuer, "https://auth.example.com");
+        assert_eq!(auth.token.algorithms, vec![jsonwebtoken::Algorithm::ES256]);
+        assert_eq!(auth.token.leeway_s, 30);
+        assert_eq!(
+            auth.authorization_servers,
+            vec!["https://auth.example.com".to_string()]
+        );
+        let caller = crate::auth::policy::Caller {
+            scopes: ["tools:read".to_string()].into(),
+            ..Default::default()
+        };
+        assert!(auth.policy.allows(&caller, "hello.greet"));
+        assert!(!auth.policy.allows(&caller, "files.read"));
     }
 
     #[test]

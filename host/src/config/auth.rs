@@ -1,0 +1,187 @@
+//! `[auth]` and `[[auth.rule]]`: who issues tokens for this endpoint, what
+//! they must say, and which tools each scope or role unlocks.
+
+use super::{ConfigError, Source};
+use crate::auth::policy::{Policy, Rule, ToolPattern};
+use crate::auth::token::TokenRules;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use std::time::Duration;
+use toml::Spanned;
+
+/// A validated `[auth]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// What tokens must satisfy.
+    pub token: TokenRules,
+    /// Where the issuer's keys are; `None`: discovered from its metadata.
+    pub jwks_uri: Option<String>,
+    /// Authorization servers advertised in the protected-resource metadata.
+    pub authorization_servers: Vec<String>,
+    /// Scopes advertised in the metadata and in challenges.
+    pub scopes_supported: Vec<String>,
+    /// The least time between two fetches of the keys for an unknown `kid`.
+    pub jwks_refetch_interval: Duration,
+    /// Which tools each caller may use.
+    pub policy: Policy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    issuer: Spanned<String>,
+    jwks_uri: Option<Spanned<String>>,
+    resource: Spanned<String>,
+    #[serde(default)]
+    algorithms: Option<Spanned<Vec<Spanned<String>>>>,
+    leeway_s: Option<Spanned<u64>>,
+    #[serde(default)]
+    scopes_supported: Vec<String>,
+    roles_claim: Option<String>,
+    hmac_secret_env: Option<Spanned<String>>,
+    authorization_servers: Option<Vec<Spanned<String>>>,
+    jwks_refetch_interval_s: Option<Spanned<u64>>,
+    #[serde(default, rename = "rule")]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    tools: Vec<Spanned<String>>,
+}
+
+/// Algorithms accepted when `algorithms` is not written.
+const DEFAULT_ALGORITHMS: &[Algorithm] = &[Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+
+pub(super) fn parse(src: &Source, raw: RawAuth) -> Result<AuthConfig, ConfigError> {
+    let url = |value: &Spanned<String>, key: &str| -> Result<String, ConfigError> {
+        let parsed = url::Url::parse(value.get_ref()).ok().filter(|u| {
+            u.scheme() == "https"
+                || (u.scheme() == "http"
+                    && u.host_str()
+                        .is_some_and(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]"))
+        });
+        match parsed {
+            Some(_) => Ok(value.get_ref().clone()),
+            None => Err(src.error(
+                value.span(),
+                format!("{key} = {:?} is not an https:// URL", value.get_ref()),
+                "write the full URL, such as \"https://auth.example.com\" (http:// only for a loopback test server)",
+            )),
+        }
+    };
+    let issuer = url(&raw.issuer, "issuer")?;
+    let resource = url(&raw.resource, "resource")?;
+    let jwks_uri = raw
+        .jwks_uri
+        .as_ref()
+        .map(|j| url(j, "jwks_uri"))
+        .transpose()?;
+    let authorization_servers = match &raw.authorization_servers {
+        Some(servers) => servers
+            .iter()
+            .map(|s| url(s, "authorization_servers"))
+            .collect::<Result<_, _>>()?,
+        None => vec![issuer.clone()],
+    };
+
+    let algorithms = match &raw.algorithms {
+        None => DEFAULT_ALGORITHMS.to_vec(),
+        Some(list) => list
+            .get_ref()
+            .iter()
+            .map(|name| {
+                name.get_ref().parse::<Algorithm>().map_err(|_| {
+                    src.error(
+                        name.span(),
+                        format!("algorithm {:?} is not supported", name.get_ref()),
+                        "use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA (or HS256 with hmac_secret_env)",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let hmac = algorithms
+        .iter()
+        .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
+    let hmac_secret = match (&raw.hmac_secret_env, hmac) {
+        (Some(var), true) => {
+            Some(
+                std::env::var(var.get_ref())
+                    .map_err(|_| {
+                        src.error(
+                        var.span(),
+                        format!("hmac_secret_env names {:?}, which is not set", var.get_ref()),
+                        "set that environment variable to the shared secret before starting Moat",
+                    )
+                    })?
+                    .into_bytes(),
+            )
+        }
+        (None, true) => {
+            let span = raw
+                .algorithms
+                .as_ref()
+                .map_or(raw.issuer.span(), |a| a.span());
+            return Err(src.error(
+                span,
+                "an HMAC algorithm is allowed but no shared secret is configured",
+                "add hmac_secret_env = \"NAME\" naming the variable that holds the issuer's shared secret, or remove HS* from algorithms",
+            ));
+        }
+        (Some(var), false) => {
+            return Err(src.error(
+                var.span(),
+                "hmac_secret_env is set but no HMAC algorithm is allowed",
+                "add \"HS256\" to algorithms, or remove hmac_secret_env",
+            ));
+        }
+        (None, false) => None,
+    };
+
+    let mut rules = Vec::with_capacity(raw.rules.len());
+    for rule in raw.rules {
+        let mut tools = Vec::with_capacity(rule.tools.len());
+        for pattern in &rule.tools {
+            tools.push(ToolPattern::parse(pattern.get_ref()).ok_or_else(|| {
+                src.error(
+                    pattern.span(),
+                    format!("tool pattern {:?} is not valid", pattern.get_ref()),
+                    "use \"*\", \"plugin.*\" or \"plugin.tool\"",
+                )
+            })?);
+        }
+        rules.push(Rule {
+            scopes: rule.scopes.into_iter().collect(),
+            roles: rule.roles.into_iter().collect(),
+            tools,
+        });
+    }
+
+    Ok(AuthConfig {
+        token: TokenRules {
+            issuer,
+            resource,
+            algorithms,
+            leeway_s: match &raw.leeway_s {
+                Some(v) => src.ranged(v, "leeway_s", 0, 600)?,
+                None => 30,
+            },
+            roles_claim: raw.roles_claim,
+            hmac_secret,
+        },
+        jwks_uri,
+        authorization_servers,
+        scopes_supported: raw.scopes_supported,
+        jwks_refetch_interval: Duration::from_secs(match &raw.jwks_refetch_interval_s {
+            Some(v) => src.ranged(v, "jwks_refetch_interval_s", 1, 86_400)?,
+            None => 60,
+        }),
+        policy: Policy { rules },
+    })
+}
