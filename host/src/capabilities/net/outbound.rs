@@ -212,7 +212,8 @@ async fn resolve(to: &Destination, grant: &NetGrant, plugin: &str) -> Result<Soc
     chosen.ok_or(Error::HttpRequestDenied)
 }
 
-static TLS: LazyLock<tokio_rustls::TlsConnector> = LazyLock::new(|| {
+/// TLS for every connection the host makes: rustls, ring, webpki roots.
+pub(crate) static TLS: LazyLock<tokio_rustls::TlsConnector> = LazyLock::new(|| {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.into(),
     };
@@ -226,7 +227,8 @@ static TLS: LazyLock<tokio_rustls::TlsConnector> = LazyLock::new(|| {
     tokio_rustls::TlsConnector::from(Arc::new(config))
 });
 
-trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+/// A byte stream, plain or TLS.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// A response body that fails once more than `left` bytes arrive.
