@@ -76,6 +76,10 @@ struct ServeArgs {
     /// (default: `[http] listen` from the config).
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// Serve HTTP beyond loopback without `[auth]` (anyone who can reach
+    /// the port can call every tool).
+    #[arg(long)]
+    insecure_no_auth: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -185,14 +189,6 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Loaded> {
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let loaded = load_config(args.config.as_deref())?;
     let config = &loaded.config;
-    // Fail closed: never serve HTTP without the checks the config asks for.
-    if config.auth.is_some() && !args.stdio {
-        anyhow::bail!(
-            "{} configures [auth], but this version of Moat cannot enforce bearer tokens over HTTP yet; \
-             refusing to serve unauthenticated (use --stdio, or remove [auth])",
-            loaded.label
-        );
-    }
     let service = Arc::new(ToolService::load(config).await?);
     let tools = service.tools().len();
     if args.stdio {
@@ -209,6 +205,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "choose a transport: --stdio, or --http 127.0.0.1:8080 (or set [http] listen in the config)"
         );
     };
+    if config.auth.is_none() && !addr.ip().is_loopback() && !args.insecure_no_auth {
+        anyhow::bail!(
+            "listening on {addr}, beyond loopback, without [auth] would let anyone who can reach it call every tool; \
+             configure [auth], or pass --insecure-no-auth if that is really intended"
+        );
+    }
     transport::http::allow_lists(addr, &config.http)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -220,13 +222,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "moat: client configuration: {}",
         json!({ "mcpServers": { "moat": { "type": "http", "url": url } } })
     );
-    println!(
-        "moat: no authentication is configured: anyone who can reach {local} can call these tools"
-    );
+    match &config.auth {
+        Some(auth) => println!(
+            "moat: bearer tokens from {} for {} are required; metadata at {}",
+            auth.token.issuer,
+            auth.token.resource,
+            crate::auth::endpoint::Endpoint::new(auth.clone()).metadata_url()
+        ),
+        None => println!(
+            "moat: no authentication is configured: anyone who can reach {local} can call these tools"
+        ),
+    }
     transport::http::serve(
         service,
         listener,
         &config.http,
+        config.auth.clone(),
         transport::http::shutdown_signal(),
     )
     .await?;

@@ -1,6 +1,8 @@
 //! The MCP face of [`ToolService`]: one rmcp `ServerHandler`, shared by the
 //! stdio and Streamable HTTP transports.
 
+use crate::auth::endpoint::Endpoint;
+use crate::auth::policy::Caller;
 use crate::runtime::CallError;
 use crate::service::{Refusal, SharedService};
 use crate::tool::{Content, ToolOutput};
@@ -25,11 +27,14 @@ pub struct McpHandler {
     tools: Arc<Vec<Tool>>,
     /// Index into `tools` by name (rmcp looks tools up on every request).
     by_name: Arc<HashMap<String, usize>>,
+    /// The policy, over HTTP with `[auth]`; `None` serves every tool (stdio,
+    /// where the launching process is trusted, or HTTP without auth).
+    auth: Option<Arc<Endpoint>>,
 }
 
 impl McpHandler {
-    /// A handler over `service`.
-    pub fn new(service: SharedService) -> Self {
+    /// A handler over `service`, enforcing `auth`'s policy when given.
+    pub fn new(service: SharedService, auth: Option<Arc<Endpoint>>) -> Self {
         let tools: Vec<Tool> = service
             .tools()
             .iter()
@@ -44,7 +49,20 @@ impl McpHandler {
             service,
             tools: Arc::new(tools),
             by_name: Arc::new(by_name),
+            auth,
         }
+    }
+
+    /// Whether the caller of `context` may use `tool`. The HTTP layer has
+    /// authenticated the request and put its caller in the extensions;
+    /// without one, nothing is allowed (fail closed).
+    fn may_use(&self, context: &RequestContext<RoleServer>, tool: &str) -> bool {
+        let Some(auth) = &self.auth else { return true };
+        context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Caller>())
+            .is_some_and(|caller| auth.allows(caller, tool))
     }
 }
 
@@ -92,9 +110,15 @@ impl ServerHandler for McpHandler {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.tools.as_ref().clone()))
+        let visible = self
+            .tools
+            .iter()
+            .filter(|t| self.may_use(&context, &t.name))
+            .cloned()
+            .collect();
+        Ok(ListToolsResult::with_all_items(visible))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -104,8 +128,16 @@ impl ServerHandler for McpHandler {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        // The HTTP layer refused this already with a 403; checked again
+        // here so that no path reaches a tool the caller may not use.
+        if !self.may_use(&context, &request.name) {
+            return Err(ErrorData::invalid_request(
+                format!("the caller may not use `{}`", request.name),
+                None,
+            ));
+        }
         let arguments = request.arguments.unwrap_or_default();
         let report = self
             .service

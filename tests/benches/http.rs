@@ -88,9 +88,15 @@ async fn serve_moat(dir: &std::path::Path) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     tokio::spawn(async move {
-        moat::transport::http::serve(service, listener, &config.http, std::future::pending())
-            .await
-            .unwrap()
+        moat::transport::http::serve(
+            service,
+            listener,
+            &config.http,
+            None,
+            std::future::pending(),
+        )
+        .await
+        .unwrap()
     });
     url
 }

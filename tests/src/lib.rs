@@ -2,6 +2,8 @@
 //! writes a real `moat.toml` into a temporary folder and loads it through
 //! the real config parser and runtime, and the path of the `moat` binary.
 
+pub mod auth;
+
 use moat::config::Config;
 use moat::runtime::{CallError, CallReport, Plugin, Runtime, RuntimeOptions};
 use serde_json::Value;

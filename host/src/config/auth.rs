@@ -76,7 +76,27 @@ pub(super) fn parse(src: &Source, raw: RawAuth) -> Result<AuthConfig, ConfigErro
         }
     };
     let issuer = url(&raw.issuer, "issuer")?;
-    let resource = url(&raw.resource, "resource")?;
+    // The resource URI names this endpoint (it is what `aud` must carry);
+    // plain http is allowed for it, since Moat may sit behind a proxy.
+    let resource = match url::Url::parse(raw.resource.get_ref()) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.fragment().is_none() =>
+        {
+            raw.resource.get_ref().clone()
+        }
+        _ => {
+            return Err(src.error(
+                raw.resource.span(),
+                format!(
+                    "resource = {:?} is not an absolute http(s) URL",
+                    raw.resource.get_ref()
+                ),
+                "write this endpoint's public URL, such as \"https://tools.example.com/mcp\"",
+            ));
+        }
+    };
     let jwks_uri = raw
         .jwks_uri
         .as_ref()

@@ -3,11 +3,12 @@
 //! response body is written (a tool call's result travels on an event
 //! stream that outlives the handler).
 
+use crate::auth::endpoint::{Challenge, Endpoint};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub struct Admission {
     pub in_flight: Arc<InFlight>,
     /// The request body limit in bytes.
     pub max_body_bytes: usize,
+    /// Token checks and tool policy, when `[auth]` is configured.
+    pub auth: Option<Arc<Endpoint>>,
 }
 
 /// Middleware in front of the MCP service (one layer, because every layer
@@ -70,16 +73,48 @@ pub struct Admission {
 /// [`super::guard`]), and the request counts as in flight until its
 /// response body is finished. GET opens a long-lived event stream that
 /// shutdown closes itself.
-pub async fn admit(State(admission): State<Admission>, request: Request, next: Next) -> Response {
+pub async fn admit(
+    State(admission): State<Admission>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    // Every request authenticates, whatever its session: a session never
+    // stands in for a token.
+    let caller = match &admission.auth {
+        None => None,
+        Some(endpoint) => match endpoint
+            .authenticate(request.uri(), request.headers())
+            .await
+        {
+            Ok(caller) => Some(caller),
+            Err(challenge) => return refuse(&challenge),
+        },
+    };
     if request.method() != Method::POST {
+        if let Some(caller) = caller {
+            request.extensions_mut().insert(caller);
+        }
         return next.run(request).await;
     }
     let guard = admission.in_flight.enter();
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let body = match super::guard::read_body(body, admission.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(refusal) => return refusal,
     };
+    if let (Some(endpoint), Some(caller)) = (&admission.auth, caller) {
+        if let Some(tool) = super::guard::called_tool(&body)
+            && !endpoint.allows(&caller, &tool)
+        {
+            tracing::warn!(
+                subject = caller.subject,
+                tool,
+                "tool call refused: not granted"
+            );
+            return refuse(&endpoint.forbidden(&tool));
+        }
+        parts.extensions.insert(caller);
+    }
     next.run(Request::from_parts(parts, Body::from(body)))
         .await
         .map(|body| {
@@ -88,6 +123,18 @@ pub async fn admit(State(admission): State<Admission>, request: Request, next: N
                 _guard: guard,
             })
         })
+}
+
+/// The response for a refused request: its status, the challenge header
+/// and the reason in the body.
+fn refuse(challenge: &Challenge) -> Response {
+    let mut response = (challenge.status, format!("{}\n", challenge.reason)).into_response();
+    if let Ok(value) = http::HeaderValue::from_str(&challenge.header) {
+        response
+            .headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 /// A response body that holds a [`Guard`] until it is dropped.

@@ -28,6 +28,21 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Re
     }
 }
 
+/// The tool a `tools/call` body names, if it is one.
+pub fn called_tool(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Call {
+        method: String,
+        params: Option<Params>,
+    }
+    #[derive(Deserialize)]
+    struct Params {
+        name: Option<String>,
+    }
+    let call: Call = serde_json::from_slice(body).ok()?;
+    (call.method == "tools/call").then_some(call.params?.name?)
+}
+
 /// The JSON-RPC error code and message for a body that is not one
 /// JSON-RPC 2.0 message.
 fn problem(bytes: &[u8]) -> Option<(i32, String)> {

@@ -9,7 +9,8 @@
 //! lets in-flight calls finish.
 
 use super::drain::{Admission, InFlight, admit};
-use crate::config::HttpConfig;
+use crate::auth::endpoint::Endpoint;
+use crate::config::{AuthConfig, HttpConfig};
 use crate::mcp::McpHandler;
 use crate::service::SharedService;
 use anyhow::{Context, bail};
@@ -67,8 +68,10 @@ pub async fn serve(
     service: SharedService,
     listener: TcpListener,
     http: &HttpConfig,
+    auth: Option<AuthConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let auth = auth.map(|a| Arc::new(Endpoint::new(a)));
     let addr = listener.local_addr()?;
     let (hosts, origins) = allow_lists(addr, http)?;
     let sessions = CancellationToken::new();
@@ -84,7 +87,7 @@ pub async fn serve(
     } else {
         mcp_config.with_allowed_hosts(hosts)
     };
-    let handler = McpHandler::new(service);
+    let handler = McpHandler::new(service, auth.clone());
     let mcp = StreamableHttpService::new(
         move || Ok(handler.clone()),
         LocalSessionManager::default().into(),
@@ -95,13 +98,14 @@ pub async fn serve(
     let admission = Admission {
         in_flight: in_flight.clone(),
         max_body_bytes: http.max_body_bytes,
+        auth: auth.clone(),
     };
     let mcp = ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(admission, admit))
         .service(mcp);
 
     let ready = Arc::new(AtomicBool::new(true));
-    let app = Router::new()
+    let mut app = Router::new()
         .nest_service(&http.path, mcp)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -110,6 +114,21 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(ready.clone());
+    if let Some(endpoint) = &auth {
+        // RFC 9728: at the path-inserted URL, and at the root form too,
+        // which is unambiguous while one endpoint is served.
+        let document = axum::Json(endpoint.metadata());
+        let metadata = move || {
+            let document = document.clone();
+            async move { document }
+        };
+        for path in [
+            endpoint.metadata_path(),
+            "/.well-known/oauth-protected-resource".to_string(),
+        ] {
+            app = app.route(&path, get(metadata.clone()));
+        }
+    }
 
     let stop_accepting = CancellationToken::new();
     let server = tokio::spawn({

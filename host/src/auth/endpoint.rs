@@ -1,0 +1,173 @@
+//! One protected MCP endpoint: who may call it (a bearer token from its
+//! issuer, meant for its resource URI) and what each caller may use.
+//! Transports ask it to authenticate a request and to authorize a tool;
+//! it answers with the caller or with the challenge to send back.
+
+use super::keys::IssuerKeys;
+use super::policy::Caller;
+use crate::config::AuthConfig;
+use http::{HeaderMap, StatusCode, Uri};
+use serde_json::{Value, json};
+
+/// The state of one protected endpoint.
+pub struct Endpoint {
+    config: AuthConfig,
+    keys: IssuerKeys,
+}
+
+/// A refusal: the status and the `WWW-Authenticate` value to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// 400, 401 or 403.
+    pub status: StatusCode,
+    /// The `WWW-Authenticate` header value.
+    pub header: String,
+    /// What was refused and why, for the response body and the log.
+    pub reason: String,
+}
+
+impl Endpoint {
+    /// An endpoint protected as `config` says.
+    pub fn new(config: AuthConfig) -> Self {
+        let keys = IssuerKeys::new(
+            &config.token.issuer,
+            config.jwks_uri.as_deref(),
+            config.jwks_refetch_interval,
+        );
+        Endpoint { config, keys }
+    }
+
+    /// The configuration it enforces.
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    /// Where the protected-resource metadata of this endpoint is served:
+    /// the resource URI with `/.well-known/oauth-protected-resource`
+    /// inserted before its path (RFC 9728).
+    pub fn metadata_url(&self) -> String {
+        match url::Url::parse(&self.config.token.resource) {
+            Ok(url) => format!(
+                "{}/.well-known/oauth-protected-resource{}",
+                url.origin().ascii_serialization(),
+                url.path().trim_end_matches('/')
+            ),
+            Err(_) => self.config.token.resource.clone(),
+        }
+    }
+
+    /// The path part of [`Self::metadata_url`].
+    pub fn metadata_path(&self) -> String {
+        url::Url::parse(&self.metadata_url())
+            .map(|u| u.path().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The RFC 9728 metadata document.
+    pub fn metadata(&self) -> Value {
+        json!({
+            "resource": self.config.token.resource,
+            "authorization_servers": self.config.authorization_servers,
+            "scopes_supported": self.config.scopes_supported,
+            "bearer_methods_supported": ["header"],
+        })
+    }
+
+    fn challenge(
+        &self,
+        status: StatusCode,
+        error: Option<&str>,
+        scope: Option<String>,
+        reason: String,
+    ) -> Challenge {
+        let mut header = format!("Bearer resource_metadata=\"{}\"", self.metadata_url());
+        let scope = scope.or_else(|| {
+            (!self.config.scopes_supported.is_empty())
+                .then(|| self.config.scopes_supported.join(" "))
+        });
+        if let Some(scope) = scope {
+            header.push_str(&format!(", scope=\"{scope}\""));
+        }
+        if let Some(error) = error {
+            header.push_str(&format!(
+                ", error=\"{error}\", error_description=\"{}\"",
+                reason.replace('"', "'")
+            ));
+        }
+        Challenge {
+            status,
+            header,
+            reason,
+        }
+    }
+
+    /// The caller a request's bearer token describes, or the challenge.
+    /// Tokens are accepted only from the `Authorization` header.
+    pub async fn authenticate(&self, uri: &Uri, headers: &HeaderMap) -> Result<Caller, Challenge> {
+        if uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p.starts_with("access_token=")))
+        {
+            return Err(self.challenge(
+                StatusCode::BAD_REQUEST,
+                Some("invalid_request"),
+                None,
+                "tokens are accepted only in the Authorization header, never in the URL".into(),
+            ));
+        }
+        let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+            return Err(self.challenge(
+                StatusCode::UNAUTHORIZED,
+                None,
+                None,
+                "this endpoint needs a bearer token".into(),
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            return Err(self.challenge(
+                StatusCode::UNAUTHORIZED,
+                Some("invalid_request"),
+                None,
+                "the Authorization header must be `Bearer <token>`".into(),
+            ));
+        };
+        self.keys
+            .validate(token, &self.config.token)
+            .await
+            .map_err(|e| {
+                self.challenge(
+                    StatusCode::UNAUTHORIZED,
+                    Some("invalid_token"),
+                    None,
+                    e.to_string(),
+                )
+            })
+    }
+
+    /// Whether `caller` may use `tool`.
+    pub fn allows(&self, caller: &Caller, tool: &str) -> bool {
+        self.config.policy.allows(caller, tool)
+    }
+
+    /// The 403 for a caller that may not use `tool`.
+    pub fn forbidden(&self, tool: &str) -> Challenge {
+        let scope = self
+            .config
+            .policy
+            .scopes_for(tool)
+            .map(|s| s.iter().cloned().collect::<Vec<_>>().join(" "));
+        self.challenge(
+            StatusCode::FORBIDDEN,
+            Some("insufficient_scope"),
+            scope,
+            format!("the token does not grant the tool `{tool}`"),
+        )
+    }
+}

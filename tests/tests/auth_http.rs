@@ -1,0 +1,283 @@
+//! Moat as an OAuth 2.1 resource server over Streamable HTTP, with a real
+//! issuer (keys generated here, JWKS served on 127.0.0.1): every request
+//! needs a valid token meant for this resource, tools/list shows only the
+//! granted tools, and a call of any other tool is refused with 403.
+
+use moat_tests::auth::{TestIssuer, TestKey, claims, now};
+use moat_tests::{MoatServer, Sandbox};
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+
+const RESOURCE: &str = "http://moat.test/mcp";
+const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+
+struct Protected {
+    _dir: tempfile::TempDir,
+    server: MoatServer,
+    issuer: TestIssuer,
+    key: TestKey,
+}
+
+async fn protected() -> Protected {
+    let key = TestKey::new("k1", 7);
+    let issuer = TestIssuer::start(&[&key]).await;
+    let auth = format!(
+        r#"[auth]
+issuer = "{base}"
+jwks_uri = "{base}/keys"
+resource = "{RESOURCE}"
+algorithms = ["EdDSA"]
+scopes_supported = ["tools:read", "tools:admin"]
+
+[[auth.rule]]
+scopes = ["tools:read"]
+tools = ["hello.*"]
+
+[[auth.rule]]
+scopes = ["tools:admin"]
+tools = ["*"]
+"#,
+        base = issuer.base
+    );
+    let dir = Sandbox::builder()
+        .file("demo/a.txt", "alpha")
+        .plugin("hello", "")
+        .plugin("files", r#"dirs = [{ host = "demo", guest = "/data" }]"#)
+        .toml(&auth)
+        .write();
+    let server = MoatServer::start(dir.path(), &[]);
+    Protected {
+        _dir: dir,
+        server,
+        issuer,
+        key,
+    }
+}
+
+impl Protected {
+    fn token(&self, scope: &str) -> String {
+        self.key.sign(&claims(&self.issuer.base, RESOURCE, scope))
+    }
+
+    fn post(&self, token: Option<&str>) -> reqwest::RequestBuilder {
+        let request = reqwest::Client::new()
+            .post(&self.server.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        match token {
+            Some(t) => request.header("authorization", format!("Bearer {t}")),
+            None => request,
+        }
+    }
+
+    async fn client(&self, scope: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+        let config = StreamableHttpClientTransportConfig::with_uri(self.server.url.clone())
+            .auth_header(self.token(scope));
+        ().serve(StreamableHttpClientTransport::from_config(config))
+            .await
+            .unwrap()
+    }
+}
+
+fn challenge(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("www-authenticate")
+        .expect("a WWW-Authenticate challenge")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_gets_401_pointing_at_the_resource_metadata() {
+    let p = protected().await;
+    let response = p.post(None).body(INIT).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let header = challenge(&response);
+    assert!(header.starts_with("Bearer "), "{header}");
+    assert!(
+        header.contains(
+            r#"resource_metadata="http://moat.test/.well-known/oauth-protected-resource/mcp""#
+        ),
+        "{header}"
+    );
+    assert!(
+        header.contains(r#"scope="tools:read tools:admin""#),
+        "{header}"
+    );
+    assert!(
+        !header.contains("error="),
+        "no token sent, so no error: {header}"
+    );
+
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let metadata: Value = reqwest::get(format!("{}{path}", p.server.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(metadata["resource"], RESOURCE, "{path}");
+        assert_eq!(metadata["authorization_servers"], json!([p.issuer.base]));
+        assert_eq!(metadata["bearer_methods_supported"], json!(["header"]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_get_401_invalid_token_and_the_server_keeps_serving() {
+    let p = protected().await;
+    let base = p.issuer.base.clone();
+    let stranger = TestKey::new("k1", 8);
+    let mut expired = claims(&base, RESOURCE, "tools:read");
+    expired["exp"] = json!(now() - 600);
+    let cases = [
+        ("expired", p.key.sign(&expired)),
+        (
+            "another tenant's audience",
+            p.key
+                .sign(&claims(&base, "http://moat.test/t/other/mcp", "tools:read")),
+        ),
+        (
+            "another server's audience",
+            p.key.sign(&claims(
+                &base,
+                "https://elsewhere.example/mcp",
+                "tools:read",
+            )),
+        ),
+        (
+            "wrong issuer",
+            p.key
+                .sign(&claims("https://evil.example", RESOURCE, "tools:read")),
+        ),
+        (
+            "a key the issuer does not have",
+            stranger.sign(&claims(&base, RESOURCE, "tools:read")),
+        ),
+        ("garbage", "not-a-jwt".to_string()),
+    ];
+    for (what, token) in cases {
+        let response = p.post(Some(&token)).body(INIT).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{what}");
+        assert!(
+            challenge(&response).contains(r#"error="invalid_token""#),
+            "{what}"
+        );
+    }
+    let in_query = reqwest::Client::new()
+        .post(format!(
+            "{}?access_token={}",
+            p.server.url,
+            p.token("tools:read")
+        ))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(in_query.status(), 400);
+    assert!(challenge(&in_query).contains(r#"error="invalid_request""#));
+
+    // A session opened with a valid token does not stand in for one.
+    let opened = p
+        .post(Some(&p.token("tools:read")))
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 200);
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let without = p
+        .post(None)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without.status(), 401);
+
+    let client = p.client("tools:read").await;
+    let args = json!({ "name": "token" }).as_object().unwrap().clone();
+    let result = client
+        .call_tool(CallToolRequestParams::new("hello.greet").with_arguments(args))
+        .await
+        .unwrap();
+    assert_eq!(result.content[0].as_text().unwrap().text, "Hello, token!");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_list_shows_only_granted_tools_and_other_calls_get_403() {
+    let p = protected().await;
+    let reader = p.client("tools:read").await;
+    let names: Vec<String> = reader
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(names, ["hello.echo", "hello.greet"]);
+    reader.cancel().await.unwrap();
+
+    let admin = p.client("tools:admin").await;
+    let names: Vec<String> = admin
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "files.list",
+            "files.read",
+            "files.search",
+            "hello.echo",
+            "hello.greet"
+        ]
+    );
+    admin.cancel().await.unwrap();
+
+    // A reader calling files.read: refused at the door, with what it lacks.
+    let call = json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": { "name": "files.read", "arguments": { "path": "a.txt" } } });
+    let response = p
+        .post(Some(&p.token("tools:read")))
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(call.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let header = challenge(&response);
+    assert!(
+        header.contains(r#"error="insufficient_scope""#)
+            && header.contains(r#"scope="tools:admin""#),
+        "{header}"
+    );
+    assert!(!response.text().await.unwrap().contains("alpha"));
+
+    // The same call with the admin scope works.
+    let admin = p.client("tools:admin").await;
+    let args = json!({ "path": "a.txt" }).as_object().unwrap().clone();
+    let read = admin
+        .call_tool(CallToolRequestParams::new("files.read").with_arguments(args))
+        .await
+        .unwrap();
+    assert_eq!(read.content[0].as_text().unwrap().text, "alpha");
+    admin.cancel().await.unwrap();
+}
