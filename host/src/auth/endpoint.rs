@@ -8,11 +8,22 @@ use super::policy::Caller;
 use crate::config::AuthConfig;
 use http::{HeaderMap, StatusCode, Uri};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Verified tokens kept, at most; past it the cache is emptied.
+const MAX_CACHED_TOKENS: usize = 10_000;
 
 /// The state of one protected endpoint.
 pub struct Endpoint {
     config: AuthConfig,
     keys: IssuerKeys,
+    /// Verified tokens by SHA-256, until they expire: a client sends the
+    /// same token with every request, and a signature check costs far more
+    /// than a hash.
+    verified: Mutex<HashMap<[u8; 32], Caller>>,
 }
 
 /// A refusal: the status and the `WWW-Authenticate` value to send.
@@ -34,7 +45,11 @@ impl Endpoint {
             config.jwks_uri.as_deref(),
             config.jwks_refetch_interval,
         );
-        Endpoint { config, keys }
+        Endpoint {
+            config,
+            keys,
+            verified: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The configuration it enforces.
@@ -138,7 +153,17 @@ impl Endpoint {
                 "the Authorization header must be `Bearer <token>`".into(),
             ));
         };
-        self.keys
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Some(caller) = self.verified.lock().expect("token cache").get(&digest)
+            && now <= caller.expires_at.saturating_add(self.config.token.leeway_s)
+        {
+            return Ok(caller.clone());
+        }
+        let caller = self
+            .keys
             .validate(token, &self.config.token)
             .await
             .map_err(|e| {
@@ -148,7 +173,16 @@ impl Endpoint {
                     None,
                     e.to_string(),
                 )
-            })
+            })?;
+        let mut verified = self.verified.lock().expect("token cache");
+        if verified.len() >= MAX_CACHED_TOKENS {
+            verified.retain(|_, c| now <= c.expires_at);
+            if verified.len() >= MAX_CACHED_TOKENS {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, caller.clone());
+        Ok(caller)
     }
 
     /// Whether `caller` may use `tool`.

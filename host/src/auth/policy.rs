@@ -15,6 +15,8 @@ pub struct Caller {
     pub scopes: BTreeSet<String>,
     /// Roles, from the configured roles claim.
     pub roles: BTreeSet<String>,
+    /// When the token stops being valid (seconds since the epoch).
+    pub expires_at: u64,
 }
 
 /// A tool name pattern: `*`, `plugin.*` or an exact `plugin.tool`.
@@ -124,6 +126,7 @@ mod tests {
             client_id: None,
             scopes: set(scopes),
             roles: set(roles),
+            expires_at: 0,
         }
     }
 

@@ -158,6 +158,7 @@ pub fn validate(token: &str, keys: &JwkSet, rules: &TokenRules) -> Result<Caller
             .as_deref()
             .map(strings)
             .unwrap_or_default(),
+        expires_at: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
     })
 }
 
