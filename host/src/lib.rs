@@ -16,7 +16,7 @@
 //! - [`mcp`]: the MCP server handler over the service.
 //! - [`transport`]: stdio and Streamable HTTP, adapting to [`mcp`].
 //! - [`tool`]: tools and results as plain data, shaped like MCP's.
-//! - [`cli`]: the `moat` command (`serve`, `check`, `inspect`, `call`).
+//! - [`cli`]: the `moat` command, one file per subcommand.
 //!
 //! The contract with plugins is the WIT package in `wit/`; the plugin SDK
 //! and example plugins are in `plugins/`.

@@ -1,0 +1,154 @@
+//! `moat call`: run one tool once, the plugin author's inner loop.
+
+use super::{CallArgs, Loaded, load_all, load_config};
+use crate::config::Config;
+use crate::runtime::CallError;
+use serde_json::json;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Builds a one-plugin config for a bare .wasm file from command-line
+/// grants, through the same parser and checks as a config file.
+pub(super) fn adhoc_config(args: &CallArgs) -> anyhow::Result<Config> {
+    let wasm = std::path::absolute(&args.plugin)?;
+    let name = wasm
+        .file_stem()
+        .map(|s| {
+            s.to_string_lossy()
+                .to_lowercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+        })
+        .filter(|s| s.starts_with(|c: char| c.is_ascii_lowercase()))
+        .unwrap_or_else(|| "plugin".into());
+    let mut plugin = toml::Table::new();
+    plugin.insert("name".into(), name.into());
+    plugin.insert("source".into(), wasm.to_string_lossy().into_owned().into());
+    let mut grants = toml::Table::new();
+    let mut dirs = Vec::new();
+    for spec in &args.dirs {
+        let mut parts = spec.splitn(3, ':');
+        let (Some(host), Some(guest)) = (parts.next(), parts.next()) else {
+            anyhow::bail!("--dir {spec:?}: expected HOST:GUEST[:ro|rw]");
+        };
+        let mut dir = toml::Table::new();
+        dir.insert(
+            "host".into(),
+            std::path::absolute(host)?
+                .to_string_lossy()
+                .into_owned()
+                .into(),
+        );
+        dir.insert("guest".into(), guest.into());
+        dir.insert("mode".into(), parts.next().unwrap_or("ro").into());
+        dirs.push(toml::Value::Table(dir));
+    }
+    grants.insert("dirs".into(), dirs.into());
+    let mut env = toml::Table::new();
+    for spec in &args.env {
+        let Some((k, v)) = spec.split_once('=') else {
+            anyhow::bail!("--env {spec:?}: expected NAME=VALUE");
+        };
+        env.insert(k.into(), v.into());
+    }
+    grants.insert("env".into(), env.into());
+    for (key, value) in [
+        ("fuel", args.fuel),
+        ("memory_mib", args.memory_mib),
+        ("timeout_ms", args.timeout_ms),
+    ] {
+        if let Some(v) = value {
+            grants.insert(key.into(), toml::Value::Integer(i64::try_from(v)?));
+        }
+    }
+    plugin.insert("grants".into(), grants.into());
+    let mut root = toml::Table::new();
+    root.insert("plugin".into(), vec![toml::Value::Table(plugin)].into());
+    Ok(Config::parse(
+        Path::new("<command line>"),
+        &toml::to_string(&root)?,
+    )?)
+}
+
+/// Runs one tool once and prints its result as MCP JSON.
+pub(super) async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
+    let arguments: serde_json::Value = serde_json::from_str(&args.arguments)
+        .map_err(|e| anyhow::anyhow!("the arguments are not JSON: {e}"))?;
+    if !arguments.is_object() {
+        anyhow::bail!("the arguments must be a JSON object, such as '{{\"name\": \"world\"}}'");
+    }
+    let bare_wasm = args.config.is_none() && args.plugin.ends_with(".wasm");
+    let loaded = if bare_wasm {
+        Loaded {
+            config: adhoc_config(&args)?,
+            label: args.plugin.clone(),
+            _default: None,
+        }
+    } else {
+        load_config(args.config.as_deref())?
+    };
+    let config = &loaded.config;
+    let selected = if bare_wasm {
+        config.plugins[0].clone()
+    } else {
+        let Some(p) = config.plugins.iter().find(|p| p.name == args.plugin) else {
+            let names: Vec<&str> = config.plugins.iter().map(|p| p.name.as_str()).collect();
+            anyhow::bail!(
+                "no plugin named `{}`; configured: {}",
+                args.plugin,
+                names.join(", ")
+            );
+        };
+        p.clone()
+    };
+    let one = Config {
+        plugins: vec![selected],
+        ..config.clone()
+    };
+    let (runtime, plugins) = load_all(&one).await?;
+    let plugin = &plugins[0];
+    if !plugin.tools.iter().any(|t| t.name == args.tool) {
+        let names: Vec<&str> = plugin.tools.iter().map(|t| t.name.as_str()).collect();
+        anyhow::bail!(
+            "plugin `{}` has no tool `{}`; it has: {}",
+            plugin.name,
+            args.tool,
+            names.join(", ")
+        );
+    }
+    let report = runtime
+        .call(plugin, &args.tool, &arguments.to_string())
+        .await;
+    let s = report.stats;
+    tracing::info!(
+        "{} in {:.2} ms, fuel {}, peak memory {:.1} MiB, output {} bytes",
+        report
+            .result
+            .as_ref()
+            .map_or_else(CallError::kind, |o| if o.is_error {
+                "tool returned an error"
+            } else {
+                "ok"
+            }),
+        s.duration.as_secs_f64() * 1e3,
+        s.fuel_used,
+        s.peak_memory_bytes as f64 / (1 << 20) as f64,
+        s.output_bytes
+    );
+    let (value, failed) = match &report.result {
+        Ok(output) => (output.to_mcp_json(), output.is_error),
+        Err(e) => (
+            json!({
+                "content": [{ "type": "text", "text": e.to_string() }],
+                "isError": true,
+                "error": { "kind": e.kind(), "message": e.to_string() },
+            }),
+            true,
+        ),
+    };
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,122 @@
+//! `moat check` and `moat inspect`: what a config or a plugin offers.
+
+use super::call::adhoc_config;
+use super::{CallArgs, load_all, load_config};
+use crate::runtime::{Plugin, Runtime, RuntimeOptions};
+use serde_json::json;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Loads every plugin of a config and prints its tools and grants.
+pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let loaded = load_config(path)?;
+    let config = &loaded.config;
+    let (_runtime, plugins) = load_all(config).await?;
+    let mut tools = 0;
+    for (plugin, cfg) in plugins.iter().zip(&config.plugins) {
+        tools += plugin.tools.len();
+        println!("plugin {}", plugin.name);
+        println!("  source   {}", cfg.source.display());
+        println!("  sha256   {}", plugin.sha256);
+        println!(
+            "  compile  {:.1} ms ({:?})",
+            plugin.load.compile.as_secs_f64() * 1e3,
+            plugin.load.cache
+        );
+        println!("  tools");
+        for tool in &plugin.tools {
+            println!("    {}.{}  {}", plugin.name, tool.name, tool.description);
+        }
+        print_grants(plugin);
+    }
+    println!(
+        "ok: {} plugin(s), {tools} tool(s) from {}",
+        plugins.len(),
+        loaded.label
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_grants(plugin: &Plugin) {
+    let g = &plugin.grants;
+    println!("  grants");
+    if g.dirs.is_empty() {
+        println!("    dirs     none");
+    }
+    for dir in &g.dirs {
+        println!(
+            "    dir      {} -> {} ({:?})",
+            dir.host.display(),
+            dir.guest,
+            dir.mode
+        );
+    }
+    // Values may be secrets: only names are printed.
+    let names: Vec<&str> = g.env.vars.iter().map(|(k, _)| k.as_str()).collect();
+    println!(
+        "    env      {}",
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    );
+    let l = &g.limits;
+    println!(
+        "    limits   fuel {}, memory {} MiB, timeout {} ms, output {} bytes",
+        l.fuel,
+        l.memory_bytes >> 20,
+        l.timeout.as_millis(),
+        l.max_output_bytes
+    );
+}
+
+/// Prints a plugin file's tools, schemas and imports.
+pub(super) async fn inspect(path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    let config = adhoc_config(&CallArgs {
+        config: None,
+        plugin: path.to_string_lossy().into_owned(),
+        tool: String::new(),
+        arguments: String::new(),
+        dirs: vec![],
+        env: vec![],
+        fuel: None,
+        memory_mib: None,
+        timeout_ms: None,
+    })?;
+    let runtime = Runtime::new(&RuntimeOptions::permissive(
+        config.runtime.cache_dir.clone(),
+    ))?;
+    let plugin = runtime.load(&config.plugins[0]).await?;
+    if as_json {
+        let value = json!({
+            "sha256": plugin.sha256,
+            "tools": plugin.tools,
+            "imports": plugin.imports,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}", path.display());
+    println!("sha256  {}", plugin.sha256);
+    println!("tools");
+    for tool in &plugin.tools {
+        println!("  {}  {}", tool.name, tool.description);
+        println!(
+            "    annotations    {}",
+            serde_json::to_string(&tool.annotations)?
+        );
+        println!(
+            "    input schema   {}",
+            serde_json::to_string(&tool.input_schema)?
+        );
+        if let Some(schema) = &tool.output_schema {
+            println!("    output schema  {}", serde_json::to_string(schema)?);
+        }
+    }
+    println!("imports (what it could use if granted)");
+    for import in &plugin.imports {
+        println!("  {import}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

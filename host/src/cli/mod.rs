@@ -1,0 +1,195 @@
+//! The `moat` command line: `serve`, `check`, `inspect` and `call`.
+//!
+//! Without `--config`, commands use the embedded default configuration
+//! (see [`crate::defaults`]). Exit codes: 0 success; 1 the call's result is
+//! an error (a tool error or a limit); 2 a usage, config or load problem.
+
+mod call;
+mod check;
+mod serve;
+
+use crate::config::Config;
+use crate::defaults::DefaultConfig;
+use crate::runtime::{Plugin, Runtime, RuntimeOptions};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "moat",
+    version,
+    about = "A WebAssembly-sandboxed plugin host for MCP tools"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Readable on a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve MCP over stdio or Streamable HTTP.
+    Serve(ServeArgs),
+    /// Validate the config, load every plugin, print tools and grants.
+    Check {
+        /// The config file (default: the embedded configuration).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Show a plugin's tools, schemas and the interfaces it imports.
+    Inspect {
+        /// The component file (.wasm).
+        plugin: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one tool once and print its result as JSON.
+    Call(CallArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The config file (default: the embedded configuration with the
+    /// `hello` and `files` example plugins).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Serve on stdin and stdout (a local client launches Moat).
+    #[arg(long, conflicts_with = "http")]
+    stdio: bool,
+    /// Serve Streamable HTTP on this address, such as 127.0.0.1:8080
+    /// (default: `[http] listen` from the config).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// Serve HTTP beyond loopback without `[auth]` (anyone who can reach
+    /// the port can call every tool).
+    #[arg(long)]
+    insecure_no_auth: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct CallArgs {
+    /// The config file that names the plugin and its grants.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// A plugin name from the config, or a .wasm file to run with the grants
+    /// given by the flags below.
+    plugin: String,
+    /// The tool's name within the plugin.
+    tool: String,
+    /// The arguments, a JSON object.
+    #[arg(default_value = "{}")]
+    arguments: String,
+    /// For a .wasm file: grant a directory, HOST:GUEST[:ro|rw] (read-only by default).
+    #[arg(long = "dir", value_name = "HOST:GUEST[:MODE]")]
+    dirs: Vec<String>,
+    /// For a .wasm file: grant an environment variable, NAME=VALUE.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    env: Vec<String>,
+    /// For a .wasm file: fuel budget.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// For a .wasm file: memory cap in MiB.
+    #[arg(long)]
+    memory_mib: Option<u64>,
+    /// For a .wasm file: wall-clock timeout in milliseconds.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.command);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Check { config } => check::check(config.as_deref()).await,
+            Command::Inspect { plugin, json } => check::inspect(&plugin, json).await,
+            Command::Call(args) => call::call(args).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, command: &Command) {
+    use tracing_subscriber::EnvFilter;
+    // `call` is the plugin author's loop: show what the plugin printed.
+    let default = match command {
+        Command::Call(_) => "info,moat::plugin=debug",
+        _ => "info",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// A configuration and, for the embedded one, the folder it lives in.
+struct Loaded {
+    config: Config,
+    /// Where it came from, for messages.
+    label: String,
+    _default: Option<DefaultConfig>,
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Loaded> {
+    match path {
+        Some(path) => Ok(Loaded {
+            config: Config::load(path)?,
+            label: path.display().to_string(),
+            _default: None,
+        }),
+        None => {
+            let default = DefaultConfig::unpack()?;
+            Ok(Loaded {
+                config: default.config.clone(),
+                label: "the embedded default configuration".into(),
+                _default: Some(default),
+            })
+        }
+    }
+}
+
+async fn load_all(config: &Config) -> anyhow::Result<(Runtime, Vec<Plugin>)> {
+    let runtime = Runtime::new(&RuntimeOptions::for_config(config))?;
+    let mut plugins = Vec::with_capacity(config.plugins.len());
+    for plugin in &config.plugins {
+        plugins.push(runtime.load(plugin).await?);
+    }
+    Ok((runtime, plugins))
+}
