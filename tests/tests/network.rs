@@ -48,6 +48,23 @@ async fn upstream() -> Upstream {
     Upstream { port, hits }
 }
 
+impl Upstream {
+    /// `http://127.0.0.1:<port><path>`.
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// An `allow_hosts` grant for exactly this server over plain HTTP.
+    fn grant(&self) -> String {
+        allow(&[self.url("")])
+    }
+}
+
+/// Fetches `url` with the fetch plugin, expecting success; returns the text.
+async fn fetched(sb: &Sandbox, url: &str) -> String {
+    sb.ok("fetch", "get", json!({ "url": url })).await
+}
+
 async fn fetcher(grants: &str) -> Sandbox {
     Sandbox::builder().plugin("fetch", grants).build().await
 }
@@ -79,22 +96,10 @@ async fn still_serves(sb: &Sandbox, port: u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_granted_host_is_reachable_and_html_becomes_text() {
     let up = upstream().await;
-    let sb = fetcher(&allow(&[format!("http://127.0.0.1:{}", up.port)])).await;
-    let text = sb
-        .ok(
-            "fetch",
-            "get",
-            json!({ "url": format!("http://127.0.0.1:{}/", up.port) }),
-        )
-        .await;
+    let sb = fetcher(&up.grant()).await;
+    let text = fetched(&sb, &up.url("/")).await;
     assert_eq!(text, "plain upstream text");
-    let page = sb
-        .ok(
-            "fetch",
-            "get",
-            json!({ "url": format!("http://127.0.0.1:{}/page", up.port) }),
-        )
-        .await;
+    let page = fetched(&sb, &up.url("/page")).await;
     assert_eq!(page, "Title & more Body text");
     assert_eq!(up.hits.load(Ordering::SeqCst), 2);
 }
@@ -206,45 +211,27 @@ async fn a_wildcard_grants_subdomains_but_not_the_apex() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_over_the_cap_ends_with_a_named_error() {
     let up = upstream().await;
-    let grant = format!(
-        "{}\nmax_response_bytes = 100000",
-        allow(&[format!("http://127.0.0.1:{}", up.port)])
-    );
+    let grant = format!("{}\nmax_response_bytes = 100000", up.grant());
     let sb = fetcher(&grant).await;
     let message = sb
         .tool_error(
             "fetch",
             "get",
-            json!({ "url": format!("http://127.0.0.1:{}/big", up.port), "max_bytes": 1_000_000 }),
+            json!({ "url": up.url("/big"), "max_bytes": 1_000_000 }),
         )
         .await;
     assert!(message.contains("body size exceeds limit"), "{message}");
-    assert_eq!(
-        sb.ok(
-            "fetch",
-            "get",
-            json!({ "url": format!("http://127.0.0.1:{}/", up.port) })
-        )
-        .await,
-        "plain upstream text"
-    );
+    assert_eq!(fetched(&sb, &up.url("/")).await, "plain upstream text");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_never_answers_ends_the_call_at_its_deadline() {
     let up = upstream().await;
-    let grant = format!(
-        "{}\ntimeout_ms = 500\nhttp_timeout_ms = 60000",
-        allow(&[format!("http://127.0.0.1:{}", up.port)])
-    );
+    let grant = format!("{}\ntimeout_ms = 500\nhttp_timeout_ms = 60000", up.grant());
     let sb = fetcher(&grant).await;
     let started = Instant::now();
     let err = sb
-        .fails(
-            "fetch",
-            "get",
-            json!({ "url": format!("http://127.0.0.1:{}/hang", up.port) }),
-        )
+        .fails("fetch", "get", json!({ "url": up.url("/hang") }))
         .await;
     assert_eq!(
         err,
@@ -257,26 +244,15 @@ async fn an_upstream_that_never_answers_ends_the_call_at_its_deadline() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(
-        sb.ok(
-            "fetch",
-            "get",
-            json!({ "url": format!("http://127.0.0.1:{}/", up.port) })
-        )
-        .await,
-        "plain upstream text"
-    );
+    assert_eq!(fetched(&sb, &up.url("/")).await, "plain upstream text");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_per_call_are_capped() {
     let up = upstream().await;
-    let grant = format!(
-        "{}\nmax_http_requests = 2",
-        allow(&[format!("http://127.0.0.1:{}", up.port)])
-    );
+    let grant = format!("{}\nmax_http_requests = 2", up.grant());
     let sb = Sandbox::builder().plugin("testbed", &grant).build().await;
-    let url = format!("http://127.0.0.1:{}", up.port);
+    let url = up.url("");
     // The cap is per call: every call gets its two requests again.
     for _ in 0..2 {
         let outcomes = sb
