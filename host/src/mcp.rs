@@ -1,7 +1,6 @@
 //! The MCP face of [`ToolService`]: one rmcp `ServerHandler`, shared by the
 //! stdio and Streamable HTTP transports.
 
-use crate::auth::endpoint::Endpoint;
 use crate::auth::policy::Caller;
 use crate::runtime::CallError;
 use crate::service::{Refusal, SharedService};
@@ -27,14 +26,11 @@ pub struct McpHandler {
     tools: Arc<Vec<Tool>>,
     /// Index into `tools` by name (rmcp looks tools up on every request).
     by_name: Arc<HashMap<String, usize>>,
-    /// The policy, over HTTP with `[auth]`; `None` serves every tool (stdio,
-    /// where the launching process is trusted, or HTTP without auth).
-    auth: Option<Arc<Endpoint>>,
 }
 
 impl McpHandler {
-    /// A handler over `service`, enforcing `auth`'s policy when given.
-    pub fn new(service: SharedService, auth: Option<Arc<Endpoint>>) -> Self {
+    /// A handler over `service`, which enforces its policy.
+    pub fn new(service: SharedService) -> Self {
         let tools: Vec<Tool> = service
             .tools()
             .iter()
@@ -49,21 +45,17 @@ impl McpHandler {
             service,
             tools: Arc::new(tools),
             by_name: Arc::new(by_name),
-            auth,
         }
     }
+}
 
-    /// Whether the caller of `context` may use `tool`. The HTTP layer has
-    /// authenticated the request and put its caller in the extensions;
-    /// without one, nothing is allowed (fail closed).
-    fn may_use(&self, context: &RequestContext<RoleServer>, tool: &str) -> bool {
-        let Some(auth) = &self.auth else { return true };
-        context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Caller>())
-            .is_some_and(|caller| auth.allows(caller, tool))
-    }
+/// The caller the HTTP layer authenticated and put in the request's
+/// extensions; `None` over stdio and HTTP without `[auth]`.
+fn caller(context: &RequestContext<RoleServer>) -> Option<&Caller> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Caller>())
 }
 
 fn to_mcp_tool(name: &str, info: &crate::tool::ToolInfo) -> Tool {
@@ -112,10 +104,11 @@ impl ServerHandler for McpHandler {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        let caller = caller(&context);
         let visible = self
             .tools
             .iter()
-            .filter(|t| self.may_use(&context, &t.name))
+            .filter(|t| self.service.allows(caller, &t.name))
             .cloned()
             .collect();
         Ok(ListToolsResult::with_all_items(visible))
@@ -130,18 +123,12 @@ impl ServerHandler for McpHandler {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        // The HTTP layer refused this already with a 403; checked again
-        // here so that no path reaches a tool the caller may not use.
-        if !self.may_use(&context, &request.name) {
-            return Err(ErrorData::invalid_request(
-                format!("the caller may not use `{}`", request.name),
-                None,
-            ));
-        }
+        // Over HTTP a call the policy refuses got a 403 already; the
+        // service checks again, so no path reaches a tool it does not grant.
         let arguments = request.arguments.unwrap_or_default();
         let report = self
             .service
-            .call(&request.name, arguments)
+            .call(caller(&context), &request.name, arguments)
             .await
             .map_err(refusal_error)?;
         match report.result {
@@ -156,6 +143,9 @@ fn refusal_error(refusal: Refusal) -> ErrorData {
     match refusal {
         Refusal::UnknownTool(name) => {
             ErrorData::invalid_params(message, Some(json!({ "tool": name })))
+        }
+        Refusal::NotAllowed(name) => {
+            ErrorData::invalid_request(message, Some(json!({ "tool": name })))
         }
         Refusal::InvalidArguments { tool, field, .. } => {
             ErrorData::invalid_params(message, Some(json!({ "tool": tool, "field": field })))

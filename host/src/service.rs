@@ -1,11 +1,14 @@
 //! The tools Moat serves and the one path every tool call takes.
 //!
-//! [`ToolService`] owns the runtime and the loaded plugins, lists their
-//! tools as `<plugin>.<tool>`, and runs calls through [`ToolService::call`]:
-//! find the tool, check the arguments against its input schema, run it in
-//! the sandbox. Transports (stdio, HTTP) only adapt to it.
+//! A [`ToolService`] holds one endpoint's loaded plugins (the top-level
+//! ones or a tenant's) on a shared runtime, lists their tools as
+//! `<plugin>.<tool>`, and runs calls through [`ToolService::call`]: check
+//! the caller against the policy, find the tool, check the arguments
+//! against its input schema, run it in the sandbox. Transports (stdio,
+//! HTTP) only adapt to it.
 
-use crate::config::Config;
+use crate::auth::policy::{Caller, Policy};
+use crate::config::{Config, Served};
 use crate::runtime::{CallReport, Plugin, Runtime, RuntimeOptions};
 use crate::tool::ToolInfo;
 use serde_json::{Map, Value};
@@ -30,6 +33,9 @@ pub enum Refusal {
     /// No tool has this name.
     #[error("unknown tool `{0}`")]
     UnknownTool(String),
+    /// The policy does not grant the tool to this caller.
+    #[error("the caller may not use `{0}`")]
+    NotAllowed(String),
     /// The arguments do not match the tool's input schema.
     #[error("invalid arguments for {tool}: {message} (at {})", if .field.is_empty() { "the top level" } else { .field.as_str() })]
     InvalidArguments {
@@ -44,26 +50,54 @@ pub enum Refusal {
 
 /// The loaded plugins and everything needed to call their tools.
 pub struct ToolService {
-    runtime: Runtime,
+    runtime: Arc<Runtime>,
+    /// The tenant served; `None` for the top-level endpoint.
+    tenant: Option<String>,
+    /// Who may use which tool; `None`: every caller may use every tool
+    /// (stdio, where the launching process is trusted, or HTTP without
+    /// `[auth]`).
+    policy: Option<Policy>,
     plugins: Vec<Plugin>,
     tools: Vec<ToolEntry>,
     by_name: HashMap<String, usize>,
 }
 
 impl ToolService {
-    /// Builds the runtime for `config` and loads every plugin; fails on the
-    /// first plugin that cannot be loaded (never half-configured).
-    pub async fn load(config: &Config) -> anyhow::Result<ToolService> {
-        let runtime = Runtime::new(&RuntimeOptions::for_config(config))?;
-        let mut plugins = Vec::with_capacity(config.plugins.len());
-        for plugin in &config.plugins {
-            plugins.push(runtime.load(plugin).await?);
+    /// Builds a runtime for `config` and loads every endpoint's plugins
+    /// into it; fails on the first plugin that cannot be loaded (never
+    /// half-configured).
+    pub async fn load_all(config: &Config) -> anyhow::Result<Vec<(Served<'_>, SharedService)>> {
+        let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(config))?);
+        let mut services = Vec::new();
+        for served in config.served() {
+            let service = Self::load(runtime.clone(), served).await?;
+            services.push((served, Arc::new(service)));
         }
-        Self::new(runtime, plugins)
+        Ok(services)
     }
 
-    /// Serves `plugins`, already loaded into `runtime`.
-    pub fn new(runtime: Runtime, plugins: Vec<Plugin>) -> anyhow::Result<ToolService> {
+    /// Loads the plugins of one endpoint into `runtime`.
+    pub async fn load(runtime: Arc<Runtime>, served: Served<'_>) -> anyhow::Result<ToolService> {
+        let mut plugins = Vec::with_capacity(served.plugins.len());
+        for plugin in served.plugins {
+            plugins.push(
+                runtime
+                    .load(plugin)
+                    .await
+                    .map_err(|e| match served.tenant {
+                        Some(t) => anyhow::anyhow!("tenant `{t}`: {e}"),
+                        None => e.into(),
+                    })?,
+            );
+        }
+        let mut service = Self::new(runtime, plugins)?;
+        service.tenant = served.tenant.map(str::to_string);
+        service.policy = served.auth.map(|a| a.policy.clone());
+        Ok(service)
+    }
+
+    /// Serves `plugins`, already loaded into `runtime`, to every caller.
+    pub fn new(runtime: Arc<Runtime>, plugins: Vec<Plugin>) -> anyhow::Result<ToolService> {
         let mut tools = Vec::new();
         for (index, plugin) in plugins.iter().enumerate() {
             for info in &plugin.tools {
@@ -91,6 +125,8 @@ impl ToolService {
             .collect();
         Ok(ToolService {
             runtime,
+            tenant: None,
+            policy: None,
             plugins,
             tools,
             by_name,
@@ -107,17 +143,43 @@ impl ToolService {
         &self.plugins
     }
 
+    /// The tenant served; `None` for the top-level endpoint.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    /// Whether `caller` may use tool `name`. Without a policy everyone may;
+    /// with one, an unauthenticated caller may use nothing (fail closed).
+    pub fn allows(&self, caller: Option<&Caller>, name: &str) -> bool {
+        match (&self.policy, caller) {
+            (None, _) => true,
+            (Some(policy), Some(caller)) => policy.allows(caller, name),
+            (Some(_), None) => false,
+        }
+    }
+
     /// The tool called `name`, if any.
     pub fn tool(&self, name: &str) -> Option<&ToolEntry> {
         self.by_name.get(name).map(|&i| &self.tools[i])
     }
 
-    /// Runs tool `name` with `arguments`: the one path of every call.
+    /// Runs tool `name` with `arguments` for `caller` (`None`: a trusted
+    /// transport without tokens): the one path of every call.
     pub async fn call(
         &self,
+        caller: Option<&Caller>,
         name: &str,
         arguments: Map<String, Value>,
     ) -> Result<CallReport, Refusal> {
+        if !self.allows(caller, name) {
+            tracing::warn!(
+                tenant = self.tenant,
+                subject = caller.map(|c| c.subject.as_str()),
+                tool = name,
+                "tool call refused: not granted"
+            );
+            return Err(Refusal::NotAllowed(name.to_string()));
+        }
         let tool = self
             .tool(name)
             .ok_or_else(|| Refusal::UnknownTool(name.to_string()))?;
@@ -133,10 +195,21 @@ impl ToolService {
             });
         }
         let plugin = &self.plugins[tool.plugin];
-        Ok(self
+        let report = self
             .runtime
             .call(plugin, &tool.info.name, &arguments.to_string())
-            .await)
+            .await;
+        tracing::debug!(
+            tenant = self.tenant,
+            subject = caller.map(|c| c.subject.as_str()),
+            client_id = caller.and_then(|c| c.client_id.as_deref()),
+            tool = name,
+            outcome = report.result.as_ref().map_or_else(|e| e.kind(), |_| "ok"),
+            micros = report.stats.duration.as_micros() as u64,
+            fuel = report.stats.fuel_used,
+            "call"
+        );
+        Ok(report)
     }
 }
 

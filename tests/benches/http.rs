@@ -8,6 +8,7 @@
 
 use moat::config::Config;
 use moat::service::ToolService;
+use moat::transport::http::Mount;
 use moat_tests::plugin_wasm;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InitializeResult,
@@ -84,19 +85,18 @@ async fn serve_moat(dir: &std::path::Path) -> String {
         plugin_wasm("hello").display().to_string()
     );
     let config = Config::parse(&dir.join("moat.toml"), &text).unwrap();
-    let service = Arc::new(ToolService::load(&config).await.unwrap());
+    let mounts = ToolService::load_all(&config)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(served, service)| Mount::new(served, service))
+        .collect();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     tokio::spawn(async move {
-        moat::transport::http::serve(
-            service,
-            listener,
-            &config.http,
-            None,
-            std::future::pending(),
-        )
-        .await
-        .unwrap()
+        moat::transport::http::serve(mounts, listener, &config.http, std::future::pending())
+            .await
+            .unwrap()
     });
     url
 }

@@ -194,7 +194,7 @@ fn check_lists_tools_and_grants() {
         "testbed.spin",
         "-> /data (Ro)",
         "timeout 500 ms",
-        "ok: 2 plugin(s)",
+        "ok: 1 endpoint(s), 2 plugin(s)",
     ] {
         assert!(
             stdout.contains(expected),

@@ -16,6 +16,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Verified tokens kept, at most; past it the cache is emptied.
 const MAX_CACHED_TOKENS: usize = 10_000;
 
+/// The path of the RFC 9728 metadata for `resource`: its path with
+/// `/.well-known/oauth-protected-resource` in front.
+pub fn metadata_path(resource: &str) -> String {
+    let path = url::Url::parse(resource).map_or(String::new(), |u| u.path().to_string());
+    format!(
+        "/.well-known/oauth-protected-resource{}",
+        path.trim_end_matches('/')
+    )
+}
+
 /// The state of one protected endpoint.
 pub struct Endpoint {
     config: AuthConfig,
@@ -63,9 +73,9 @@ impl Endpoint {
     pub fn metadata_url(&self) -> String {
         match url::Url::parse(&self.config.token.resource) {
             Ok(url) => format!(
-                "{}/.well-known/oauth-protected-resource{}",
+                "{}{}",
                 url.origin().ascii_serialization(),
-                url.path().trim_end_matches('/')
+                metadata_path(&self.config.token.resource)
             ),
             Err(_) => self.config.token.resource.clone(),
         }
@@ -73,9 +83,7 @@ impl Endpoint {
 
     /// The path part of [`Self::metadata_url`].
     pub fn metadata_path(&self) -> String {
-        url::Url::parse(&self.metadata_url())
-            .map(|u| u.path().to_string())
-            .unwrap_or_default()
+        metadata_path(&self.config.token.resource)
     }
 
     /// The RFC 9728 metadata document.

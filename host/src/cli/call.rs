@@ -90,8 +90,18 @@ pub(super) async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     let selected = if bare_wasm {
         config.plugins[0].clone()
     } else {
-        let Some(p) = config.plugins.iter().find(|p| p.name == args.plugin) else {
-            let names: Vec<&str> = config.plugins.iter().map(|p| p.name.as_str()).collect();
+        let Some(served) = config.endpoint(args.tenant.as_deref()) else {
+            anyhow::bail!(
+                "{} has no {}",
+                loaded.label,
+                args.tenant.as_deref().map_or(
+                    "top-level [[plugin]]; name a tenant with --tenant".to_string(),
+                    |t| format!("tenant `{t}`")
+                )
+            );
+        };
+        let Some(p) = served.plugins.iter().find(|p| p.name == args.plugin) else {
+            let names: Vec<&str> = served.plugins.iter().map(|p| p.name.as_str()).collect();
             anyhow::bail!(
                 "no plugin named `{}`; configured: {}",
                 args.plugin,
@@ -102,6 +112,7 @@ pub(super) async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     };
     let one = Config {
         plugins: vec![selected],
+        tenants: Vec::new(),
         ..config.clone()
     };
     let (runtime, plugins) = load_all(&one).await?;

@@ -12,26 +12,38 @@ pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let loaded = load_config(path)?;
     let config = &loaded.config;
     let (_runtime, plugins) = load_all(config).await?;
+    let mut plugins = plugins.iter();
     let mut tools = 0;
-    for (plugin, cfg) in plugins.iter().zip(&config.plugins) {
-        tools += plugin.tools.len();
-        println!("plugin {}", plugin.name);
-        println!("  source   {}", cfg.source.display());
-        println!("  sha256   {}", plugin.sha256);
-        println!(
-            "  compile  {:.1} ms ({:?})",
-            plugin.load.compile.as_secs_f64() * 1e3,
-            plugin.load.cache
-        );
-        println!("  tools");
-        for tool in &plugin.tools {
-            println!("    {}.{}  {}", plugin.name, tool.name, tool.description);
+    for served in config.served() {
+        let auth = served.auth.map_or("no authentication".to_string(), |a| {
+            format!("tokens from {} for {}", a.token.issuer, a.token.resource)
+        });
+        match served.tenant {
+            Some(tenant) => println!("tenant {tenant} at {} ({auth})", served.path),
+            None => println!("endpoint {} ({auth})", served.path),
         }
-        print_grants(plugin);
+        // `served.plugins` first: zip stops on it without taking a plugin.
+        for (cfg, plugin) in served.plugins.iter().zip(plugins.by_ref()) {
+            tools += plugin.tools.len();
+            println!("plugin {}", plugin.name);
+            println!("  source   {}", cfg.source.display());
+            println!("  sha256   {}", plugin.sha256);
+            println!(
+                "  compile  {:.1} ms ({:?})",
+                plugin.load.compile.as_secs_f64() * 1e3,
+                plugin.load.cache
+            );
+            println!("  tools");
+            for tool in &plugin.tools {
+                println!("    {}.{}  {}", plugin.name, tool.name, tool.description);
+            }
+            print_grants(plugin);
+        }
     }
     println!(
-        "ok: {} plugin(s), {tools} tool(s) from {}",
-        plugins.len(),
+        "ok: {} endpoint(s), {} plugin(s), {tools} tool(s) from {}",
+        config.served().len(),
+        config.all_plugins().count(),
         loaded.label
     );
     Ok(ExitCode::SUCCESS)
@@ -75,6 +87,7 @@ fn print_grants(plugin: &Plugin) {
 pub(super) async fn inspect(path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let config = adhoc_config(&CallArgs {
         config: None,
+        tenant: None,
         plugin: path.to_string_lossy().into_owned(),
         tool: String::new(),
         arguments: String::new(),

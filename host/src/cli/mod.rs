@@ -79,6 +79,10 @@ struct ServeArgs {
     /// the port can call every tool).
     #[arg(long)]
     insecure_no_auth: bool,
+    /// With --stdio: serve this tenant's plugins instead of the top-level
+    /// ones.
+    #[arg(long, requires = "stdio")]
+    tenant: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,6 +90,9 @@ struct CallArgs {
     /// The config file that names the plugin and its grants.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// Take the plugin from this tenant's `[tenants.<name>]` table.
+    #[arg(long)]
+    tenant: Option<String>,
     /// A plugin name from the config, or a .wasm file to run with the grants
     /// given by the flags below.
     plugin: String,
@@ -185,10 +192,11 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Loaded> {
     }
 }
 
+/// Loads every plugin of every endpoint, in [`Config::all_plugins`] order.
 async fn load_all(config: &Config) -> anyhow::Result<(Runtime, Vec<Plugin>)> {
     let runtime = Runtime::new(&RuntimeOptions::for_config(config))?;
-    let mut plugins = Vec::with_capacity(config.plugins.len());
-    for plugin in &config.plugins {
+    let mut plugins = Vec::new();
+    for plugin in config.all_plugins() {
         plugins.push(runtime.load(plugin).await?);
     }
     Ok((runtime, plugins))

@@ -1,8 +1,12 @@
 //! `moat serve`: MCP over stdio or Streamable HTTP.
 
 use super::{ServeArgs, load_config};
+use crate::auth::endpoint::Endpoint;
+use crate::config::Config;
+use crate::runtime::{Runtime, RuntimeOptions};
 use crate::service::ToolService;
 use crate::transport;
+use crate::transport::http::Mount;
 use anyhow::Context;
 use serde_json::json;
 use std::process::ExitCode;
@@ -12,57 +16,101 @@ use std::sync::Arc;
 pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let loaded = load_config(args.config.as_deref())?;
     let config = &loaded.config;
-    let service = Arc::new(ToolService::load(config).await?);
-    let tools = service.tools().len();
     if args.stdio {
-        // stdout carries the protocol: everything else goes to stderr.
-        eprintln!(
-            "moat: serving {tools} tools from {} over stdio",
-            loaded.label
-        );
-        transport::stdio::serve(service).await?;
-        return Ok(ExitCode::SUCCESS);
+        return serve_stdio(config, args.tenant.as_deref(), &loaded.label).await;
     }
     let Some(addr) = args.http.or(config.http.listen) else {
         anyhow::bail!(
             "choose a transport: --stdio, or --http 127.0.0.1:8080 (or set [http] listen in the config)"
         );
     };
-    if config.auth.is_none() && !addr.ip().is_loopback() && !args.insecure_no_auth {
+    let open: Vec<_> = config
+        .served()
+        .iter()
+        .filter(|s| s.auth.is_none())
+        .map(|s| s.path.to_string())
+        .collect();
+    if !open.is_empty() && !addr.ip().is_loopback() && !args.insecure_no_auth {
         anyhow::bail!(
-            "listening on {addr}, beyond loopback, without [auth] would let anyone who can reach it call every tool; \
-             configure [auth], or pass --insecure-no-auth if that is really intended"
+            "listening on {addr}, beyond loopback, without [auth] for {} would let anyone who can reach it call those tools; \
+             configure [auth] (for a tenant, [tenants.<name>.auth]), or pass --insecure-no-auth if that is really intended",
+            open.join(", ")
         );
     }
     transport::http::allow_lists(addr, &config.http)?;
+    let services = ToolService::load_all(config).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    let url = format!("http://{local}{}", config.http.path);
-    println!("moat: serving {tools} tools from {} at {url}", loaded.label);
-    println!(
-        "moat: client configuration: {}",
-        json!({ "mcpServers": { "moat": { "type": "http", "url": url } } })
-    );
-    match &config.auth {
-        Some(auth) => println!(
-            "moat: bearer tokens from {} for {} are required; metadata at {}",
-            auth.token.issuer,
-            auth.token.resource,
-            crate::auth::endpoint::Endpoint::new(auth.clone()).metadata_url()
-        ),
-        None => println!(
-            "moat: no authentication is configured: anyone who can reach {local} can call these tools"
-        ),
+    let mut mounts = Vec::with_capacity(services.len());
+    for (served, service) in services {
+        let url = format!("http://{local}{}", served.path);
+        let whose = match served.tenant {
+            Some(tenant) => format!("tenant {tenant}"),
+            None => loaded.label.clone(),
+        };
+        println!(
+            "moat: serving {} tools from {whose} at {url}",
+            service.tools().len()
+        );
+        match served.auth {
+            Some(auth) => println!(
+                "moat: bearer tokens from {} for {} are required; metadata at {}",
+                auth.token.issuer,
+                auth.token.resource,
+                Endpoint::new(auth.clone()).metadata_url()
+            ),
+            None => println!(
+                "moat: no authentication is configured: anyone who can reach {url} can call these tools"
+            ),
+        }
+        mounts.push(Mount::new(served, service));
+    }
+    if let [only] = &mounts[..] {
+        let url = format!("http://{local}{}", only.path);
+        println!(
+            "moat: client configuration: {}",
+            json!({ "mcpServers": { "moat": { "type": "http", "url": url } } })
+        );
     }
     transport::http::serve(
-        service,
+        mounts,
         listener,
         &config.http,
-        config.auth.clone(),
         transport::http::shutdown_signal(),
     )
     .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves one endpoint's tools over stdio, without tokens or policy: the
+/// process that launched Moat is trusted with every tool of the endpoint.
+async fn serve_stdio(
+    config: &Config,
+    tenant: Option<&str>,
+    label: &str,
+) -> anyhow::Result<ExitCode> {
+    let Some(mut served) = config.endpoint(tenant) else {
+        let tenants: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+        anyhow::bail!(
+            "{} has no {}; choose one of its tenants with --tenant: {}",
+            label,
+            tenant.map_or("top-level [[plugin]]".to_string(), |t| format!(
+                "tenant `{t}`"
+            )),
+            tenants.join(", ")
+        );
+    };
+    served.auth = None;
+    let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(config))?);
+    let service = Arc::new(ToolService::load(runtime, served).await?);
+    // stdout carries the protocol: everything else goes to stderr.
+    eprintln!(
+        "moat: serving {} tools from {} over stdio",
+        service.tools().len(),
+        tenant.map_or(label.to_string(), |t| format!("tenant {t} of {label}"))
+    );
+    transport::stdio::serve(service).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -47,6 +47,35 @@ impl Default for HttpConfig {
 /// Paths Moat serves itself, outside the MCP endpoint.
 pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz"];
 
+/// Checks an MCP endpoint path written as `key`: absolute, no trailing
+/// slash, plain characters (routers give `{`, `*` and `:` meanings), and
+/// clear of Moat's own paths.
+pub(super) fn endpoint_path(
+    src: &Source,
+    path: &Spanned<String>,
+    key: &str,
+) -> Result<String, ConfigError> {
+    let p = path.get_ref();
+    let plain = p
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b));
+    if !p.starts_with('/')
+        || p.len() < 2
+        || p.ends_with('/')
+        || p.contains("//")
+        || !plain
+        || p.starts_with("/.well-known")
+        || RESERVED_PATHS.contains(&p.as_str())
+    {
+        return Err(src.error(
+            path.span(),
+            format!("{key} = {p:?} cannot be an MCP endpoint"),
+            "use an absolute path of letters, digits and `/-._~` without a trailing slash, such as \"/mcp\", other than /healthz, /readyz and /.well-known/…",
+        ));
+    }
+    Ok(p.clone())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttp {
@@ -72,19 +101,7 @@ pub(super) fn parse(src: &Source, raw: RawHttp) -> Result<HttpConfig, ConfigErro
         })?);
     }
     if let Some(path) = raw.path {
-        let p = path.get_ref();
-        if !p.starts_with('/')
-            || p.len() < 2
-            || p.ends_with('/')
-            || RESERVED_PATHS.contains(&p.as_str())
-        {
-            return Err(src.error(
-                path.span(),
-                format!("path = {p:?} cannot be the MCP endpoint"),
-                "use an absolute path without a trailing slash, such as \"/mcp\", other than /healthz and /readyz",
-            ));
-        }
-        http.path = p.clone();
+        http.path = endpoint_path(src, &path, "path")?;
     }
     http.stateless = raw.stateless.unwrap_or(false);
     http.allowed_hosts = raw.allowed_hosts;

@@ -7,13 +7,15 @@
 
 mod auth;
 mod http;
+mod tenant;
 
 pub use auth::AuthConfig;
 pub use http::{HttpConfig, RESERVED_PATHS};
+pub use tenant::TenantConfig;
 
 use crate::capabilities::{Grants, RawGrants};
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -22,14 +24,64 @@ use toml::Spanned;
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The plugins to load, in file order.
+    /// The top-level plugins, in file order, served at `[http] path` (and
+    /// over stdio); empty when only tenants are configured.
     pub plugins: Vec<PluginConfig>,
     /// Engine-wide settings.
     pub runtime: RuntimeConfig,
     /// How to serve Streamable HTTP.
     pub http: HttpConfig,
-    /// Token validation and tool policy for HTTP; `None`: no authentication.
+    /// Token validation and tool policy for the top-level endpoint;
+    /// `None`: no authentication.
     pub auth: Option<AuthConfig>,
+    /// Further endpoints, each with its own plugins and auth.
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// One MCP endpoint to serve: the top-level one or a tenant's.
+#[derive(Debug, Clone, Copy)]
+pub struct Served<'a> {
+    /// The tenant's name; `None` for the top-level endpoint.
+    pub tenant: Option<&'a str>,
+    /// The HTTP path.
+    pub path: &'a str,
+    /// Its plugins.
+    pub plugins: &'a [PluginConfig],
+    /// Its token rules and policy.
+    pub auth: Option<&'a AuthConfig>,
+}
+
+impl Config {
+    /// Every endpoint: the top-level one (when it has plugins), then the
+    /// tenants in name order.
+    pub fn served(&self) -> Vec<Served<'_>> {
+        let top = (!self.plugins.is_empty()).then(|| Served {
+            tenant: None,
+            path: &self.http.path,
+            plugins: &self.plugins,
+            auth: self.auth.as_ref(),
+        });
+        top.into_iter()
+            .chain(self.tenants.iter().map(|t| Served {
+                tenant: Some(&t.name),
+                path: &t.path,
+                plugins: &t.plugins,
+                auth: t.auth.as_ref(),
+            }))
+            .collect()
+    }
+
+    /// The endpoint of `tenant` (`None`: the top-level one), if it exists.
+    pub fn endpoint(&self, tenant: Option<&str>) -> Option<Served<'_>> {
+        self.served().into_iter().find(|s| s.tenant == tenant)
+    }
+
+    /// Every configured plugin, of every endpoint.
+    pub fn all_plugins(&self) -> impl Iterator<Item = &PluginConfig> {
+        self.plugins
+            .iter()
+            .chain(self.tenants.iter().flat_map(|t| &t.plugins))
+    }
 }
 
 /// One `[[plugin]]` entry.
@@ -194,6 +246,8 @@ struct RawConfig {
     http: Option<http::RawHttp>,
     #[serde(default)]
     auth: Option<auth::RawAuth>,
+    #[serde(default)]
+    tenants: BTreeMap<Spanned<String>, Spanned<tenant::RawTenant>>,
 }
 
 #[derive(Deserialize)]
@@ -243,34 +297,122 @@ impl Config {
             Some(h) => http::parse(&src, h)?,
         };
         let auth = raw.auth.map(|a| auth::parse(&src, a)).transpose()?;
-        if raw.plugins.is_empty() {
+        if raw.plugins.is_empty() && raw.tenants.is_empty() {
             return Err(src.error(
                 0..0,
                 "no plugins are configured",
                 "add a [[plugin]] table with `name` and `source` (see README.md, \"Configuration\")",
             ));
         }
-        let mut seen = HashSet::new();
-        let mut plugins = Vec::with_capacity(raw.plugins.len());
-        for entry in raw.plugins {
-            let span = entry.span();
-            let plugin = parse_plugin(&src, span.clone(), entry.into_inner())?;
-            if !seen.insert(plugin.name.clone()) {
-                return Err(src.error(
-                    span,
-                    format!("plugin `{}` is configured twice", plugin.name),
-                    "give each [[plugin]] a distinct `name`",
-                ));
-            }
-            plugins.push(plugin);
-        }
-        Ok(Config {
+        let plugins = parse_plugins(&src, raw.plugins)?;
+        let tenant_spans: Vec<Range<usize>> = raw.tenants.values().map(|t| t.span()).collect();
+        let tenants = tenant::parse(&src, raw.tenants)?;
+        let config = Config {
             plugins,
             runtime,
             http,
             auth,
-        })
+            tenants,
+        };
+        config.check_endpoints(&src, &tenant_spans)?;
+        Ok(config)
     }
+
+    /// Endpoints must not share a path (one would hide the other), a
+    /// resource URI (a token for one would be accepted at the other) or a
+    /// metadata path.
+    fn check_endpoints(
+        &self,
+        src: &Source,
+        tenant_spans: &[Range<usize>],
+    ) -> Result<(), ConfigError> {
+        let served = self.served();
+        let offset = served.len() - tenant_spans.len();
+        let name = |s: &Served| {
+            s.tenant.map_or("the top-level endpoint".to_string(), |t| {
+                format!("tenant `{t}`")
+            })
+        };
+        for (i, later) in served.iter().enumerate() {
+            for earlier in &served[..i] {
+                let clash = if nested(earlier.path, later.path) {
+                    Some((
+                        format!(
+                            "its path {} overlaps the path {} of {}",
+                            later.path,
+                            earlier.path,
+                            name(earlier)
+                        ),
+                        "give each endpoint a path of its own, neither inside the other",
+                    ))
+                } else if let (Some(a), Some(b)) = (earlier.auth, later.auth) {
+                    if a.token.resource.eq_ignore_ascii_case(&b.token.resource) {
+                        Some((
+                            format!(
+                                "its resource {} is also the resource of {}, so each would accept the other's tokens",
+                                b.token.resource,
+                                name(earlier)
+                            ),
+                            "give each endpoint its own resource URI (its public URL)",
+                        ))
+                    } else if crate::auth::endpoint::metadata_path(&a.token.resource)
+                        == crate::auth::endpoint::metadata_path(&b.token.resource)
+                    {
+                        Some((
+                            format!(
+                                "its resource {} has the same path as the resource of {}, so their metadata would be served at one URL",
+                                b.token.resource,
+                                name(earlier)
+                            ),
+                            "give each endpoint a resource URI with its own path",
+                        ))
+                    } else {
+                        None
+                    }
+                } else {
+                    None
+                };
+                if let Some((message, fix)) = clash {
+                    // `later` comes after `earlier`, so it is always a tenant.
+                    let span = tenant_spans[i - offset].clone();
+                    return Err(src.error(span, format!("{}: {message}", name(later)), fix));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether one path equals the other or lies below it.
+fn nested(a: &str, b: &str) -> bool {
+    let below = |outer: &str, inner: &str| {
+        inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    below(a, b) || below(b, a)
+}
+
+/// Parses a list of `[[plugin]]` entries; names must be distinct.
+fn parse_plugins(
+    src: &Source,
+    raw: Vec<Spanned<RawPlugin>>,
+) -> Result<Vec<PluginConfig>, ConfigError> {
+    let mut seen = HashSet::new();
+    let mut plugins = Vec::with_capacity(raw.len());
+    for entry in raw {
+        let span = entry.span();
+        let plugin = parse_plugin(src, span.clone(), entry.into_inner())?;
+        if !seen.insert(plugin.name.clone()) {
+            return Err(src.error(
+                span,
+                format!("plugin `{}` is configured twice", plugin.name),
+                "give each [[plugin]] a distinct `name`",
+            ));
+        }
+        plugins.push(plugin);
+    }
+    Ok(plugins)
 }
 
 fn syntax_error(src: &Source, e: &toml::de::Error) -> ConfigError {
@@ -315,7 +457,7 @@ fn parse_plugin(
     raw: RawPlugin,
 ) -> Result<PluginConfig, ConfigError> {
     let name = raw.name.get_ref();
-    if let Err(why) = check_plugin_name(name) {
+    if let Err(why) = check_name(name) {
         return Err(src.error(
             raw.name.span(),
             format!("plugin name `{name}` {why}"),
@@ -361,9 +503,9 @@ fn parse_plugin(
     })
 }
 
-/// Plugin names become the prefix of MCP tool names, so they keep to a
-/// conservative alphabet that every client accepts.
-fn check_plugin_name(name: &str) -> Result<(), &'static str> {
+/// Plugin names become the prefix of MCP tool names and tenant names a
+/// part of URLs, so both keep to a conservative alphabet.
+fn check_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.len() > 64 {
         return Err("must be 1 to 64 characters long");
     }

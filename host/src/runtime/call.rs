@@ -94,10 +94,6 @@ impl Runtime {
             Returned::Tools(_) => unreachable!("a call entry returns a call result"),
         });
         stats.duration = start.elapsed();
-        tracing::debug!(
-            plugin = %plugin.name, tool, outcome = result.as_ref().map_or_else(|e| e.kind(), |_| "ok"),
-            micros = stats.duration.as_micros() as u64, fuel = stats.fuel_used, "call"
-        );
         CallReport { result, stats }
     }
 

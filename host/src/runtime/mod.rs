@@ -49,8 +49,7 @@ impl RuntimeOptions {
     /// slots hold the largest memory any plugin is granted.
     pub fn for_config(config: &Config) -> Self {
         let largest = config
-            .plugins
-            .iter()
+            .all_plugins()
             .map(|p| p.grants.limits.memory_bytes)
             .max()
             .unwrap_or(0);

@@ -6,11 +6,13 @@
 //! rebinding (403). This module chooses safe defaults for those checks from
 //! the bound address, turns malformed bodies into JSON-RPC errors, and adds
 //! `/healthz` and `/readyz`, a per-request timeout, and a shutdown that
-//! lets in-flight calls finish.
+//! lets in-flight calls finish. Each endpoint (the top-level one and every
+//! tenant's) is mounted at its own path with its own sessions, token
+//! checks and RFC 9728 metadata.
 
 use super::drain::{Admission, InFlight, admit};
 use crate::auth::endpoint::Endpoint;
-use crate::config::{AuthConfig, HttpConfig};
+use crate::config::{AuthConfig, HttpConfig, Served};
 use crate::mcp::McpHandler;
 use crate::service::SharedService;
 use anyhow::{Context, bail};
@@ -31,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 
+/// The root form of the RFC 9728 metadata URL.
+const ROOT_METADATA: &str = "/.well-known/oauth-protected-resource";
 /// Names a loopback-bound server accepts in `Host` by default.
 const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
 /// Origins a loopback-bound server accepts by default (local pages only).
@@ -61,74 +65,78 @@ pub fn allow_lists(
     Ok((hosts, origins))
 }
 
-/// Serves MCP on `listener` until `shutdown` resolves, then stops taking
-/// requests, waits (up to the grace period) for running calls, and closes
-/// every session.
+/// One MCP endpoint to serve.
+pub struct Mount {
+    /// Its path, such as `/mcp` or `/t/acme/mcp`.
+    pub path: String,
+    /// Its tools.
+    pub service: SharedService,
+    /// Its token rules; `None`: no authentication.
+    pub auth: Option<AuthConfig>,
+}
+
+impl Mount {
+    /// Mounts `service`, loaded for the endpoint `served`.
+    pub fn new(served: Served<'_>, service: SharedService) -> Mount {
+        Mount {
+            path: served.path.to_string(),
+            service,
+            auth: served.auth.cloned(),
+        }
+    }
+}
+
+/// Serves `mounts` on `listener` until `shutdown` resolves, then stops
+/// taking requests, waits (up to the grace period) for running calls, and
+/// closes every session.
 pub async fn serve(
-    service: SharedService,
+    mounts: Vec<Mount>,
     listener: TcpListener,
     http: &HttpConfig,
-    auth: Option<AuthConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let auth = auth.map(|a| Arc::new(Endpoint::new(a)));
     let addr = listener.local_addr()?;
     let (hosts, origins) = allow_lists(addr, http)?;
     let sessions = CancellationToken::new();
-    let mut mcp_config = StreamableHttpServerConfig::default()
-        .with_legacy_session_mode(!http.stateless)
-        .with_json_response(http.stateless)
-        .with_max_request_body_bytes(http.max_body_bytes)
-        .with_cancellation_token(sessions.clone())
-        .with_allowed_origins(origins)
-        .enforce_origin_validation();
-    mcp_config = if hosts.iter().any(|h| h == "*") {
-        mcp_config.disable_allowed_hosts()
-    } else {
-        mcp_config.with_allowed_hosts(hosts)
-    };
-    let handler = McpHandler::new(service, auth.clone());
-    let mcp = StreamableHttpService::new(
-        move || Ok(handler.clone()),
-        LocalSessionManager::default().into(),
-        mcp_config,
-    );
-
     let in_flight = Arc::new(InFlight::default());
-    let admission = Admission {
-        in_flight: in_flight.clone(),
-        max_body_bytes: http.max_body_bytes,
-        auth: auth.clone(),
-    };
-    let mcp = ServiceBuilder::new()
-        .layer(middleware::from_fn_with_state(admission, admit))
-        .service(mcp);
-
     let ready = Arc::new(AtomicBool::new(true));
-    let mut app = Router::new()
-        .nest_service(&http.path, mcp)
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            http.request_timeout,
-        ))
+    let mut app = Router::new();
+    let protected = mounts.iter().filter(|m| m.auth.is_some()).count();
+    for mount in mounts {
+        let auth = mount.auth.map(|a| Arc::new(Endpoint::new(a)));
+        let mcp = mcp_service(mount.service, http, &hosts, &origins, &sessions);
+        let admission = Admission {
+            in_flight: in_flight.clone(),
+            max_body_bytes: http.max_body_bytes,
+            auth: auth.clone(),
+        };
+        let mcp = ServiceBuilder::new()
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                http.request_timeout,
+            ))
+            .layer(middleware::from_fn_with_state(admission, admit))
+            .service(mcp);
+        app = app.nest_service(&mount.path, mcp);
+        if let Some(endpoint) = &auth {
+            // RFC 9728: at the path-inserted URL, and at the root form too
+            // when only one endpoint is protected, so it is unambiguous.
+            let document = axum::Json(endpoint.metadata());
+            let metadata = move || {
+                let document = document.clone();
+                async move { document }
+            };
+            let path = endpoint.metadata_path();
+            if protected == 1 && path != ROOT_METADATA {
+                app = app.route(ROOT_METADATA, get(metadata.clone()));
+            }
+            app = app.route(&path, get(metadata));
+        }
+    }
+    let app = app
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(ready.clone());
-    if let Some(endpoint) = &auth {
-        // RFC 9728: at the path-inserted URL, and at the root form too,
-        // which is unambiguous while one endpoint is served.
-        let document = axum::Json(endpoint.metadata());
-        let metadata = move || {
-            let document = document.clone();
-            async move { document }
-        };
-        for path in [
-            endpoint.metadata_path(),
-            "/.well-known/oauth-protected-resource".to_string(),
-        ] {
-            app = app.route(&path, get(metadata.clone()));
-        }
-    }
 
     let stop_accepting = CancellationToken::new();
     let server = tokio::spawn({
@@ -166,6 +174,35 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// rmcp's Streamable HTTP service over `service`, with its own sessions
+/// (a session of one endpoint is unknown at every other).
+fn mcp_service(
+    service: SharedService,
+    http: &HttpConfig,
+    hosts: &[String],
+    origins: &[String],
+    sessions: &CancellationToken,
+) -> StreamableHttpService<McpHandler, LocalSessionManager> {
+    let mut config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(!http.stateless)
+        .with_json_response(http.stateless)
+        .with_max_request_body_bytes(http.max_body_bytes)
+        .with_cancellation_token(sessions.child_token())
+        .with_allowed_origins(origins.to_vec())
+        .enforce_origin_validation();
+    config = if hosts.iter().any(|h| h == "*") {
+        config.disable_allowed_hosts()
+    } else {
+        config.with_allowed_hosts(hosts.to_vec())
+    };
+    let handler = McpHandler::new(service);
+    StreamableHttpService::new(
+        move || Ok(handler.clone()),
+        LocalSessionManager::default().into(),
+        config,
+    )
 }
 
 async fn readyz(State(ready): State<Arc<AtomicBool>>) -> (StatusCode, &'static str) {

@@ -9,7 +9,7 @@ use rmcp::ServiceExt;
 /// Serves MCP on this process's stdin and stdout until the client closes
 /// the connection.
 pub async fn serve(service: SharedService) -> anyhow::Result<()> {
-    let running = McpHandler::new(service, None)
+    let running = McpHandler::new(service)
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| anyhow::anyhow!("the MCP client did not complete initialization: {e}"))?;

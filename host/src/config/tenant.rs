@@ -1,0 +1,184 @@
+//! `[tenants.<name>]`: independent MCP endpoints served by one process.
+//!
+//! A tenant repeats the single-tenant shape (`[[plugin]]`, `[auth]`) inside
+//! its own table and is served at `/t/<name>/mcp` unless it names a `path`.
+//! Tenants share the engine and the instance pool and nothing else: each
+//! has its own plugins (so its own grants), token audience and policy.
+
+use super::auth::{self, AuthConfig};
+use super::{ConfigError, PluginConfig, RawPlugin, Source, check_name, http, parse_plugins};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// One `[tenants.<name>]` table.
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    /// The table's key; it names the tenant in logs and paths.
+    pub name: String,
+    /// Where its MCP endpoint is served.
+    pub path: String,
+    /// Its plugins, with its grants.
+    pub plugins: Vec<PluginConfig>,
+    /// Its token rules and policy; `None`: no authentication.
+    pub auth: Option<AuthConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenant {
+    path: Option<Spanned<String>>,
+    #[serde(default, rename = "plugin")]
+    plugins: Vec<Spanned<RawPlugin>>,
+    auth: Option<auth::RawAuth>,
+}
+
+pub(super) fn parse(
+    src: &Source,
+    raw: BTreeMap<Spanned<String>, Spanned<RawTenant>>,
+) -> Result<Vec<TenantConfig>, ConfigError> {
+    let mut tenants = Vec::with_capacity(raw.len());
+    for (name, table) in raw {
+        let span = table.span();
+        let table = table.into_inner();
+        check_name(name.get_ref()).map_err(|why| {
+            src.error(
+                name.span(),
+                format!("tenant name `{}` {why}", name.get_ref()),
+                "use 1 to 64 characters from a-z, 0-9, `_` and `-`, starting with a letter",
+            )
+        })?;
+        let context = |e: ConfigError| ConfigError {
+            message: format!("tenant `{}`: {}", name.get_ref(), e.message),
+            ..e
+        };
+        let path = match &table.path {
+            Some(path) => http::endpoint_path(src, path, "path").map_err(context)?,
+            None => format!("/t/{}/mcp", name.get_ref()),
+        };
+        if table.plugins.is_empty() {
+            return Err(context(src.error(
+                span,
+                "no plugins are configured",
+                format!(
+                    "add a [[tenants.{}.plugin]] table with `name` and `source`",
+                    name.get_ref()
+                ),
+            )));
+        }
+        let plugins = parse_plugins(src, table.plugins).map_err(context)?;
+        let auth = table
+            .auth
+            .map(|a| auth::parse(src, a))
+            .transpose()
+            .map_err(context)?;
+        tenants.push(TenantConfig {
+            name: name.into_inner(),
+            path,
+            plugins,
+            auth,
+        });
+    }
+    Ok(tenants)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError};
+
+    const PLUGIN: &str = "name = \"p\"\nsource = \"p.wasm\"\n";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.wasm"), b"not really wasm").unwrap();
+        Config::parse(&dir.path().join("moat.toml"), text)
+    }
+
+    fn auth(resource: &str) -> String {
+        format!("issuer = \"https://auth.example.com\"\nresource = \"{resource}\"\n")
+    }
+
+    #[test]
+    fn tenants_get_their_own_path_plugins_and_auth() {
+        let text = format!(
+            "[tenants.acme.auth]\n{}[[tenants.acme.plugin]]\n{PLUGIN}\n[tenants.beta]\npath = \"/beta\"\n[[tenants.beta.plugin]]\n{PLUGIN}",
+            auth("https://tools.example.com/t/acme/mcp")
+        );
+        let config = parse(&text).unwrap();
+        assert!(config.plugins.is_empty());
+        let served = config.served();
+        assert_eq!(served.len(), 2);
+        assert_eq!(served[0].tenant, Some("acme"));
+        assert_eq!(served[0].path, "/t/acme/mcp");
+        assert_eq!(
+            served[0].auth.unwrap().token.resource,
+            "https://tools.example.com/t/acme/mcp"
+        );
+        assert_eq!(served[1].tenant, Some("beta"));
+        assert_eq!(served[1].path, "/beta");
+        assert!(served[1].auth.is_none());
+        assert_eq!(config.all_plugins().count(), 2);
+        assert!(config.endpoint(None).is_none());
+        assert_eq!(config.endpoint(Some("beta")).unwrap().path, "/beta");
+    }
+
+    #[test]
+    fn the_top_level_endpoint_and_tenants_live_side_by_side() {
+        let text = format!("[[plugin]]\n{PLUGIN}\n[[tenants.acme.plugin]]\n{PLUGIN}");
+        let config = parse(&text).unwrap();
+        let paths: Vec<_> = config.served().iter().map(|s| s.path).collect();
+        assert_eq!(paths, ["/mcp", "/t/acme/mcp"]);
+    }
+
+    #[test]
+    fn clashing_tenants_are_refused_with_the_place_and_fix() {
+        let cases = [
+            (
+                format!(
+                    "[auth]\n{}[[plugin]]\n{PLUGIN}\n[tenants.b.auth]\n{}[[tenants.b.plugin]]\n{PLUGIN}",
+                    auth("https://x.example/mcp"),
+                    auth("HTTPS://X.example/mcp")
+                ),
+                "accept the other's tokens",
+                8,
+            ),
+            (
+                format!(
+                    "[tenants.a.auth]\n{}[[tenants.a.plugin]]\n{PLUGIN}\n[tenants.b.auth]\n{}[[tenants.b.plugin]]\n{PLUGIN}",
+                    auth("https://a.example/mcp"),
+                    auth("https://b.example/mcp")
+                ),
+                "metadata would be served at one URL",
+                8,
+            ),
+            (
+                format!(
+                    "[[plugin]]\n{PLUGIN}\n[tenants.a]\npath = \"/mcp/a\"\n[[tenants.a.plugin]]\n{PLUGIN}"
+                ),
+                "overlaps the path /mcp",
+                5,
+            ),
+            (
+                "[tenants.a]\npath = \"/x/{id}\"\n[[tenants.a.plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n".to_string(),
+                "cannot be an MCP endpoint",
+                2,
+            ),
+            ("[tenants.a]\n".to_string(), "no plugins", 1),
+            (
+                format!("[tenants.Acme]\n[[tenants.Acme.plugin]]\n{PLUGIN}"),
+                "tenant name `Acme`",
+                1,
+            ),
+            (
+                format!("[tenants.a]\nplugins = []\n[[tenants.a.plugin]]\n{PLUGIN}"),
+                "unknown field `plugins`",
+                2,
+            ),
+        ];
+        for (text, message, line) in cases {
+            let err = parse(&text).unwrap_err();
+            assert!(err.message.contains(message), "{text}\n=> {err}");
+            assert_eq!(err.origin.line, line, "{err}");
+        }
+    }
+}
