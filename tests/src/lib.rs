@@ -3,6 +3,7 @@
 //! the real config parser and runtime, and the path of the `moat` binary.
 
 pub mod auth;
+pub mod external;
 
 use moat::config::Config;
 use moat::runtime::{CallError, CallReport, Plugin, Runtime, RuntimeOptions};
@@ -66,6 +67,14 @@ impl SandboxBuilder {
     /// Adds plugin `name` built from `plugins/<name>`.
     pub fn plugin(self, name: &str, grants: &str) -> Self {
         self.plugin_from(name, name, grants)
+    }
+
+    /// The `hello` plugin, and `files` reading `demo/` (which holds `a.txt`:
+    /// "alpha") as `/data`: the demo endpoint most protocol tests serve.
+    pub fn hello_and_files(self) -> Self {
+        self.file("demo/a.txt", "alpha")
+            .plugin("hello", "")
+            .plugin("files", r#"dirs = [{ host = "demo", guest = "/data" }]"#)
     }
 
     /// Appends raw TOML to the config.
@@ -191,10 +200,15 @@ impl MoatServer {
     /// Starts `moat serve --http 127.0.0.1:0 --config <dir>/moat.toml` plus
     /// `extra` arguments, and waits until it listens.
     pub fn start(dir: &Path, extra: &[&str]) -> MoatServer {
+        Self::start_on(dir, "127.0.0.1:0", extra)
+    }
+
+    /// [`Self::start`] on the address `addr`.
+    pub fn start_on(dir: &Path, addr: &str, extra: &[&str]) -> MoatServer {
         use std::io::BufRead;
         let log = dir.join("moat.log");
         let mut child = std::process::Command::new(moat_bin())
-            .args(["serve", "--http", "127.0.0.1:0", "--config"])
+            .args(["serve", "--http", addr, "--config"])
             .arg(dir.join("moat.toml"))
             .args(extra)
             .current_dir(dir)

@@ -42,12 +42,7 @@ tools = ["*"]
 "#,
         base = issuer.base
     );
-    let dir = Sandbox::builder()
-        .file("demo/a.txt", "alpha")
-        .plugin("hello", "")
-        .plugin("files", r#"dirs = [{ host = "demo", guest = "/data" }]"#)
-        .toml(&auth)
-        .write();
+    let dir = Sandbox::builder().hello_and_files().toml(&auth).write();
     let server = MoatServer::start(dir.path(), &[]);
     Protected {
         _dir: dir,

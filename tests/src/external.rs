@@ -1,0 +1,83 @@
+//! Software none of us wrote, installed on first use under the target
+//! folder and reinstalled when its pinned versions change: the official
+//! MCP Python SDK in a venv (tests/python/requirements.txt) and a Node.js
+//! OpenID Provider (tests/oauth/package-lock.json).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn here(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Whether `stamp` records `pins`, so what it stamps is up to date.
+fn current(stamp: &Path, pins: &str) -> bool {
+    std::fs::read_to_string(stamp).ok().as_deref() == Some(pins)
+}
+
+/// The venv's python, with the pinned SDK; made under `tmp` (a test's
+/// `CARGO_TARGET_TMPDIR`).
+pub fn python_with_sdk(tmp: &Path) -> PathBuf {
+    let requirements = std::fs::read_to_string(here("python/requirements.txt")).unwrap();
+    let venv = tmp.join("py-venv");
+    let python = venv.join("bin/python");
+    let stamp = venv.join("moat-requirements.txt");
+    if python.is_file() && current(&stamp, &requirements) {
+        return python;
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status();
+    assert!(
+        matches!(made, Ok(s) if s.success()),
+        "creating a Python venv failed: install Python 3.10+ with venv (Debian: python3-venv)"
+    );
+    let installed = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(here("python/requirements.txt"))
+        .status()
+        .unwrap();
+    assert!(
+        installed.success(),
+        "pip could not install tests/python/requirements.txt"
+    );
+    std::fs::write(&stamp, requirements).unwrap();
+    python
+}
+
+/// A folder holding tests/oauth (the provider script) with its locked npm
+/// packages installed by `npm ci`; made under `tmp`.
+pub fn oauth_provider(tmp: &Path) -> PathBuf {
+    let lock = std::fs::read_to_string(here("oauth/package-lock.json")).unwrap();
+    let dir = tmp.join("oauth-provider");
+    let stamp = dir.join("moat-package-lock.json");
+    // The script is copied every time: ES modules resolve packages next to
+    // the script, so it must live beside node_modules.
+    let copy = |name: &str| std::fs::copy(here(&format!("oauth/{name}")), dir.join(name)).unwrap();
+    if !current(&stamp, &lock) {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        copy("package.json");
+        copy("package-lock.json");
+        let installed = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status();
+        assert!(
+            matches!(installed, Ok(s) if s.success()),
+            "`npm ci` of tests/oauth failed: install Node.js 20 or newer with npm"
+        );
+        std::fs::write(&stamp, lock).unwrap();
+    }
+    copy("provider.mjs");
+    dir
+}
