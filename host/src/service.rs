@@ -8,6 +8,7 @@
 //! HTTP) only adapt to it.
 
 use crate::auth::policy::{Caller, Policy};
+use crate::capabilities::identity;
 use crate::config::{Config, Served};
 use crate::runtime::{CallReport, Plugin, Runtime, RuntimeOptions};
 use crate::tool::ToolInfo;
@@ -195,9 +196,14 @@ impl ToolService {
             });
         }
         let plugin = &self.plugins[tool.plugin];
+        let env = if plugin.grants.caller_identity {
+            identity::env(caller, self.tenant.as_deref())
+        } else {
+            Vec::new()
+        };
         let report = self
             .runtime
-            .call(plugin, &tool.info.name, &arguments.to_string())
+            .call_with_env(plugin, &tool.info.name, &arguments.to_string(), &env)
             .await;
         tracing::debug!(
             tenant = self.tenant,

@@ -1,7 +1,8 @@
 //! End-to-end load: `tools/call` of `hello.greet` over Streamable HTTP
 //! (stateless, JSON responses) with keep-alive and concurrent clients,
-//! against Moat and against a native baseline in the same run: the same
-//! tool written directly in an rmcp server, no sandbox. Results go to
+//! against Moat (without and with `[auth]`: a bearer JWT on every request)
+//! and against a native baseline in the same run: the same tool written
+//! directly in an rmcp server, no sandbox. Results go to
 //! docs/BENCHMARKS.md.
 //!
 //! Run: cargo bench -p moat-tests --bench http
@@ -9,6 +10,7 @@
 use moat::config::Config;
 use moat::service::ToolService;
 use moat::transport::http::Mount;
+use moat_tests::auth::{TestIssuer, TestKey, claims};
 use moat_tests::plugin_wasm;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InitializeResult,
@@ -79,9 +81,10 @@ async fn serve_native() -> String {
     url
 }
 
-async fn serve_moat(dir: &std::path::Path) -> String {
+/// Serves `hello` with Moat; `extra` is appended to the config.
+async fn serve_moat(dir: &std::path::Path, extra: &str) -> String {
     let text = format!(
-        "[runtime]\ncache = false\n[http]\nstateless = true\n[[plugin]]\nname = \"hello\"\nsource = {:?}\n",
+        "[runtime]\ncache = false\n[http]\nstateless = true\n[[plugin]]\nname = \"hello\"\nsource = {:?}\n{extra}",
         plugin_wasm("hello").display().to_string()
     );
     let config = Config::parse(&dir.join("moat.toml"), &text).unwrap();
@@ -107,14 +110,16 @@ struct Load {
     latencies: Vec<Duration>,
 }
 
-async fn load(url: &str) -> Load {
+/// Load on `url`, sending `token` as a bearer token when given.
+async fn load(url: &str, token: Option<&str>) -> Load {
+    let authorization = token.map(|t| format!("Bearer {t}"));
     let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": { "name": "hello.greet", "arguments": { "name": "bench" } } })
     .to_string();
     let run = |duration: Duration| {
         let mut tasks = Vec::new();
         for _ in 0..CLIENTS {
-            let (url, body) = (url.to_string(), body.clone());
+            let (url, body, authorization) = (url.to_string(), body.clone(), authorization.clone());
             tasks.push(tokio::spawn(async move {
                 // One keep-alive connection per client.
                 let client = reqwest::Client::builder()
@@ -125,8 +130,11 @@ async fn load(url: &str) -> Load {
                 let start = Instant::now();
                 while start.elapsed() < duration {
                     let t = Instant::now();
-                    let response = client
-                        .post(&url)
+                    let mut request = client.post(&url);
+                    if let Some(value) = &authorization {
+                        request = request.header("authorization", value);
+                    }
+                    let response = request
                         .header("content-type", "application/json")
                         .header("accept", "application/json, text/event-stream")
                         .header("mcp-protocol-version", "2025-11-25")
@@ -134,7 +142,7 @@ async fn load(url: &str) -> Load {
                         .send()
                         .await
                         .unwrap();
-                    assert_eq!(response.status(), 200);
+                    assert_eq!(response.status(), 200, "{:?}", response.headers());
                     let text = response.text().await.unwrap();
                     assert!(text.contains("Hello, bench!"), "{text}");
                     latencies.push(t.elapsed());
@@ -176,7 +184,7 @@ fn report(name: &str, load: &Load, baseline: Option<&Load>) {
         .map(|b| format!("  ({:.2}x native throughput)", rate / b.rate()))
         .unwrap_or_default();
     println!(
-        "  {name:<8} {rate:>9.0} calls/s   p50 {:>7.0} us   p99 {:>7.0} us{ratio}",
+        "  {name:<9} {rate:>9.0} calls/s   p50 {:>7.0} us   p99 {:>7.0} us{ratio}",
         pct(0.50),
         pct(0.99)
     );
@@ -188,30 +196,44 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    // `cargo bench` passes `--bench`; `native` or `moat` runs only that
-    // side, which keeps a profile of one side clean.
+    // `cargo bench` passes `--bench`; `native`, `moat` or `moat+auth` runs
+    // only that side, which keeps a profile of one side clean.
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let wants = |side: &str| only.as_deref().is_none_or(|o| o == side);
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let mut served = Vec::new();
         if wants("native") {
-            served.push(("native", serve_native().await, Vec::new()));
+            served.push(("native", serve_native().await, None, Vec::new()));
         }
         if wants("moat") {
-            served.push(("moat", serve_moat(dir.path()).await, Vec::new()));
+            served.push(("moat", serve_moat(dir.path(), "").await, None, Vec::new()));
+        }
+        // The issuer outlives the rounds: Moat fetches its keys once, then
+        // finds the client's token in its cache of verified tokens.
+        let key = TestKey::new("k1", 5);
+        let issuer = TestIssuer::start(&[&key]).await;
+        if wants("moat+auth") {
+            let auth = format!(
+                "[auth]\nissuer = \"{base}\"\njwks_uri = \"{base}/keys\"\nresource = \"http://moat.test/mcp\"\nalgorithms = [\"EdDSA\"]\n[[auth.rule]]\nscopes = [\"tools:read\"]\ntools = [\"hello.*\"]\n",
+                base = issuer.base
+            );
+            let token = key.sign(&claims(&issuer.base, "http://moat.test/mcp", "tools:read"));
+            let dir = dir.path().join("auth");
+            std::fs::create_dir(&dir).unwrap();
+            served.push(("moat+auth", serve_moat(&dir, &auth).await, Some(token), Vec::new()));
         }
         println!(
             "tools/call hello.greet over HTTP, {CLIENTS} keep-alive clients, {ROUNDS} alternating rounds of {MEASURE:?}"
         );
         for _ in 0..ROUNDS {
-            for (_, url, rounds) in served.iter_mut() {
-                rounds.push(load(url).await);
+            for (_, url, token, rounds) in served.iter_mut() {
+                rounds.push(load(url, token.as_deref()).await);
             }
         }
         let medians: Vec<(&str, Load)> = served
             .into_iter()
-            .map(|(name, _, mut rounds)| {
+            .map(|(name, _, _, mut rounds)| {
                 rounds.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
                 (name, rounds.swap_remove(ROUNDS / 2))
             })

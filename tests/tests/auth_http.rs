@@ -276,3 +276,50 @@ async fn tools_list_shows_only_granted_tools_and_other_calls_get_403() {
     assert_eq!(read.content[0].as_text().unwrap().text, "alpha");
     admin.cancel().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_plugins_granted_caller_identity_learn_who_called() {
+    let key = TestKey::new("k1", 7);
+    let issuer = TestIssuer::start(&[&key]).await;
+    let dir = Sandbox::builder()
+        .plugin_from("whoami", "testbed", "caller_identity = true")
+        .plugin_from("anon", "testbed", "")
+        .toml(&format!(
+            "[auth]\nissuer = \"{base}\"\njwks_uri = \"{base}/keys\"\nresource = \"{RESOURCE}\"\nalgorithms = [\"EdDSA\"]\n[[auth.rule]]\nscopes = [\"tools:read\"]\ntools = [\"*\"]\n",
+            base = issuer.base
+        ))
+        .write();
+    let server = MoatServer::start(dir.path(), &[]);
+    let token = key.sign(&claims(&issuer.base, RESOURCE, "tools:read"));
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(server.url.clone()).auth_header(token);
+    let client = ().serve(StreamableHttpClientTransport::from_config(config)).await.unwrap();
+    let call = async |tool: &str, args: Value| {
+        let result = client
+            .call_tool(
+                CallToolRequestParams::new(tool.to_string())
+                    .with_arguments(args.as_object().unwrap().clone()),
+            )
+            .await
+            .unwrap();
+        result.content[0].as_text().unwrap().text.clone()
+    };
+    let env = async |tool: &str, name: &str| call(tool, json!({ "name": name })).await;
+
+    assert_eq!(
+        env("whoami.env", "MOAT_CALLER_SUBJECT").await,
+        "svc-account"
+    );
+    assert_eq!(
+        env("whoami.env", "MOAT_CALLER_CLIENT_ID").await,
+        "test-client"
+    );
+    assert_eq!(env("whoami.env", "MOAT_CALLER_SCOPES").await, "tools:read");
+    assert_eq!(env("whoami.env", "MOAT_CALLER_ROLES").await, "");
+    // Subject, client, scopes and roles; never the token.
+    assert_eq!(call("whoami.env_count", json!({})).await, "4");
+
+    assert_eq!(env("anon.env", "MOAT_CALLER_SUBJECT").await, "<unset>");
+    assert_eq!(call("anon.env_count", json!({})).await, "0");
+    client.cancel().await.unwrap();
+}

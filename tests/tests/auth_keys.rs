@@ -96,3 +96,27 @@ async fn rotation_is_picked_up_and_a_failing_issuer_keeps_the_cache() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_arrive_during_the_first_fetch_all_use_its_keys() {
+    let key = TestKey::new("k1", 3);
+    let issuer = TestIssuer::start(&[&key]).await;
+    let base = issuer.base.clone();
+    let keys = std::sync::Arc::new(IssuerKeys::new(
+        &base,
+        Some(&format!("{base}/keys")),
+        Duration::from_secs(3600),
+    ));
+    // A burst at startup: one request fetches, the others wait for it.
+    let burst: Vec<_> = (0..16)
+        .map(|_| {
+            let (keys, rules) = (keys.clone(), rules(&base));
+            let token = key.sign(&claims(&base, RESOURCE, "tools:read"));
+            tokio::spawn(async move { keys.validate(&token, &rules).await })
+        })
+        .collect();
+    for request in burst {
+        assert_eq!(request.await.unwrap().unwrap().subject, "svc-account");
+    }
+    assert_eq!(keys.fetches(), 1, "one fetch served the whole burst");
+}

@@ -66,38 +66,35 @@ impl IssuerKeys {
         let keys = self.keys.read().expect("key cache").clone();
         match validate(token, &keys, rules) {
             Err(e) if e.is_unknown_key() => {
-                if self.refresh_if_due().await {
-                    let keys = self.keys.read().expect("key cache").clone();
-                    validate(token, &keys, rules)
-                } else {
+                self.refresh_if_due().await;
+                // Compared with what this token was checked against, not with
+                // whether this request fetched: requests that waited on
+                // another's fetch use its keys too.
+                let fresh = self.keys.read().expect("key cache").clone();
+                if Arc::ptr_eq(&fresh, &keys) {
                     Err(e)
+                } else {
+                    validate(token, &fresh, rules)
                 }
             }
             other => other,
         }
     }
 
-    /// Fetches the keys unless the last fetch was within the interval;
-    /// returns whether new keys were installed.
-    pub async fn refresh_if_due(&self) -> bool {
+    /// Fetches the keys unless the last fetch was within the interval.
+    async fn refresh_if_due(&self) {
         let mut state = self.state.lock().await;
         if state.last.is_some_and(|t| t.elapsed() < self.interval) {
-            return false;
+            return;
         }
         state.last = Some(Instant::now());
         *self.fetches.lock().expect("fetch counter") += 1;
         match self.fetch(&mut state).await {
-            Ok(set) => {
-                *self.keys.write().expect("key cache") = Arc::new(set);
-                true
-            }
-            Err(e) => {
-                tracing::warn!(
-                    issuer = self.issuer,
-                    "could not fetch the issuer's keys; keeping the cached ones: {e:#}"
-                );
-                false
-            }
+            Ok(set) => *self.keys.write().expect("key cache") = Arc::new(set),
+            Err(e) => tracing::warn!(
+                issuer = self.issuer,
+                "could not fetch the issuer's keys; keeping the cached ones: {e:#}"
+            ),
         }
     }
 

@@ -9,6 +9,7 @@
 
 pub mod env;
 pub mod fs;
+pub mod identity;
 pub mod limits;
 pub mod net;
 
@@ -35,6 +36,8 @@ pub struct Grants {
     pub limits: Limits,
     /// Outbound HTTP (shared with every call's send hook).
     pub net: Arc<NetGrant>,
+    /// Whether calls see who called them (see [`identity`]).
+    pub caller_identity: bool,
 }
 
 /// `[plugin.grants]` as written.
@@ -53,6 +56,8 @@ pub struct RawGrants {
     max_http_requests: Option<Spanned<u64>>,
     max_response_bytes: Option<Spanned<u64>>,
     http_timeout_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    caller_identity: bool,
 }
 
 impl Grants {
@@ -79,6 +84,7 @@ impl Grants {
                     http_timeout_ms: raw.http_timeout_ms,
                 },
             )?),
+            caller_identity: raw.caller_identity,
         })
     }
 

@@ -73,6 +73,12 @@ fn print_grants(plugin: &Plugin) {
             names.join(", ")
         }
     );
+    if g.caller_identity {
+        println!(
+            "    identity {}",
+            crate::capabilities::identity::VARIABLES.join(", ")
+        );
+    }
     let l = &g.limits;
     println!(
         "    limits   fuel {}, memory {} MiB, timeout {} ms, output {} bytes",

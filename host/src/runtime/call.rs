@@ -65,6 +65,18 @@ impl Runtime {
     /// Runs `tool` of `plugin` with `arguments` (a JSON object, serialized)
     /// in a fresh instance under the plugin's grants.
     pub async fn call(&self, plugin: &Plugin, tool: &str, arguments: &str) -> CallReport {
+        self.call_with_env(plugin, tool, arguments, &[]).await
+    }
+
+    /// [`Self::call`], with `env` added to the granted environment (the
+    /// caller's identity, for plugins granted it).
+    pub async fn call_with_env(
+        &self,
+        plugin: &Plugin,
+        tool: &str,
+        arguments: &str,
+        env: &[(String, String)],
+    ) -> CallReport {
         let start = Instant::now();
         if !plugin.tools.iter().any(|t| t.name == tool) {
             return CallReport {
@@ -78,6 +90,7 @@ impl Runtime {
                 &plugin.pre,
                 &plugin.label,
                 &plugin.grants,
+                env,
                 Entry::Call { tool, arguments },
             )
             .await;
@@ -104,6 +117,7 @@ impl Runtime {
         pre: &PluginPre<CallState>,
         label: &Arc<str>,
         grants: &Grants,
+        env: &[(String, String)],
         entry: Entry<'_>,
     ) -> (Result<Returned, CallError>, CallStats) {
         let limits = grants.limits;
@@ -123,6 +137,7 @@ impl Runtime {
         if let Err(e) = grants.apply(&mut wasi) {
             return (Err(CallError::Host(e.to_string())), CallStats::default());
         }
+        wasi.envs(env);
         let state = CallState::new(
             label.clone(),
             wasi.build(),

@@ -122,7 +122,7 @@ impl Runtime {
             ..Grants::default()
         };
         let (returned, _) = self
-            .run(&pre, &label, &describe_grants, Entry::Describe)
+            .run(&pre, &label, &describe_grants, &[], Entry::Describe)
             .await;
         let described = match returned {
             Ok(Returned::Tools(tools)) => tools,
