@@ -10,9 +10,14 @@
 //! - [`runtime`]: the sandbox. One wasmtime engine (pooling allocator,
 //!   fuel, epochs, compile cache); plugins are compiled and pre-linked once
 //!   and every call runs in a fresh instance.
-//! - [`auth`]: who may call what over HTTP (in progress: the policy).
-//! - [`service`]: the tools served and the one path every call takes
-//!   (find the tool, check the arguments, run it in the sandbox).
+//! - [`auth`]: who may call what over HTTP: bearer JWTs checked against
+//!   the issuer's keys, and the tool policy.
+//! - [`service`]: the tools of one endpoint (the top-level one or a
+//!   tenant's) and the one path every call takes (policy, limits, find the
+//!   tool, check the arguments, run it in the sandbox, audit).
+//! - [`audit`]: the hash-chained audit log and its verifier.
+//! - [`quota`]: rate limits and concurrency caps.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`mcp`]: the MCP server handler over the service.
 //! - [`transport`]: stdio and Streamable HTTP, adapting to [`mcp`].
 //! - [`tool`]: tools and results as plain data, shaped like MCP's.
@@ -21,12 +26,15 @@
 //! The contract with plugins is the WIT package in `wit/`; the plugin SDK
 //! and example plugins are in `plugins/`.
 
+pub mod audit;
 pub mod auth;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod defaults;
 pub mod mcp;
+pub mod metrics;
+pub mod quota;
 pub mod runtime;
 pub mod service;
 pub mod tool;

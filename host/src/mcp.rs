@@ -3,7 +3,7 @@
 
 use crate::auth::policy::Caller;
 use crate::runtime::CallError;
-use crate::service::{Refusal, SharedService};
+use crate::service::{CallContext, Refusal, SharedService};
 use crate::tool::{Content, ToolOutput};
 use base64::Engine as _;
 use rmcp::model::{
@@ -49,14 +49,36 @@ impl McpHandler {
     }
 }
 
+/// The HTTP request's parts, over HTTP.
+fn parts(context: &RequestContext<RoleServer>) -> Option<&http::request::Parts> {
+    context.extensions.get::<http::request::Parts>()
+}
+
 /// The caller the HTTP layer authenticated and put in the request's
 /// extensions; `None` over stdio and HTTP without `[auth]`.
 fn caller(context: &RequestContext<RoleServer>) -> Option<&Caller> {
-    context
-        .extensions
-        .get::<http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<Caller>())
+    parts(context).and_then(|parts| parts.extensions.get::<Caller>())
 }
+
+/// Who is calling, as the transport saw it.
+fn call_context(context: &RequestContext<RoleServer>) -> CallContext<'_> {
+    let parts = parts(context);
+    CallContext {
+        caller: caller(context),
+        peer: parts
+            .and_then(|p| {
+                p.extensions
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            })
+            .map(|info| info.0),
+        admitted: parts.is_some_and(|p| p.extensions.get::<LimitsChecked>().is_some()),
+    }
+}
+
+/// Put in a request's extensions by the HTTP layer when it has admitted
+/// the call through the limits already (so they are not applied twice).
+#[derive(Debug, Clone, Copy)]
+pub struct LimitsChecked;
 
 fn to_mcp_tool(name: &str, info: &crate::tool::ToolInfo) -> Tool {
     let mut tool = Tool::new(
@@ -128,7 +150,7 @@ impl ServerHandler for McpHandler {
         let arguments = request.arguments.unwrap_or_default();
         let report = self
             .service
-            .call(caller(&context), &request.name, arguments)
+            .call(call_context(&context), &request.name, arguments)
             .await
             .map_err(refusal_error)?;
         match report.result {
@@ -146,6 +168,15 @@ fn refusal_error(refusal: Refusal) -> ErrorData {
         }
         Refusal::NotAllowed(name) => {
             ErrorData::invalid_request(message, Some(json!({ "tool": name })))
+        }
+        Refusal::RateLimited(limited) => ErrorData::invalid_request(
+            message,
+            Some(
+                json!({ "reason": "rate_limited", "retry_after_s": limited.retry_after.as_secs_f64().ceil() }),
+            ),
+        ),
+        Refusal::AuditUnavailable(_) => {
+            ErrorData::internal_error(message, Some(json!({ "reason": "audit_unavailable" })))
         }
         Refusal::InvalidArguments { tool, field, .. } => {
             ErrorData::invalid_params(message, Some(json!({ "tool": tool, "field": field })))

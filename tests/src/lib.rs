@@ -33,6 +33,16 @@ pub fn moat_bin() -> PathBuf {
     bin
 }
 
+/// A free port on 127.0.0.1, for a server whose URL must be known before
+/// it starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Builds a temporary folder with files, a config and loaded plugins.
 #[derive(Default)]
 pub struct SandboxBuilder {

@@ -8,7 +8,7 @@
 //! see tests/python/oauth_interop.py for the scenarios.
 
 use moat_tests::external::{oauth_provider, python_with_sdk};
-use moat_tests::{MoatServer, Sandbox};
+use moat_tests::{MoatServer, Sandbox, free_port};
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -51,18 +51,10 @@ fn start_provider(resources: &[&str]) -> Provider {
     Provider { child, issuer }
 }
 
-/// A free port on 127.0.0.1: Moat's resource URI, which its tokens must
-/// name, has to be known before Moat starts.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn the_python_sdk_gets_a_token_from_a_third_party_provider_and_uses_moat() {
+    // Moat's resource URI, which its tokens must name, has to be known
+    // before Moat starts.
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/mcp");
     let other = format!("http://127.0.0.1:{port}/other");

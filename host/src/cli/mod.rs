@@ -4,6 +4,7 @@
 //! (see [`crate::defaults`]). Exit codes: 0 success; 1 the call's result is
 //! an error (a tool error or a limit); 2 a usage, config or load problem.
 
+mod audit;
 mod call;
 mod check;
 mod serve;
@@ -60,6 +61,19 @@ enum Command {
     },
     /// Run one tool once and print its result as JSON.
     Call(CallArgs),
+    /// Work with audit logs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check an audit log's hash chain (with its rotated files) and name
+    /// the first edited, missing or reordered record.
+    Verify {
+        /// The audit log (the current file; `FILE.1`, `FILE.2`, … are found).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,6 +93,10 @@ struct ServeArgs {
     /// the port can call every tool).
     #[arg(long)]
     insecure_no_auth: bool,
+    /// Serve `/metrics` on this address, such as 127.0.0.1:9090 (default:
+    /// `[admin] listen` from the config).
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
     /// With --stdio: serve this tenant's plugins instead of the top-level
     /// ones.
     #[arg(long, requires = "stdio")]
@@ -138,6 +156,7 @@ pub fn main() -> ExitCode {
             Command::Check { config } => check::check(config.as_deref()).await,
             Command::Inspect { plugin, json } => check::inspect(&plugin, json).await,
             Command::Call(args) => call::call(args).await,
+            Command::Audit(AuditCommand::Verify { file }) => audit::verify_chain(&file),
         }
     });
     match outcome {

@@ -4,7 +4,7 @@ use super::{ServeArgs, load_config};
 use crate::auth::endpoint::Endpoint;
 use crate::config::Config;
 use crate::runtime::{Runtime, RuntimeOptions};
-use crate::service::ToolService;
+use crate::service::{Operations, ToolService};
 use crate::transport;
 use crate::transport::http::Mount;
 use anyhow::Context;
@@ -16,6 +16,18 @@ use std::sync::Arc;
 pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let loaded = load_config(args.config.as_deref())?;
     let config = &loaded.config;
+    if let Some(addr) = args.admin.or(config.admin.listen) {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for /metrics"))?;
+        // Over stdio, stdout is the protocol's.
+        eprintln!("moat: metrics at http://{}/metrics", listener.local_addr()?);
+        tokio::spawn(async move {
+            if let Err(e) = transport::admin::serve(listener).await {
+                tracing::error!("the admin listener failed: {e:#}");
+            }
+        });
+    }
     if args.stdio {
         return serve_stdio(config, args.tenant.as_deref(), &loaded.label).await;
     }
@@ -103,8 +115,14 @@ async fn serve_stdio(
         );
     };
     served.auth = None;
+    if config.audit.as_ref().is_some_and(|a| a.stdout) {
+        anyhow::bail!(
+            "[audit] stdout = true cannot be used with --stdio, where stdout carries the protocol; write the audit log to a file"
+        );
+    }
+    let ops = Operations::for_config(config)?;
     let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(config))?);
-    let service = Arc::new(ToolService::load(runtime, served).await?);
+    let service = Arc::new(ToolService::load(runtime, served, &ops).await?);
     // stdout carries the protocol: everything else goes to stderr.
     eprintln!(
         "moat: serving {} tools from {} over stdio",

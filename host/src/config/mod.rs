@@ -7,10 +7,12 @@
 
 mod auth;
 mod http;
+mod ops;
 mod tenant;
 
 pub use auth::AuthConfig;
 pub use http::{HttpConfig, RESERVED_PATHS};
+pub use ops::{AdminConfig, AuditConfig, QuotaConfig, ToolQuota};
 pub use tenant::TenantConfig;
 
 use crate::capabilities::{Grants, RawGrants};
@@ -36,6 +38,12 @@ pub struct Config {
     pub auth: Option<AuthConfig>,
     /// Further endpoints, each with its own plugins and auth.
     pub tenants: Vec<TenantConfig>,
+    /// Where call records go; `None`: no audit log.
+    pub audit: Option<AuditConfig>,
+    /// Rate limits and concurrency caps.
+    pub limits: QuotaConfig,
+    /// The admin listener (`/metrics`).
+    pub admin: AdminConfig,
 }
 
 /// One MCP endpoint to serve: the top-level one or a tenant's.
@@ -248,6 +256,9 @@ struct RawConfig {
     auth: Option<auth::RawAuth>,
     #[serde(default)]
     tenants: BTreeMap<Spanned<String>, Spanned<tenant::RawTenant>>,
+    audit: Option<Spanned<ops::RawAudit>>,
+    limits: Option<ops::RawQuota>,
+    admin: Option<ops::RawAdmin>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +324,15 @@ impl Config {
             http,
             auth,
             tenants,
+            audit: raw.audit.map(|a| ops::parse_audit(&src, a)).transpose()?,
+            limits: match raw.limits {
+                Some(l) => ops::parse_quota(&src, l)?,
+                None => QuotaConfig::default(),
+            },
+            admin: match raw.admin {
+                Some(a) => ops::parse_admin(&src, a)?,
+                None => AdminConfig::default(),
+            },
         };
         config.check_endpoints(&src, &tenant_spans)?;
         Ok(config)

@@ -35,6 +35,8 @@ pub struct CallReport {
     pub result: Result<ToolOutput, CallError>,
     /// Resources used.
     pub stats: CallStats,
+    /// Capabilities the call asked for and was refused.
+    pub denied: Vec<String>,
 }
 
 /// Which export to run.
@@ -82,10 +84,11 @@ impl Runtime {
             return CallReport {
                 result: Err(CallError::UnknownTool(tool.to_string())),
                 stats: CallStats::default(),
+                denied: Vec::new(),
             };
         }
         let limits = plugin.grants.limits;
-        let (returned, mut stats) = self
+        let (returned, mut stats, denied) = self
             .run(
                 &plugin.pre,
                 &plugin.label,
@@ -107,7 +110,11 @@ impl Runtime {
             Returned::Tools(_) => unreachable!("a call entry returns a call result"),
         });
         stats.duration = start.elapsed();
-        CallReport { result, stats }
+        CallReport {
+            result,
+            stats,
+            denied,
+        }
     }
 
     /// Instantiates `pre` in a fresh store built from `grants` and runs
@@ -119,7 +126,7 @@ impl Runtime {
         grants: &Grants,
         env: &[(String, String)],
         entry: Entry<'_>,
-    ) -> (Result<Returned, CallError>, CallStats) {
+    ) -> (Result<Returned, CallError>, CallStats, Vec<String>) {
         let limits = grants.limits;
         let _slot = self
             .slots
@@ -135,7 +142,11 @@ impl Runtime {
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         if let Err(e) = grants.apply(&mut wasi) {
-            return (Err(CallError::Host(e.to_string())), CallStats::default());
+            return (
+                Err(CallError::Host(e.to_string())),
+                CallStats::default(),
+                Vec::new(),
+            );
         }
         wasi.envs(env);
         let state = CallState::new(
@@ -149,7 +160,11 @@ impl Runtime {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         if let Err(e) = store.set_fuel(limits.fuel) {
-            return (Err(CallError::Host(e.to_string())), CallStats::default());
+            return (
+                Err(CallError::Host(e.to_string())),
+                CallStats::default(),
+                Vec::new(),
+            );
         }
         // The epoch callback runs once per tick while the guest executes:
         // it ends the call at its deadline and otherwise yields, so a busy
@@ -187,6 +202,7 @@ impl Runtime {
         };
         let state = store.data();
         let stderr_text = log_captured(state);
+        let denied = state.outbound.denials();
         let result = match ran {
             Err(_elapsed) => Err(CallError::TimedOut {
                 limit: limits.timeout,
@@ -194,7 +210,7 @@ impl Runtime {
             Ok(Ok(returned)) => Ok(returned),
             Ok(Err(e)) => Err(classify(&e, &limits, state.limiter.hit, &stderr_text)),
         };
-        (result, stats)
+        (result, stats, denied)
     }
 }
 

@@ -121,7 +121,7 @@ impl Runtime {
             },
             ..Grants::default()
         };
-        let (returned, _) = self
+        let (returned, _, _) = self
             .run(&pre, &label, &describe_grants, &[], Entry::Describe)
             .await;
         let described = match returned {

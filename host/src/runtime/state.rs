@@ -37,7 +37,7 @@ pub struct CallState {
     /// wasi:http state.
     http: WasiHttpCtx,
     /// Checks and sends every outgoing HTTP request of this call.
-    outbound: Outbound,
+    pub outbound: Outbound,
 }
 
 impl CallState {

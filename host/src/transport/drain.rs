@@ -1,19 +1,25 @@
-//! Counts HTTP requests whose responses have not been fully sent, so that
-//! shutdown can wait for them. A request counts until the last byte of its
+//! Admission of HTTP requests to an MCP endpoint: authentication, the
+//! body check, policy and limits for tool calls, and the count of requests
+//! whose responses have not been fully sent, so that shutdown can wait
+//! for them. A request counts until the last byte of its
 //! response body is written (a tool call's result travels on an event
 //! stream that outlives the handler).
 
 use crate::auth::endpoint::{Challenge, Endpoint};
+use crate::quota::Admitted;
+use crate::service::{CallContext, SharedService};
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// The count of unfinished requests.
@@ -66,18 +72,23 @@ pub struct Admission {
     pub max_body_bytes: usize,
     /// Token checks and tool policy, when `[auth]` is configured.
     pub auth: Option<Arc<Endpoint>>,
+    /// The endpoint's tools, for limits and the audit of refusals.
+    pub service: SharedService,
 }
 
 /// Middleware in front of the MCP service (one layer, because every layer
-/// clones the service stack per request): a POST's body is checked (see
-/// [`super::guard`]), and the request counts as in flight until its
-/// response body is finished. GET opens a long-lived event stream that
-/// shutdown closes itself.
+/// clones the service stack per request): the request is authenticated; a
+/// POST's body is checked (see [`super::guard`]), and a `tools/call` is
+/// checked against the policy (403) and the limits (429) here, where the
+/// status can still say so. Every refusal is audited. The request counts
+/// as in flight until its response body is finished; GET opens a
+/// long-lived event stream that shutdown closes itself.
 pub async fn admit(
     State(admission): State<Admission>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let service = &admission.service;
     // Every request authenticates, whatever its session: a session never
     // stands in for a token.
     let caller = match &admission.auth {
@@ -87,7 +98,10 @@ pub async fn admit(
             .await
         {
             Ok(caller) => Some(caller),
-            Err(challenge) => return refuse(&challenge),
+            Err(challenge) => {
+                let _ = service.refused(None, None, "unauthenticated", &challenge.reason);
+                return refuse(&challenge);
+            }
         },
     };
     if request.method() != Method::POST {
@@ -100,19 +114,40 @@ pub async fn admit(
     let (mut parts, body) = request.into_parts();
     let body = match super::guard::read_body(body, admission.max_body_bytes).await {
         Ok(bytes) => bytes,
-        Err(refusal) => return refusal,
-    };
-    if let (Some(endpoint), Some(caller)) = (&admission.auth, caller) {
-        if let Some(tool) = super::guard::called_tool(&body)
-            && !endpoint.allows(&caller, &tool)
-        {
-            tracing::warn!(
-                subject = caller.subject,
-                tool,
-                "tool call refused: not granted"
-            );
-            return refuse(&endpoint.forbidden(&tool));
+        Err(refusal) => {
+            let reason = format!("request body refused ({})", refusal.status());
+            let _ = service.refused(caller.as_ref(), None, "bad_request", &reason);
+            return refusal;
         }
+    };
+    let mut admitted = None;
+    if let Some(tool) = super::guard::called_tool(&body) {
+        if let (Some(endpoint), Some(caller)) = (&admission.auth, &caller)
+            && !endpoint.allows(caller, &tool)
+        {
+            let challenge = endpoint.forbidden(&tool);
+            let _ = service.refused(Some(caller), Some(&tool), "forbidden", &challenge.reason);
+            return refuse(&challenge);
+        }
+        let context = CallContext {
+            caller: caller.as_ref(),
+            peer: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0),
+            admitted: false,
+        };
+        match service.admit(&context, &tool).await {
+            Ok(permit) => admitted = permit,
+            Err(refusal) => {
+                let reason = refusal.to_string();
+                let _ = service.refused(caller.as_ref(), Some(&tool), refusal.kind(), &reason);
+                return too_many(&reason, refusal.retry_after().unwrap_or_default());
+            }
+        }
+        parts.extensions.insert(crate::mcp::LimitsChecked);
+    }
+    if let Some(caller) = caller {
         parts.extensions.insert(caller);
     }
     next.run(Request::from_parts(parts, Body::from(body)))
@@ -121,6 +156,7 @@ pub async fn admit(
             Body::new(GuardedBody {
                 inner: body,
                 _guard: guard,
+                _admitted: admitted,
             })
         })
 }
@@ -137,10 +173,26 @@ fn refuse(challenge: &Challenge) -> Response {
     response
 }
 
-/// A response body that holds a [`Guard`] until it is dropped.
+/// 429 with `Retry-After` in whole seconds (at least 1).
+fn too_many(reason: &str, retry_after: Duration) -> Response {
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = (
+        http::StatusCode::TOO_MANY_REQUESTS,
+        format!("Too Many Requests: {reason}\n"),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+    response
+}
+
+/// A response body that holds a [`Guard`] (and the call's admission to
+/// the limits) until it is dropped.
 struct GuardedBody {
     inner: Body,
     _guard: Guard,
+    _admitted: Option<Admitted>,
 }
 
 impl http_body::Body for GuardedBody {

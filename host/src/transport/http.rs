@@ -104,11 +104,12 @@ pub async fn serve(
     let protected = mounts.iter().filter(|m| m.auth.is_some()).count();
     for mount in mounts {
         let auth = mount.auth.map(|a| Arc::new(Endpoint::new(a)));
-        let mcp = mcp_service(mount.service, http, &hosts, &origins, &sessions);
+        let mcp = mcp_service(mount.service.clone(), http, &hosts, &origins, &sessions);
         let admission = Admission {
             in_flight: in_flight.clone(),
             max_body_bytes: http.max_body_bytes,
             auth: auth.clone(),
+            service: mount.service.clone(),
         };
         let mcp = ServiceBuilder::new()
             .layer(TimeoutLayer::with_status_code(
@@ -141,9 +142,13 @@ pub async fn serve(
     let stop_accepting = CancellationToken::new();
     let server = tokio::spawn({
         let stop = stop_accepting.clone();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .into_future()
+        // The peer's address names callers without a token for rate limits.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .into_future()
     });
 
     shutdown.await;

@@ -12,12 +12,25 @@ use hyper::body::{Body, Frame, Incoming};
 use rustls::pki_types::ServerName;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, Result, WasiBody, WasiHttpHooks};
+
+/// What a call was refused, for its audit record.
+pub type Denials = Arc<Mutex<Vec<String>>>;
+
+/// Denials kept per call; more are counted, not described.
+const MAX_DENIALS: usize = 16;
+
+fn note(denials: &Denials, what: String) {
+    let mut list = denials.lock().expect("denial list");
+    if list.len() < MAX_DENIALS {
+        list.push(what);
+    }
+}
 
 /// The send hook of one call.
 pub struct Outbound {
@@ -25,6 +38,8 @@ pub struct Outbound {
     plugin: Arc<str>,
     /// Requests sent so far in this call.
     sent: u32,
+    /// Requests refused so far in this call.
+    denials: Denials,
 }
 
 impl Outbound {
@@ -34,7 +49,13 @@ impl Outbound {
             grant,
             plugin,
             sent: 0,
+            denials: Denials::default(),
         }
+    }
+
+    /// The requests refused so far.
+    pub fn denials(&self) -> Vec<String> {
+        self.denials.lock().expect("denial list").clone()
     }
 
     fn deny(&self, target: &str, reason: &str) -> Error {
@@ -44,6 +65,7 @@ impl Outbound {
             reason,
             "outbound request refused"
         );
+        note(&self.denials, format!("http {target}: {reason}"));
         Error::HttpRequestDenied
     }
 
@@ -114,11 +136,12 @@ impl WasiHttpHooks for Outbound {
         let checked = self.check(request.uri());
         let grant = self.grant.clone();
         let plugin = self.plugin.clone();
+        let denials = self.denials.clone();
         Box::new(async move {
             let destination = checked?;
             let timeout = grant.request_timeout;
-            match tokio::time::timeout(timeout, send(request, &destination, &grant, &plugin)).await
-            {
+            let sent = send(request, &destination, &grant, &plugin, &denials);
+            match tokio::time::timeout(timeout, sent).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::ConnectionTimeout),
             }
@@ -136,8 +159,9 @@ async fn send(
     to: &Destination,
     grant: &NetGrant,
     plugin: &str,
+    denials: &Denials,
 ) -> Result<Sent> {
-    let addr = resolve(to, grant, plugin).await?;
+    let addr = resolve(to, grant, plugin, denials).await?;
     let tcp = TcpStream::connect(addr).await.map_err(Error::Connect)?;
     let io: Box<dyn Io> = match to.scheme {
         Scheme::Http => Box::new(tcp),
@@ -183,7 +207,12 @@ async fn send(
 
 /// The address to connect to: the first resolved address that passes the
 /// address check. Every refused address is logged.
-async fn resolve(to: &Destination, grant: &NetGrant, plugin: &str) -> Result<SocketAddr> {
+async fn resolve(
+    to: &Destination,
+    grant: &NetGrant,
+    plugin: &str,
+    denials: &Denials,
+) -> Result<SocketAddr> {
     let addrs: Vec<SocketAddr> = match &to.host {
         Host::Ip(ip) => vec![SocketAddr::new(*ip, to.port)],
         Host::Name(name) => tokio::net::lookup_host((name.as_str(), to.port))
@@ -200,12 +229,20 @@ async fn resolve(to: &Destination, grant: &NetGrant, plugin: &str) -> Result<Soc
         if grant.allow.allows_address(to.scheme, to.port, ip) {
             chosen.get_or_insert(SocketAddr::new(ip, addr.port()));
         } else {
+            let reason = special_range(ip).unwrap_or("special");
             tracing::warn!(
                 plugin,
                 target = to.target,
                 address = %ip,
-                reason = special_range(ip).unwrap_or("special"),
+                reason,
                 "outbound request refused: the name resolves to an address that is not granted"
+            );
+            note(
+                denials,
+                format!(
+                    "http {}: resolves to {ip} ({reason}), not granted",
+                    to.target
+                ),
             );
         }
     }

@@ -3,18 +3,26 @@
 //! A [`ToolService`] holds one endpoint's loaded plugins (the top-level
 //! ones or a tenant's) on a shared runtime, lists their tools as
 //! `<plugin>.<tool>`, and runs calls through [`ToolService::call`]: check
-//! the caller against the policy, find the tool, check the arguments
-//! against its input schema, run it in the sandbox. Transports (stdio,
-//! HTTP) only adapt to it.
+//! the caller against the policy and the limits, find the tool, check the
+//! arguments against its input schema, run it in the sandbox, and audit
+//! and count what happened (see [`accounting`]). Transports (stdio, HTTP)
+//! only adapt to it.
+
+mod accounting;
+
+pub use accounting::Operations;
 
 use crate::auth::policy::{Caller, Policy};
 use crate::capabilities::identity;
 use crate::config::{Config, Served};
+use crate::quota::{Admitted, Gate, Limited};
 use crate::runtime::{CallReport, Plugin, Runtime, RuntimeOptions};
 use crate::tool::ToolInfo;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One tool as served: its MCP name, its plugin and its argument checker.
 pub struct ToolEntry {
@@ -47,6 +55,65 @@ pub enum Refusal {
         /// What is wrong with it.
         message: String,
     },
+    /// A rate limit or concurrency cap.
+    #[error("{}; retry after {} s", .0.reason, .0.retry_after.as_secs_f64().ceil())]
+    RateLimited(Limited),
+    /// The audit log cannot be written and calls fail closed.
+    #[error("{0}; calls are refused until it can be written (on_failure = \"refuse\")")]
+    AuditUnavailable(String),
+}
+
+impl Refusal {
+    /// The stable name of this refusal, as audit records and metrics give it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::UnknownTool(_) => "unknown_tool",
+            Refusal::NotAllowed(_) => "forbidden",
+            Refusal::InvalidArguments { .. } => "invalid_arguments",
+            Refusal::RateLimited(_) => "rate_limited",
+            Refusal::AuditUnavailable(_) => "audit_unavailable",
+        }
+    }
+
+    /// For a limit, when a retry may succeed.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Refusal::RateLimited(limited) => Some(limited.retry_after),
+            _ => None,
+        }
+    }
+}
+
+/// Who is calling, as the transport knows it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallContext<'a> {
+    /// The authenticated caller; `None` over stdio and HTTP without `[auth]`.
+    pub caller: Option<&'a Caller>,
+    /// The peer's address over HTTP.
+    pub peer: Option<SocketAddr>,
+    /// The transport has admitted the call through [`ToolService::admit`]
+    /// already (HTTP does, to answer 429 with `Retry-After`).
+    pub admitted: bool,
+}
+
+impl CallContext<'_> {
+    /// Whom rate limits count against: the token's subject, else its
+    /// client, else the peer's address, else the process that launched
+    /// Moat over stdio.
+    pub fn limit_key(&self) -> String {
+        if let Some(caller) = self.caller {
+            if !caller.subject.is_empty() {
+                return format!("sub:{}", caller.subject);
+            }
+            if let Some(client) = &caller.client_id {
+                return format!("client:{client}");
+            }
+        }
+        match self.peer {
+            Some(peer) => format!("ip:{}", peer.ip()),
+            None => "stdio".into(),
+        }
+    }
 }
 
 /// The loaded plugins and everything needed to call their tools.
@@ -58,6 +125,10 @@ pub struct ToolService {
     /// (stdio, where the launching process is trusted, or HTTP without
     /// `[auth]`).
     policy: Option<Policy>,
+    /// Rate limits and concurrency caps.
+    gate: Option<Gate>,
+    /// Audit log and metrics.
+    ops: Operations,
     plugins: Vec<Plugin>,
     tools: Vec<ToolEntry>,
     by_name: HashMap<String, usize>,
@@ -69,16 +140,21 @@ impl ToolService {
     /// half-configured).
     pub async fn load_all(config: &Config) -> anyhow::Result<Vec<(Served<'_>, SharedService)>> {
         let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(config))?);
+        let ops = Operations::for_config(config)?;
         let mut services = Vec::new();
         for served in config.served() {
-            let service = Self::load(runtime.clone(), served).await?;
+            let service = Self::load(runtime.clone(), served, &ops).await?;
             services.push((served, Arc::new(service)));
         }
         Ok(services)
     }
 
-    /// Loads the plugins of one endpoint into `runtime`.
-    pub async fn load(runtime: Arc<Runtime>, served: Served<'_>) -> anyhow::Result<ToolService> {
+    /// Loads the plugins of one endpoint into `runtime`, under `ops`.
+    pub async fn load(
+        runtime: Arc<Runtime>,
+        served: Served<'_>,
+        ops: &Operations,
+    ) -> anyhow::Result<ToolService> {
         let mut plugins = Vec::with_capacity(served.plugins.len());
         for plugin in served.plugins {
             plugins.push(
@@ -91,13 +167,17 @@ impl ToolService {
                     })?,
             );
         }
+        ops.loaded(served.tenant, &plugins);
         let mut service = Self::new(runtime, plugins)?;
         service.tenant = served.tenant.map(str::to_string);
         service.policy = served.auth.map(|a| a.policy.clone());
+        service.gate = Some(ops.gate());
+        service.ops = ops.clone();
         Ok(service)
     }
 
-    /// Serves `plugins`, already loaded into `runtime`, to every caller.
+    /// Serves `plugins`, already loaded into `runtime`, to every caller,
+    /// without limits or audit.
     pub fn new(runtime: Arc<Runtime>, plugins: Vec<Plugin>) -> anyhow::Result<ToolService> {
         let mut tools = Vec::new();
         for (index, plugin) in plugins.iter().enumerate() {
@@ -128,6 +208,8 @@ impl ToolService {
             runtime,
             tenant: None,
             policy: None,
+            gate: None,
+            ops: Operations::default(),
             plugins,
             tools,
             by_name,
@@ -164,26 +246,61 @@ impl ToolService {
         self.by_name.get(name).map(|&i| &self.tools[i])
     }
 
-    /// Runs tool `name` with `arguments` for `caller` (`None`: a trusted
-    /// transport without tokens): the one path of every call.
+    /// Admits a call of `tool` through the rate limits and concurrency
+    /// caps; the call counts as running until the result is dropped.
+    pub async fn admit(
+        &self,
+        context: &CallContext<'_>,
+        tool: &str,
+    ) -> Result<Option<Admitted>, Refusal> {
+        match &self.gate {
+            None => Ok(None),
+            Some(gate) => gate
+                .admit(&context.limit_key(), tool)
+                .await
+                .map(Some)
+                .map_err(Refusal::RateLimited),
+        }
+    }
+
+    /// Runs tool `name` with `arguments` for the caller of `context`: the
+    /// one path of every call. Its record is written before it returns.
     pub async fn call(
         &self,
-        caller: Option<&Caller>,
+        context: CallContext<'_>,
         name: &str,
         arguments: Map<String, Value>,
     ) -> Result<CallReport, Refusal> {
-        if !self.allows(caller, name) {
-            tracing::warn!(
-                tenant = self.tenant,
-                subject = caller.map(|c| c.subject.as_str()),
-                tool = name,
-                "tool call refused: not granted"
-            );
+        let mut record = self
+            .ops
+            .begin(self.tenant(), context.caller, name, &arguments);
+        let result = self.run(&context, name, arguments, &mut record).await;
+        self.ops.finish(self.tenant(), name, record, result)
+    }
+
+    async fn run(
+        &self,
+        context: &CallContext<'_>,
+        name: &str,
+        arguments: Map<String, Value>,
+        record: &mut Option<crate::audit::Record>,
+    ) -> Result<CallReport, Refusal> {
+        self.ops.check_audit()?;
+        if !self.allows(context.caller, name) {
             return Err(Refusal::NotAllowed(name.to_string()));
         }
+        let _admitted = if context.admitted {
+            None
+        } else {
+            self.admit(context, name).await?
+        };
         let tool = self
             .tool(name)
             .ok_or_else(|| Refusal::UnknownTool(name.to_string()))?;
+        let plugin = &self.plugins[tool.plugin];
+        if let Some(record) = record {
+            record.plugin_sha256 = Some(plugin.sha256.clone());
+        }
         let arguments = Value::Object(arguments);
         // `is_valid` is the fast path; the error walk runs only on failure.
         if !tool.validator.is_valid(&arguments)
@@ -195,27 +312,28 @@ impl ToolService {
                 message: error.to_string(),
             });
         }
-        let plugin = &self.plugins[tool.plugin];
         let env = if plugin.grants.caller_identity {
-            identity::env(caller, self.tenant.as_deref())
+            identity::env(context.caller, self.tenant.as_deref())
         } else {
             Vec::new()
         };
-        let report = self
+        let _running = self.ops.running();
+        Ok(self
             .runtime
             .call_with_env(plugin, &tool.info.name, &arguments.to_string(), &env)
-            .await;
-        tracing::debug!(
-            tenant = self.tenant,
-            subject = caller.map(|c| c.subject.as_str()),
-            client_id = caller.and_then(|c| c.client_id.as_deref()),
-            tool = name,
-            outcome = report.result.as_ref().map_or_else(|e| e.kind(), |_| "ok"),
-            micros = report.stats.duration.as_micros() as u64,
-            fuel = report.stats.fuel_used,
-            "call"
-        );
-        Ok(report)
+            .await)
+    }
+
+    /// Audits and counts a request the transport refused before any call
+    /// (no or bad token, a tool the policy refuses, a limit, a bad body).
+    pub fn refused(
+        &self,
+        caller: Option<&Caller>,
+        tool: Option<&str>,
+        kind: &str,
+        reason: &str,
+    ) -> Result<(), crate::audit::AuditError> {
+        self.ops.refused(self.tenant(), caller, tool, kind, reason)
     }
 }
 

@@ -1,0 +1,213 @@
+//! The audit log: one JSON line per tool call and per refusal, each
+//! carrying the SHA-256 of the record before it, so that an edited,
+//! deleted or reordered record breaks the chain where it happened
+//! (`moat audit verify`, see [`verify`]).
+//!
+//! A record is written (and, with `sync`, fsynced) before the call's
+//! response leaves, under one lock so the chain has one order. When the
+//! sink fails, calls fail closed unless `on_failure = "continue"`.
+
+mod record;
+mod verify;
+
+pub use record::{Record, redact};
+pub use verify::{Broken, Verified, segments, verify};
+
+use crate::config::AuditConfig;
+use sha2::{Digest, Sha256};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The `prev` of the first record of a chain.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Why a record could not be written.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the audit log cannot be written: {0}")]
+pub struct AuditError(pub String);
+
+/// The open audit log.
+pub struct AuditLog {
+    config: AuditConfig,
+    state: Mutex<State>,
+}
+
+struct State {
+    file: Option<File>,
+    /// Bytes in the current file.
+    size: u64,
+    /// The hash of the last record written (the next record's `prev`).
+    last: String,
+    /// The last record's sequence number.
+    seq: u64,
+    /// The last write failed; the next one reopens the file first.
+    failed: bool,
+}
+
+impl AuditLog {
+    /// Opens the log `config` describes, continuing the chain of an
+    /// existing file.
+    pub fn open(config: &AuditConfig) -> anyhow::Result<AuditLog> {
+        let mut state = State {
+            file: None,
+            size: 0,
+            last: GENESIS.to_string(),
+            seq: 0,
+            failed: false,
+        };
+        if let Some(path) = &config.file {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    anyhow::anyhow!("cannot create the audit folder {}: {e}", dir.display())
+                })?;
+            }
+            let (last, seq) = chain_head(path)?;
+            state.last = last;
+            state.seq = seq;
+            let file = open_append(path)?;
+            state.size = file.metadata().map_or(0, |m| m.len());
+            state.file = Some(file);
+        }
+        Ok(AuditLog {
+            config: config.clone(),
+            state: Mutex::new(state),
+        })
+    }
+
+    /// Whether calls must be refused while records cannot be written.
+    pub fn fail_closed(&self) -> bool {
+        self.config.fail_closed
+    }
+
+    /// Whether the last write failed (the next one tries to reopen).
+    pub fn failing(&self) -> bool {
+        self.state.lock().expect("audit lock").failed
+    }
+
+    /// The bytes of arguments a record keeps.
+    pub fn max_argument_bytes(&self) -> usize {
+        self.config.max_argument_bytes
+    }
+
+    /// Appends `record` to the chain. With `on_failure = "continue"` a
+    /// failure is logged and `Ok` returned.
+    pub fn write(&self, record: &Record) -> Result<(), AuditError> {
+        let result = self.append(record);
+        match result {
+            Err(e) if !self.config.fail_closed => {
+                tracing::error!("{e}; continuing without this record (on_failure = \"continue\")");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn append(&self, record: &Record) -> Result<(), AuditError> {
+        let mut state = self.state.lock().expect("audit lock");
+        let state = &mut *state;
+        if let (Some(path), true) = (&self.config.file, state.failed) {
+            state.file = Some(open_append(path).map_err(|e| AuditError(e.to_string()))?);
+        }
+        let seq = state.seq + 1;
+        let body = record.to_json(seq, &state.last);
+        let hash = hex::encode(Sha256::digest(body.as_bytes()));
+        // The hash is appended as the last field, so a verifier can cut it
+        // off and hash exactly the bytes that were hashed here.
+        let line = format!("{},\"hash\":\"{hash}\"}}\n", &body[..body.len() - 1]);
+        if let Some(file) = &mut state.file {
+            let written = file.write_all(line.as_bytes()).and_then(|()| {
+                if self.config.sync {
+                    file.sync_data()
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = written {
+                state.failed = true;
+                return Err(AuditError(format!(
+                    "{}: {e}",
+                    self.config
+                        .file
+                        .as_deref()
+                        .unwrap_or(Path::new("?"))
+                        .display()
+                )));
+            }
+            state.failed = false;
+            state.size += line.len() as u64;
+        }
+        if self.config.stdout {
+            let mut out = std::io::stdout().lock();
+            out.write_all(line.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| AuditError(format!("stdout: {e}")))?;
+        }
+        state.seq = seq;
+        state.last = hash;
+        if state.size >= self.config.max_file_bytes
+            && let Some(path) = &self.config.file
+        {
+            // The record is written; a failed rotation only means the file
+            // grows on, and is retried after the next record.
+            match rotate(path) {
+                Ok(file) => {
+                    state.file = Some(file);
+                    state.size = 0;
+                }
+                Err(e) => tracing::error!("cannot rotate the audit log: {e}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open the audit log {}: {e}", path.display()))
+}
+
+/// Renames `path` to the next free `path.N` and opens a fresh `path`.
+fn rotate(path: &Path) -> anyhow::Result<File> {
+    let next = segments(path).len();
+    let rotated = PathBuf::from(format!("{}.{next}", path.display()));
+    std::fs::rename(path, &rotated)?;
+    tracing::info!(to = %rotated.display(), "audit log rotated");
+    open_append(path)
+}
+
+/// The hash and sequence number of the last record in `path`'s chain
+/// (its last line, or the last rotated file's), or the genesis.
+fn chain_head(path: &Path) -> anyhow::Result<(String, u64)> {
+    for file in segments(path).iter().rev() {
+        // Only regular files hold a chain (a device such as /dev/full
+        // would read forever).
+        if !file.is_file() {
+            continue;
+        }
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => anyhow::bail!("cannot read the audit log {}: {e}", file.display()),
+        };
+        let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
+            continue;
+        };
+        let head = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| Some((v["hash"].as_str()?.to_string(), v["seq"].as_u64()?)));
+        return head.ok_or_else(|| {
+            anyhow::anyhow!(
+                "the last record of the audit log {} is not a record; run `moat audit verify {}` \
+                 and move the damaged file aside before starting",
+                file.display(),
+                path.display()
+            )
+        });
+    }
+    Ok((GENESIS.to_string(), 0))
+}

@@ -1,0 +1,164 @@
+//! One audit record, and the redaction of the arguments it keeps.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// What happened to one call or request. `seq`, `ts` and the chain's
+/// `prev` and `hash` are added when it is written.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Record {
+    /// Unique per record; the same ID is in the host's log lines.
+    pub request_id: String,
+    /// The tenant, `None` for the top-level endpoint.
+    pub tenant: Option<String>,
+    /// The token's subject; `None` over stdio and HTTP without `[auth]`.
+    pub subject: Option<String>,
+    /// The token's client.
+    pub client_id: Option<String>,
+    /// The caller's scopes.
+    pub scopes: Vec<String>,
+    /// `<plugin>.<tool>`, when known.
+    pub tool: Option<String>,
+    /// SHA-256 of the plugin's component.
+    pub plugin_sha256: Option<String>,
+    /// SHA-256 of the arguments as received (before redaction).
+    pub args_sha256: Option<String>,
+    /// The arguments, redacted and size-capped (see [`redact`]).
+    pub arguments: Option<Value>,
+    /// `ok`, `error` (the call ran and failed) or `refused` (it did not run).
+    pub outcome: &'static str,
+    /// The stable name of what happened: `ok`, `tool_error`, a limit such
+    /// as `out_of_fuel`, or a refusal such as `unauthenticated`,
+    /// `forbidden`, `rate_limited`, `invalid_arguments`.
+    pub kind: String,
+    /// The message, for anything but `ok`.
+    pub reason: Option<String>,
+    /// Wall-clock time of the call.
+    pub duration_us: u64,
+    /// Fuel used.
+    pub fuel: u64,
+    /// Peak linear memory.
+    pub peak_memory_bytes: usize,
+    /// Bytes of output returned.
+    pub output_bytes: usize,
+    /// Capabilities the call asked for and was refused (such as a host
+    /// not in `allow_hosts`).
+    pub denied: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    seq: u64,
+    ts: String,
+    #[serde(flatten)]
+    record: &'a Record,
+    prev: &'a str,
+}
+
+impl Record {
+    /// A new record with a fresh request ID.
+    pub fn new() -> Record {
+        Record {
+            request_id: uuid::Uuid::new_v4().simple().to_string(),
+            ..Record::default()
+        }
+    }
+
+    /// The record as a JSON object, numbered `seq` and chained to `prev`.
+    pub(super) fn to_json(&self, seq: u64, prev: &str) -> String {
+        let line = Line {
+            seq,
+            ts: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            record: self,
+            prev,
+        };
+        serde_json::to_string(&line).expect("a record serializes")
+    }
+}
+
+/// Words that mark a key's value as a secret, matched case-insensitively
+/// inside the key; keys ending in `key` (`api_key`, `accessKey`) also are.
+const SECRET_WORDS: &[&str] = &[
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "authorization",
+    "cookie",
+    "credential",
+    "private",
+    "session",
+];
+
+fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.ends_with("key") || SECRET_WORDS.iter().any(|w| key.contains(w))
+}
+
+/// `arguments` with the value of every secret-looking key (at any depth)
+/// replaced by `"[redacted]"`; past `max_bytes` of JSON, only a prefix is
+/// kept, as `{"truncated_from": <bytes>, "prefix": "..."}`.
+pub fn redact(arguments: &Map<String, Value>, max_bytes: usize) -> Value {
+    fn walk(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let v = if is_secret(k) {
+                            Value::from("[redacted]")
+                        } else {
+                            walk(v)
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(walk).collect()),
+            other => other.clone(),
+        }
+    }
+    let redacted = walk(&Value::Object(arguments.clone()));
+    let text = redacted.to_string();
+    if text.len() <= max_bytes {
+        return redacted;
+    }
+    let mut cut = max_bytes;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    serde_json::json!({ "truncated_from": text.len(), "prefix": &text[..cut] })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secret_looking_keys_are_redacted_at_any_depth() {
+        let args = json!({
+            "query": "weather", "api_key": "k-1", "Authorization": "Bearer x",
+            "nested": { "password": "p", "items": [{ "sessionToken": "s", "n": 1 }] },
+            "accessKey": "a", "client_secret": "c", "author": "kept"
+        });
+        let out = redact(args.as_object().unwrap(), 4096);
+        assert_eq!(
+            out,
+            json!({
+                "query": "weather", "api_key": "[redacted]", "Authorization": "[redacted]",
+                "nested": { "password": "[redacted]", "items": [{ "sessionToken": "[redacted]", "n": 1 }] },
+                "accessKey": "[redacted]", "client_secret": "[redacted]", "author": "kept"
+            })
+        );
+    }
+
+    #[test]
+    fn large_arguments_keep_a_prefix() {
+        let args = json!({ "text": "é".repeat(100), "token": "t" });
+        let out = redact(args.as_object().unwrap(), 51);
+        let prefix = out["prefix"].as_str().unwrap();
+        assert!(prefix.len() <= 51 && prefix.starts_with("{\""), "{out}");
+        assert!(!prefix.contains("\"t\""), "redacted before the cut: {out}");
+        assert_eq!(out["truncated_from"], json!(args.to_string().len() + 9));
+    }
+}

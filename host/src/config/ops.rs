@@ -1,0 +1,222 @@
+//! Operations: `[audit]` (where call records go), `[limits]` (rate limits
+//! and concurrency caps per caller and tenant) and `[admin]` (where
+//! `/metrics` is served).
+
+use super::{ConfigError, Source};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use toml::Spanned;
+
+/// `[audit]`: one record per call and per refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// The append-only file, if any.
+    pub file: Option<PathBuf>,
+    /// Also (or only) write records to stdout (not with `serve --stdio`).
+    pub stdout: bool,
+    /// Refuse calls while records cannot be written (`true`, the default),
+    /// or serve them and log the failure.
+    pub fail_closed: bool,
+    /// Size at which the file is rotated (the chain continues).
+    pub max_file_bytes: u64,
+    /// fsync after every record, so records survive a power loss.
+    pub sync: bool,
+    /// Bytes of redacted arguments kept in a record.
+    pub max_argument_bytes: usize,
+}
+
+/// `[limits]`: how much each caller may call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaConfig {
+    /// Calls per minute per caller (subject, else client id, else address).
+    pub calls_per_minute: Option<u32>,
+    /// Calls a caller may make at once after being idle.
+    pub burst: u32,
+    /// Per-tool rates, replacing the caller-wide one for that tool.
+    pub tools: BTreeMap<String, ToolQuota>,
+    /// Calls of one tenant running at once.
+    pub max_concurrent_per_tenant: Option<u32>,
+    /// Calls running at once in the process; `None`: twice the instance
+    /// pool, so a burst queues briefly instead of growing without bound.
+    pub max_in_flight: Option<u32>,
+}
+
+/// `[limits.tools."<plugin>.<tool>"]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolQuota {
+    /// Calls per minute per caller of this tool.
+    pub calls_per_minute: u32,
+    /// Its burst.
+    pub burst: u32,
+}
+
+/// `[admin]`: the operator's side door.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AdminConfig {
+    /// Where `/metrics` is served; `None`: nowhere.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudit {
+    file: Option<Spanned<String>>,
+    #[serde(default)]
+    stdout: bool,
+    on_failure: Option<Spanned<String>>,
+    max_file_bytes: Option<Spanned<u64>>,
+    #[serde(default)]
+    sync: bool,
+    max_argument_bytes: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQuota {
+    calls_per_minute: Option<Spanned<u64>>,
+    burst: Option<Spanned<u64>>,
+    #[serde(default)]
+    tools: BTreeMap<String, Spanned<RawToolQuota>>,
+    max_concurrent_per_tenant: Option<Spanned<u64>>,
+    max_in_flight: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToolQuota {
+    calls_per_minute: Spanned<u64>,
+    burst: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    listen: Option<Spanned<String>>,
+}
+
+pub(super) fn parse_audit(
+    src: &Source,
+    raw: Spanned<RawAudit>,
+) -> Result<AuditConfig, ConfigError> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    if raw.file.is_none() && !raw.stdout {
+        return Err(src.error(
+            span,
+            "[audit] names no sink",
+            "set file = \"audit/moat-audit.jsonl\" and/or stdout = true",
+        ));
+    }
+    let fail_closed = match raw
+        .on_failure
+        .as_ref()
+        .map(|v| (v.get_ref().as_str(), v.span()))
+    {
+        None | Some(("refuse", _)) => true,
+        Some(("continue", _)) => false,
+        Some((other, span)) => {
+            return Err(src.error(
+                span,
+                format!("on_failure = {other:?} is not a choice"),
+                "use \"refuse\" (calls fail while records cannot be written) or \"continue\"",
+            ));
+        }
+    };
+    Ok(AuditConfig {
+        file: raw.file.map(|f| src.resolve(f.get_ref())),
+        stdout: raw.stdout,
+        fail_closed,
+        max_file_bytes: match &raw.max_file_bytes {
+            Some(v) => src.ranged(v, "max_file_bytes", 4096, u64::MAX)?,
+            None => 100 << 20,
+        },
+        sync: raw.sync,
+        max_argument_bytes: match &raw.max_argument_bytes {
+            Some(v) => src.ranged(v, "max_argument_bytes", 0, 1 << 20)? as usize,
+            None => 4096,
+        },
+    })
+}
+
+pub(super) fn parse_quota(src: &Source, raw: RawQuota) -> Result<QuotaConfig, ConfigError> {
+    let count = |v: &Spanned<u64>, key: &str| -> Result<u32, ConfigError> {
+        Ok(src.ranged(v, key, 1, 1_000_000)? as u32)
+    };
+    let calls_per_minute = raw
+        .calls_per_minute
+        .as_ref()
+        .map(|v| count(v, "calls_per_minute"))
+        .transpose()?;
+    let burst = match &raw.burst {
+        Some(v) => count(v, "burst")?,
+        None => calls_per_minute.map_or(1, |c| c.div_ceil(10).max(1)),
+    };
+    let mut tools = BTreeMap::new();
+    for (name, quota) in raw.tools {
+        if crate::auth::policy::ToolPattern::parse(&name)
+            .is_none_or(|p| !matches!(p, crate::auth::policy::ToolPattern::Exact(_)))
+        {
+            return Err(src.error(
+                quota.span(),
+                format!("[limits.tools] key {name:?} is not a tool name"),
+                "write the tool as it is listed: [limits.tools.\"files.search\"]",
+            ));
+        }
+        let quota = quota.into_inner();
+        let calls_per_minute = count(&quota.calls_per_minute, "calls_per_minute")?;
+        let burst = match &quota.burst {
+            Some(v) => count(v, "burst")?,
+            None => calls_per_minute.div_ceil(10).max(1),
+        };
+        tools.insert(
+            name,
+            ToolQuota {
+                calls_per_minute,
+                burst,
+            },
+        );
+    }
+    Ok(QuotaConfig {
+        calls_per_minute,
+        burst,
+        tools,
+        max_concurrent_per_tenant: raw
+            .max_concurrent_per_tenant
+            .as_ref()
+            .map(|v| count(v, "max_concurrent_per_tenant"))
+            .transpose()?,
+        max_in_flight: raw
+            .max_in_flight
+            .as_ref()
+            .map(|v| count(v, "max_in_flight"))
+            .transpose()?,
+    })
+}
+
+pub(super) fn parse_admin(src: &Source, raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
+    let listen = match raw.listen {
+        None => None,
+        Some(listen) => Some(listen.get_ref().parse().map_err(|_| {
+            src.error(
+                listen.span(),
+                format!("listen = {:?} is not an address and port", listen.get_ref()),
+                "write it as \"127.0.0.1:9090\"",
+            )
+        })?),
+    };
+    Ok(AdminConfig { listen })
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        QuotaConfig {
+            calls_per_minute: None,
+            burst: 1,
+            tools: BTreeMap::new(),
+            max_concurrent_per_tenant: None,
+            max_in_flight: None,
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Prometheus metrics, served as text on the admin listener's `/metrics`.
+//! One registry per process: every endpoint and transport records here.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+/// A call's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// The tenant (`default` for the top-level endpoint).
+    pub tenant: String,
+    /// The plugin.
+    pub plugin: String,
+    /// The tool, `<plugin>.<tool>`.
+    pub tool: String,
+    /// `ok`, `tool_error`, a limit such as `out_of_fuel`, …
+    pub outcome: String,
+}
+
+/// A histogram's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolLabels {
+    /// The tenant.
+    pub tenant: String,
+    /// The tool.
+    pub tool: String,
+}
+
+/// A refusal's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// The tenant.
+    pub tenant: String,
+    /// `unauthenticated`, `forbidden`, `rate_limited`, …
+    pub kind: String,
+}
+
+/// A plugin load's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoadLabels {
+    /// The tenant.
+    pub tenant: String,
+    /// The plugin.
+    pub plugin: String,
+    /// Whether compiled code came from the cache.
+    pub cache: String,
+}
+
+/// Every metric Moat keeps.
+pub struct Metrics {
+    registry: Registry,
+    /// Calls that ran, by outcome.
+    pub calls: Family<CallLabels, Counter>,
+    /// Call duration in seconds.
+    pub duration: Family<ToolLabels, Histogram>,
+    /// Fuel per call.
+    pub fuel: Family<ToolLabels, Histogram>,
+    /// Requests and calls refused, by kind.
+    pub refusals: Family<RefusalLabels, Counter>,
+    /// Calls refused by a rate limit or concurrency cap.
+    pub rate_limited: Family<RefusalLabels, Counter>,
+    /// Capabilities refused to running calls (such as a host not granted).
+    pub denied_capabilities: Family<ToolLabels, Counter>,
+    /// Calls running now.
+    pub in_flight: Gauge,
+    /// Plugin load (compile or cache load) time in seconds.
+    pub load_seconds: Family<LoadLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("moat");
+        let calls = Family::default();
+        registry.register("calls", "Tool calls that ran, by outcome", calls.clone());
+        let duration = Family::<ToolLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.5, 14))
+        });
+        registry.register(
+            "call_duration_seconds",
+            "Wall-clock time of tool calls",
+            duration.clone(),
+        );
+        let fuel = Family::<ToolLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(1e4, 10.0, 8))
+        });
+        registry.register("call_fuel", "Fuel used by tool calls", fuel.clone());
+        let refusals = Family::default();
+        registry.register(
+            "refusals",
+            "Requests and calls refused, by kind",
+            refusals.clone(),
+        );
+        let rate_limited = Family::default();
+        registry.register(
+            "rate_limited",
+            "Calls refused by a rate limit or a concurrency cap",
+            rate_limited.clone(),
+        );
+        let denied_capabilities = Family::default();
+        registry.register(
+            "denied_capabilities",
+            "Capabilities refused to running calls",
+            denied_capabilities.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "calls_in_flight",
+            "Tool calls running now",
+            in_flight.clone(),
+        );
+        let load_seconds = Family::default();
+        registry.register(
+            "plugin_load_seconds",
+            "Time to compile (or load from the cache) and link each plugin",
+            load_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            calls,
+            duration,
+            fuel,
+            refusals,
+            rate_limited,
+            denied_capabilities,
+            in_flight,
+            load_seconds,
+        }
+    }
+
+    /// Counts a refusal of `kind` at `tenant`.
+    pub fn refused(&self, tenant: &str, kind: &str) {
+        let labels = RefusalLabels {
+            tenant: tenant.to_string(),
+            kind: kind.to_string(),
+        };
+        if kind == "rate_limited" {
+            self.rate_limited.get_or_create(&labels).inc();
+        }
+        self.refusals.get_or_create(&labels).inc();
+    }
+
+    /// Records a call that ran.
+    pub fn ran(&self, labels: CallLabels, duration: Duration, fuel: u64, denied: usize) {
+        let tool = ToolLabels {
+            tenant: labels.tenant.clone(),
+            tool: labels.tool.clone(),
+        };
+        self.duration
+            .get_or_create(&tool)
+            .observe(duration.as_secs_f64());
+        self.fuel.get_or_create(&tool).observe(fuel as f64);
+        if denied > 0 {
+            self.denied_capabilities
+                .get_or_create(&tool)
+                .inc_by(denied as u64);
+        }
+        self.calls.get_or_create(&labels).inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// The tenant label of an endpoint.
+pub fn tenant_label(tenant: Option<&str>) -> &str {
+    tenant.unwrap_or("default")
+}

@@ -1,0 +1,229 @@
+//! What every call and refusal leaves behind: an audit record (written
+//! before the response goes out), metrics, and a log line.
+
+use super::Refusal;
+use crate::audit::{AuditError, AuditLog, Record, redact};
+use crate::auth::policy::Caller;
+use crate::config::Config;
+use crate::metrics::{self, CallLabels, LoadLabels};
+use crate::quota::{Gate, LocalLimiter, RateLimiter};
+use crate::runtime::{CallReport, Plugin};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// The audit log and the limits, shared by every endpoint of a process.
+#[derive(Clone)]
+pub struct Operations {
+    audit: Option<Arc<AuditLog>>,
+    limiter: Arc<dyn RateLimiter>,
+    in_flight: Option<Arc<Semaphore>>,
+    per_tenant: Option<u32>,
+}
+
+impl Default for Operations {
+    /// No audit log and no limits.
+    fn default() -> Self {
+        Operations {
+            audit: None,
+            limiter: Arc::new(LocalLimiter::new(&Default::default())),
+            in_flight: None,
+            per_tenant: None,
+        }
+    }
+}
+
+impl Operations {
+    /// Opens the audit log and builds the limits `config` asks for.
+    pub fn for_config(config: &Config) -> anyhow::Result<Operations> {
+        let limits = &config.limits;
+        let in_flight = limits
+            .max_in_flight
+            .unwrap_or(config.runtime.max_instances.saturating_mul(2));
+        Ok(Operations {
+            audit: match &config.audit {
+                Some(audit) => Some(Arc::new(AuditLog::open(audit)?)),
+                None => None,
+            },
+            limiter: Arc::new(LocalLimiter::new(limits)),
+            in_flight: Some(Arc::new(Semaphore::new(in_flight as usize))),
+            per_tenant: limits.max_concurrent_per_tenant,
+        })
+    }
+
+    /// The gate of one endpoint: the shared buckets and process cap, and
+    /// a tenant cap of its own.
+    pub(super) fn gate(&self) -> Gate {
+        Gate::new(
+            self.limiter.clone(),
+            self.in_flight.clone(),
+            self.per_tenant,
+        )
+    }
+
+    /// Records how loading went.
+    pub(super) fn loaded(&self, tenant: Option<&str>, plugins: &[Plugin]) {
+        for plugin in plugins {
+            metrics::get()
+                .load_seconds
+                .get_or_create(&LoadLabels {
+                    tenant: metrics::tenant_label(tenant).to_string(),
+                    plugin: plugin.name.clone(),
+                    cache: format!("{:?}", plugin.load.cache).to_lowercase(),
+                })
+                .set(plugin.load.compile.as_secs_f64());
+        }
+    }
+
+    /// Refuses calls up front while the audit log is failing and calls
+    /// fail closed.
+    pub(super) fn check_audit(&self) -> Result<(), Refusal> {
+        match &self.audit {
+            Some(audit) if audit.fail_closed() && audit.failing() => Err(
+                Refusal::AuditUnavailable("the audit log cannot be written".into()),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts the call as running until the guard drops.
+    pub(super) fn running(&self) -> Running {
+        metrics::get().in_flight.inc();
+        Running
+    }
+
+    /// The record of a call about to be checked, when there is an audit log.
+    pub(super) fn begin(
+        &self,
+        tenant: Option<&str>,
+        caller: Option<&Caller>,
+        tool: &str,
+        arguments: &Map<String, Value>,
+    ) -> Option<Record> {
+        let audit = self.audit.as_ref()?;
+        let mut record = record_for(tenant, caller, Some(tool));
+        let text = serde_json::to_string(arguments).expect("JSON values serialize");
+        record.args_sha256 = Some(hex::encode(Sha256::digest(text.as_bytes())));
+        record.arguments = Some(redact(arguments, audit.max_argument_bytes()));
+        Some(record)
+    }
+
+    /// Completes, writes and counts the record of a call; with a failing
+    /// audit log (failing closed) a result is withheld.
+    pub(super) fn finish(
+        &self,
+        tenant: Option<&str>,
+        tool: &str,
+        record: Option<Record>,
+        result: Result<CallReport, Refusal>,
+    ) -> Result<CallReport, Refusal> {
+        let tenant_label = metrics::tenant_label(tenant);
+        let (outcome, kind, reason) = match &result {
+            Err(refusal) => {
+                metrics::get().refused(tenant_label, refusal.kind());
+                tracing::warn!(
+                    tenant,
+                    tool,
+                    kind = refusal.kind(),
+                    "call refused: {refusal}"
+                );
+                ("refused", refusal.kind(), Some(refusal.to_string()))
+            }
+            Ok(report) => {
+                let (outcome, kind, reason) = match &report.result {
+                    Ok(output) if output.is_error => ("error", "tool_error", None),
+                    Ok(_) => ("ok", "ok", None),
+                    Err(e) => ("error", e.kind(), Some(e.to_string())),
+                };
+                metrics::get().ran(
+                    CallLabels {
+                        tenant: tenant_label.to_string(),
+                        plugin: tool.split('.').next().unwrap_or(tool).to_string(),
+                        tool: tool.to_string(),
+                        outcome: kind.to_string(),
+                    },
+                    report.stats.duration,
+                    report.stats.fuel_used,
+                    report.denied.len(),
+                );
+                tracing::debug!(
+                    tenant,
+                    tool,
+                    outcome = kind,
+                    micros = report.stats.duration.as_micros() as u64,
+                    fuel = report.stats.fuel_used,
+                    "call"
+                );
+                (outcome, kind, reason)
+            }
+        };
+        let (Some(audit), Some(mut record)) = (&self.audit, record) else {
+            return result;
+        };
+        record.outcome = outcome;
+        record.kind = kind.to_string();
+        record.reason = reason;
+        if let Ok(report) = &result {
+            let stats = &report.stats;
+            record.duration_us = stats.duration.as_micros() as u64;
+            record.fuel = stats.fuel_used;
+            record.peak_memory_bytes = stats.peak_memory_bytes;
+            record.output_bytes = stats.output_bytes;
+            record.denied = report.denied.clone();
+        }
+        match audit.write(&record) {
+            Ok(()) => result,
+            // A refusal stays a refusal; a result that cannot be audited is
+            // not delivered.
+            Err(e) => match result {
+                Err(refusal) => Err(refusal),
+                Ok(_) => {
+                    metrics::get().refused(tenant_label, "audit_unavailable");
+                    Err(Refusal::AuditUnavailable(e.to_string()))
+                }
+            },
+        }
+    }
+
+    /// Writes and counts a refusal made before any call.
+    pub(super) fn refused(
+        &self,
+        tenant: Option<&str>,
+        caller: Option<&Caller>,
+        tool: Option<&str>,
+        kind: &str,
+        reason: &str,
+    ) -> Result<(), AuditError> {
+        metrics::get().refused(metrics::tenant_label(tenant), kind);
+        let Some(audit) = &self.audit else {
+            return Ok(());
+        };
+        let mut record = record_for(tenant, caller, tool);
+        record.outcome = "refused";
+        record.kind = kind.to_string();
+        record.reason = Some(reason.to_string());
+        audit.write(&record)
+    }
+}
+
+fn record_for(tenant: Option<&str>, caller: Option<&Caller>, tool: Option<&str>) -> Record {
+    let mut record = Record::new();
+    record.tenant = tenant.map(str::to_string);
+    record.tool = tool.map(str::to_string);
+    if let Some(caller) = caller {
+        record.subject = Some(caller.subject.clone());
+        record.client_id = caller.client_id.clone();
+        record.scopes = caller.scopes.iter().cloned().collect();
+    }
+    record
+}
+
+/// A call counted in the in-flight gauge.
+pub(super) struct Running;
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        metrics::get().in_flight.dec();
+    }
+}

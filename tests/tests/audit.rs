@@ -1,0 +1,341 @@
+//! The audit log: every call and every refusal leaves exactly one record
+//! with the caller's identity, in a hash chain that `moat audit verify`
+//! checks; tampering is reported at the record where it happened; secrets
+//! in arguments are redacted; a failing sink makes calls fail closed.
+
+use moat::audit::{AuditLog, Record};
+use moat::config::AuditConfig;
+use moat_tests::auth::{TestIssuer, TestKey, claims};
+use moat_tests::{MoatServer, Sandbox, moat_bin};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const RESOURCE: &str = "http://moat.test/mcp";
+
+/// `moat audit verify <file>`: (exit code, stdout).
+fn verify(file: &Path) -> (i32, String) {
+    let out = std::process::Command::new(moat_bin())
+        .args(["audit", "verify"])
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn records(file: &Path) -> Vec<Value> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A `tools/call` over stateless HTTP: the HTTP status and the JSON body.
+async fn call(url: &str, token: Option<&str>, tool: &str, args: Value) -> (u16, Value) {
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": tool, "arguments": args } });
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(body.to_string());
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_of_every_outcome_leave_one_record_each_in_an_intact_chain() {
+    let key = TestKey::new("k1", 21);
+    let issuer = TestIssuer::start(&[&key]).await;
+    let dir = Sandbox::builder()
+        .plugin("hello", "")
+        .plugin("testbed", "fuel = 20_000_000\ntimeout_ms = 2000")
+        .toml(&format!(
+            "[http]\nstateless = true\n[audit]\nfile = \"audit/moat-audit.jsonl\"\n\
+             [auth]\nissuer = \"{base}\"\njwks_uri = \"{base}/keys\"\nresource = \"{RESOURCE}\"\nalgorithms = [\"EdDSA\"]\n\
+             [[auth.rule]]\nscopes = [\"tools:read\"]\ntools = [\"hello.*\", \"testbed.*\"]\n",
+            base = issuer.base
+        ))
+        .write();
+    let server = MoatServer::start(dir.path(), &[]);
+    let reader = key.sign(&claims(&issuer.base, RESOURCE, "tools:read"));
+    let stranger = key.sign(&claims(&issuer.base, RESOURCE, "other:scope"));
+
+    let kinds: [(&str, Option<&str>, &str, Value); 8] = [
+        (
+            "ok",
+            Some(&reader),
+            "hello.greet",
+            json!({ "name": "audit" }),
+        ),
+        (
+            "tool_error",
+            Some(&reader),
+            "testbed.fail",
+            json!({ "text": "nope" }),
+        ),
+        ("out_of_fuel", Some(&reader), "testbed.spin", json!({})),
+        (
+            "invalid_arguments",
+            Some(&reader),
+            "hello.greet",
+            json!({ "name": 7 }),
+        ),
+        ("unknown_tool", Some(&reader), "hello.nope", json!({})),
+        (
+            "forbidden",
+            Some(&stranger),
+            "hello.greet",
+            json!({ "name": "x" }),
+        ),
+        (
+            "denied",
+            Some(&reader),
+            "testbed.get_many",
+            json!({ "url": "http://127.0.0.1:9", "times": 1 }),
+        ),
+        (
+            "redacted",
+            Some(&reader),
+            "hello.echo",
+            json!({ "message": "hi", "api_key": "sk-LIVE-0451", "nested": { "password": "hunter2" } }),
+        ),
+    ];
+    const EACH: usize = 5;
+    let mut tasks = Vec::new();
+    for _ in 0..EACH {
+        for (label, token, tool, args) in &kinds {
+            let (url, token, tool, args) = (
+                server.url.clone(),
+                token.map(str::to_string),
+                *tool,
+                args.clone(),
+            );
+            let label = *label;
+            tasks.push(tokio::spawn(async move {
+                (label, call(&url, token.as_deref(), tool, args).await)
+            }));
+        }
+    }
+    for task in tasks {
+        let (label, (status, body)) = task.await.unwrap();
+        let expected = if label == "forbidden" { 403 } else { 200 };
+        assert_eq!(status, expected, "{label}: {body}");
+    }
+    let (status, _) = call(&server.url, None, "hello.greet", json!({ "name": "x" })).await;
+    assert_eq!(status, 401);
+    // The server still serves after all of it.
+    let (status, body) = call(
+        &server.url,
+        Some(&reader),
+        "hello.greet",
+        json!({ "name": "again" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["result"]["content"][0]["text"].as_str()),
+        (200, Some("Hello, again!"))
+    );
+
+    let file = dir.path().join("audit/moat-audit.jsonl");
+    let calls = kinds.len() * EACH + 2;
+    let (code, out) = verify(&file);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("ok: {calls} records")), "{out}");
+
+    let records = records(&file);
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &records {
+        *by_kind
+            .entry(r["kind"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let expected: BTreeMap<String, usize> = [
+        ("ok", 3 * EACH + 1),
+        ("tool_error", EACH),
+        ("out_of_fuel", EACH),
+        ("invalid_arguments", EACH),
+        ("unknown_tool", EACH),
+        ("forbidden", EACH),
+        ("unauthenticated", 1),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_string(), n))
+    .collect();
+    assert_eq!(by_kind, expected);
+
+    let authenticated = records.iter().filter(|r| r["kind"] != "unauthenticated");
+    for r in authenticated {
+        assert_eq!(r["subject"], "svc-account", "{r}");
+        assert_eq!(r["client_id"], "test-client", "{r}");
+        assert_eq!(r["request_id"].as_str().unwrap().len(), 32, "{r}");
+    }
+    let fuel = records.iter().find(|r| r["kind"] == "out_of_fuel").unwrap();
+    assert_eq!(fuel["outcome"], "error");
+    assert!(fuel["fuel"].as_u64().unwrap() >= 20_000_000, "{fuel}");
+    assert_eq!(fuel["plugin_sha256"].as_str().unwrap().len(), 64);
+    let denied = records
+        .iter()
+        .find(|r| r["tool"] == "testbed.get_many")
+        .unwrap();
+    assert!(
+        denied["denied"][0]
+            .as_str()
+            .unwrap()
+            .contains("http://127.0.0.1:9: not in the plugin's allow_hosts"),
+        "{denied}"
+    );
+    let forbidden = records.iter().find(|r| r["kind"] == "forbidden").unwrap();
+    assert_eq!(forbidden["outcome"], "refused");
+    assert_eq!(forbidden["scopes"], json!(["other:scope"]));
+
+    // Secrets never reach the file; the record still says what was sent.
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("sk-LIVE-0451") && !text.contains("hunter2"));
+    let echo = records.iter().find(|r| r["tool"] == "hello.echo").unwrap();
+    assert_eq!(
+        echo["arguments"],
+        json!({ "message": "hi", "api_key": "[redacted]", "nested": { "password": "[redacted]" } })
+    );
+    assert_eq!(echo["args_sha256"].as_str().unwrap().len(), 64);
+}
+
+/// A change made to the lines of a log.
+type Edit<'a> = dyn Fn(&mut Vec<String>) + 'a;
+
+/// Five records written by the real log, for the tampering cases.
+fn chain(dir: &Path) -> std::path::PathBuf {
+    let file = dir.join("chain.jsonl");
+    let log = AuditLog::open(&AuditConfig {
+        file: Some(file.clone()),
+        stdout: false,
+        fail_closed: true,
+        max_file_bytes: 1 << 20,
+        sync: false,
+        max_argument_bytes: 4096,
+    })
+    .unwrap();
+    for n in 0..5 {
+        let mut record = Record::new();
+        record.tool = Some(format!("hello.greet{n}"));
+        record.outcome = "ok";
+        record.kind = "ok".into();
+        log.write(&record).unwrap();
+    }
+    file
+}
+
+#[test]
+fn editing_deleting_or_reordering_a_record_is_reported_where_it_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = chain(dir.path());
+    let (code, out) = verify(&file);
+    assert_eq!((code, out.starts_with("ok: 5 records")), (0, true), "{out}");
+
+    let lines: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let tamper = |edit: &dyn Fn(&mut Vec<String>)| {
+        let mut copy = lines.clone();
+        edit(&mut copy);
+        let path = dir.path().join("tampered.jsonl");
+        std::fs::write(&path, copy.join("\n") + "\n").unwrap();
+        verify(&path)
+    };
+    let rehash = |line: &str| {
+        use sha2::{Digest, Sha256};
+        let at = line.rfind(",\"hash\":\"").unwrap();
+        let body = format!("{}}}", &line[..at]);
+        let hash = hex::encode(Sha256::digest(body.as_bytes()));
+        format!("{},\"hash\":\"{hash}\"}}", &line[..at])
+    };
+    let cases: [(&str, Box<Edit<'_>>, &str); 5] = [
+        (
+            "edited",
+            Box::new(|l| l[2] = l[2].replace("hello.greet2", "hello.greetX")),
+            ":3: record 3 was altered",
+        ),
+        (
+            "edited and re-hashed",
+            Box::new(|l| l[2] = rehash(&l[2].replace("hello.greet2", "hello.greetX"))),
+            ":4: record 4 does not follow the record before it",
+        ),
+        (
+            "deleted",
+            Box::new(|l| {
+                l.remove(1);
+            }),
+            ":2: record 3 follows record 1: records 2 to 2 are missing",
+        ),
+        (
+            "reordered",
+            Box::new(|l| l.swap(1, 3)),
+            ":2: record 4 follows record 1",
+        ),
+        (
+            "truncated line",
+            Box::new(|l| l[4].truncate(40)),
+            ":5: is not an audit record",
+        ),
+    ];
+    for (name, edit, expected) in cases {
+        let (code, out) = tamper(edit.as_ref());
+        assert_eq!(code, 1, "{name}: {out}");
+        assert!(
+            out.starts_with("broken: ") && out.contains(expected),
+            "{name}: {out}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_audit_sink_makes_calls_fail_closed_unless_told_to_continue() {
+    for (on_failure, refused) in [("refuse", true), ("continue", false)] {
+        let dir = Sandbox::builder()
+            .plugin("hello", "")
+            .toml(&format!(
+                "[http]\nstateless = true\n[audit]\nfile = \"/dev/full\"\non_failure = \"{on_failure}\"\n"
+            ))
+            .write();
+        let server = MoatServer::start(dir.path(), &[]);
+        for _ in 0..2 {
+            let (status, body) =
+                call(&server.url, None, "hello.greet", json!({ "name": "x" })).await;
+            assert_eq!(status, 200);
+            if refused {
+                assert_eq!(
+                    body["error"]["data"]["reason"], "audit_unavailable",
+                    "{body}"
+                );
+                assert!(
+                    body["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("audit log cannot be written"),
+                    "{body}"
+                );
+            } else {
+                assert_eq!(body["result"]["content"][0]["text"], "Hello, x!", "{body}");
+            }
+        }
+        let health = reqwest::get(format!("{}/healthz", server.base))
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+    }
+}
