@@ -1,0 +1,175 @@
+//! Rate limits and concurrency caps: over a limit, HTTP answers 429 with
+//! `Retry-After` and stdio a JSON-RPC error; the refusal is audited and
+//! counted; the caller recovers when the bucket refills. `/metrics` on the
+//! admin address reflects the calls made.
+
+use moat_tests::{MoatServer, Sandbox, free_port, moat_bin};
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::TokioChildProcess;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// A `tools/call` over stateless HTTP: status, `Retry-After`, JSON body.
+async fn call(url: &str, tool: &str, args: Value) -> (u16, Option<String>, Value) {
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": tool, "arguments": args } });
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = response.text().await.unwrap();
+    (
+        status,
+        retry,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The value of the sample `name` (with its labels, as exposed).
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_answers_429_with_retry_after_is_audited_and_recovers() {
+    let admin = free_port();
+    let dir = Sandbox::builder()
+        .plugin("hello", "")
+        .toml(&format!(
+            "[http]\nstateless = true\n[audit]\nfile = \"audit.jsonl\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+             [limits]\ncalls_per_minute = 60\nburst = 3\n\
+             [limits.tools.\"hello.echo\"]\ncalls_per_minute = 6000\nburst = 100\n"
+        ))
+        .write();
+    let server = MoatServer::start(dir.path(), &[]);
+    let greet = json!({ "name": "q" });
+    for _ in 0..3 {
+        let (status, _, body) = call(&server.url, "hello.greet", greet.clone()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, retry, body) = call(&server.url, "hello.greet", greet.clone()).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(retry.as_deref(), Some("1"), "one call per second refills");
+    assert!(
+        body.as_str()
+            .unwrap()
+            .contains("rate limit of 60 calls per minute"),
+        "{body}"
+    );
+    // A tool with its own rate is not held back by the caller-wide bucket.
+    let (status, _, body) = call(&server.url, "hello.echo", json!({ "message": "m" })).await;
+    assert_eq!(
+        (status, body["result"]["content"][0]["text"].as_str()),
+        (200, Some("m"))
+    );
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _, body) = call(&server.url, "hello.greet", greet.clone()).await;
+    assert_eq!(status, 200, "recovered: {body}");
+
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let limited: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["kind"] == "rate_limited")
+        .collect();
+    assert_eq!(limited.len(), 1, "{audit}");
+    assert_eq!(limited[0]["tool"], "hello.greet");
+    assert_eq!(limited[0]["outcome"], "refused");
+
+    let metrics = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let calls =
+        r#"moat_calls_total{tenant="default",plugin="hello",tool="hello.greet",outcome="ok"}"#;
+    assert_eq!(sample(&metrics, calls), Some(4.0), "{metrics}");
+    let echo =
+        r#"moat_calls_total{tenant="default",plugin="hello",tool="hello.echo",outcome="ok"}"#;
+    assert_eq!(sample(&metrics, echo), Some(1.0), "{metrics}");
+    let limited = r#"moat_rate_limited_total{tenant="default",kind="rate_limited"}"#;
+    assert_eq!(sample(&metrics, limited), Some(1.0), "{metrics}");
+    let durations = r#"moat_call_duration_seconds_count{tenant="default",tool="hello.greet"}"#;
+    assert_eq!(sample(&metrics, durations), Some(4.0), "{metrics}");
+    assert_eq!(
+        sample(&metrics, "moat_calls_in_flight"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"moat_plugin_load_seconds{tenant="default",plugin="hello",cache="#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_runs_at_most_its_concurrent_calls() {
+    let dir = Sandbox::builder()
+        .plugin("testbed", "")
+        .toml("[http]\nstateless = true\n[limits]\nmax_concurrent_per_tenant = 1\n")
+        .write();
+    let server = MoatServer::start(dir.path(), &[]);
+    let slow =
+        |url: String| async move { call(&url, "testbed.sleep", json!({ "ms": 1500 })).await };
+    let first = tokio::spawn(slow(server.url.clone()));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, retry, body) = slow(server.url.clone()).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert!(
+        body.as_str()
+            .unwrap()
+            .contains("too many calls running for this tenant"),
+        "{body}"
+    );
+    let (status, _, body) = first.await.unwrap();
+    assert_eq!(
+        (status, body["result"]["content"][0]["text"].as_str()),
+        (200, Some("slept 1500 ms"))
+    );
+    let (status, _, _) = call(&server.url, "testbed.sleep", json!({ "ms": 1 })).await;
+    assert_eq!(status, 200, "the slot is free again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_stdio_a_limit_is_a_json_rpc_error() {
+    let dir = Sandbox::builder()
+        .plugin("hello", "")
+        .toml("[limits]\ncalls_per_minute = 60\nburst = 2\n")
+        .write();
+    let mut command = tokio::process::Command::new(moat_bin());
+    command
+        .args(["serve", "--stdio", "--config"])
+        .arg(dir.path().join("moat.toml"));
+    let client = ().serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
+    let greet = || {
+        CallToolRequestParams::new("hello.greet")
+            .with_arguments(json!({ "name": "s" }).as_object().unwrap().clone())
+    };
+    for _ in 0..2 {
+        client.call_tool(greet()).await.unwrap();
+    }
+    let error = client.call_tool(greet()).await.unwrap_err().to_string();
+    assert!(
+        error.contains("rate limit of 60 calls per minute"),
+        "{error}"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client.call_tool(greet()).await.unwrap();
+    client.cancel().await.unwrap();
+}
