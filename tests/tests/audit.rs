@@ -213,21 +213,25 @@ async fn concurrent_calls_of_every_outcome_leave_one_record_each_in_an_intact_ch
     assert_eq!(echo["args_sha256"].as_str().unwrap().len(), 64);
 }
 
+/// A log in `file`, rotated at `max_file_bytes`, failing closed.
+fn file_config(file: std::path::PathBuf, max_file_bytes: u64) -> AuditConfig {
+    AuditConfig {
+        file: Some(file),
+        stdout: false,
+        fail_closed: true,
+        max_file_bytes,
+        sync: true,
+        max_argument_bytes: 4096,
+    }
+}
+
 /// A change made to the lines of a log.
 type Edit<'a> = dyn Fn(&mut Vec<String>) + 'a;
 
 /// Five records written by the real log, for the tampering cases.
 fn chain(dir: &Path) -> std::path::PathBuf {
     let file = dir.join("chain.jsonl");
-    let log = AuditLog::open(&AuditConfig {
-        file: Some(file.clone()),
-        stdout: false,
-        fail_closed: true,
-        max_file_bytes: 1 << 20,
-        sync: false,
-        max_argument_bytes: 4096,
-    })
-    .unwrap();
+    let log = AuditLog::open(&file_config(file.clone(), 1 << 20)).unwrap();
     for n in 0..5 {
         let mut record = Record::new();
         record.tool = Some(format!("hello.greet{n}"));
@@ -338,4 +342,47 @@ async fn a_failing_audit_sink_makes_calls_fail_closed_unless_told_to_continue() 
             .unwrap();
         assert_eq!(health.status(), 200);
     }
+}
+
+#[test]
+fn rotation_and_restarts_keep_one_chain_across_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit/log.jsonl");
+    let config = file_config(file.clone(), 4096);
+    for _restart in 0..2 {
+        let log = AuditLog::open(&config).unwrap();
+        for n in 0..20 {
+            let mut record = Record::new();
+            record.tool = Some(format!("files.read{n}"));
+            record.outcome = "ok";
+            record.kind = "ok".into();
+            log.write(&record).unwrap();
+        }
+    }
+    let rotated = dir.path().join("audit/log.jsonl.1");
+    assert!(rotated.is_file() && dir.path().join("audit/log.jsonl.2").is_file());
+    let (code, out) = verify(&file);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ok: 40 records in "), "{out}");
+
+    // A record removed from a rotated file breaks the chain there.
+    let text = std::fs::read_to_string(&rotated).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.remove(3);
+    std::fs::write(&rotated, lines.join("\n") + "\n").unwrap();
+    let (code, out) = verify(&file);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("log.jsonl.1:4: record 5 follows record 3"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_second_process_cannot_append_to_the_same_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = file_config(dir.path().join("shared.jsonl"), 1 << 20);
+    let _first = AuditLog::open(&config).unwrap();
+    let second = AuditLog::open(&config).err().unwrap().to_string();
+    assert!(second.contains("in use by another process"), "{second}");
 }

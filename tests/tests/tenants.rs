@@ -28,6 +28,11 @@ struct Tenants {
 /// issuer, so only the audience tells their tokens apart. `beta` grants
 /// `files.list` alone.
 async fn tenants() -> Tenants {
+    tenants_with("").await
+}
+
+/// [`tenants`] with `extra` TOML in the config.
+async fn tenants_with(extra: &str) -> Tenants {
     let key = TestKey::new("k1", 11);
     let issuer = TestIssuer::start(&[&key]).await;
     let files = moat_tests::plugin_wasm("files").display().to_string();
@@ -57,6 +62,7 @@ dirs = [{{ host = "{name}-data", guest = "/data" }}]
     let dir = Sandbox::builder()
         .file("acme-data/a.txt", "alpha")
         .file("beta-data/b.txt", "bravo")
+        .toml(extra)
         .toml(&tenant("acme", r#"["files.*"]"#))
         .toml(&tenant("beta", r#"["files.list"]"#))
         .write();
@@ -139,7 +145,7 @@ async fn call_text(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_plugin_serves_each_tenant_over_its_own_directory_and_policy() {
-    let t = tenants().await;
+    let t = tenants_with("[audit]\nfile = \"audit.jsonl\"").await;
 
     let acme = t.client("acme", t.token("acme")).await;
     let names = tool_names(&acme).await;
@@ -181,6 +187,24 @@ async fn one_plugin_serves_each_tenant_over_its_own_directory_and_policy() {
         challenge.contains(r#"error="insufficient_scope""#),
         "{challenge}"
     );
+
+    // The tenant and the caller reach every record.
+    let audit = std::fs::read_to_string(t.dir.path().join("audit.jsonl")).unwrap();
+    let records: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let read = |tenant: &str, kind: &str| {
+        records.iter().any(|r| {
+            r["tenant"] == tenant
+                && r["tool"] == "files.read"
+                && r["kind"] == kind
+                && r["subject"] == "svc-account"
+        })
+    };
+    assert!(read("acme", "ok"), "{audit}");
+    assert!(read("acme", "tool_error"), "{audit}");
+    assert!(read("beta", "forbidden"), "{audit}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

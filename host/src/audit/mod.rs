@@ -63,10 +63,18 @@ impl AuditLog {
                     anyhow::anyhow!("cannot create the audit folder {}: {e}", dir.display())
                 })?;
             }
+            let file = open_append(path)?;
+            // One writer per chain: a second process appending to the same
+            // file would interleave two chains.
+            file.try_lock().map_err(|_| {
+                anyhow::anyhow!(
+                    "the audit log {} is in use by another process; give each Moat process its own [audit] file",
+                    path.display()
+                )
+            })?;
             let (last, seq) = chain_head(path)?;
             state.last = last;
             state.seq = seq;
-            let file = open_append(path)?;
             state.size = file.metadata().map_or(0, |m| m.len());
             state.file = Some(file);
         }
@@ -177,7 +185,10 @@ fn rotate(path: &Path) -> anyhow::Result<File> {
     let rotated = PathBuf::from(format!("{}.{next}", path.display()));
     std::fs::rename(path, &rotated)?;
     tracing::info!(to = %rotated.display(), "audit log rotated");
-    open_append(path)
+    let file = open_append(path)?;
+    file.try_lock()
+        .map_err(|e| anyhow::anyhow!("cannot lock the new audit log: {e}"))?;
+    Ok(file)
 }
 
 /// The hash and sequence number of the last record in `path`'s chain
