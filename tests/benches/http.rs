@@ -1,7 +1,8 @@
 //! End-to-end load: `tools/call` of `hello.greet` over Streamable HTTP
 //! (stateless, JSON responses) with keep-alive and concurrent clients,
-//! against Moat (without and with `[auth]`: a bearer JWT on every request)
-//! and against a native baseline in the same run: the same tool written
+//! against Moat (plain; with `[audit]` to a file and `[limits]`; with
+//! `[auth]`, a bearer JWT on every request) and against a native baseline
+//! in the same run: the same tool written
 //! directly in an rmcp server, no sandbox. Results go to
 //! docs/BENCHMARKS.md.
 //!
@@ -188,7 +189,7 @@ fn report(name: &str, load: &Load, baseline: Option<&Load>) {
         .map(|b| format!("  ({:.2}x native throughput)", rate / b.rate()))
         .unwrap_or_default();
     println!(
-        "  {name:<9} {rate:>9.0} calls/s   p50 {:>7.0} us   p99 {:>7.0} us{ratio}",
+        "  {name:<10} {rate:>9.0} calls/s   p50 {:>7.0} us   p99 {:>7.0} us{ratio}",
         pct(0.50),
         pct(0.99)
     );
@@ -200,8 +201,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    // `cargo bench` passes `--bench`; `native`, `moat` or `moat+auth` runs
-    // only that side, which keeps a profile of one side clean.
+    // `cargo bench` passes `--bench`; `native`, `moat`, `moat+audit` or
+    // `moat+auth` runs only that side, which keeps a profile of one side clean.
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let wants = |side: &str| only.as_deref().is_none_or(|o| o == side);
     rt.block_on(async {
@@ -217,6 +218,14 @@ fn main() {
         // finds the client's token in its cache of verified tokens.
         let key = TestKey::new("k1", 5);
         let issuer = TestIssuer::start(&[&key]).await;
+        if wants("moat+audit") {
+            // Limits high enough never to refuse, so every call pays for
+            // the check; every call's record is written before its answer.
+            let ops = "[audit]\nfile = \"audit.jsonl\"\n[limits]\ncalls_per_minute = 1000000\nburst = 1000000\n";
+            let dir = dir.path().join("audit");
+            std::fs::create_dir(&dir).unwrap();
+            served.push(("moat+audit", serve_moat(&dir, ops).await, None, Vec::new()));
+        }
         if wants("moat+auth") {
             let auth = format!(
                 "[auth]\nissuer = \"{base}\"\njwks_uri = \"{base}/keys\"\nresource = \"http://moat.test/mcp\"\nalgorithms = [\"EdDSA\"]\n[[auth.rule]]\nscopes = [\"tools:read\"]\ntools = [\"hello.*\"]\n",

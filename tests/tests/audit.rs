@@ -229,7 +229,7 @@ fn file_config(file: std::path::PathBuf, max_file_bytes: u64) -> AuditConfig {
 type Edit<'a> = dyn Fn(&mut Vec<String>) + 'a;
 
 /// Five records written by the real log, for the tampering cases.
-fn chain(dir: &Path) -> std::path::PathBuf {
+async fn chain(dir: &Path) -> std::path::PathBuf {
     let file = dir.join("chain.jsonl");
     let log = AuditLog::open(&file_config(file.clone(), 1 << 20)).unwrap();
     for n in 0..5 {
@@ -237,15 +237,15 @@ fn chain(dir: &Path) -> std::path::PathBuf {
         record.tool = Some(format!("hello.greet{n}"));
         record.outcome = "ok";
         record.kind = "ok".into();
-        log.write(&record).unwrap();
+        log.write(&record).await.unwrap();
     }
     file
 }
 
-#[test]
-fn editing_deleting_or_reordering_a_record_is_reported_where_it_happened() {
+#[tokio::test]
+async fn editing_deleting_or_reordering_a_record_is_reported_where_it_happened() {
     let dir = tempfile::tempdir().unwrap();
-    let file = chain(dir.path());
+    let file = chain(dir.path()).await;
     let (code, out) = verify(&file);
     assert_eq!((code, out.starts_with("ok: 5 records")), (0, true), "{out}");
 
@@ -344,8 +344,8 @@ async fn a_failing_audit_sink_makes_calls_fail_closed_unless_told_to_continue() 
     }
 }
 
-#[test]
-fn rotation_and_restarts_keep_one_chain_across_files() {
+#[tokio::test]
+async fn rotation_and_restarts_keep_one_chain_across_files() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("audit/log.jsonl");
     let config = file_config(file.clone(), 4096);
@@ -356,7 +356,7 @@ fn rotation_and_restarts_keep_one_chain_across_files() {
             record.tool = Some(format!("files.read{n}"));
             record.outcome = "ok";
             record.kind = "ok".into();
-            log.write(&record).unwrap();
+            log.write(&record).await.unwrap();
         }
     }
     let rotated = dir.path().join("audit/log.jsonl.1");

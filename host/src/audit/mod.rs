@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Mutex;
 
 /// The `prev` of the first record of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -31,7 +32,11 @@ pub struct AuditError(pub String);
 /// The open audit log.
 pub struct AuditLog {
     config: AuditConfig,
+    /// An async lock: a call waiting for another's record to be written
+    /// yields its worker thread instead of blocking it.
     state: Mutex<State>,
+    /// The last write failed; the next one reopens the file first.
+    failed: AtomicBool,
 }
 
 struct State {
@@ -42,8 +47,6 @@ struct State {
     last: String,
     /// The last record's sequence number.
     seq: u64,
-    /// The last write failed; the next one reopens the file first.
-    failed: bool,
 }
 
 impl AuditLog {
@@ -55,7 +58,6 @@ impl AuditLog {
             size: 0,
             last: GENESIS.to_string(),
             seq: 0,
-            failed: false,
         };
         if let Some(path) = &config.file {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -81,6 +83,7 @@ impl AuditLog {
         Ok(AuditLog {
             config: config.clone(),
             state: Mutex::new(state),
+            failed: AtomicBool::new(false),
         })
     }
 
@@ -91,7 +94,7 @@ impl AuditLog {
 
     /// Whether the last write failed (the next one tries to reopen).
     pub fn failing(&self) -> bool {
-        self.state.lock().expect("audit lock").failed
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// The bytes of arguments a record keeps.
@@ -101,8 +104,8 @@ impl AuditLog {
 
     /// Appends `record` to the chain. With `on_failure = "continue"` a
     /// failure is logged and `Ok` returned.
-    pub fn write(&self, record: &Record) -> Result<(), AuditError> {
-        let result = self.append(record);
+    pub async fn write(&self, record: &Record) -> Result<(), AuditError> {
+        let result = self.append(record).await;
         match result {
             Err(e) if !self.config.fail_closed => {
                 tracing::error!("{e}; continuing without this record (on_failure = \"continue\")");
@@ -112,10 +115,10 @@ impl AuditLog {
         }
     }
 
-    fn append(&self, record: &Record) -> Result<(), AuditError> {
-        let mut state = self.state.lock().expect("audit lock");
+    async fn append(&self, record: &Record) -> Result<(), AuditError> {
+        let mut state = self.state.lock().await;
         let state = &mut *state;
-        if let (Some(path), true) = (&self.config.file, state.failed) {
+        if let (Some(path), true) = (&self.config.file, self.failing()) {
             state.file = Some(open_append(path).map_err(|e| AuditError(e.to_string()))?);
         }
         let seq = state.seq + 1;
@@ -133,7 +136,7 @@ impl AuditLog {
                 }
             });
             if let Err(e) = written {
-                state.failed = true;
+                self.failed.store(true, Ordering::Relaxed);
                 return Err(AuditError(format!(
                     "{}: {e}",
                     self.config
@@ -143,7 +146,7 @@ impl AuditLog {
                         .display()
                 )));
             }
-            state.failed = false;
+            self.failed.store(false, Ordering::Relaxed);
             state.size += line.len() as u64;
         }
         if self.config.stdout {

@@ -111,7 +111,7 @@ impl Operations {
 
     /// Completes, writes and counts the record of a call; with a failing
     /// audit log (failing closed) a result is withheld.
-    pub(super) fn finish(
+    pub(super) async fn finish(
         &self,
         tenant: Option<&str>,
         tool: &str,
@@ -172,7 +172,7 @@ impl Operations {
             record.output_bytes = stats.output_bytes;
             record.denied = report.denied.clone();
         }
-        match audit.write(&record) {
+        match audit.write(&record).await {
             Ok(()) => result,
             // A refusal stays a refusal; a result that cannot be audited is
             // not delivered.
@@ -187,7 +187,7 @@ impl Operations {
     }
 
     /// Writes and counts a refusal made before any call.
-    pub(super) fn refused(
+    pub(super) async fn refused(
         &self,
         tenant: Option<&str>,
         caller: Option<&Caller>,
@@ -203,7 +203,7 @@ impl Operations {
         record.outcome = "refused";
         record.kind = kind.to_string();
         record.reason = Some(reason.to_string());
-        audit.write(&record)
+        audit.write(&record).await
     }
 }
 

@@ -275,7 +275,7 @@ impl ToolService {
             .ops
             .begin(self.tenant(), context.caller, name, &arguments);
         let result = self.run(&context, name, arguments, &mut record).await;
-        self.ops.finish(self.tenant(), name, record, result)
+        self.ops.finish(self.tenant(), name, record, result).await
     }
 
     async fn run(
@@ -326,14 +326,16 @@ impl ToolService {
 
     /// Audits and counts a request the transport refused before any call
     /// (no or bad token, a tool the policy refuses, a limit, a bad body).
-    pub fn refused(
+    pub async fn refused(
         &self,
         caller: Option<&Caller>,
         tool: Option<&str>,
         kind: &str,
         reason: &str,
     ) -> Result<(), crate::audit::AuditError> {
-        self.ops.refused(self.tenant(), caller, tool, kind, reason)
+        self.ops
+            .refused(self.tenant(), caller, tool, kind, reason)
+            .await
     }
 }
 

@@ -99,7 +99,9 @@ pub async fn admit(
         {
             Ok(caller) => Some(caller),
             Err(challenge) => {
-                let _ = service.refused(None, None, "unauthenticated", &challenge.reason);
+                let _ = service
+                    .refused(None, None, "unauthenticated", &challenge.reason)
+                    .await;
                 return refuse(&challenge);
             }
         },
@@ -116,7 +118,9 @@ pub async fn admit(
         Ok(bytes) => bytes,
         Err(refusal) => {
             let reason = format!("request body refused ({})", refusal.status());
-            let _ = service.refused(caller.as_ref(), None, "bad_request", &reason);
+            let _ = service
+                .refused(caller.as_ref(), None, "bad_request", &reason)
+                .await;
             return refusal;
         }
     };
@@ -126,7 +130,9 @@ pub async fn admit(
             && !endpoint.allows(caller, &tool)
         {
             let challenge = endpoint.forbidden(&tool);
-            let _ = service.refused(Some(caller), Some(&tool), "forbidden", &challenge.reason);
+            let _ = service
+                .refused(Some(caller), Some(&tool), "forbidden", &challenge.reason)
+                .await;
             return refuse(&challenge);
         }
         let context = CallContext {
@@ -141,7 +147,9 @@ pub async fn admit(
             Ok(permit) => admitted = permit,
             Err(refusal) => {
                 let reason = refusal.to_string();
-                let _ = service.refused(caller.as_ref(), Some(&tool), refusal.kind(), &reason);
+                let _ = service
+                    .refused(caller.as_ref(), Some(&tool), refusal.kind(), &reason)
+                    .await;
                 return too_many(&reason, refusal.retry_after().unwrap_or_default());
             }
         }
