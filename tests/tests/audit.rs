@@ -65,6 +65,7 @@ async fn concurrent_calls_of_every_outcome_leave_one_record_each_in_an_intact_ch
         .plugin("testbed", "fuel = 20_000_000\ntimeout_ms = 2000")
         .toml(&format!(
             "[http]\nstateless = true\n[audit]\nfile = \"audit/moat-audit.jsonl\"\n\
+             [limits.tools.\"testbed.env\"]\ncalls_per_minute = 1\nburst = 1\n\
              [auth]\nissuer = \"{base}\"\njwks_uri = \"{base}/keys\"\nresource = \"{RESOURCE}\"\nalgorithms = [\"EdDSA\"]\n\
              [[auth.rule]]\nscopes = [\"tools:read\"]\ntools = [\"hello.*\", \"testbed.*\"]\n",
             base = issuer.base
@@ -74,7 +75,7 @@ async fn concurrent_calls_of_every_outcome_leave_one_record_each_in_an_intact_ch
     let reader = key.sign(&claims(&issuer.base, RESOURCE, "tools:read"));
     let stranger = key.sign(&claims(&issuer.base, RESOURCE, "other:scope"));
 
-    let kinds: [(&str, Option<&str>, &str, Value); 8] = [
+    let kinds: [(&str, Option<&str>, &str, Value); 9] = [
         (
             "ok",
             Some(&reader),
@@ -100,6 +101,13 @@ async fn concurrent_calls_of_every_outcome_leave_one_record_each_in_an_intact_ch
             Some(&stranger),
             "hello.greet",
             json!({ "name": "x" }),
+        ),
+        // One call a minute: the first passes, the others are limited.
+        (
+            "rate_limited",
+            Some(&reader),
+            "testbed.env",
+            json!({ "name": "X" }),
         ),
         (
             "denied",
@@ -130,11 +138,16 @@ async fn concurrent_calls_of_every_outcome_leave_one_record_each_in_an_intact_ch
             }));
         }
     }
+    let mut limited = 0;
     for task in tasks {
         let (label, (status, body)) = task.await.unwrap();
-        let expected = if label == "forbidden" { 403 } else { 200 };
-        assert_eq!(status, expected, "{label}: {body}");
+        match label {
+            "forbidden" => assert_eq!(status, 403, "{body}"),
+            "rate_limited" if status == 429 => limited += 1,
+            _ => assert_eq!(status, 200, "{label}: {body}"),
+        }
     }
+    assert_eq!(limited, EACH - 1);
     let (status, _) = call(&server.url, None, "hello.greet", json!({ "name": "x" })).await;
     assert_eq!(status, 401);
     // The server still serves after all of it.
@@ -164,7 +177,8 @@ async fn concurrent_calls_of_every_outcome_leave_one_record_each_in_an_intact_ch
             .or_default() += 1;
     }
     let expected: BTreeMap<String, usize> = [
-        ("ok", 3 * EACH + 1),
+        ("ok", 3 * EACH + 2),
+        ("rate_limited", EACH - 1),
         ("tool_error", EACH),
         ("out_of_fuel", EACH),
         ("invalid_arguments", EACH),
