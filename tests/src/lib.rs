@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod external;
+pub mod raw;
 
 use moat::config::Config;
 use moat::runtime::{CallError, CallReport, Plugin, Runtime, RuntimeOptions};

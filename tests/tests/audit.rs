@@ -6,6 +6,7 @@
 use moat::audit::{AuditLog, Record};
 use moat::config::AuditConfig;
 use moat_tests::auth::{TestIssuer, TestKey, claims};
+use moat_tests::raw;
 use moat_tests::{MoatServer, Sandbox, moat_bin};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -36,24 +37,8 @@ fn records(file: &Path) -> Vec<Value> {
 
 /// A `tools/call` over stateless HTTP: the HTTP status and the JSON body.
 async fn call(url: &str, token: Option<&str>, tool: &str, args: Value) -> (u16, Value) {
-    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": { "name": tool, "arguments": args } });
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string());
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let answer = raw::call_tool(url, token, tool, args).await;
+    (answer.status, answer.body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 //! granted tools, and a call of any other tool is refused with 403.
 
 use moat_tests::auth::{TestIssuer, TestKey, claims, now};
+use moat_tests::raw::{self, INIT};
 use moat_tests::{MoatServer, Sandbox};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
@@ -12,7 +13,6 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use serde_json::{Value, json};
 
 const RESOURCE: &str = "http://moat.test/mcp";
-const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
 
 struct Protected {
     _dir: tempfile::TempDir,
@@ -58,14 +58,7 @@ impl Protected {
     }
 
     fn post(&self, token: Option<&str>) -> reqwest::RequestBuilder {
-        let request = reqwest::Client::new()
-            .post(&self.server.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream");
-        match token {
-            Some(t) => request.header("authorization", format!("Bearer {t}")),
-            None => request,
-        }
+        raw::post(&self.server.url, token)
     }
 
     async fn client(&self, scope: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {

@@ -3,6 +3,7 @@
 //! counted; the caller recovers when the bucket refills. `/metrics` on the
 //! admin address reflects the calls made.
 
+use moat_tests::raw;
 use moat_tests::{MoatServer, Sandbox, free_port, moat_bin};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
@@ -12,28 +13,9 @@ use std::time::Duration;
 
 /// A `tools/call` over stateless HTTP: status, `Retry-After`, JSON body.
 async fn call(url: &str, tool: &str, args: Value) -> (u16, Option<String>, Value) {
-    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": { "name": tool, "arguments": args } });
-    let response = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let retry = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    let text = response.text().await.unwrap();
-    (
-        status,
-        retry,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let answer = raw::call_tool(url, None, tool, args).await;
+    let retry = answer.header("retry-after").map(str::to_string);
+    (answer.status, retry, answer.body)
 }
 
 /// The value of the sample `name` (with its labels, as exposed).

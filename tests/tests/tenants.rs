@@ -4,14 +4,13 @@
 //! the other; sessions and metadata are per tenant.
 
 use moat_tests::auth::{TestIssuer, TestKey, claims};
+use moat_tests::raw::{self, INIT};
 use moat_tests::{MoatServer, Sandbox};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use serde_json::{Value, json};
-
-const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
 
 fn resource(tenant: &str) -> String {
     format!("http://moat.test/t/{tenant}/mcp")
@@ -86,11 +85,7 @@ impl Tenants {
     }
 
     fn post(&self, tenant: &str, token: &str) -> reqwest::RequestBuilder {
-        reqwest::Client::new()
-            .post(self.url(tenant))
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("authorization", format!("Bearer {token}"))
+        raw::post(&self.url(tenant), Some(token))
     }
 
     /// Sends `initialize` to `tenant`'s endpoint with `token`.
