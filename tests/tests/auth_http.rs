@@ -4,6 +4,7 @@
 //! granted tools, and a call of any other tool is refused with 403.
 
 use moat_tests::auth::{TestIssuer, TestKey, claims, now};
+use moat_tests::client::{call_text, tool_names};
 use moat_tests::raw::{self, INIT};
 use moat_tests::{MoatServer, Sandbox};
 use rmcp::ServiceExt;
@@ -210,24 +211,12 @@ async fn bad_tokens_get_401_invalid_token_and_the_server_keeps_serving() {
 async fn tools_list_shows_only_granted_tools_and_other_calls_get_403() {
     let p = protected().await;
     let reader = p.client("tools:read").await;
-    let names: Vec<String> = reader
-        .list_all_tools()
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = tool_names(&reader).await;
     assert_eq!(names, ["hello.echo", "hello.greet"]);
     reader.cancel().await.unwrap();
 
     let admin = p.client("tools:admin").await;
-    let names: Vec<String> = admin
-        .list_all_tools()
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = tool_names(&admin).await;
     assert_eq!(
         names,
         [
@@ -287,16 +276,7 @@ async fn only_plugins_granted_caller_identity_learn_who_called() {
     let config =
         StreamableHttpClientTransportConfig::with_uri(server.url.clone()).auth_header(token);
     let client = ().serve(StreamableHttpClientTransport::from_config(config)).await.unwrap();
-    let call = async |tool: &str, args: Value| {
-        let result = client
-            .call_tool(
-                CallToolRequestParams::new(tool.to_string())
-                    .with_arguments(args.as_object().unwrap().clone()),
-            )
-            .await
-            .unwrap();
-        result.content[0].as_text().unwrap().text.clone()
-    };
+    let call = async |tool: &str, args: Value| call_text(&client, tool, args).await.1;
     let env = async |tool: &str, name: &str| call(tool, json!({ "name": name })).await;
 
     assert_eq!(

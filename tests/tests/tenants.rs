@@ -4,10 +4,10 @@
 //! the other; sessions and metadata are per tenant.
 
 use moat_tests::auth::{TestIssuer, TestKey, claims};
+use moat_tests::client::{call_text, tool_names};
 use moat_tests::raw::{self, INIT};
 use moat_tests::{MoatServer, Sandbox};
 use rmcp::ServiceExt;
-use rmcp::model::CallToolRequestParams;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use serde_json::{Value, json};
@@ -104,38 +104,6 @@ impl Tenants {
             .await
             .unwrap()
     }
-}
-
-/// The tools the client sees, sorted.
-async fn tool_names(client: &rmcp::service::RunningService<rmcp::RoleClient, ()>) -> Vec<String> {
-    let mut names: Vec<String> = client
-        .list_all_tools()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
-    names.sort();
-    names
-}
-
-async fn call_text(
-    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
-    tool: &str,
-    args: Value,
-) -> (bool, String) {
-    let result = client
-        .call_tool(
-            CallToolRequestParams::new(tool.to_string())
-                .with_arguments(args.as_object().unwrap().clone()),
-        )
-        .await
-        .unwrap();
-    let text = serde_json::to_value(&result.content).unwrap()[0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    (result.is_error == Some(true), text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
