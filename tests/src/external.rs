@@ -54,6 +54,30 @@ pub fn python_with_sdk(tmp: &Path) -> PathBuf {
     python
 }
 
+/// Runs tests/python/`script` with the SDK's venv (made under `tmp`) and
+/// `configure`'s arguments; returns its stdout, or panics with both
+/// streams and `context()` when it fails.
+pub fn run_python(
+    tmp: &Path,
+    script: &str,
+    configure: impl FnOnce(&mut Command),
+    context: impl FnOnce() -> String,
+) -> String {
+    let mut command = Command::new(python_with_sdk(tmp));
+    command.arg(here(&format!("python/{script}")));
+    configure(&mut command);
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        context()
+    );
+    stdout
+}
+
 /// A folder holding tests/oauth (the provider script) with its locked npm
 /// packages installed by `npm ci`; made under `tmp`.
 pub fn oauth_provider(tmp: &Path) -> PathBuf {

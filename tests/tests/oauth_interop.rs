@@ -7,7 +7,7 @@
 //! credentials, discovers everything else from Moat's 401 and metadata;
 //! see tests/python/oauth_interop.py for the scenarios.
 
-use moat_tests::external::{oauth_provider, python_with_sdk};
+use moat_tests::external::{oauth_provider, run_python};
 use moat_tests::{MoatServer, Sandbox, free_port};
 use std::io::BufRead;
 use std::path::Path;
@@ -81,20 +81,15 @@ tools = ["files.*"]
     let server = MoatServer::start_on(dir.path(), &format!("127.0.0.1:{port}"), &[]);
     assert_eq!(server.url, url);
 
-    let python = python_with_sdk(Path::new(env!("CARGO_TARGET_TMPDIR")));
-    let out = Command::new(python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("python/oauth_interop.py"))
-        .args(["--url", &url, "--issuer", &provider.issuer])
-        .args(["--other-resource", &other])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}\nmoat's log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
+    let stdout = run_python(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "oauth_interop.py",
+        |command| {
+            command
+                .args(["--url", &url, "--issuer", &provider.issuer])
+                .args(["--other-resource", &other]);
+        },
+        || format!("moat's log:\n{}", server.log()),
     );
     for expected in [
         format!("token request: resource={url} scope=tools:read tools:write"),

@@ -4,10 +4,9 @@
 //! binary over stdio and Streamable HTTP, stateful and stateless, with both
 //! the initialize handshake and 2026-07-28 discovery.
 
-use moat_tests::external::python_with_sdk;
+use moat_tests::external::run_python;
 use moat_tests::{Sandbox, moat_bin};
 use std::path::Path;
-use std::process::Command;
 
 fn config(extra: &str) -> tempfile::TempDir {
     Sandbox::builder()
@@ -19,26 +18,22 @@ fn config(extra: &str) -> tempfile::TempDir {
 
 #[test]
 fn the_official_python_sdk_lists_and_calls_tools_over_every_transport() {
-    let python = python_with_sdk(Path::new(env!("CARGO_TARGET_TMPDIR")));
     let stateful = config("");
     let stateless = config("[http]\nstateless = true");
-    let out = Command::new(python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("python/interop.py"))
-        .arg("--moat")
-        .arg(moat_bin())
-        .arg("--config")
-        .arg(stateful.path().join("moat.toml"))
-        .arg("--stateless-config")
-        .arg(stateless.path().join("moat.toml"))
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_python(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "interop.py",
+        |command| {
+            command
+                .arg("--moat")
+                .arg(moat_bin())
+                .arg("--config")
+                .arg(stateful.path().join("moat.toml"))
+                .arg("--stateless-config")
+                .arg(stateless.path().join("moat.toml"))
+                .env("RUST_LOG", "warn");
+        },
+        String::new,
     );
     for scenario in ["stdio", "http ", "http-stateless"] {
         for (mode, version) in [("legacy", "2025-11-25"), ("auto", "2026-07-28")] {
