@@ -36,6 +36,17 @@ async fn a_rate_limit_answers_429_with_retry_after_is_audited_and_recovers() {
              [limits.tools.\"hello.echo\"]\ncalls_per_minute = 6000\nburst = 100\n"
         ))
         .write();
+    let check = std::process::Command::new(moat_bin())
+        .args(["check", "--config"])
+        .arg(dir.path().join("moat.toml"))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        printed.contains("limits   60 calls/min per caller (burst 3); hello.echo 6000 calls/min (burst 100); 256 calls at once in all")
+            && printed.contains(&format!("metrics  http://127.0.0.1:{admin}/metrics")),
+        "{printed}"
+    );
     let server = MoatServer::start(dir.path(), &[]);
     let greet = json!({ "name": "q" });
     for _ in 0..3 {

@@ -2,6 +2,7 @@
 
 use super::call::adhoc_config;
 use super::{CallArgs, load_all, load_config};
+use crate::config::Config;
 use crate::runtime::{Plugin, Runtime, RuntimeOptions};
 use serde_json::json;
 use std::path::Path;
@@ -40,6 +41,7 @@ pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             print_grants(plugin);
         }
     }
+    print_operations(config);
     println!(
         "ok: {} endpoint(s), {} plugin(s), {tools} tool(s) from {}",
         config.served().len(),
@@ -47,6 +49,50 @@ pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         loaded.label
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The audit log, limits and metrics settings, as they will apply.
+fn print_operations(config: &Config) {
+    match &config.audit {
+        None => println!("audit    none"),
+        Some(a) => {
+            let mut sinks: Vec<String> = a.file.iter().map(|f| f.display().to_string()).collect();
+            if a.stdout {
+                sinks.push("stdout".into());
+            }
+            println!(
+                "audit    {} (rotate at {} bytes{}, {})",
+                sinks.join(" and "),
+                a.max_file_bytes,
+                if a.sync { ", fsync" } else { "" },
+                if a.fail_closed {
+                    "calls refused while it cannot be written"
+                } else {
+                    "calls served while it cannot be written"
+                }
+            );
+        }
+    }
+    let l = &config.limits;
+    let mut limits = Vec::new();
+    if let Some(rate) = l.calls_per_minute {
+        limits.push(format!("{rate} calls/min per caller (burst {})", l.burst));
+    }
+    for (tool, q) in &l.tools {
+        limits.push(format!(
+            "{tool} {} calls/min (burst {})",
+            q.calls_per_minute, q.burst
+        ));
+    }
+    if let Some(n) = l.max_concurrent_per_tenant {
+        limits.push(format!("{n} calls at once per endpoint"));
+    }
+    limits.push(format!("{} calls at once in all", config.max_in_flight()));
+    println!("limits   {}", limits.join("; "));
+    match config.admin.listen {
+        Some(addr) => println!("metrics  http://{addr}/metrics"),
+        None => println!("metrics  not served (set [admin] listen or --admin)"),
+    }
 }
 
 fn print_grants(plugin: &Plugin) {

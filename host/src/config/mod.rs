@@ -84,6 +84,15 @@ impl Config {
         self.served().into_iter().find(|s| s.tenant == tenant)
     }
 
+    /// Calls that may run at once in the process: `[limits] max_in_flight`,
+    /// else twice the instance pool, so a burst queues briefly for a slot
+    /// instead of growing without bound.
+    pub fn max_in_flight(&self) -> u32 {
+        self.limits
+            .max_in_flight
+            .unwrap_or(self.runtime.max_instances.saturating_mul(2))
+    }
+
     /// Every configured plugin, of every endpoint.
     pub fn all_plugins(&self) -> impl Iterator<Item = &PluginConfig> {
         self.plugins

@@ -38,8 +38,8 @@ pub struct QuotaConfig {
     pub tools: BTreeMap<String, ToolQuota>,
     /// Calls of one tenant running at once.
     pub max_concurrent_per_tenant: Option<u32>,
-    /// Calls running at once in the process; `None`: twice the instance
-    /// pool, so a burst queues briefly instead of growing without bound.
+    /// Calls running at once in the process (see
+    /// [`super::Config::max_in_flight`] for the default).
     pub max_in_flight: Option<u32>,
 }
 

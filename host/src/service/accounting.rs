@@ -38,9 +38,7 @@ impl Operations {
     /// Opens the audit log and builds the limits `config` asks for.
     pub fn for_config(config: &Config) -> anyhow::Result<Operations> {
         let limits = &config.limits;
-        let in_flight = limits
-            .max_in_flight
-            .unwrap_or(config.runtime.max_instances.saturating_mul(2));
+        let in_flight = config.max_in_flight();
         Ok(Operations {
             audit: match &config.audit {
                 Some(audit) => Some(Arc::new(AuditLog::open(audit)?)),
