@@ -13,7 +13,7 @@ mod tenant;
 pub use auth::AuthConfig;
 pub use http::{HttpConfig, RESERVED_PATHS};
 pub use ops::{AdminConfig, AuditConfig, QuotaConfig, ToolQuota};
-pub use tenant::TenantConfig;
+pub use tenant::{Served, TenantConfig};
 
 use crate::capabilities::{Grants, RawGrants};
 use serde::Deserialize;
@@ -46,44 +46,7 @@ pub struct Config {
     pub admin: AdminConfig,
 }
 
-/// One MCP endpoint to serve: the top-level one or a tenant's.
-#[derive(Debug, Clone, Copy)]
-pub struct Served<'a> {
-    /// The tenant's name; `None` for the top-level endpoint.
-    pub tenant: Option<&'a str>,
-    /// The HTTP path.
-    pub path: &'a str,
-    /// Its plugins.
-    pub plugins: &'a [PluginConfig],
-    /// Its token rules and policy.
-    pub auth: Option<&'a AuthConfig>,
-}
-
 impl Config {
-    /// Every endpoint: the top-level one (when it has plugins), then the
-    /// tenants in name order.
-    pub fn served(&self) -> Vec<Served<'_>> {
-        let top = (!self.plugins.is_empty()).then(|| Served {
-            tenant: None,
-            path: &self.http.path,
-            plugins: &self.plugins,
-            auth: self.auth.as_ref(),
-        });
-        top.into_iter()
-            .chain(self.tenants.iter().map(|t| Served {
-                tenant: Some(&t.name),
-                path: &t.path,
-                plugins: &t.plugins,
-                auth: t.auth.as_ref(),
-            }))
-            .collect()
-    }
-
-    /// The endpoint of `tenant` (`None`: the top-level one), if it exists.
-    pub fn endpoint(&self, tenant: Option<&str>) -> Option<Served<'_>> {
-        self.served().into_iter().find(|s| s.tenant == tenant)
-    }
-
     /// Calls that may run at once in the process: `[limits] max_in_flight`,
     /// else twice the instance pool, so a burst queues briefly for a slot
     /// instead of growing without bound.
@@ -346,80 +309,6 @@ impl Config {
         config.check_endpoints(&src, &tenant_spans)?;
         Ok(config)
     }
-
-    /// Endpoints must not share a path (one would hide the other), a
-    /// resource URI (a token for one would be accepted at the other) or a
-    /// metadata path.
-    fn check_endpoints(
-        &self,
-        src: &Source,
-        tenant_spans: &[Range<usize>],
-    ) -> Result<(), ConfigError> {
-        let served = self.served();
-        let offset = served.len() - tenant_spans.len();
-        let name = |s: &Served| {
-            s.tenant.map_or("the top-level endpoint".to_string(), |t| {
-                format!("tenant `{t}`")
-            })
-        };
-        for (i, later) in served.iter().enumerate() {
-            for earlier in &served[..i] {
-                let clash = if nested(earlier.path, later.path) {
-                    Some((
-                        format!(
-                            "its path {} overlaps the path {} of {}",
-                            later.path,
-                            earlier.path,
-                            name(earlier)
-                        ),
-                        "give each endpoint a path of its own, neither inside the other",
-                    ))
-                } else if let (Some(a), Some(b)) = (earlier.auth, later.auth) {
-                    if a.token.resource.eq_ignore_ascii_case(&b.token.resource) {
-                        Some((
-                            format!(
-                                "its resource {} is also the resource of {}, so each would accept the other's tokens",
-                                b.token.resource,
-                                name(earlier)
-                            ),
-                            "give each endpoint its own resource URI (its public URL)",
-                        ))
-                    } else if crate::auth::endpoint::metadata_path(&a.token.resource)
-                        == crate::auth::endpoint::metadata_path(&b.token.resource)
-                    {
-                        Some((
-                            format!(
-                                "its resource {} has the same path as the resource of {}, so their metadata would be served at one URL",
-                                b.token.resource,
-                                name(earlier)
-                            ),
-                            "give each endpoint a resource URI with its own path",
-                        ))
-                    } else {
-                        None
-                    }
-                } else {
-                    None
-                };
-                if let Some((message, fix)) = clash {
-                    // `later` comes after `earlier`, so it is always a tenant.
-                    let span = tenant_spans[i - offset].clone();
-                    return Err(src.error(span, format!("{}: {message}", name(later)), fix));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Whether one path equals the other or lies below it.
-fn nested(a: &str, b: &str) -> bool {
-    let below = |outer: &str, inner: &str| {
-        inner
-            .strip_prefix(outer)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    };
-    below(a, b) || below(b, a)
 }
 
 /// Parses a list of `[[plugin]]` entries; names must be distinct.

@@ -4,11 +4,15 @@
 //! its own table and is served at `/t/<name>/mcp` unless it names a `path`.
 //! Tenants share the engine and the instance pool and nothing else: each
 //! has its own plugins (so its own grants), token audience and policy.
+//! [`Served`] views the top-level endpoint and every tenant alike.
 
 use super::auth::{self, AuthConfig};
-use super::{ConfigError, PluginConfig, RawPlugin, Source, check_name, http, parse_plugins};
+use super::{
+    Config, ConfigError, PluginConfig, RawPlugin, Source, check_name, http, parse_plugins,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use toml::Spanned;
 
 /// One `[tenants.<name>]` table.
@@ -80,6 +84,119 @@ pub(super) fn parse(
         });
     }
     Ok(tenants)
+}
+
+/// One MCP endpoint to serve: the top-level one or a tenant's.
+#[derive(Debug, Clone, Copy)]
+pub struct Served<'a> {
+    /// The tenant's name; `None` for the top-level endpoint.
+    pub tenant: Option<&'a str>,
+    /// The HTTP path.
+    pub path: &'a str,
+    /// Its plugins.
+    pub plugins: &'a [PluginConfig],
+    /// Its token rules and policy.
+    pub auth: Option<&'a AuthConfig>,
+}
+
+impl Config {
+    /// Every endpoint: the top-level one (when it has plugins), then the
+    /// tenants in name order.
+    pub fn served(&self) -> Vec<Served<'_>> {
+        let top = (!self.plugins.is_empty()).then(|| Served {
+            tenant: None,
+            path: &self.http.path,
+            plugins: &self.plugins,
+            auth: self.auth.as_ref(),
+        });
+        top.into_iter()
+            .chain(self.tenants.iter().map(|t| Served {
+                tenant: Some(&t.name),
+                path: &t.path,
+                plugins: &t.plugins,
+                auth: t.auth.as_ref(),
+            }))
+            .collect()
+    }
+
+    /// The endpoint of `tenant` (`None`: the top-level one), if it exists.
+    pub fn endpoint(&self, tenant: Option<&str>) -> Option<Served<'_>> {
+        self.served().into_iter().find(|s| s.tenant == tenant)
+    }
+
+    /// Endpoints must not share a path (one would hide the other), a
+    /// resource URI (a token for one would be accepted at the other) or a
+    /// metadata path.
+    pub(super) fn check_endpoints(
+        &self,
+        src: &Source,
+        tenant_spans: &[Range<usize>],
+    ) -> Result<(), ConfigError> {
+        let served = self.served();
+        let offset = served.len() - tenant_spans.len();
+        let name = |s: &Served| {
+            s.tenant.map_or("the top-level endpoint".to_string(), |t| {
+                format!("tenant `{t}`")
+            })
+        };
+        for (i, later) in served.iter().enumerate() {
+            for earlier in &served[..i] {
+                let clash = if nested(earlier.path, later.path) {
+                    Some((
+                        format!(
+                            "its path {} overlaps the path {} of {}",
+                            later.path,
+                            earlier.path,
+                            name(earlier)
+                        ),
+                        "give each endpoint a path of its own, neither inside the other",
+                    ))
+                } else if let (Some(a), Some(b)) = (earlier.auth, later.auth) {
+                    if a.token.resource.eq_ignore_ascii_case(&b.token.resource) {
+                        Some((
+                            format!(
+                                "its resource {} is also the resource of {}, so each would accept the other's tokens",
+                                b.token.resource,
+                                name(earlier)
+                            ),
+                            "give each endpoint its own resource URI (its public URL)",
+                        ))
+                    } else if crate::auth::endpoint::metadata_path(&a.token.resource)
+                        == crate::auth::endpoint::metadata_path(&b.token.resource)
+                    {
+                        Some((
+                            format!(
+                                "its resource {} has the same path as the resource of {}, so their metadata would be served at one URL",
+                                b.token.resource,
+                                name(earlier)
+                            ),
+                            "give each endpoint a resource URI with its own path",
+                        ))
+                    } else {
+                        None
+                    }
+                } else {
+                    None
+                };
+                if let Some((message, fix)) = clash {
+                    // `later` comes after `earlier`, so it is always a tenant.
+                    let span = tenant_spans[i - offset].clone();
+                    return Err(src.error(span, format!("{}: {message}", name(later)), fix));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether one path equals the other or lies below it.
+fn nested(a: &str, b: &str) -> bool {
+    let below = |outer: &str, inner: &str| {
+        inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    below(a, b) || below(b, a)
 }
 
 #[cfg(test)]
