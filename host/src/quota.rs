@@ -13,10 +13,11 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Why a call may not run now, and when to try again.
@@ -103,6 +104,76 @@ impl RateLimiter for LocalLimiter {
             reason: format!("rate limit of {per_minute} calls per minute for {scope} reached"),
         });
         Box::pin(std::future::ready(result))
+    }
+}
+
+/// Bounds how many requests without a valid token one peer address gets
+/// answered with a 401 (and an audit record) per minute. Past the bound,
+/// each peer gets one `throttled` record a minute and plain 429s.
+pub struct RefusalThrottle {
+    bucket: governor::DefaultKeyedRateLimiter<IpAddr>,
+    per_minute: u32,
+    /// When each throttled peer was last recorded.
+    recorded: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+/// What to do with one more refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Throttled {
+    /// Answer and record it as usual.
+    No,
+    /// Answer 429; record that the peer is throttled (once a minute).
+    First(Limited),
+    /// Answer 429 without a record.
+    Again(Limited),
+}
+
+impl RefusalThrottle {
+    /// A throttle of `per_minute` refusals per peer (all at once allowed).
+    pub fn new(per_minute: u32) -> Self {
+        let (bucket, per_minute) = {
+            let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+            (
+                governor::RateLimiter::keyed(Quota::per_minute(n).allow_burst(n)),
+                n.get(),
+            )
+        };
+        RefusalThrottle {
+            bucket,
+            per_minute,
+            recorded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one refusal from `peer`'s bucket.
+    pub fn check(&self, peer: IpAddr) -> Throttled {
+        if self.bucket.len() > MAX_KEYS {
+            self.bucket.retain_recent();
+        }
+        let Err(not_until) = self.bucket.check_key(&peer) else {
+            return Throttled::No;
+        };
+        let limited = Limited {
+            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            reason: format!(
+                "more than {} requests without a valid token per minute from {peer}",
+                self.per_minute
+            ),
+        };
+        let mut recorded = self.recorded.lock().expect("throttle records");
+        if recorded.len() > MAX_KEYS {
+            recorded.retain(|_, at| at.elapsed() < Duration::from_secs(60));
+        }
+        let now = Instant::now();
+        match recorded.get(&peer) {
+            Some(at) if now.duration_since(*at) < Duration::from_secs(60) => {
+                Throttled::Again(limited)
+            }
+            _ => {
+                recorded.insert(peer, now);
+                Throttled::First(limited)
+            }
+        }
     }
 }
 

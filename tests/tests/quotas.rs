@@ -3,6 +3,7 @@
 //! counted; the caller recovers when the bucket refills. `/metrics` on the
 //! admin address reflects the calls made.
 
+use moat_tests::auth::{TestIssuer, TestKey, claims};
 use moat_tests::raw;
 use moat_tests::{MoatServer, Sandbox, free_port, moat_bin};
 use rmcp::ServiceExt;
@@ -43,7 +44,7 @@ async fn a_rate_limit_answers_429_with_retry_after_is_audited_and_recovers() {
         .unwrap();
     let printed = String::from_utf8_lossy(&check.stdout);
     assert!(
-        printed.contains("limits   60 calls/min per caller (burst 3); hello.echo 6000 calls/min (burst 100); 256 calls at once in all")
+        printed.contains("limits   60 calls/min per caller (burst 3); hello.echo 6000 calls/min (burst 100); 256 calls at once in all; 120 tokenless refusals/min per address")
             && printed.contains(&format!("metrics  http://127.0.0.1:{admin}/metrics")),
         "{printed}"
     );
@@ -165,4 +166,61 @@ async fn over_stdio_a_limit_is_a_json_rpc_error() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     client.call_tool(greet()).await.unwrap();
     client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_without_tokens_cannot_fill_the_audit_log() {
+    let key = TestKey::new("k1", 31);
+    let issuer = TestIssuer::start(&[&key]).await;
+    let dir = Sandbox::builder()
+        .plugin("hello", "")
+        .toml(&format!(
+            "[http]\nstateless = true\n[audit]\nfile = \"audit.jsonl\"\n[limits]\nrefusals_per_minute = 5\n\
+             [auth]\nissuer = \"{base}\"\njwks_uri = \"{base}/keys\"\nresource = \"http://moat.test/mcp\"\nalgorithms = [\"EdDSA\"]\n\
+             [[auth.rule]]\nscopes = [\"tools:read\"]\ntools = [\"*\"]\n",
+            base = issuer.base
+        ))
+        .write();
+    let server = MoatServer::start(dir.path(), &[]);
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let answer = raw::call_tool(
+            &server.url,
+            Some("not-a-jwt"),
+            "hello.greet",
+            json!({ "name": "x" }),
+        )
+        .await;
+        if answer.status == 429 {
+            assert!(answer.header("retry-after").is_some());
+        }
+        statuses.push(answer.status);
+    }
+    assert_eq!(statuses, [[401; 5].as_slice(), &[429; 7]].concat());
+
+    // Callers with a valid token from the same address are not held back.
+    let token = key.sign(&claims(&issuer.base, "http://moat.test/mcp", "tools:read"));
+    let answer = raw::call_tool(
+        &server.url,
+        Some(&token),
+        "hello.greet",
+        json!({ "name": "ok" }),
+    )
+    .await;
+    assert_eq!((answer.status, answer.text()), (200, Some("Hello, ok!")));
+
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let kinds: Vec<String> = audit
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [vec!["unauthenticated"; 5], vec!["throttled", "ok"]].concat()
+    );
 }

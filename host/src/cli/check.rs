@@ -88,6 +88,10 @@ fn print_operations(config: &Config) {
         limits.push(format!("{n} calls at once per endpoint"));
     }
     limits.push(format!("{} calls at once in all", config.max_in_flight()));
+    limits.push(format!(
+        "{} tokenless refusals/min per address",
+        l.refusals_per_minute
+    ));
     println!("limits   {}", limits.join("; "));
     match config.admin.listen {
         Some(addr) => println!("metrics  http://{addr}/metrics"),

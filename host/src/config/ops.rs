@@ -9,6 +9,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use toml::Spanned;
 
+/// Unauthenticated refusals answered per minute per peer by default:
+/// plenty for a client that lost its token, little for a flood.
+const DEFAULT_REFUSALS_PER_MINUTE: u32 = 120;
+
 /// `[audit]`: one record per call and per refusal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditConfig {
@@ -41,6 +45,10 @@ pub struct QuotaConfig {
     /// Calls running at once in the process (see
     /// [`super::Config::max_in_flight`] for the default).
     pub max_in_flight: Option<u32>,
+    /// Requests without a valid token answered (and audited) per minute per
+    /// peer address; past it they get 429 unrecorded, so that nobody can
+    /// fill the audit log without a token.
+    pub refusals_per_minute: u32,
 }
 
 /// `[limits.tools."<plugin>.<tool>"]`.
@@ -81,6 +89,7 @@ pub(super) struct RawQuota {
     tools: BTreeMap<String, Spanned<RawToolQuota>>,
     max_concurrent_per_tenant: Option<Spanned<u64>>,
     max_in_flight: Option<Spanned<u64>>,
+    refusals_per_minute: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,6 +201,10 @@ pub(super) fn parse_quota(src: &Source, raw: RawQuota) -> Result<QuotaConfig, Co
             .as_ref()
             .map(|v| count(v, "max_in_flight"))
             .transpose()?,
+        refusals_per_minute: match &raw.refusals_per_minute {
+            Some(v) => count(v, "refusals_per_minute")?,
+            None => DEFAULT_REFUSALS_PER_MINUTE,
+        },
     })
 }
 
@@ -217,6 +230,7 @@ impl Default for QuotaConfig {
             tools: BTreeMap::new(),
             max_concurrent_per_tenant: None,
             max_in_flight: None,
+            refusals_per_minute: DEFAULT_REFUSALS_PER_MINUTE,
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::audit::{AuditError, AuditLog, Record, redact};
 use crate::auth::policy::Caller;
 use crate::config::Config;
 use crate::metrics::{self, CallLabels, LoadLabels};
-use crate::quota::{Gate, LocalLimiter, RateLimiter};
+use crate::quota::{Gate, Limited, LocalLimiter, RateLimiter, RefusalThrottle, Throttled};
 use crate::runtime::{CallReport, Plugin};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -20,6 +20,7 @@ pub struct Operations {
     limiter: Arc<dyn RateLimiter>,
     in_flight: Option<Arc<Semaphore>>,
     per_tenant: Option<u32>,
+    refusals: Option<Arc<RefusalThrottle>>,
 }
 
 impl Default for Operations {
@@ -30,6 +31,7 @@ impl Default for Operations {
             limiter: Arc::new(LocalLimiter::new(&Default::default())),
             in_flight: None,
             per_tenant: None,
+            refusals: None,
         }
     }
 }
@@ -47,6 +49,7 @@ impl Operations {
             limiter: Arc::new(LocalLimiter::new(limits)),
             in_flight: Some(Arc::new(Semaphore::new(in_flight as usize))),
             per_tenant: limits.max_concurrent_per_tenant,
+            refusals: Some(Arc::new(RefusalThrottle::new(limits.refusals_per_minute))),
         })
     }
 
@@ -181,6 +184,40 @@ impl Operations {
                     Err(Refusal::AuditUnavailable(e.to_string()))
                 }
             },
+        }
+    }
+
+    /// Audits and counts a request from `peer` refused for want of a
+    /// valid token, unless the peer is past its refusal budget: then the
+    /// answer is a 429, recorded once a minute.
+    pub(super) async fn unauthenticated(
+        &self,
+        tenant: Option<&str>,
+        peer: Option<std::net::IpAddr>,
+        reason: &str,
+    ) -> Result<(), Limited> {
+        let throttled = match (&self.refusals, peer) {
+            (Some(throttle), Some(peer)) => throttle.check(peer),
+            _ => Throttled::No,
+        };
+        match throttled {
+            Throttled::No => {
+                // Refused anyway; a failing audit log changes nothing here.
+                let _ = self
+                    .refused(tenant, None, None, "unauthenticated", reason)
+                    .await;
+                Ok(())
+            }
+            Throttled::First(limited) => {
+                let _ = self
+                    .refused(tenant, None, None, "throttled", &limited.reason)
+                    .await;
+                Err(limited)
+            }
+            Throttled::Again(limited) => {
+                metrics::get().refused(metrics::tenant_label(tenant), "throttled");
+                Err(limited)
+            }
         }
     }
 

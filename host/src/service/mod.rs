@@ -324,6 +324,17 @@ impl ToolService {
             .await)
     }
 
+    /// Audits and counts a request from `peer` refused for want of a valid
+    /// token; `Err` when the peer has had its share of such answers and is
+    /// to get a 429 instead.
+    pub async fn unauthenticated(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        reason: &str,
+    ) -> Result<(), Limited> {
+        self.ops.unauthenticated(self.tenant(), peer, reason).await
+    }
+
     /// Audits and counts a request the transport refused before any call
     /// (no or bad token, a tool the policy refuses, a limit, a bad body).
     pub async fn refused(

@@ -99,10 +99,14 @@ pub async fn admit(
         {
             Ok(caller) => Some(caller),
             Err(challenge) => {
-                let _ = service
-                    .refused(None, None, "unauthenticated", &challenge.reason)
-                    .await;
-                return refuse(&challenge);
+                let peer = request
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|info| info.0.ip());
+                return match service.unauthenticated(peer, &challenge.reason).await {
+                    Ok(()) => refuse(&challenge),
+                    Err(limited) => too_many(&limited.reason, limited.retry_after),
+                };
             }
         },
     };
