@@ -11,6 +11,10 @@ use moat_tests::auth::{TestIssuer, TestKey, claims};
 use moat_tests::plugin_wasm;
 use std::time::{Duration, Instant};
 
+/// The allocator the `moat` binary ships with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ROUNDS: u32 = 20_000;
 
 fn main() {

@@ -9,6 +9,10 @@ use moat::runtime::{Allocator, Runtime, RuntimeOptions};
 use moat_tests::plugin_wasm;
 use std::time::{Duration, Instant};
 
+/// The allocator the `moat` binary ships with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CALLS: usize = 20_000;
 const WARMUP: usize = 2_000;
 const LOADS: usize = 10;
