@@ -66,6 +66,7 @@ issuer = "{issuer}"
 resource = "{url}"
 algorithms = ["ES256"]
 scopes_supported = ["tools:read", "tools:write"]
+challenge_scopes = ["tools:read"]
 
 [[auth.rule]]
 scopes = ["tools:read"]
@@ -92,7 +93,8 @@ tools = ["files.*"]
         || format!("moat's log:\n{}", server.log()),
     );
     for expected in [
-        format!("token request: resource={url} scope=tools:read tools:write"),
+        format!("token request: resource={url} scope=tools:read\n"),
+        format!("token request: resource={url} scope=tools:read tools:write\n"),
         "list and call: ok".into(),
         "files.read: 403".into(),
         format!("token for {other}: 401"),

@@ -105,8 +105,8 @@ impl Endpoint {
     ) -> Challenge {
         let mut header = format!("Bearer resource_metadata=\"{}\"", self.metadata_url());
         let scope = scope.or_else(|| {
-            (!self.config.scopes_supported.is_empty())
-                .then(|| self.config.scopes_supported.join(" "))
+            (!self.config.challenge_scopes.is_empty())
+                .then(|| self.config.challenge_scopes.join(" "))
         });
         if let Some(scope) = scope {
             header.push_str(&format!(", scope=\"{scope}\""));

@@ -20,6 +20,10 @@ pub struct AuthConfig {
     pub authorization_servers: Vec<String>,
     /// Scopes advertised in the metadata and in challenges.
     pub scopes_supported: Vec<String>,
+    /// Scopes a 401 asks for: what a client needs to start. Clients that
+    /// follow the MCP specification request exactly these, and more on a
+    /// 403 (step-up); default: every supported scope.
+    pub challenge_scopes: Vec<String>,
     /// The least time between two fetches of the keys for an unknown `kid`.
     pub jwks_refetch_interval: Duration,
     /// Which tools each caller may use.
@@ -37,6 +41,7 @@ pub(super) struct RawAuth {
     leeway_s: Option<Spanned<u64>>,
     #[serde(default)]
     scopes_supported: Vec<String>,
+    challenge_scopes: Option<Vec<Spanned<String>>>,
     roles_claim: Option<String>,
     hmac_secret_env: Option<Spanned<String>>,
     authorization_servers: Option<Vec<Spanned<String>>>,
@@ -197,6 +202,24 @@ pub(super) fn parse(src: &Source, raw: RawAuth) -> Result<AuthConfig, ConfigErro
         },
         jwks_uri,
         authorization_servers,
+        challenge_scopes: match raw.challenge_scopes {
+            None => raw.scopes_supported.clone(),
+            Some(scopes) => {
+                for scope in &scopes {
+                    if !raw.scopes_supported.contains(scope.get_ref()) {
+                        return Err(src.error(
+                            scope.span(),
+                            format!(
+                                "challenge scope {:?} is not in scopes_supported",
+                                scope.get_ref()
+                            ),
+                            "list it in scopes_supported too, or correct its spelling",
+                        ));
+                    }
+                }
+                scopes.into_iter().map(Spanned::into_inner).collect()
+            }
+        },
         scopes_supported: raw.scopes_supported,
         jwks_refetch_interval: Duration::from_secs(match &raw.jwks_refetch_interval_s {
             Some(v) => src.ranged(v, "jwks_refetch_interval_s", 1, 86_400)?,

@@ -560,6 +560,24 @@ mod tests {
     }
 
     #[test]
+    fn challenge_scopes_default_to_the_supported_ones_and_must_be_among_them() {
+        let dir = fixture();
+        let head = "[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n[auth]\nissuer = \"https://a.example\"\nresource = \"https://t.example/mcp\"\nscopes_supported = [\"r\", \"w\"]\n";
+        let auth = parse_in(dir.path(), head).unwrap().auth.unwrap();
+        assert_eq!(auth.challenge_scopes, ["r", "w"]);
+        let text = format!("{head}challenge_scopes = [\"r\"]\n");
+        let auth = parse_in(dir.path(), &text).unwrap().auth.unwrap();
+        assert_eq!(auth.challenge_scopes, ["r"]);
+        let text = format!("{head}challenge_scopes = [\"admin\"]\n");
+        let err = parse_in(dir.path(), &text).unwrap_err();
+        assert_eq!(err.origin.line, 8, "{err}");
+        assert!(
+            err.message.contains("\"admin\" is not in scopes_supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn runtime_section_sets_cache_and_pool() {
         let dir = fixture();
         let text = "[runtime]\ncache_dir = \"c\"\nmax_instances = 8\n[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n";
