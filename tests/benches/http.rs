@@ -21,7 +21,9 @@ use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,9 +38,80 @@ const MEASURE: Duration = Duration::from_secs(3);
 /// both sides alike; the median round of each side is reported.
 const ROUNDS: usize = 3;
 
-/// `hello.greet`, natively.
+/// What the clients call, and a piece of the answer that shows it worked.
+#[derive(Clone, Copy)]
+struct Workload {
+    tool: &'static str,
+    args: fn() -> Value,
+    expect: &'static str,
+}
+
+/// A tool that does no work: the sandbox's fixed cost shows in full.
+const GREET: Workload = Workload {
+    tool: "hello.greet",
+    args: || json!({ "name": "bench" }),
+    expect: "Hello, bench!",
+};
+
+/// A tool that does some: read 20 files of 100 lines and find 20 lines.
+const SEARCH: Workload = Workload {
+    tool: "files.search",
+    args: || json!({ "query": "needle" }),
+    expect: "needle in file 19",
+};
+
+/// Writes the folder `files.search` searches.
+fn write_corpus(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for file in 0..20 {
+        let text: String = (0..100)
+            .map(|line| match line {
+                50 => format!("the needle in file {file}\n"),
+                _ => format!("line {line} of file {file}: nothing to see here, only hay\n"),
+            })
+            .collect();
+        std::fs::write(dir.join(format!("f{file:02}.txt")), text).unwrap();
+    }
+}
+
+/// `hello.greet` and `files.search`, natively.
 #[derive(Clone)]
-struct Native;
+struct Native {
+    corpus: Arc<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Match {
+    path: String,
+    line: usize,
+    text: String,
+}
+
+impl Native {
+    /// What the `files` plugin's search does, with std::fs.
+    fn search(&self, query: &str) -> Value {
+        let mut entries: Vec<_> = std::fs::read_dir(&*self.corpus)
+            .unwrap()
+            .filter_map(Result::ok)
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        let mut matches = Vec::new();
+        for entry in entries {
+            let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let path = entry.file_name().to_string_lossy().into_owned();
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| l.contains(query)) {
+                matches.push(Match {
+                    path: path.clone(),
+                    line: i + 1,
+                    text: line.to_string(),
+                });
+            }
+        }
+        json!({ "matches": matches, "truncated": false })
+    }
+}
 
 impl ServerHandler for Native {
     fn get_info(&self) -> ServerConfig {
@@ -50,12 +123,18 @@ impl ServerHandler for Native {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let schema = json!({ "type": "object", "properties": { "name": { "type": "string" } }, "required": ["name"] });
-        Ok(ListToolsResult::with_all_items(vec![Tool::new(
-            "hello.greet",
-            "Greets someone by name.",
-            Arc::new(schema.as_object().unwrap().clone()),
-        )]))
+        let schema = |property: &str| {
+            let schema = json!({ "type": "object", "properties": { property: { "type": "string" } }, "required": [property] });
+            Arc::new(schema.as_object().unwrap().clone())
+        };
+        Ok(ListToolsResult::with_all_items(vec![
+            Tool::new("hello.greet", "Greets someone by name.", schema("name")),
+            Tool::new(
+                "files.search",
+                "Finds lines containing a text.",
+                schema("query"),
+            ),
+        ]))
     }
 
     async fn call_tool(
@@ -63,22 +142,37 @@ impl ServerHandler for Native {
         request: CallToolRequestParams,
         _: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let name = request
-            .arguments
-            .as_ref()
-            .and_then(|a| a.get("name"))
-            .and_then(|n| n.as_str())
-            .ok_or_else(|| ErrorData::invalid_params("name is required", None))?;
+        let argument = |key: &str| {
+            request
+                .arguments
+                .as_ref()
+                .and_then(|a| a.get(key))
+                .and_then(|n| n.as_str())
+                .ok_or_else(|| ErrorData::invalid_params(format!("{key} is required"), None))
+        };
+        if request.name == "files.search" {
+            let found = self.search(argument("query")?);
+            let mut result = CallToolResult::success(vec![ContentBlock::text(found.to_string())]);
+            result.structured_content = Some(found);
+            return Ok(result.into());
+        }
+        let name = argument("name")?;
         Ok(CallToolResult::success(vec![ContentBlock::text(format!("Hello, {name}!"))]).into())
     }
 }
 
-async fn serve_native() -> String {
+async fn serve_native(corpus: &Path) -> String {
+    let native = Native {
+        corpus: Arc::new(corpus.to_path_buf()),
+    };
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true);
-    let service =
-        StreamableHttpService::new(|| Ok(Native), LocalSessionManager::default().into(), config);
+    let service = StreamableHttpService::new(
+        move || Ok(native.clone()),
+        LocalSessionManager::default().into(),
+        config,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     let app = axum::Router::new().nest_service("/mcp", service);
@@ -86,11 +180,16 @@ async fn serve_native() -> String {
     url
 }
 
-/// Serves `hello` with Moat; `extra` is appended to the config.
-async fn serve_moat(dir: &std::path::Path, extra: &str) -> String {
+/// Serves `hello`, and `files` over `corpus`, with Moat; `extra` is
+/// appended to the config.
+async fn serve_moat(dir: &Path, corpus: &Path, extra: &str) -> String {
     let text = format!(
-        "[runtime]\ncache = false\n[http]\nstateless = true\n[[plugin]]\nname = \"hello\"\nsource = {:?}\n{extra}",
-        plugin_wasm("hello").display().to_string()
+        "[runtime]\ncache = false\n[http]\nstateless = true\n\
+         [[plugin]]\nname = \"hello\"\nsource = {:?}\n\
+         [[plugin]]\nname = \"files\"\nsource = {:?}\n[plugin.grants]\ndirs = [{{ host = {:?}, guest = \"/data\" }}]\n{extra}",
+        plugin_wasm("hello").display().to_string(),
+        plugin_wasm("files").display().to_string(),
+        corpus.display().to_string(),
     );
     let config = Config::parse(&dir.join("moat.toml"), &text).unwrap();
     let mounts = ToolService::load_all(&config)
@@ -115,11 +214,11 @@ struct Load {
     latencies: Vec<Duration>,
 }
 
-/// Load on `url`, sending `token` as a bearer token when given.
-async fn load(url: &str, token: Option<&str>) -> Load {
+/// `work` on `url`, sending `token` as a bearer token when given.
+async fn load(url: &str, token: Option<&str>, work: Workload) -> Load {
     let authorization = token.map(|t| format!("Bearer {t}"));
     let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": { "name": "hello.greet", "arguments": { "name": "bench" } } })
+        "params": { "name": work.tool, "arguments": (work.args)() } })
     .to_string();
     let run = |duration: Duration| {
         let mut tasks = Vec::new();
@@ -149,7 +248,7 @@ async fn load(url: &str, token: Option<&str>) -> Load {
                         .unwrap();
                     assert_eq!(response.status(), 200, "{:?}", response.headers());
                     let text = response.text().await.unwrap();
-                    assert!(text.contains("Hello, bench!"), "{text}");
+                    assert!(text.contains(work.expect), "{text}");
                     latencies.push(t.elapsed());
                 }
                 latencies
@@ -186,10 +285,10 @@ fn report(name: &str, load: &Load, baseline: Option<&Load>) {
         load.latencies[((load.latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6
     };
     let ratio = baseline
-        .map(|b| format!("  ({:.2}x native throughput)", rate / b.rate()))
+        .map(|b| format!("  ({:.2}x its native baseline)", rate / b.rate()))
         .unwrap_or_default();
     println!(
-        "  {name:<10} {rate:>9.0} calls/s   p50 {:>7.0} us   p99 {:>7.0} us{ratio}",
+        "  {name:<13} {rate:>9.0} calls/s   p50 {:>7.0} us   p99 {:>7.0} us{ratio}",
         pct(0.50),
         pct(0.99)
     );
@@ -201,32 +300,35 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    // `cargo bench` passes `--bench`; `native`, `moat`, `moat+audit` or
-    // `moat+auth` runs only that side, which keeps a profile of one side clean.
+    // `cargo bench` passes `--bench`; a side's name (`native`, `moat`,
+    // `moat+audit`, `moat+auth`, `native search`, `moat search`) runs only
+    // that side, which keeps a profile of one side clean.
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let wants = |side: &str| only.as_deref().is_none_or(|o| o == side);
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("corpus");
+        write_corpus(&corpus);
+        let native = serve_native(&corpus).await;
+        let moat = serve_moat(dir.path(), &corpus, "").await;
+        // (side, url, token, workload, native baseline side, rounds)
         let mut served = Vec::new();
-        if wants("native") {
-            served.push(("native", serve_native().await, None, Vec::new()));
-        }
-        if wants("moat") {
-            served.push(("moat", serve_moat(dir.path(), "").await, None, Vec::new()));
-        }
+        served.push(("native", native.clone(), None, GREET, None, Vec::new()));
+        served.push(("moat", moat.clone(), None, GREET, Some("native"), Vec::new()));
         // The issuer outlives the rounds: Moat fetches its keys once, then
         // finds the client's token in its cache of verified tokens.
         let key = TestKey::new("k1", 5);
         let issuer = TestIssuer::start(&[&key]).await;
-        if wants("moat+audit") {
+        {
             // Limits high enough never to refuse, so every call pays for
             // the check; every call's record is written before its answer.
             let ops = "[audit]\nfile = \"audit.jsonl\"\n[limits]\ncalls_per_minute = 1000000\nburst = 1000000\n";
             let dir = dir.path().join("audit");
             std::fs::create_dir(&dir).unwrap();
-            served.push(("moat+audit", serve_moat(&dir, ops).await, None, Vec::new()));
+            let url = serve_moat(&dir, &corpus, ops).await;
+            served.push(("moat+audit", url, None, GREET, Some("native"), Vec::new()));
         }
-        if wants("moat+auth") {
+        {
             let auth = format!(
                 "[auth]\nissuer = \"{base}\"\njwks_uri = \"{base}/keys\"\nresource = \"http://moat.test/mcp\"\nalgorithms = [\"EdDSA\"]\n[[auth.rule]]\nscopes = [\"tools:read\"]\ntools = [\"hello.*\"]\n",
                 base = issuer.base
@@ -234,26 +336,33 @@ fn main() {
             let token = key.sign(&claims(&issuer.base, "http://moat.test/mcp", "tools:read"));
             let dir = dir.path().join("auth");
             std::fs::create_dir(&dir).unwrap();
-            served.push(("moat+auth", serve_moat(&dir, &auth).await, Some(token), Vec::new()));
+            let url = serve_moat(&dir, &corpus, &auth).await;
+            served.push(("moat+auth", url, Some(token), GREET, Some("native"), Vec::new()));
         }
+        served.push(("native search", native, None, SEARCH, None, Vec::new()));
+        served.push(("moat search", moat, None, SEARCH, Some("native search"), Vec::new()));
+        served.retain(|side| wants(side.0));
         println!(
-            "tools/call hello.greet over HTTP, {CLIENTS} keep-alive clients, {ROUNDS} alternating rounds of {MEASURE:?}"
+            "tools/call over HTTP, {CLIENTS} keep-alive clients, {ROUNDS} alternating rounds of {MEASURE:?}"
         );
         for _ in 0..ROUNDS {
-            for (_, url, token, rounds) in served.iter_mut() {
-                rounds.push(load(url, token.as_deref()).await);
+            for (_, url, token, work, _, rounds) in served.iter_mut() {
+                rounds.push(load(url, token.as_deref(), *work).await);
             }
         }
-        let medians: Vec<(&str, Load)> = served
+        let medians: Vec<(&str, Option<&str>, Load)> = served
             .into_iter()
-            .map(|(name, _, _, mut rounds)| {
+            .map(|(name, _, _, _, baseline, mut rounds)| {
                 rounds.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
-                (name, rounds.swap_remove(ROUNDS / 2))
+                (name, baseline, rounds.swap_remove(ROUNDS / 2))
             })
             .collect();
-        let native = medians.iter().find(|(n, _)| *n == "native").map(|(_, l)| l);
-        for (name, load) in &medians {
-            report(name, load, native.filter(|_| *name != "native"));
+        for (name, baseline, load) in &medians {
+            let base = medians
+                .iter()
+                .find(|(n, _, _)| Some(*n) == *baseline)
+                .map(|(_, _, l)| l);
+            report(name, load, base);
         }
     });
 }
