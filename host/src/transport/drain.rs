@@ -119,7 +119,7 @@ pub async fn admit(
     let guard = admission.in_flight.enter();
     let (mut parts, body) = request.into_parts();
     let body = match super::guard::read_body(body, admission.max_body_bytes).await {
-        Ok(bytes) => bytes,
+        Ok(checked) => checked,
         Err(refusal) => {
             let reason = format!("request body refused ({})", refusal.status());
             let _ = service
@@ -129,13 +129,13 @@ pub async fn admit(
         }
     };
     let mut admitted = None;
-    if let Some(tool) = super::guard::called_tool(&body) {
+    if let Some(tool) = body.tool.as_deref() {
         if let (Some(endpoint), Some(caller)) = (&admission.auth, &caller)
-            && !endpoint.allows(caller, &tool)
+            && !endpoint.allows(caller, tool)
         {
-            let challenge = endpoint.forbidden(&tool);
+            let challenge = endpoint.forbidden(tool);
             let _ = service
-                .refused(Some(caller), Some(&tool), "forbidden", &challenge.reason)
+                .refused(Some(caller), Some(tool), "forbidden", &challenge.reason)
                 .await;
             return refuse(&challenge);
         }
@@ -147,12 +147,12 @@ pub async fn admit(
                 .map(|info| info.0),
             admitted: false,
         };
-        match service.admit(&context, &tool).await {
+        match service.admit(&context, tool).await {
             Ok(permit) => admitted = permit,
             Err(refusal) => {
                 let reason = refusal.to_string();
                 let _ = service
-                    .refused(caller.as_ref(), Some(&tool), refusal.kind(), &reason)
+                    .refused(caller.as_ref(), Some(tool), refusal.kind(), &reason)
                     .await;
                 return too_many(&reason, refusal.retry_after().unwrap_or_default());
             }
@@ -162,7 +162,7 @@ pub async fn admit(
     if let Some(caller) = caller {
         parts.extensions.insert(caller);
     }
-    next.run(Request::from_parts(parts, Body::from(body)))
+    next.run(Request::from_parts(parts, Body::from(body.bytes)))
         .await
         .map(|body| {
             Body::new(GuardedBody {

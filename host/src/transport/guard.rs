@@ -2,16 +2,28 @@
 //! specification prescribes, before they reach the MCP service: invalid
 //! JSON is a parse error (-32700), JSON that is not one JSON-RPC 2.0
 //! message is an invalid request (-32600), and an oversized body is 413.
+//! The same single parse also finds the tool a `tools/call` names, which
+//! the policy and the limits need before the MCP service runs.
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::json;
+use std::borrow::Cow;
+use std::fmt;
+
+/// A POST body that is one JSON-RPC message.
+pub struct Checked {
+    /// The body.
+    pub bytes: Bytes,
+    /// The tool it calls, when it is a `tools/call`.
+    pub tool: Option<String>,
+}
 
 /// Reads the checked body of a POST, or the error response for it.
-pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Response> {
+pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Checked, Response> {
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -19,38 +31,26 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Re
         )
             .into_response()
     })?;
-    match problem(&bytes) {
-        None => Ok(bytes),
-        Some((code, message)) => {
+    match inspect(&bytes) {
+        Ok(tool) => Ok(Checked { bytes, tool }),
+        Err((code, message)) => {
             let error = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } });
             Err((StatusCode::BAD_REQUEST, axum::Json(error)).into_response())
         }
     }
 }
 
-/// The tool a `tools/call` body names, if it is one.
-pub fn called_tool(body: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Call {
-        method: String,
-        params: Option<Params>,
-    }
-    #[derive(Deserialize)]
-    struct Params {
-        name: Option<String>,
-    }
-    let call: Call = serde_json::from_slice(body).ok()?;
-    (call.method == "tools/call").then_some(call.params?.name?)
-}
-
-/// The JSON-RPC error code and message for a body that is not one
-/// JSON-RPC 2.0 message.
-fn problem(bytes: &[u8]) -> Option<(i32, String)> {
+/// The tool a body that is one JSON-RPC message calls, if it is a
+/// `tools/call`; else the JSON-RPC error code and message for it.
+fn inspect(bytes: &[u8]) -> Result<Option<String>, (i32, String)> {
     match serde_json::from_slice::<Shape>(bytes) {
-        Ok(shape) => shape.problem().map(|why| (-32600, format!("Invalid Request: {why}"))),
+        Ok(shape) => match shape.problem() {
+            Some(why) => Err((-32600, format!("Invalid Request: {why}"))),
+            None => Ok(shape.tool()),
+        },
         // Not an object of the right shape: tell invalid JSON from valid
         // JSON of another shape.
-        Err(e) => Some(match serde_json::from_slice::<IgnoredAny>(bytes) {
+        Err(e) => Err(match serde_json::from_slice::<IgnoredAny>(bytes) {
             Err(_) => (-32700, format!("Parse error: the body is not valid JSON ({e})")),
             Ok(_) => (
                 -32600,
@@ -60,12 +60,14 @@ fn problem(bytes: &[u8]) -> Option<(i32, String)> {
     }
 }
 
-/// The members that decide whether an object is a JSON-RPC message,
-/// parsed without building a value tree: this runs on every request.
+/// The members that decide whether an object is a JSON-RPC message, and
+/// the tool it calls, parsed without building a value tree: this runs on
+/// every request.
 #[derive(Deserialize)]
 struct Shape {
     jsonrpc: Option<Version>,
     method: Option<Method>,
+    params: Option<ToolName>,
     result: Option<IgnoredAny>,
     error: Option<IgnoredAny>,
 }
@@ -73,8 +75,61 @@ struct Shape {
 /// Whether a value was the string "2.0".
 struct Version(bool);
 
-/// Whether a value was a string.
-struct Method(bool);
+/// The method, when the value was a string.
+struct Method(Option<String>);
+
+/// The `name` member of `params`, when it is an object with a string
+/// `name`; any other value is accepted (other methods' params vary).
+struct ToolName(Option<String>);
+
+impl<'de> Deserialize<'de> for ToolName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> Visitor<'de> for Names {
+            type Value = ToolName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ToolName, A::Error> {
+                let mut name = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "name" {
+                        name = map
+                            .next_value::<serde_json::Value>()?
+                            .as_str()
+                            .map(str::to_string);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(ToolName(name))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ToolName, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(ToolName(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<ToolName, E> {
+                Ok(ToolName(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<ToolName, E> {
+                Ok(ToolName(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<ToolName, E> {
+                Ok(ToolName(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<ToolName, E> {
+                Ok(ToolName(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<ToolName, E> {
+                Ok(ToolName(None))
+            }
+            fn visit_unit<E>(self) -> Result<ToolName, E> {
+                Ok(ToolName(None))
+            }
+        }
+        d.deserialize_any(Names)
+    }
+}
 
 impl<'de> Deserialize<'de> for Version {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -84,7 +139,10 @@ impl<'de> Deserialize<'de> for Version {
 
 impl<'de> Deserialize<'de> for Method {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Method(serde_json::Value::deserialize(d)?.is_string()))
+        Ok(Method(match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(method) => Some(method),
+            _ => None,
+        }))
     }
 }
 
@@ -93,11 +151,16 @@ impl Shape {
         if !self.jsonrpc.as_ref().is_some_and(|v| v.0) {
             return Some("`jsonrpc` must be \"2.0\"");
         }
-        let is_call = self.method.as_ref().is_some_and(|m| m.0);
+        let is_call = self.method.as_ref().is_some_and(|m| m.0.is_some());
         if !is_call && self.result.is_none() && self.error.is_none() {
             return Some("a message needs a string `method`, or a `result` or `error`");
         }
         None
+    }
+
+    fn tool(self) -> Option<String> {
+        let method = self.method?.0?;
+        (method == "tools/call").then_some(self.params?.0?)
     }
 }
 
@@ -113,7 +176,7 @@ mod tests {
             r#"{ "jsonrpc": "2.0", "id": 1, "result": {} }"#,
         ];
         for body in ok {
-            assert_eq!(problem(body.as_bytes()), None, "{body}");
+            assert_eq!(inspect(body.as_bytes()), Ok(None), "{body}");
         }
         let bad = [
             (
@@ -132,7 +195,45 @@ mod tests {
             ("not json", -32700),
         ];
         for (body, code) in bad {
-            assert_eq!(problem(body.as_bytes()).map(|p| p.0), Some(code), "{body}");
+            assert_eq!(
+                inspect(body.as_bytes()).map_err(|p| p.0),
+                Err(code),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_tool_of_a_call_is_found_in_the_same_parse() {
+        let cases = [
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"name":"x"},"name":"files.read"}}"#,
+                Some("files.read"),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}"#,
+                None,
+            ),
+            (r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#, None),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}"#,
+                None,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"x/y","params":[1,"a",{"name":"n"}]}"#,
+                None,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"x/y","params":"s"}"#,
+                None,
+            ),
+        ];
+        for (body, tool) in cases {
+            assert_eq!(
+                inspect(body.as_bytes()),
+                Ok(tool.map(str::to_string)),
+                "{body}"
+            );
         }
     }
 }
