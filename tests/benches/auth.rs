@@ -18,11 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const ROUNDS: u32 = 20_000;
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = moat_tests::bench::runtime();
     rt.block_on(async {
         let key = TestKey::new("k1", 9);
         let issuer = TestIssuer::start(&[&key]).await;

@@ -295,16 +295,7 @@ fn report(name: &str, load: &Load, baseline: Option<&Load>) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    // `cargo bench` passes `--bench`; a side's name (`native`, `moat`,
-    // `moat+audit`, `moat+auth`, `native search`, `moat search`) runs only
-    // that side, which keeps a profile of one side clean.
-    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
-    let wants = |side: &str| only.as_deref().is_none_or(|o| o == side);
+    let rt = moat_tests::bench::runtime();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let corpus = dir.path().join("corpus");
@@ -341,7 +332,9 @@ fn main() {
         }
         served.push(("native search", native, None, SEARCH, None, Vec::new()));
         served.push(("moat search", moat, None, SEARCH, Some("native search"), Vec::new()));
-        served.retain(|side| wants(side.0));
+        // Sides: `native`, `moat`, `moat+audit`, `moat+auth`,
+        // `native search`, `moat search`.
+        served.retain(|side| moat_tests::bench::wants(side.0));
         println!(
             "tools/call over HTTP, {CLIENTS} keep-alive clients, {ROUNDS} alternating rounds of {MEASURE:?}"
         );

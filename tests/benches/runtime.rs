@@ -18,15 +18,9 @@ const WARMUP: usize = 2_000;
 const LOADS: usize = 10;
 
 fn main() {
-    // `cargo bench` passes `--bench`; any other argument selects one part
-    // (`pooling`, `on-demand` or `load`), which keeps profiles of one part clean.
-    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
-    let wants = |part: &str| only.as_deref().is_none_or(|o| o == part);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    // Parts: `pooling`, `on-demand`, `load`.
+    let wants = moat_tests::bench::wants;
+    let rt = moat_tests::bench::runtime();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(

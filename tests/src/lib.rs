@@ -3,6 +3,7 @@
 //! the real config parser and runtime, and the path of the `moat` binary.
 
 pub mod auth;
+pub mod bench;
 pub mod client;
 pub mod external;
 pub mod raw;

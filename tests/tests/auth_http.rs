@@ -8,7 +8,6 @@ use moat_tests::client::{call_text, tool_names};
 use moat_tests::raw::{self, INIT};
 use moat_tests::{MoatServer, Sandbox};
 use rmcp::ServiceExt;
-use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
@@ -198,12 +197,8 @@ async fn bad_tokens_get_401_invalid_token_and_the_server_keeps_serving() {
     assert_eq!(without.status(), 401);
 
     let client = p.client("tools:read").await;
-    let args = json!({ "name": "token" }).as_object().unwrap().clone();
-    let result = client
-        .call_tool(CallToolRequestParams::new("hello.greet").with_arguments(args))
-        .await
-        .unwrap();
-    assert_eq!(result.content[0].as_text().unwrap().text, "Hello, token!");
+    let greeted = call_text(&client, "hello.greet", json!({ "name": "token" })).await;
+    assert_eq!(greeted, (false, "Hello, token!".to_string()));
     client.cancel().await.unwrap();
 }
 
@@ -250,12 +245,8 @@ async fn tools_list_shows_only_granted_tools_and_other_calls_get_403() {
 
     // The same call with the admin scope works.
     let admin = p.client("tools:admin").await;
-    let args = json!({ "path": "a.txt" }).as_object().unwrap().clone();
-    let read = admin
-        .call_tool(CallToolRequestParams::new("files.read").with_arguments(args))
-        .await
-        .unwrap();
-    assert_eq!(read.content[0].as_text().unwrap().text, "alpha");
+    let read = call_text(&admin, "files.read", json!({ "path": "a.txt" })).await;
+    assert_eq!(read, (false, "alpha".to_string()));
     admin.cancel().await.unwrap();
 }
 
