@@ -10,11 +10,13 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Whether the part `name` runs: `cargo bench` passes `--bench`; any other
-/// argument selects one part, which keeps a profile of one part clean.
+/// Whether the part `name` runs: `cargo bench` passes `--bench`; other
+/// arguments name the parts to run (all of them when none is named), which
+/// keeps a profile clean and lets a side run beside just its baseline.
 pub fn wants(name: &str) -> bool {
-    std::env::args()
+    let mut named = std::env::args()
         .skip(1)
-        .find(|a| !a.starts_with("--"))
-        .is_none_or(|only| only == name)
+        .filter(|a| !a.starts_with("--"))
+        .peekable();
+    named.peek().is_none() || named.any(|part| part == name)
 }
