@@ -1,8 +1,12 @@
 //! The filesystem capability: only preopened directories, read-only unless
 //! granted `rw`, and no way out through `..`, absolute paths or symlinks.
 
+use moat::runtime::CallError;
 use moat_tests::Sandbox;
 use serde_json::json;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
+use std::time::Duration;
 
 async fn files_sandbox() -> Sandbox {
     Sandbox::builder()
@@ -175,4 +179,78 @@ async fn nothing_outside_the_preopens_is_writable() {
     .await;
     assert!(!sb.path("pwned.txt").exists());
     assert_eq!(sb.ok("testbed", "counter", json!({})).await, "1");
+}
+
+/// A file operation that never returns (here: opening a FIFO nobody
+/// writes to) ends its call at the deadline and holds only that call's
+/// thread: with more such calls than the runtime has workers, other calls,
+/// of file plugins and of plugins without files, are still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_file_operation_stalls_only_its_own_call() {
+    let sb = Sandbox::builder()
+        .file("demo/hello.txt", "hello from the demo\n")
+        .plugin(
+            "files",
+            r#"dirs = [{ host = "demo", guest = "/data" }]
+timeout_ms = 300"#,
+        )
+        .plugin("hello", "")
+        .build()
+        .await;
+    let pipe = sb.path("demo/pipe");
+    let fifo = std::ffi::CString::new(pipe.clone().into_os_string().into_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let sb = Arc::new(sb);
+
+    // Each call is a task of its own, as the transports run them.
+    let stuck: Vec<_> = (0..4)
+        .map(|_| {
+            let sb = sb.clone();
+            tokio::spawn(async move { sb.call("files", "read", json!({ "path": "pipe" })).await })
+        })
+        .collect();
+    let scenario = tokio::spawn({
+        let sb = sb.clone();
+        async move {
+            for call in stuck {
+                let report = call.await.unwrap();
+                assert!(
+                    matches!(report.result, Err(CallError::TimedOut { limit }) if limit == Duration::from_millis(300)),
+                    "{:?}",
+                    report.result
+                );
+            }
+            // The four calls are still stuck in open(2); everyone else is served.
+            assert_eq!(
+                sb.ok("hello", "greet", json!({ "name": "next" })).await,
+                "Hello, next!"
+            );
+            assert_eq!(
+                sb.ok("files", "read", json!({ "path": "hello.txt" })).await,
+                "hello from the demo\n"
+            );
+        }
+    });
+    // The watchdog is a thread of its own: it fires even if every runtime
+    // worker is blocked.
+    let (expired, watchdog) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(30));
+        let _ = expired.send(());
+    });
+    let finished = tokio::select! {
+        finished = scenario => Some(finished),
+        _ = watchdog => None,
+    };
+    // Let the stuck opens return (a writer appears and leaves at once), so
+    // their threads end with the test; the FIFO lives as long as `sb`.
+    let writer = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&pipe);
+    assert!(writer.is_ok(), "{writer:?}");
+    drop((writer, sb));
+    finished
+        .expect("calls were not served while file operations were blocked")
+        .unwrap();
 }

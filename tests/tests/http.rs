@@ -193,3 +193,61 @@ async fn shutdown_lets_in_flight_calls_finish() {
     );
     assert!(log.contains("shutting down"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_stuck_in_a_file_operation_neither_stalls_the_server_nor_its_shutdown() {
+    let dir = Sandbox::builder()
+        .plugin("hello", "")
+        .plugin(
+            "files",
+            "dirs = [{ host = \"shared\", guest = \"/data\" }]\ntimeout_ms = 300",
+        )
+        .dir("shared")
+        .toml("[http]\nshutdown_grace_ms = 500")
+        .write();
+    // A FIFO nobody writes to: opening it for reading never returns.
+    let fifo = std::ffi::CString::new(
+        dir.path()
+            .join("shared/pipe")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let mut server = MoatServer::start(dir.path(), &[]);
+    let conversation = async {
+        let client =
+            ().serve(StreamableHttpClientTransport::from_uri(server.url.clone()))
+                .await
+                .unwrap();
+        // Each stuck call holds a thread; none holds a runtime worker.
+        for _ in 0..3 {
+            let args = json!({ "path": "pipe" }).as_object().unwrap().clone();
+            let stuck = client
+                .call_tool(CallToolRequestParams::new("files.read").with_arguments(args))
+                .await
+                .unwrap();
+            assert_eq!(stuck.is_error, Some(true));
+            assert_eq!(stuck.meta.unwrap().0["moat/error"]["kind"], "timed_out");
+        }
+        client.cancel().await.unwrap();
+        still_serves(&server).await;
+    };
+    tokio::time::timeout(Duration::from_secs(60), conversation)
+        .await
+        .expect("the server stopped answering while calls were stuck");
+
+    server.terminate();
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let status = server.wait(Duration::from_secs(10));
+        (status, server.log())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "moat did not stop while calls were stuck:\n{log}"
+    );
+    assert!(log.contains("blocked in a file operation"), "{log}");
+}

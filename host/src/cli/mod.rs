@@ -159,6 +159,9 @@ pub fn main() -> ExitCode {
             Command::Audit(AuditCommand::Verify { file }) => audit::verify_chain(&file),
         }
     });
+    // A call stuck in a file operation (a FIFO nobody writes to) keeps its
+    // blocking thread; the command has answered, so do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match outcome {
         Ok(code) => code,
         Err(e) => {

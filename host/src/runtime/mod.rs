@@ -13,6 +13,7 @@ mod call;
 mod capture;
 pub mod engine;
 pub mod error;
+mod outcome;
 mod plugin;
 mod state;
 

@@ -4,7 +4,7 @@ use super::Runtime;
 use super::bindings::PluginPre;
 use super::bindings::moat::plugin::types::Tool as WitTool;
 use super::cache::CacheOutcome;
-use super::call::{Entry, Returned};
+use super::call::{Entry, Job, Returned};
 use super::error::LoadError;
 use crate::capabilities::{Grants, Limits};
 use crate::config::PluginConfig;
@@ -27,8 +27,8 @@ pub struct Plugin {
     pub sha256: String,
     /// Its tools, as it described them at load.
     pub tools: Vec<ToolInfo>,
-    /// What each call may touch and use.
-    pub grants: Grants,
+    /// What each call may touch and use (shared with every call).
+    pub grants: Arc<Grants>,
     /// The interfaces the component imports (what it could use if granted).
     pub imports: Vec<String>,
     /// How loading went.
@@ -122,7 +122,13 @@ impl Runtime {
             ..Grants::default()
         };
         let (returned, _, _) = self
-            .run(&pre, &label, &describe_grants, &[], Entry::Describe)
+            .run(Job {
+                pre: pre.clone(),
+                label: label.clone(),
+                grants: Arc::new(describe_grants),
+                env: Vec::new(),
+                entry: Entry::Describe,
+            })
             .await;
         let described = match returned {
             Ok(Returned::Tools(tools)) => tools,
@@ -139,7 +145,7 @@ impl Runtime {
             name: config.name.clone(),
             sha256,
             tools,
-            grants: config.grants.clone(),
+            grants: Arc::new(config.grants.clone()),
             imports,
             load,
             pre,

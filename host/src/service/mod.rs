@@ -320,7 +320,7 @@ impl ToolService {
         let _running = self.ops.running();
         Ok(self
             .runtime
-            .call_with_env(plugin, &tool.info.name, &arguments.to_string(), &env)
+            .call_with_env(plugin, &tool.info.name, arguments.to_string(), env)
             .await)
     }
 
