@@ -167,3 +167,39 @@ async fn one_runaway_does_not_hold_up_other_calls() {
         "a quick call waited {quick:?} behind a spinning one"
     );
 }
+
+/// A plugin granted files runs each call on a thread of its own (see
+/// `Runtime::run`): every budget holds there as it does on the workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_hold_for_a_plugin_that_runs_on_its_own_thread() {
+    let sb = Sandbox::builder()
+        .dir("shared")
+        .plugin(
+            "testbed",
+            "dirs = [{ host = \"shared\", guest = \"/data\" }]\nfuel = 1_000_000_000_000_000\ntimeout_ms = 300\nmemory_mib = 16",
+        )
+        .plugin_from(
+            "frugal",
+            "testbed",
+            "dirs = [{ host = \"shared\", guest = \"/data\" }]\nfuel = 50_000_000\ntimeout_ms = 60_000",
+        )
+        .build()
+        .await;
+    let timed_out = CallError::TimedOut {
+        limit: Duration::from_millis(300),
+    };
+    assert_eq!(sb.fails("testbed", "spin", json!({})).await, timed_out);
+    assert_eq!(
+        sb.fails("testbed", "sleep", json!({ "ms": 60_000 })).await,
+        timed_out
+    );
+    assert_eq!(
+        sb.fails("testbed", "allocate", json!({})).await,
+        CallError::MemoryLimit { limit: 16 << 20 }
+    );
+    assert_eq!(
+        sb.fails("frugal", "spin", json!({})).await,
+        CallError::OutOfFuel { budget: 50_000_000 }
+    );
+    still_serves(&sb).await;
+}

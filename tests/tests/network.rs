@@ -227,9 +227,23 @@ async fn a_response_over_the_cap_ends_with_a_named_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_never_answers_ends_the_call_at_its_deadline() {
     let up = upstream().await;
-    let grant = format!("{}\ntimeout_ms = 500\nhttp_timeout_ms = 60000", up.grant());
-    let sb = fetcher(&grant).await;
+    let sb = fetcher(&format!("{}\n{HANG_LIMITS}", up.grant())).await;
     let started = Instant::now();
+    times_out_on_hang(&sb, &up).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(fetched(&sb, &up.url("/")).await, "plain upstream text");
+}
+
+/// A call deadline shorter than the outbound request timeout, so that a
+/// hung upstream meets the call's deadline first.
+const HANG_LIMITS: &str = "timeout_ms = 500\nhttp_timeout_ms = 60000";
+
+/// Fetching `/hang` under [`HANG_LIMITS`] ends at the call's deadline.
+async fn times_out_on_hang(sb: &Sandbox, up: &Upstream) {
     let err = sb
         .fails("fetch", "get", json!({ "url": up.url("/hang") }))
         .await;
@@ -239,12 +253,27 @@ async fn an_upstream_that_never_answers_ends_the_call_at_its_deadline() {
             limit: Duration::from_millis(500)
         }
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
+}
+
+/// A plugin granted files runs each call on a thread of its own (see
+/// `Runtime::run`); its network I/O and its deadline work there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_with_files_reaches_granted_hosts_and_hung_ones_time_out() {
+    let up = upstream().await;
+    let grant = format!(
+        "{}\n{HANG_LIMITS}\ndirs = [{{ host = \"shared\", guest = \"/data\" }}]",
+        up.grant()
     );
+    let sb = Sandbox::builder()
+        .dir("shared")
+        .plugin("fetch", &grant)
+        .build()
+        .await;
     assert_eq!(fetched(&sb, &up.url("/")).await, "plain upstream text");
+    times_out_on_hang(&sb, &up).await;
+    refused(&sb, "http://example.invalid/").await;
+    assert_eq!(fetched(&sb, &up.url("/")).await, "plain upstream text");
+    assert_eq!(up.hits.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
