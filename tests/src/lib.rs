@@ -36,6 +36,19 @@ pub fn moat_bin() -> PathBuf {
     bin
 }
 
+/// Makes a FIFO at `path`. Opening it for reading blocks until a writer
+/// appears: a file operation that never returns, for the tests of stuck
+/// calls.
+pub fn make_fifo(path: &Path) {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(
+        unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+}
+
 /// A free port on 127.0.0.1, for a server whose URL must be known before
 /// it starts.
 pub fn free_port() -> u16 {

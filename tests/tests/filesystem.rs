@@ -2,7 +2,7 @@
 //! granted `rw`, and no way out through `..`, absolute paths or symlinks.
 
 use moat::runtime::CallError;
-use moat_tests::Sandbox;
+use moat_tests::{Sandbox, make_fifo};
 use serde_json::json;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
@@ -198,8 +198,7 @@ timeout_ms = 300"#,
         .build()
         .await;
     let pipe = sb.path("demo/pipe");
-    let fifo = std::ffi::CString::new(pipe.clone().into_os_string().into_encoded_bytes()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    make_fifo(&pipe);
     let sb = Arc::new(sb);
 
     // Each call is a task of its own, as the transports run them.

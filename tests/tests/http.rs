@@ -2,7 +2,7 @@
 //! oversized and malformed bodies, unknown sessions, health endpoints and
 //! graceful shutdown. After every refusal the server still serves.
 
-use moat_tests::{MoatServer, Sandbox};
+use moat_tests::{MoatServer, Sandbox, make_fifo};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -206,14 +206,7 @@ async fn a_call_stuck_in_a_file_operation_neither_stalls_the_server_nor_its_shut
         .toml("[http]\nshutdown_grace_ms = 500")
         .write();
     // A FIFO nobody writes to: opening it for reading never returns.
-    let fifo = std::ffi::CString::new(
-        dir.path()
-            .join("shared/pipe")
-            .into_os_string()
-            .into_encoded_bytes(),
-    )
-    .unwrap();
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    make_fifo(&dir.path().join("shared/pipe"));
     let mut server = MoatServer::start(dir.path(), &[]);
     let conversation = async {
         let client =

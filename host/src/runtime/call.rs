@@ -66,6 +66,11 @@ pub(super) struct Job {
 /// How a run ended, what it cost, and what it was refused.
 type Ran = (Result<Returned, CallError>, CallStats, Vec<String>);
 
+/// A run that ended with `error` before it cost anything.
+fn failed(error: CallError) -> Ran {
+    (Err(error), CallStats::default(), Vec::new())
+}
+
 /// How long past its deadline a call on its own thread may take to report
 /// before the caller is answered without it: the guest's own deadline
 /// checks end it well within this unless a file operation holds the thread.
@@ -147,9 +152,7 @@ impl Runtime {
             .await
             .expect("the slot semaphore is never closed");
         if job.grants.dirs.is_empty() {
-            let ran = execute(&self.engine, job, false).await;
-            drop(permit);
-            return ran;
+            return execute(&self.engine, job, false).await;
         }
         let limits = job.grants.limits;
         let label = job.label.clone();
@@ -167,11 +170,7 @@ impl Runtime {
                 // The detail stays in the host's log: a panic message may
                 // name host paths.
                 tracing::error!(plugin = &*label, "a call's thread failed: {e}");
-                (
-                    Err(CallError::Host("the call's thread ended abnormally".into())),
-                    CallStats::default(),
-                    Vec::new(),
-                )
+                failed(CallError::Host("the call's thread ended abnormally".into()))
             }
             Err(_elapsed) => {
                 tracing::warn!(
@@ -179,13 +178,9 @@ impl Runtime {
                     "a call is blocked in a file operation past its deadline; \
                      its thread and instance slot stay in use until the operation returns"
                 );
-                (
-                    Err(CallError::TimedOut {
-                        limit: limits.timeout,
-                    }),
-                    CallStats::default(),
-                    Vec::new(),
-                )
+                failed(CallError::TimedOut {
+                    limit: limits.timeout,
+                })
             }
         }
     }
@@ -213,11 +208,7 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
         .allow_ip_name_lookup(false)
         .allow_blocking_current_thread(blocking);
     if let Err(e) = grants.apply(&mut wasi) {
-        return (
-            Err(CallError::Host(e.to_string())),
-            CallStats::default(),
-            Vec::new(),
-        );
+        return failed(CallError::Host(e.to_string()));
     }
     wasi.envs(&env);
     let state = CallState::new(
@@ -231,11 +222,7 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     if let Err(e) = store.set_fuel(limits.fuel) {
-        return (
-            Err(CallError::Host(e.to_string())),
-            CallStats::default(),
-            Vec::new(),
-        );
+        return failed(CallError::Host(e.to_string()));
     }
     // The epoch callback runs once per tick while the guest executes:
     // it ends the call at its deadline and otherwise yields, so a busy
