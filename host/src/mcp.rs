@@ -2,8 +2,8 @@
 //! stdio and Streamable HTTP transports.
 
 use crate::auth::policy::Caller;
-use crate::runtime::CallError;
-use crate::service::{CallContext, Refusal, SharedService};
+use crate::runtime::{CallError, CallReport};
+use crate::service::{AdmittedCall, CallContext, Refusal, SharedService};
 use crate::tool::{Content, ToolOutput};
 use base64::Engine as _;
 use rmcp::model::{
@@ -15,7 +15,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Serves the tools of a [`ToolService`] over MCP. Cheap to clone: every
 /// session of the HTTP transport gets a clone.
@@ -62,23 +62,33 @@ fn caller(context: &RequestContext<RoleServer>) -> Option<&Caller> {
 
 /// Who is calling, as the transport saw it.
 fn call_context(context: &RequestContext<RoleServer>) -> CallContext<'_> {
-    let parts = parts(context);
     CallContext {
         caller: caller(context),
-        peer: parts
+        peer: parts(context)
             .and_then(|p| {
                 p.extensions
                     .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             })
             .map(|info| info.0),
-        admitted: parts.is_some_and(|p| p.extensions.get::<LimitsChecked>().is_some()),
     }
 }
 
-/// Put in a request's extensions by the HTTP layer when it has admitted
-/// the call through the limits already (so they are not applied twice).
-#[derive(Debug, Clone, Copy)]
-pub struct LimitsChecked;
+/// What the HTTP layer's admission of a request's `tools/call` decided,
+/// put in the request's extensions so that the call runs from the
+/// admitted values and is not admitted twice. Taken once.
+#[derive(Clone)]
+pub struct HttpAdmission(Arc<Mutex<Option<Result<AdmittedCall, Refusal>>>>);
+
+impl HttpAdmission {
+    /// Carries `admission` to the handler.
+    pub fn new(admission: Result<AdmittedCall, Refusal>) -> Self {
+        HttpAdmission(Arc::new(Mutex::new(Some(admission))))
+    }
+
+    fn take(&self) -> Option<Result<AdmittedCall, Refusal>> {
+        self.0.lock().expect("admission").take()
+    }
+}
 
 fn to_mcp_tool(name: &str, info: &crate::tool::ToolInfo) -> Tool {
     let mut tool = Tool::new(
@@ -145,18 +155,33 @@ impl ServerHandler for McpHandler {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        // Over HTTP a call the policy refuses got a 403 already; the
-        // service checks again, so no path reaches a tool it does not grant.
-        let arguments = request.arguments.unwrap_or_default();
-        let report = self
-            .service
-            .call(call_context(&context), &request.name, arguments)
-            .await
-            .map_err(refusal_error)?;
-        match report.result {
-            Ok(output) => Ok(to_mcp_result(output).into()),
-            Err(e) => call_error_result(e).map(Into::into),
+        // Over HTTP the transport admitted the call already (to answer 403
+        // or 429 with their status); over stdio it is admitted here.
+        let admitted = parts(&context)
+            .and_then(|p| p.extensions.get::<HttpAdmission>())
+            .and_then(HttpAdmission::take);
+        let call = match admitted {
+            Some(admitted) => admitted,
+            None => {
+                let arguments = request.arguments.unwrap_or_default();
+                self.service
+                    .admit(&call_context(&context), &request.name, arguments)
+                    .await
+            }
         }
+        .map_err(refusal_error)?;
+        answer(self.service.run(call).await).map(Into::into)
+    }
+}
+
+/// The MCP answer to a call: its result, or the JSON-RPC error for a
+/// refusal or for arguments the plugin itself refused. The one encoder of
+/// results, for every transport and for `moat call`.
+pub fn answer(outcome: Result<CallReport, Refusal>) -> Result<CallToolResult, ErrorData> {
+    let report = outcome.map_err(refusal_error)?;
+    match report.result {
+        Ok(output) => Ok(to_mcp_result(output)),
+        Err(e) => call_error_result(e),
     }
 }
 

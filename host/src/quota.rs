@@ -107,14 +107,22 @@ impl RateLimiter for LocalLimiter {
     }
 }
 
-/// Bounds how many requests without a valid token one peer address gets
-/// answered with a 401 (and an audit record) per minute. Past the bound,
-/// each peer gets one `throttled` record a minute and plain 429s.
+/// Bounds how many requests without a valid token one source gets
+/// answered with a 401 (and an audit record) per minute, and how many all
+/// sources together get at one endpoint. A source is an IPv4 address or
+/// an IPv6 prefix (a /64 by default: one host usually has a whole /64, so
+/// counting single IPv6 addresses would count nothing). Past a bound,
+/// each source gets one `throttled` record a minute and plain 429s.
 pub struct RefusalThrottle {
-    bucket: governor::DefaultKeyedRateLimiter<IpAddr>,
+    /// Per source (endpoint, address or prefix).
+    bucket: governor::DefaultKeyedRateLimiter<(String, IpAddr)>,
+    /// Per endpoint, all sources together.
+    ceiling: governor::DefaultKeyedRateLimiter<String>,
     per_minute: u32,
-    /// When each throttled peer was last recorded.
-    recorded: Mutex<HashMap<IpAddr, Instant>>,
+    total_per_minute: u32,
+    ipv6_prefix: u8,
+    /// When each throttled source was last recorded.
+    recorded: Mutex<HashMap<(String, IpAddr), Instant>>,
 }
 
 /// What to do with one more refusal.
@@ -122,55 +130,97 @@ pub struct RefusalThrottle {
 pub enum Throttled {
     /// Answer and record it as usual.
     No,
-    /// Answer 429; record that the peer is throttled (once a minute).
+    /// Answer 429; record that the source is throttled (once a minute).
     First(Limited),
     /// Answer 429 without a record.
     Again(Limited),
 }
 
+/// The source a peer address counts as: IPv4 addresses (and IPv4-mapped
+/// IPv6 ones) alone, IPv6 addresses by their first `prefix` bits.
+pub fn source(peer: IpAddr, prefix: u8) -> IpAddr {
+    match peer {
+        IpAddr::V4(_) => peer,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6);
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V6((bits & mask).into())
+            }
+        },
+    }
+}
+
+fn keyed<K: Clone + Eq + std::hash::Hash>(per_minute: u32) -> governor::DefaultKeyedRateLimiter<K> {
+    let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+    governor::RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))
+}
+
 impl RefusalThrottle {
-    /// A throttle of `per_minute` refusals per peer (all at once allowed).
-    pub fn new(per_minute: u32) -> Self {
-        let (bucket, per_minute) = {
-            let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
-            (
-                governor::RateLimiter::keyed(Quota::per_minute(n).allow_burst(n)),
-                n.get(),
-            )
-        };
+    /// A throttle of `per_minute` refusals per source and
+    /// `total_per_minute` per endpoint (each may come all at once), with
+    /// IPv6 sources grouped by `ipv6_prefix` bits.
+    pub fn new(per_minute: u32, total_per_minute: u32, ipv6_prefix: u8) -> Self {
         RefusalThrottle {
-            bucket,
+            bucket: keyed(per_minute),
+            ceiling: keyed(total_per_minute),
             per_minute,
+            total_per_minute,
+            ipv6_prefix,
             recorded: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes one refusal from `peer`'s bucket.
-    pub fn check(&self, peer: IpAddr) -> Throttled {
+    /// Takes one refusal at `endpoint` from `peer`'s source bucket and the
+    /// endpoint's.
+    pub fn check(&self, endpoint: &str, peer: IpAddr) -> Throttled {
         if self.bucket.len() > MAX_KEYS {
             self.bucket.retain_recent();
         }
-        let Err(not_until) = self.bucket.check_key(&peer) else {
+        let source = source(peer, self.ipv6_prefix);
+        let key = (endpoint.to_string(), source);
+        let shown = match source {
+            IpAddr::V6(_) if self.ipv6_prefix < 128 => format!("{source}/{}", self.ipv6_prefix),
+            _ => source.to_string(),
+        };
+        let refused = match self.bucket.check_key(&key) {
+            Err(not_until) => Some((
+                not_until,
+                format!(
+                    "more than {} requests without a valid token per minute from {shown}",
+                    self.per_minute
+                ),
+            )),
+            // Only what a source may still send counts toward the ceiling.
+            Ok(()) => self.ceiling.check_key(&key.0).err().map(|not_until| {
+                (
+                    not_until,
+                    format!(
+                        "more than {} requests without a valid token per minute at this endpoint",
+                        self.total_per_minute
+                    ),
+                )
+            }),
+        };
+        let Some((not_until, reason)) = refused else {
             return Throttled::No;
         };
         let limited = Limited {
             retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-            reason: format!(
-                "more than {} requests without a valid token per minute from {peer}",
-                self.per_minute
-            ),
+            reason,
         };
         let mut recorded = self.recorded.lock().expect("throttle records");
         if recorded.len() > MAX_KEYS {
             recorded.retain(|_, at| at.elapsed() < Duration::from_secs(60));
         }
         let now = Instant::now();
-        match recorded.get(&peer) {
+        match recorded.get(&key) {
             Some(at) if now.duration_since(*at) < Duration::from_secs(60) => {
                 Throttled::Again(limited)
             }
             _ => {
-                recorded.insert(peer, now);
+                recorded.insert(key, now);
                 Throttled::First(limited)
             }
         }
@@ -275,6 +325,51 @@ mod tests {
         assert_eq!(limiter.check("alice", "files.search").await, Ok(()));
         let limited = limiter.check("alice", "files.search").await.unwrap_err();
         assert!(limited.retry_after > Duration::from_secs(5), "{limited:?}");
+    }
+
+    #[test]
+    fn ipv6_peers_count_by_prefix_and_ipv4_by_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let cases = [
+            ("203.0.113.7", 64, "203.0.113.7"),
+            ("::ffff:203.0.113.7", 64, "203.0.113.7"),
+            ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 64, "2001:db8:1:2::"),
+            ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 48, "2001:db8:1::"),
+            (
+                "2001:db8:1:2:aaaa:bbbb:cccc:dddd",
+                128,
+                "2001:db8:1:2:aaaa:bbbb:cccc:dddd",
+            ),
+            ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 0, "::"),
+        ];
+        for (peer, prefix, expected) in cases {
+            assert_eq!(source(ip(peer), prefix), ip(expected), "{peer}/{prefix}");
+        }
+    }
+
+    #[test]
+    fn many_addresses_of_one_prefix_share_a_bucket_and_an_endpoint_has_a_ceiling() {
+        let throttle = RefusalThrottle::new(3, 5, 64);
+        let host = |i: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, i]);
+        let first: Vec<_> = (1..=4).map(|i| throttle.check("top", host(i))).collect();
+        assert_eq!(first[..3], [Throttled::No, Throttled::No, Throttled::No]);
+        assert!(
+            matches!(&first[3], Throttled::First(l) if l.reason.contains("2001:db8:0:1::/64")),
+            "{first:?}"
+        );
+        assert!(matches!(
+            throttle.check("top", host(9)),
+            Throttled::Again(_)
+        ));
+        // Another endpoint counts apart; at this one, two more sources
+        // reach the ceiling of five.
+        assert_eq!(throttle.check("tenant:b", host(1)), Throttled::No);
+        let v4 = |i: u8| IpAddr::from([198, 51, 100, i]);
+        assert_eq!(throttle.check("top", v4(1)), Throttled::No);
+        assert_eq!(throttle.check("top", v4(2)), Throttled::No);
+        assert!(
+            matches!(throttle.check("top", v4(3)), Throttled::First(l) if l.reason.contains("at this endpoint"))
+        );
     }
 
     #[tokio::test]

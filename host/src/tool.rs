@@ -1,9 +1,8 @@
 //! Tools and their results as the host sees them: plain data shaped like
 //! MCP's, independent of wasmtime and of any transport.
 
-use base64::Engine as _;
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// One tool of a loaded plugin, as described by the plugin at load.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -85,26 +84,5 @@ impl ToolOutput {
             })
             .collect();
         texts.join("\n")
-    }
-
-    /// The result as an MCP `CallToolResult` JSON object.
-    pub fn to_mcp_json(&self) -> Value {
-        let content: Vec<Value> = self
-            .content
-            .iter()
-            .map(|c| match c {
-                Content::Text(text) => json!({ "type": "text", "text": text }),
-                Content::Image { mime_type, data } => json!({
-                    "type": "image",
-                    "mimeType": mime_type,
-                    "data": base64::engine::general_purpose::STANDARD.encode(data),
-                }),
-            })
-            .collect();
-        let mut result = json!({ "content": content, "isError": self.is_error });
-        if let Some(structured) = &self.structured {
-            result["structuredContent"] = structured.clone();
-        }
-        result
     }
 }

@@ -9,7 +9,7 @@
 //! Run: cargo bench -p moat-tests --bench http
 
 use moat::config::Config;
-use moat::service::ToolService;
+use moat::service::{Operations, ToolService};
 use moat::transport::http::Mount;
 use moat_tests::auth::{TestIssuer, TestKey, claims};
 use moat_tests::plugin_wasm;
@@ -192,7 +192,8 @@ async fn serve_moat(dir: &Path, corpus: &Path, extra: &str) -> String {
         corpus.display().to_string(),
     );
     let config = Config::parse(&dir.join("moat.toml"), &text).unwrap();
-    let mounts = ToolService::load_all(&config)
+    let ops = Operations::for_config(&config).unwrap();
+    let mounts = ToolService::load_all(&config, &ops)
         .await
         .unwrap()
         .into_iter()

@@ -231,12 +231,19 @@ impl MoatServer {
 
     /// [`Self::start`] on the address `addr`.
     pub fn start_on(dir: &Path, addr: &str, extra: &[&str]) -> MoatServer {
+        Self::start_with(dir, addr, extra, &[])
+    }
+
+    /// [`Self::start_on`] with environment variables `env` set (such as
+    /// `RUST_LOG`).
+    pub fn start_with(dir: &Path, addr: &str, extra: &[&str], env: &[(&str, &str)]) -> MoatServer {
         use std::io::BufRead;
         let log = dir.join("moat.log");
         let mut child = std::process::Command::new(moat_bin())
             .args(["serve", "--http", addr, "--config"])
             .arg(dir.join("moat.toml"))
             .args(extra)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())

@@ -16,9 +16,19 @@ const RESOURCE: &str = "http://moat.test/mcp";
 
 /// `moat audit verify <file>`: (exit code, stdout).
 fn verify(file: &Path) -> (i32, String) {
+    verify_with(file, &[])
+}
+
+/// `moat audit verify <file> --key <key>`: (exit code, stdout).
+fn verify_signed(file: &Path, key: &Path) -> (i32, String) {
+    verify_with(file, &["--key".as_ref(), key.as_os_str()])
+}
+
+fn verify_with(file: &Path, extra: &[&std::ffi::OsStr]) -> (i32, String) {
     let out = std::process::Command::new(moat_bin())
         .args(["audit", "verify"])
         .arg(file)
+        .args(extra)
         .output()
         .unwrap();
     (
@@ -47,7 +57,12 @@ async fn concurrent_calls_of_every_outcome_leave_one_record_each_in_an_intact_ch
     let issuer = TestIssuer::start(&[&key]).await;
     let dir = Sandbox::builder()
         .plugin("hello", "")
-        .plugin("testbed", "fuel = 20_000_000\ntimeout_ms = 2000")
+        // Granted some host, so that a request elsewhere is refused (and
+        // recorded as denied) rather than wasi:http being missing.
+        .plugin(
+            "testbed",
+            "fuel = 20_000_000\ntimeout_ms = 2000\nallow_hosts = [\"https://api.example.com\"]",
+        )
         .toml(&format!(
             "[http]\nstateless = true\n[audit]\nfile = \"audit/moat-audit.jsonl\"\n\
              [limits.tools.\"testbed.env\"]\ncalls_per_minute = 1\nburst = 1\n\
@@ -221,6 +236,8 @@ fn file_config(file: std::path::PathBuf, max_file_bytes: u64) -> AuditConfig {
         max_file_bytes,
         sync: true,
         max_argument_bytes: 4096,
+        signing_key: None,
+        checkpoint_every: 1000,
     }
 }
 
@@ -384,4 +401,233 @@ fn a_second_process_cannot_append_to_the_same_log() {
     let _first = AuditLog::open(&config).unwrap();
     let second = AuditLog::open(&config).err().unwrap().to_string();
     assert!(second.contains("in use by another process"), "{second}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_while_the_audit_log_refuses_calls_and_200_once_it_is_writable_again() {
+    let dir = Sandbox::builder()
+        .plugin("hello", "")
+        .toml("[http]\nstateless = true\n[audit]\nfile = \"audit.jsonl\"\n")
+        .write();
+    // The log path leads to a device every write to fails, until the
+    // operator mends it (here: by removing the link).
+    let log = dir.path().join("audit.jsonl");
+    std::os::unix::fs::symlink("/dev/full", &log).unwrap();
+    let server = MoatServer::start(dir.path(), &[]);
+    let ready = || async {
+        let response = reqwest::get(format!("{}/readyz", server.base))
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    assert_eq!(ready().await.0, 200);
+    let (_, body) = call(&server.url, None, "hello.greet", json!({ "name": "x" })).await;
+    assert_eq!(
+        body["error"]["data"]["reason"], "audit_unavailable",
+        "{body}"
+    );
+    for _ in 0..2 {
+        let (status, text) = ready().await;
+        assert_eq!(status, 503, "{text}");
+        assert!(text.contains("audit log"), "{text}");
+        assert!(!text.contains("/dev/full"), "no host paths: {text}");
+    }
+
+    std::fs::remove_file(&log).unwrap();
+    assert_eq!(ready().await.0, 200);
+    let (_, body) = call(&server.url, None, "hello.greet", json!({ "name": "x" })).await;
+    assert_eq!(body["result"]["content"][0]["text"], "Hello, x!", "{body}");
+    let kinds: Vec<Value> = records(&log)
+        .into_iter()
+        .map(|r| r["kind"].clone())
+        .collect();
+    assert_eq!(kinds, [json!("audit_resumed"), json!("ok")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_that_fails_the_schema_is_in_no_reason_log_line_or_error() {
+    let dir = Sandbox::builder()
+        .plugin("testbed", "")
+        .toml("[http]\nstateless = true\n[audit]\nfile = \"audit.jsonl\"\n")
+        .write();
+    // Every log line of every crate, at every level, goes to the log file.
+    let server = MoatServer::start_with(dir.path(), "127.0.0.1:0", &[], &[("RUST_LOG", "trace")]);
+    let attempts = [
+        json!({ "api_key": "sk-LEAKED-TOP-0001" }),
+        json!({ "api_key": "ok", "nested": { "password": "sk-LEAKED-DEEP-0002" } }),
+        json!({ "api_key": 31337424242_u64 }),
+    ];
+    let mut answers = Vec::new();
+    for args in attempts {
+        let (status, body) = call(&server.url, None, "testbed.sign_in", args).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["error"]["code"], -32602, "{body}");
+        answers.push(body.to_string());
+    }
+    let (_, body) = call(
+        &server.url,
+        None,
+        "testbed.sign_in",
+        json!({ "api_key": "fine" }),
+    )
+    .await;
+    assert_eq!(body["result"]["content"][0]["text"], "signed in", "{body}");
+
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let log = server.log();
+    assert!(log.contains("invalid_arguments"), "the refusals are logged");
+    let reasons: Vec<Value> = records(&dir.path().join("audit.jsonl"))
+        .into_iter()
+        .filter(|r| r["kind"] == "invalid_arguments")
+        .map(|r| r["reason"].clone())
+        .collect();
+    assert_eq!(reasons.len(), 3, "{audit}");
+    // Every record of an HTTP request names the peer.
+    for record in records(&dir.path().join("audit.jsonl")) {
+        assert_eq!(record["peer"], "127.0.0.1", "{record}");
+    }
+    assert!(
+        reasons[1].as_str().unwrap().contains("(at /nested)"),
+        "{reasons:?}"
+    );
+    for secret in ["sk-LEAKED-TOP-0001", "sk-LEAKED-DEEP-0002", "31337424242"] {
+        assert!(!audit.contains(secret), "{secret} in the audit log");
+        assert!(!log.contains(secret), "{secret} in the host log");
+        for answer in &answers {
+            assert!(!answer.contains(secret), "{secret} in an answer: {answer}");
+        }
+    }
+}
+
+/// Renumbers and re-links every line after edits, as someone who can
+/// write the file would: each record's seq, prev and hash made whole.
+fn rechain(lines: &[String]) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    let mut prev = moat::audit::GENESIS.to_string();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let at = line.rfind(",\"hash\":\"").unwrap();
+        let mut record: serde_json::Map<String, Value> =
+            serde_json::from_str(&format!("{}}}", &line[..at])).unwrap();
+        record.insert("seq".into(), json!(i as u64 + 1));
+        record.insert("prev".into(), json!(prev));
+        let body = serde_json::to_string(&record).unwrap();
+        let hash = hex::encode(Sha256::digest(body.as_bytes()));
+        out.push(format!("{},\"hash\":\"{hash}\"}}", &body[..body.len() - 1]));
+        prev = hash;
+    }
+    out
+}
+
+#[tokio::test]
+async fn signed_checkpoints_expose_a_rewritten_chain_that_hashes_alone_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("audit.key");
+    let made = std::process::Command::new(moat_bin())
+        .args(["audit", "keygen"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let public = dir.path().join("audit.key.pub");
+    let file = dir.path().join("signed.jsonl");
+    let config = AuditConfig {
+        signing_key: Some(key.clone()),
+        checkpoint_every: 3,
+        ..file_config(file.clone(), 1 << 20)
+    };
+    let log = AuditLog::open(&config).unwrap();
+    for n in 0..7 {
+        let mut record = Record::new();
+        record.tool = Some(format!("hello.greet{n}"));
+        record.outcome = "ok";
+        record.kind = "ok".into();
+        log.write(&record).await.unwrap();
+    }
+    log.checkpoint().await.unwrap();
+    drop(log);
+    // Checkpoints open the chain, follow every third record and close it.
+    let lines: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let kinds: Vec<bool> = lines
+        .iter()
+        .map(|l| l.contains("\"checkpoint\":{"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            true, false, false, false, true, false, false, false, true, false, true
+        ]
+    );
+    let (code, out) = verify_signed(&file, &public);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("signed: every record, through record 11"),
+        "{out}"
+    );
+
+    let check = |name: &str, lines: Vec<String>| {
+        let path = dir.path().join(format!("{name}.jsonl"));
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        (verify(&path), verify_signed(&path, &public))
+    };
+    // Record 3 rewritten and every hash after it recomputed: the chain
+    // alone looks whole; the first checkpoint after it does not verify.
+    let mut edited = lines.clone();
+    edited[2] = edited[2].replace("hello.greet1", "hello.greetX");
+    let (plain, signed) = check("rewritten", rechain(&edited));
+    assert_eq!(plain.0, 0, "the hash chain alone cannot tell: {}", plain.1);
+    assert_eq!(signed.0, 1, "{}", signed.1);
+    assert!(
+        signed
+            .1
+            .contains(":5: record 5 is a checkpoint whose signature does not verify"),
+        "{}",
+        signed.1
+    );
+    // The same, with the checkpoints after the edit removed: too long an
+    // unsigned run. With every checkpoint removed: nothing is signed.
+    let stripped: Vec<String> = edited
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| *i < 2 || !l.contains("\"checkpoint\":{"))
+        .map(|(_, l)| l.clone())
+        .collect();
+    let (_, signed) = check("stripped", rechain(&stripped));
+    assert_eq!(signed.0, 1, "{}", signed.1);
+    assert!(
+        signed
+            .1
+            .contains("the last 7 records have no signed checkpoint"),
+        "{}",
+        signed.1
+    );
+    let unsigned: Vec<String> = edited
+        .iter()
+        .filter(|l| !l.contains("\"checkpoint\":{"))
+        .cloned()
+        .collect();
+    let (_, signed) = check("unsigned", rechain(&unsigned));
+    assert_eq!(signed.0, 1, "{}", signed.1);
+    assert!(
+        signed.1.contains("no record is signed by this key"),
+        "{}",
+        signed.1
+    );
+    // Another key verifies nothing.
+    let other = dir.path().join("other.key");
+    moat::audit::checkpoint::generate(&other).unwrap();
+    let (code, out) = verify_signed(&file, &dir.path().join("other.key.pub"));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(":1: record 1 is a checkpoint whose signature does not verify"),
+        "{out}"
+    );
 }

@@ -287,3 +287,89 @@ async fn only_plugins_granted_caller_identity_learn_who_called() {
     assert_eq!(call("anon.env_count", json!({})).await, "0");
     client.cancel().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_belongs_to_the_caller_that_created_it() {
+    let p = protected().await;
+    let token_for = |subject: &str| {
+        let mut c = claims(&p.issuer.base, RESOURCE, "tools:read");
+        c["sub"] = json!(subject);
+        p.key.sign(&c)
+    };
+    let (alice, bob) = (token_for("alice"), token_for("bob"));
+    let opened = p.post(Some(&alice)).body(INIT).send().await.unwrap();
+    assert_eq!(opened.status(), 200);
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let in_session = |token: &str, body: &'static str| {
+        p.post(Some(token))
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body)
+    };
+    let initialized = in_session(
+        &alice,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(initialized.status(), 202);
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+
+    // Bob's token is valid, but the session is Alice's: to him it does
+    // not exist, for any method.
+    let stolen = in_session(&bob, list).send().await.unwrap();
+    assert_eq!(stolen.status(), 404);
+    let deleted = reqwest::Client::new()
+        .delete(&p.server.url)
+        .header("authorization", format!("Bearer {bob}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 404);
+
+    // Alice still has it, and ends it with a DELETE: 204, then it is gone.
+    let listed = in_session(&alice, list).send().await.unwrap();
+    assert_eq!(listed.status(), 200);
+    assert!(listed.text().await.unwrap().contains("hello.greet"));
+    let delete = || {
+        reqwest::Client::new()
+            .delete(&p.server.url)
+            .header("authorization", format!("Bearer {alice}"))
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+    };
+    assert_eq!(delete().await.unwrap().status(), 204);
+    assert_eq!(delete().await.unwrap().status(), 404);
+    assert_eq!(in_session(&alice, list).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_authorization_headers_are_refused_even_when_identical() {
+    let p = protected().await;
+    let token = p.token("tools:read");
+    let doubled = p
+        .post(Some(&token))
+        .header("authorization", format!("Bearer {token}"))
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(doubled.status(), 400);
+    assert!(challenge(&doubled).contains(r#"error="invalid_request""#));
+    assert!(
+        doubled
+            .text()
+            .await
+            .unwrap()
+            .contains("more than one Authorization")
+    );
+    let single = p.post(Some(&token)).body(INIT).send().await.unwrap();
+    assert_eq!(single.status(), 200);
+}

@@ -19,6 +19,8 @@ fn rules(issuer: &str) -> TokenRules {
         leeway_s: 5,
         roles_claim: None,
         hmac_secret: None,
+        require_at_jwt: false,
+        max_lifetime_s: None,
     }
 }
 
@@ -119,4 +121,34 @@ async fn requests_that_arrive_during_the_first_fetch_all_use_its_keys() {
         assert_eq!(request.await.unwrap().unwrap().subject, "svc-account");
     }
     assert_eq!(keys.fetches(), 1, "one fetch served the whole burst");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovered_metadata_that_names_another_issuer_is_not_used() {
+    // A server whose metadata points at a real issuer's keys but names
+    // that issuer, not itself (RFC 8414 §3.3): Moat must not use them.
+    let key = TestKey::new("k1", 4);
+    let real = TestIssuer::start(&[&key]).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let metadata =
+        serde_json::json!({ "issuer": real.base, "jwks_uri": format!("{}/keys", real.base) });
+    let app = axum::Router::new().route(
+        "/.well-known/oauth-authorization-server",
+        axum::routing::get(move || async move { axum::Json(metadata) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let keys = IssuerKeys::new(&base, None, Duration::from_secs(3600));
+    let token = key.sign(&claims(&base, RESOURCE, "tools:read"));
+    assert_eq!(
+        keys.validate(&token, &rules(&base)).await,
+        Err(TokenError::UnknownKey)
+    );
+    assert_eq!(keys.fetches(), 1);
+    // The same keys, discovered through metadata that names its issuer
+    // correctly, are used.
+    let honest = IssuerKeys::new(&real.base, None, Duration::from_secs(3600));
+    let token = key.sign(&claims(&real.base, RESOURCE, "tools:read"));
+    assert!(honest.validate(&token, &rules(&real.base)).await.is_ok());
 }

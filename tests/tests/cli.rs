@@ -40,11 +40,14 @@ source = {testbed:?}
 [plugin.grants]
 timeout_ms = 500
 max_output_bytes = 100
+allow_hosts = ["https://api.example.com"]
+env = {{ API_TOKEN = {{ from_file = "token.txt" }} }}
 "#,
         files = plugin_wasm("files").display().to_string(),
         testbed = plugin_wasm("testbed").display().to_string(),
     );
     std::fs::write(dir.join("moat.toml"), text).unwrap();
+    std::fs::write(dir.join("token.txt"), "sk-CHECK-NEVER-PRINTS\n").unwrap();
 }
 
 #[test]
@@ -94,9 +97,31 @@ fn call_exits_one_with_a_named_reason_when_the_result_is_an_error() {
         let result = stdout_json(&out);
         assert_eq!(result["isError"], true, "{tool}");
         if let Some(kind) = kind {
-            assert_eq!(result["error"]["kind"], kind, "{tool}");
+            assert_eq!(result["_meta"]["moat/error"]["kind"], kind, "{tool}");
         }
     }
+}
+
+#[test]
+fn call_checks_arguments_against_the_schema_as_a_client_would_see_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    // `path` must be a string: the plugin never runs, and the answer is
+    // the JSON-RPC error a client gets (-32602 naming the field).
+    let out = moat(
+        &["call", "-c", "moat.toml", "files", "read", r#"{"path":7}"#],
+        dir.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let error = &stdout_json(&out)["error"];
+    assert_eq!(error["code"], -32602, "{error}");
+    assert_eq!(error["data"]["field"], "/path", "{error}");
+    assert_eq!(error["data"]["tool"], "files.read", "{error}");
 }
 
 #[test]
@@ -123,6 +148,35 @@ fn plugin_output_never_reaches_stdout() {
     assert_eq!(stdout_json(&out)["content"][0]["text"], "printed");
     // It is in the log, on stderr.
     assert!(String::from_utf8_lossy(&out.stderr).contains("LEAK-MARKER"));
+}
+
+#[test]
+fn plugin_text_cannot_forge_a_line_of_the_host_log() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let out = moat(
+        &[
+            "call",
+            "-c",
+            "moat.toml",
+            "testbed",
+            "print",
+            r#"{"text":"ok\nFORGED moat: all is well\r\u001b[2K"}"#,
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    // The log import, stdout and stderr each left a line, escaped.
+    assert!(
+        log.contains(r"ok\nFORGED moat: all is well\r\u{1b}[2K"),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "{log}");
+    assert!(!log.contains('\r'), "{log}");
+    for line in log.lines() {
+        assert!(!line.starts_with("FORGED"), "a forged line: {log}");
+    }
 }
 
 #[test]
@@ -194,6 +248,8 @@ fn check_lists_tools_and_grants() {
         "testbed.spin",
         "-> /data (Ro)",
         "timeout 500 ms",
+        "network  https://api.example.com (16 requests per call",
+        "env      API_TOKEN (from file ",
         "ok: 1 endpoint(s), 2 plugin(s)",
     ] {
         assert!(
@@ -201,6 +257,7 @@ fn check_lists_tools_and_grants() {
             "missing {expected:?} in:\n{stdout}"
         );
     }
+    assert!(!stdout.contains("sk-CHECK-NEVER-PRINTS"), "{stdout}");
 }
 
 #[test]

@@ -141,7 +141,31 @@ async fn unknown_session_is_404() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 404);
+    let delete = |session: &str| {
+        reqwest::Client::new()
+            .delete(&server.url)
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+    };
+    let unknown = delete("7d0c4b5e-0000-4000-8000-000000000000")
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
     still_serves(&server).await;
+
+    // A session that exists ends with 204, as the official SDKs expect.
+    let opened = post(&server)
+        .body(moat_tests::raw::INIT)
+        .send()
+        .await
+        .unwrap();
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(delete(&session).await.unwrap().status(), 204);
+    assert_eq!(delete(&session).await.unwrap().status(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

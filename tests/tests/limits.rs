@@ -116,19 +116,41 @@ async fn huge_output_ends_with_output_too_large() {
     let err = sb
         .fails("testbed", "big_output", json!({ "bytes": 5000 }))
         .await;
+    // The size counts what the response carries: the text and its framing.
     assert_eq!(
         err,
         CallError::OutputTooLarge {
-            size: 5000,
+            size: 5026,
             limit: 1000
         }
     );
     assert_eq!(
-        sb.ok("testbed", "big_output", json!({ "bytes": 1000 }))
+        sb.ok("testbed", "big_output", json!({ "bytes": 900 }))
             .await
             .len(),
-        1000
+        900
     );
+    still_serves(&sb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_empty_items_meets_the_output_cap() {
+    // 100,000 empty items carry no content bytes, but 2.6 MB of JSON.
+    let sb = testbed("max_output_bytes = 100_000").await;
+    let err = sb
+        .fails("testbed", "empty_items", json!({ "count": 100_000 }))
+        .await;
+    assert_eq!(
+        err,
+        CallError::OutputTooLarge {
+            size: 2_600_000,
+            limit: 100_000
+        }
+    );
+    let report = sb
+        .call("testbed", "empty_items", json!({ "count": 10 }))
+        .await;
+    assert_eq!(report.result.unwrap().content.len(), 10);
     still_serves(&sb).await;
 }
 
@@ -200,6 +222,85 @@ async fn budgets_hold_for_a_plugin_that_runs_on_its_own_thread() {
     assert_eq!(
         sb.fails("frugal", "spin", json!({})).await,
         CallError::OutOfFuel { budget: 50_000_000 }
+    );
+    still_serves(&sb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_without_allow_hosts_has_no_working_wasi_http() {
+    // Not even a request object: nothing is allocated on its behalf.
+    let sb = testbed("").await;
+    let err = sb
+        .fails("testbed", "hoard_bodies", json!({ "count": 1000 }))
+        .await;
+    assert_eq!(err.kind(), "not_granted", "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("wasi:http/types") && message.contains("allow_hosts"),
+        "{message}"
+    );
+    still_serves(&sb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsent_http_bodies_are_bounded_per_body_and_by_the_handle_cap() {
+    let sb = testbed(r#"allow_hosts = ["http://127.0.0.1:1"]"#).await;
+    // Each body buffers at most one 16 KiB chunk on the host.
+    let buffered: u64 = sb
+        .ok("testbed", "hoard_bodies", json!({ "count": 100 }))
+        .await
+        .parse()
+        .unwrap();
+    assert!(buffered > 0 && buffered <= 100 * 16 * 1024, "{buffered}");
+    // And a call holds at most 1,024 handles: a request, its body and its
+    // stream each take one.
+    let err = sb
+        .fails("testbed", "hoard_bodies", json!({ "count": 2000 }))
+        .await;
+    assert_eq!(err, CallError::HandleLimit { limit: 1024 });
+    still_serves(&sb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_files_are_capped_per_call() {
+    let sb = Sandbox::builder()
+        .file("data/x.txt", "x")
+        .plugin("testbed", r#"dirs = [{ host = "data", guest = "/data" }]"#)
+        .build()
+        .await;
+    let held = sb
+        .ok(
+            "testbed",
+            "open_many",
+            json!({ "path": "/data/x.txt", "count": 500 }),
+        )
+        .await;
+    assert_eq!(held, "holding 500");
+    let err = sb
+        .fails(
+            "testbed",
+            "open_many",
+            json!({ "path": "/data/x.txt", "count": 20_000 }),
+        )
+        .await;
+    assert_eq!(err, CallError::HandleLimit { limit: 1024 });
+    still_serves(&sb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_and_host_refusals_are_named_not_called_crashes() {
+    let sb = testbed("").await;
+    // WASI 0.2 passes only success or failure: status 3 arrives as 1.
+    let err = sb.fails("testbed", "exit", json!({ "count": 3 })).await;
+    assert_eq!(err, CallError::Exited(1));
+    let err = sb
+        .fails("testbed", "random", json!({ "bytes": 1u64 << 40 }))
+        .await;
+    assert_eq!(err.kind(), "host_refused", "{err}");
+    assert!(err.to_string().contains("exceeds limit"), "{err}");
+    assert_eq!(
+        sb.ok("testbed", "random", json!({ "bytes": 16 })).await,
+        "16"
     );
     still_serves(&sb).await;
 }

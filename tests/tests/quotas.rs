@@ -44,7 +44,7 @@ async fn a_rate_limit_answers_429_with_retry_after_is_audited_and_recovers() {
         .unwrap();
     let printed = String::from_utf8_lossy(&check.stdout);
     assert!(
-        printed.contains("limits   60 calls/min per caller (burst 3); hello.echo 6000 calls/min (burst 100); 256 calls at once in all; 120 tokenless refusals/min per address")
+        printed.contains("limits   60 calls/min per caller (burst 3); hello.echo 6000 calls/min (burst 100); 256 calls at once in all; 120 tokenless refusals/min per address (IPv6 per /64), 1200 per endpoint")
             && printed.contains(&format!("metrics  http://127.0.0.1:{admin}/metrics")),
         "{printed}"
     );
@@ -223,4 +223,7 @@ async fn a_flood_without_tokens_cannot_fill_the_audit_log() {
         kinds,
         [vec!["unauthenticated"; 5], vec!["throttled", "ok"]].concat()
     );
+    for line in audit.lines() {
+        assert!(line.contains(r#""peer":"127.0.0.1""#), "{line}");
+    }
 }

@@ -292,3 +292,30 @@ async fn check_lists_every_tenant_with_its_grants() {
         assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_callers_never_draw_on_another_tenants_rate_limits() {
+    // The same issuer and subject call both tenants; acme has the
+    // top-level limit of one call, beta a burst of three of its own.
+    let t = tenants_with(
+        "[http]\nstateless = true\n[limits]\ncalls_per_minute = 1\nburst = 1\n\
+         [tenants.beta.limits]\ncalls_per_minute = 1\nburst = 3\n",
+    )
+    .await;
+    let call = |tenant: &'static str| {
+        let (url, token) = (t.url(tenant), t.token(tenant));
+        async move { raw::call_tool(&url, Some(&token), "files.list", json!({})).await }
+    };
+    let first = call("acme").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(first.body["result"].is_object(), "{}", first.body);
+    assert_eq!(call("acme").await.status, 429);
+    for _ in 0..3 {
+        let answer = call("beta").await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(answer.body["result"].is_object(), "{}", answer.body);
+    }
+    let limited = call("beta").await;
+    assert_eq!(limited.status, 429);
+    assert!(limited.header("retry-after").is_some());
+}

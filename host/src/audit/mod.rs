@@ -7,9 +7,11 @@
 //! response leaves, under one lock so the chain has one order. When the
 //! sink fails, calls fail closed unless `on_failure = "continue"`.
 
+pub mod checkpoint;
 mod record;
 mod verify;
 
+use checkpoint::Signer;
 pub use record::{Record, redact};
 pub use verify::{Broken, Verified, segments, verify};
 
@@ -37,6 +39,8 @@ pub struct AuditLog {
     state: Mutex<State>,
     /// The last write failed; the next one reopens the file first.
     failed: AtomicBool,
+    /// Makes signed checkpoints, when a key is configured.
+    signer: Option<Signer>,
 }
 
 struct State {
@@ -47,6 +51,8 @@ struct State {
     last: String,
     /// The last record's sequence number.
     seq: u64,
+    /// Records written since the last checkpoint.
+    unsigned: u64,
 }
 
 impl AuditLog {
@@ -58,6 +64,7 @@ impl AuditLog {
             size: 0,
             last: GENESIS.to_string(),
             seq: 0,
+            unsigned: 0,
         };
         if let Some(path) = &config.file {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -77,14 +84,28 @@ impl AuditLog {
             let (last, seq) = chain_head(path)?;
             state.last = last;
             state.seq = seq;
+            state.unsigned = unsigned_tail(path);
             state.size = file.metadata().map_or(0, |m| m.len());
             state.file = Some(file);
         }
-        Ok(AuditLog {
+        let log = AuditLog {
             config: config.clone(),
             state: Mutex::new(state),
             failed: AtomicBool::new(false),
-        })
+            signer: match &config.signing_key {
+                Some(key) => Some(Signer::load(key, config.checkpoint_every)?),
+                None => None,
+            },
+        };
+        // A signed chain starts with a checkpoint, so that a log stripped
+        // of every checkpoint does not pass for one never signed.
+        if let Some(signer) = &log.signer {
+            let mut state = log.state.try_lock().expect("a new log is not shared yet");
+            if state.seq == 0 {
+                log.sign(&mut state, signer)?;
+            }
+        }
+        Ok(log)
     }
 
     /// Whether calls must be refused while records cannot be written.
@@ -95,6 +116,20 @@ impl AuditLog {
     /// Whether the last write failed (the next one tries to reopen).
     pub fn failing(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Whether records can be written now, for readiness: while writes
+    /// fail and calls fail closed, a record saying the log is back is
+    /// tried (no calls arrive at a drained replica to try it for us).
+    pub async fn ready(&self) -> Result<(), AuditError> {
+        if !(self.config.fail_closed && self.failing()) {
+            return Ok(());
+        }
+        let mut record = Record::new();
+        record.outcome = "notice";
+        record.kind = "audit_resumed".into();
+        record.reason = Some("the audit log can be written again".into());
+        self.append(&record).await
     }
 
     /// The bytes of arguments a record keeps.
@@ -115,12 +150,70 @@ impl AuditLog {
         }
     }
 
+    /// Signs the chain as it stands (at shutdown), when a signing key is
+    /// configured and records were written since the last checkpoint.
+    pub async fn checkpoint(&self) -> Result<(), AuditError> {
+        let Some(signer) = &self.signer else {
+            return Ok(());
+        };
+        let mut state = self.state.lock().await;
+        if state.unsigned == 0 {
+            return Ok(());
+        }
+        self.sign(&mut state, signer)
+    }
+
     async fn append(&self, record: &Record) -> Result<(), AuditError> {
         let mut state = self.state.lock().await;
         let state = &mut *state;
         if let (Some(path), true) = (&self.config.file, self.failing()) {
             state.file = Some(open_append(path).map_err(|e| AuditError(e.to_string()))?);
         }
+        self.write_line(state, record)?;
+        // The record is written: a checkpoint or rotation that fails now
+        // is logged, and the next record tries again.
+        if let Some(signer) = &self.signer {
+            state.unsigned += 1;
+            if state.unsigned >= signer.every
+                && let Err(e) = self.sign(state, signer)
+            {
+                tracing::error!("cannot write an audit checkpoint: {e}");
+            }
+        }
+        if state.size >= self.config.max_file_bytes
+            && let Some(path) = &self.config.file
+        {
+            // A rotated file ends signed, so it can be verified alone.
+            if let Some(signer) = &self.signer
+                && state.unsigned > 0
+                && let Err(e) = self.sign(state, signer)
+            {
+                tracing::error!("cannot write an audit checkpoint: {e}");
+            }
+            match rotate(path) {
+                Ok(file) => {
+                    state.file = Some(file);
+                    state.size = 0;
+                }
+                Err(e) => tracing::error!("cannot rotate the audit log: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends a checkpoint signing the chain up to here.
+    fn sign(&self, state: &mut State, signer: &Signer) -> Result<(), AuditError> {
+        let mut record = Record::new();
+        record.outcome = "checkpoint";
+        record.kind = "checkpoint".into();
+        record.checkpoint = Some(signer.sign(state.seq + 1, &state.last));
+        self.write_line(state, &record)?;
+        state.unsigned = 0;
+        Ok(())
+    }
+
+    /// Chains `record` to the last one and writes it to every sink.
+    fn write_line(&self, state: &mut State, record: &Record) -> Result<(), AuditError> {
         let seq = state.seq + 1;
         let body = record.to_json(seq, &state.last);
         let hash = hex::encode(Sha256::digest(body.as_bytes()));
@@ -157,19 +250,6 @@ impl AuditLog {
         }
         state.seq = seq;
         state.last = hash;
-        if state.size >= self.config.max_file_bytes
-            && let Some(path) = &self.config.file
-        {
-            // The record is written; a failed rotation only means the file
-            // grows on, and is retried after the next record.
-            match rotate(path) {
-                Ok(file) => {
-                    state.file = Some(file);
-                    state.size = 0;
-                }
-                Err(e) => tracing::error!("cannot rotate the audit log: {e}"),
-            }
-        }
         Ok(())
     }
 }
@@ -192,6 +272,24 @@ fn rotate(path: &Path) -> anyhow::Result<File> {
     file.try_lock()
         .map_err(|e| anyhow::anyhow!("cannot lock the new audit log: {e}"))?;
     Ok(file)
+}
+
+/// Records after the last checkpoint in `path` (its crash tail, when
+/// Moat stopped without one), so that checkpoints keep their spacing
+/// across restarts.
+fn unsigned_tail(path: &Path) -> u64 {
+    if !path.is_file() {
+        return 0;
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .rev()
+        .filter(|line| !line.trim().is_empty())
+        .take_while(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .map_or(true, |record| record.get("checkpoint").is_none())
+        })
+        .count() as u64
 }
 
 /// The hash and sequence number of the last record in `path`'s chain

@@ -17,6 +17,8 @@ pub struct Record {
     pub client_id: Option<String>,
     /// The caller's scopes.
     pub scopes: Vec<String>,
+    /// The peer's IP address, over HTTP.
+    pub peer: Option<std::net::IpAddr>,
     /// `<plugin>.<tool>`, when known.
     pub tool: Option<String>,
     /// SHA-256 of the plugin's component.
@@ -44,6 +46,9 @@ pub struct Record {
     /// Capabilities the call asked for and was refused (such as a host
     /// not in `allow_hosts`).
     pub denied: Vec<String>,
+    /// For a checkpoint record: the signature over its place in the chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<super::checkpoint::Checkpoint>,
 }
 
 #[derive(Serialize)]

@@ -1,8 +1,11 @@
 //! Checking a chain of records: every record's hash matches its bytes,
 //! sequence numbers run from 1 without gaps, and every `prev` is the hash
-//! of the record before it (across rotated files).
+//! of the record before it (across rotated files). Given the public key,
+//! also every checkpoint's signature, and that no run of records longer
+//! than the checkpoints' spacing follows the last one (see
+//! [`super::checkpoint`]).
 
-use super::GENESIS;
+use super::{GENESIS, checkpoint};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -13,6 +16,8 @@ pub struct Verified {
     pub records: u64,
     /// The last record's hash: keep it elsewhere to detect a truncation.
     pub last_hash: String,
+    /// With a key: the last record a verified checkpoint signs.
+    pub signed_through: Option<u64>,
 }
 
 /// The first place where the chain is broken.
@@ -38,10 +43,14 @@ pub fn segments(path: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Verifies the chain formed by `files`, in order.
-pub fn verify(files: &[PathBuf]) -> Result<Verified, Broken> {
+/// Verifies the chain formed by `files`, in order, and with `key` its
+/// signed checkpoints.
+pub fn verify(files: &[PathBuf], key: Option<&[u8; 32]>) -> Result<Verified, Broken> {
     let mut prev = GENESIS.to_string();
     let mut seq = 0u64;
+    // The last verified checkpoint's record and spacing.
+    let mut signed: Option<(u64, u64)> = None;
+    let mut last_place = None;
     for file in files {
         let text = std::fs::read_to_string(file).map_err(|e| Broken {
             file: file.clone(),
@@ -76,19 +85,54 @@ pub fn verify(files: &[PathBuf]) -> Result<Verified, Broken> {
                      the record before it was changed or replaced"
                 )));
             }
+            if let (Some(key), Some((every, signature))) = (key, &record.checkpoint) {
+                if !checkpoint::verifies(key, expected, &prev, *every, signature) {
+                    return Err(broken(format!(
+                        "record {expected} is a checkpoint whose signature does not verify with this key: \
+                         a record before it was changed and the chain re-hashed, or another key signed it"
+                    )));
+                }
+                signed = Some((expected, *every));
+            }
             seq = expected;
             prev = hash;
+            last_place = Some((file.clone(), index + 1));
+        }
+    }
+    if let (Some(_), Some((file, line))) = (key, last_place) {
+        let problem = match signed {
+            None => Some(
+                "no record is signed by this key, though a signed log starts with a checkpoint: \
+                 checkpoints were removed (and the chain re-hashed), or the log was not signed with it"
+                    .to_string(),
+            ),
+            Some((through, every)) if seq - through > every => Some(format!(
+                "the last {} records have no signed checkpoint, though one comes every {every} records: \
+                 checkpoints were removed (and the chain re-hashed), or records were added without the key",
+                seq - through
+            )),
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            return Err(Broken {
+                file,
+                line,
+                problem,
+            });
         }
     }
     Ok(Verified {
         records: seq,
         last_hash: prev,
+        signed_through: key.map(|_| signed.map_or(0, |(through, _)| through)),
     })
 }
 
 struct Linked {
     seq: u64,
     prev: String,
+    /// A checkpoint's spacing and signature.
+    checkpoint: Option<(u64, String)>,
 }
 
 /// Checks a line's own hash; returns it with the record's links.
@@ -109,5 +153,19 @@ fn check_line(line: &str) -> Result<(String, Linked), String> {
         ));
     }
     let prev = value["prev"].as_str().ok_or_else(malformed)?.to_string();
-    Ok((hash.to_string(), Linked { seq, prev }))
+    let checkpoint = match value.get("checkpoint") {
+        None => None,
+        Some(c) => Some((
+            c["every"].as_u64().ok_or_else(malformed)?,
+            c["signature"].as_str().ok_or_else(malformed)?.to_string(),
+        )),
+    };
+    Ok((
+        hash.to_string(),
+        Linked {
+            seq,
+            prev,
+            checkpoint,
+        },
+    ))
 }

@@ -138,6 +138,17 @@ impl Endpoint {
                 "tokens are accepted only in the Authorization header, never in the URL".into(),
             ));
         }
+        if headers.get_all(http::header::AUTHORIZATION).iter().count() > 1 {
+            // Two credentials, even identical ones, leave it open which one
+            // a proxy or an application would have used (RFC 6750 §2.1
+            // allows one): refuse rather than pick.
+            return Err(self.challenge(
+                StatusCode::BAD_REQUEST,
+                Some("invalid_request"),
+                None,
+                "the request carries more than one Authorization header".into(),
+            ));
+        }
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
             return Err(self.challenge(
                 StatusCode::UNAUTHORIZED,

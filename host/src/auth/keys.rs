@@ -114,8 +114,8 @@ impl IssuerKeys {
 
 /// Finds `jwks_uri` in the issuer's RFC 8414 metadata, or else its OpenID
 /// Connect discovery document.
-async fn discover_jwks_uri(issuer: &str) -> anyhow::Result<String> {
-    let issuer = issuer.trim_end_matches('/');
+async fn discover_jwks_uri(issuer_id: &str) -> anyhow::Result<String> {
+    let issuer = issuer_id.trim_end_matches('/');
     let url = url::Url::parse(issuer)?;
     let origin = url.origin().ascii_serialization();
     let path = url.path().trim_end_matches('/');
@@ -126,6 +126,14 @@ async fn discover_jwks_uri(issuer: &str) -> anyhow::Result<String> {
     let mut last = None;
     for candidate in candidates {
         match get_json(&candidate).await {
+            // RFC 8414 §3.3 (and OpenID Connect Discovery §4.3): metadata
+            // naming another issuer is not this issuer's, whoever served it.
+            Ok(doc) if doc.get("issuer").and_then(Value::as_str) != Some(issuer_id) => {
+                last = Some(anyhow::anyhow!(
+                    "{candidate} names the issuer {}, not {issuer_id}; its keys are not used",
+                    doc.get("issuer").unwrap_or(&Value::Null)
+                ));
+            }
             Ok(doc) => match doc.get("jwks_uri").and_then(Value::as_str) {
                 Some(uri) => return Ok(uri.to_string()),
                 None => last = Some(anyhow::anyhow!("{candidate} has no jwks_uri")),

@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 /// An authenticated caller, as the token described it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Caller {
+    /// The token's `iss`: subjects are unique only per issuer.
+    pub issuer: String,
     /// The token's `sub`.
     pub subject: String,
     /// The OAuth client the token was issued to (`client_id` or `azp`).
@@ -124,6 +126,7 @@ mod tests {
         Caller {
             subject: "alice".into(),
             client_id: None,
+            issuer: "https://auth.example.com".into(),
             scopes: set(scopes),
             roles: set(roles),
             expires_at: 0,

@@ -29,6 +29,11 @@ pub struct TokenRules {
     pub roles_claim: Option<String>,
     /// A shared secret, the only way HMAC algorithms are accepted.
     pub hmac_secret: Option<Vec<u8>>,
+    /// Accept only JWT access tokens (`typ` `at+jwt`, RFC 9068), so that
+    /// an ID token or another JWT from the same issuer is refused.
+    pub require_at_jwt: bool,
+    /// The longest lifetime (`exp` minus `iat`) accepted, in seconds.
+    pub max_lifetime_s: Option<u64>,
 }
 
 /// Why a token was refused. The message is safe to send to the caller.
@@ -61,6 +66,21 @@ pub enum TokenError {
     /// A required claim is missing.
     #[error("the token has no `{0}` claim")]
     MissingClaim(&'static str),
+    /// The header names extensions that must be understood (RFC 7515
+    /// §4.1.11); Moat understands none.
+    #[error("the token's header requires extensions this server does not understand: {0}")]
+    CriticalExtension(String),
+    /// `typ` is not `at+jwt` where JWT access tokens are required.
+    #[error("the token is not a JWT access token (typ must be at+jwt)")]
+    NotAnAccessToken,
+    /// `exp` is further from `iat` than the endpoint allows.
+    #[error("the token lives {lifetime} s, longer than the {max} s this endpoint accepts")]
+    TooLongLived {
+        /// `exp - iat`.
+        lifetime: u64,
+        /// The configured maximum.
+        max: u64,
+    },
 }
 
 impl TokenError {
@@ -75,6 +95,18 @@ impl TokenError {
 pub fn validate(token: &str, keys: &JwkSet, rules: &TokenRules) -> Result<Caller, TokenError> {
     let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
     let alg = header.alg;
+    if let Some(crit) = &header.crit {
+        // An empty list is itself invalid (RFC 7515 §4.1.11).
+        let names: Vec<String> = crit.iter().map(|c| format!("{c:?}")).collect();
+        return Err(TokenError::CriticalExtension(names.join(", ")));
+    }
+    if rules.require_at_jwt
+        && !header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+        })
+    {
+        return Err(TokenError::NotAnAccessToken);
+    }
     if !rules.algorithms.contains(&alg) {
         return Err(TokenError::AlgorithmNotAllowed(format!("{alg:?}")));
     }
@@ -128,6 +160,20 @@ pub fn validate(token: &str, keys: &JwkSet, rules: &TokenRules) -> Result<Caller
     if !audiences.iter().any(|a| canonical_resource(a) == resource) {
         return Err(TokenError::WrongAudience);
     }
+    if let Some(max) = rules.max_lifetime_s {
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_u64)
+            .ok_or(TokenError::MissingClaim("iat"))?;
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX);
+        let lifetime = exp.saturating_sub(iat);
+        if lifetime > max {
+            return Err(TokenError::TooLongLived { lifetime, max });
+        }
+    }
 
     let strings = |claim: &str| -> BTreeSet<String> {
         match claims.get(claim) {
@@ -143,6 +189,11 @@ pub fn validate(token: &str, keys: &JwkSet, rules: &TokenRules) -> Result<Caller
     let mut scopes = strings("scope");
     scopes.extend(strings("scp"));
     Ok(Caller {
+        issuer: claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         subject: claims
             .get("sub")
             .and_then(Value::as_str)
@@ -235,9 +286,15 @@ mod tests {
         }
 
         fn sign(&self, claims: &Value) -> String {
+            self.sign_with(claims, |_| {})
+        }
+
+        /// Signs with a header `edit` has changed.
+        fn sign_with(&self, claims: &Value, edit: impl FnOnce(&mut Header)) -> String {
             let der = self.signing.to_pkcs8_der().unwrap();
             let mut header = Header::new(Algorithm::EdDSA);
             header.kid = Some(self.kid.into());
+            edit(&mut header);
             encode(&header, claims, &EncodingKey::from_ed_der(der.as_bytes())).unwrap()
         }
     }
@@ -276,7 +333,56 @@ mod tests {
             leeway_s: 5,
             roles_claim: Some("roles".into()),
             hmac_secret: None,
+            require_at_jwt: false,
+            max_lifetime_s: None,
         }
+    }
+
+    #[test]
+    fn critical_extensions_access_token_type_and_lifetime_are_checked() {
+        let key = Key::new("k1", 1);
+        let keys = keyset(&[&key]);
+        let crit = key.sign_with(&claims(), |h| h.crit = Some(vec!["exp-x".into()]));
+        assert!(matches!(
+            validate(&crit, &keys, &rules()),
+            Err(TokenError::CriticalExtension(names)) if names.contains("exp-x")
+        ));
+        let empty_crit = key.sign_with(&claims(), |h| h.crit = Some(vec![]));
+        assert!(validate(&empty_crit, &keys, &rules()).is_err());
+
+        let strict = TokenRules {
+            require_at_jwt: true,
+            ..rules()
+        };
+        let plain = key.sign(&claims());
+        assert!(validate(&plain, &keys, &rules()).is_ok());
+        assert_eq!(
+            validate(&plain, &keys, &strict),
+            Err(TokenError::NotAnAccessToken)
+        );
+        for typ in ["at+jwt", "application/at+JWT"] {
+            let token = key.sign_with(&claims(), |h| h.typ = Some(typ.into()));
+            assert!(validate(&token, &keys, &strict).is_ok(), "{typ}");
+        }
+
+        let short = TokenRules {
+            max_lifetime_s: Some(600),
+            ..rules()
+        };
+        let issued =
+            |lifetime: u64| with(json!({ "iat": now() - 10, "exp": now() - 10 + lifetime }));
+        assert!(validate(&key.sign(&issued(600)), &keys, &short).is_ok());
+        assert_eq!(
+            validate(&key.sign(&issued(86_400)), &keys, &short),
+            Err(TokenError::TooLongLived {
+                lifetime: 86_400,
+                max: 600
+            })
+        );
+        assert_eq!(
+            validate(&key.sign(&claims()), &keys, &short),
+            Err(TokenError::MissingClaim("iat"))
+        );
     }
 
     fn keyset(keys: &[&Key]) -> JwkSet {

@@ -47,7 +47,7 @@ pub struct RawGrants {
     #[serde(default)]
     dirs: Vec<Spanned<fs::RawDir>>,
     #[serde(default)]
-    env: BTreeMap<String, Spanned<String>>,
+    env: BTreeMap<String, Spanned<env::RawValue>>,
     fuel: Option<Spanned<u64>>,
     memory_mib: Option<Spanned<u64>>,
     timeout_ms: Option<Spanned<u64>>,
@@ -55,6 +55,7 @@ pub struct RawGrants {
     allow_hosts: Option<Spanned<Vec<Spanned<String>>>>,
     max_http_requests: Option<Spanned<u64>>,
     max_response_bytes: Option<Spanned<u64>>,
+    max_request_bytes: Option<Spanned<u64>>,
     http_timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
     caller_identity: bool,
@@ -81,6 +82,7 @@ impl Grants {
                     allow_hosts: raw.allow_hosts,
                     max_http_requests: raw.max_http_requests,
                     max_response_bytes: raw.max_response_bytes,
+                    max_request_bytes: raw.max_request_bytes,
                     http_timeout_ms: raw.http_timeout_ms,
                 },
             )?),

@@ -1,11 +1,13 @@
 //! `moat call`: run one tool once, the plugin author's inner loop.
 
-use super::{CallArgs, Loaded, load_all, load_config};
-use crate::config::Config;
-use crate::runtime::CallError;
+use super::{CallArgs, Loaded, load_config};
+use crate::config::{Config, Served};
+use crate::runtime::{CallError, Runtime, RuntimeOptions};
+use crate::service::{CallContext, Operations, ToolService};
 use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Builds a one-plugin config for a bare .wasm file from command-line
 /// grants, through the same parser and checks as a config file.
@@ -69,13 +71,15 @@ pub(super) fn adhoc_config(args: &CallArgs) -> anyhow::Result<Config> {
     )?)
 }
 
-/// Runs one tool once and prints its result as MCP JSON.
+/// Runs one tool once, through the same admission (schema checks) and
+/// the same result encoder as a client's call, and prints what a client
+/// would get: the `CallToolResult`, or `{"error": …}` for a refusal.
 pub(super) async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     let arguments: serde_json::Value = serde_json::from_str(&args.arguments)
         .map_err(|e| anyhow::anyhow!("the arguments are not JSON: {e}"))?;
-    if !arguments.is_object() {
+    let serde_json::Value::Object(arguments) = arguments else {
         anyhow::bail!("the arguments must be a JSON object, such as '{{\"name\": \"world\"}}'");
-    }
+    };
     let bare_wasm = args.config.is_none() && args.plugin.ends_with(".wasm");
     let loaded = if bare_wasm {
         Loaded {
@@ -87,19 +91,23 @@ pub(super) async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
         load_config(args.config.as_deref())?
     };
     let config = &loaded.config;
-    let selected = if bare_wasm {
-        config.plugins[0].clone()
+    let Some(served) = config.endpoint(if bare_wasm {
+        None
     } else {
-        let Some(served) = config.endpoint(args.tenant.as_deref()) else {
-            anyhow::bail!(
-                "{} has no {}",
-                loaded.label,
-                args.tenant.as_deref().map_or(
-                    "top-level [[plugin]]; name a tenant with --tenant".to_string(),
-                    |t| format!("tenant `{t}`")
-                )
-            );
-        };
+        args.tenant.as_deref()
+    }) else {
+        anyhow::bail!(
+            "{} has no {}",
+            loaded.label,
+            args.tenant.as_deref().map_or(
+                "top-level [[plugin]]; name a tenant with --tenant".to_string(),
+                |t| format!("tenant `{t}`")
+            )
+        );
+    };
+    let selected = if bare_wasm {
+        &served.plugins[0]
+    } else {
         let Some(p) = served.plugins.iter().find(|p| p.name == args.plugin) else {
             let names: Vec<&str> = served.plugins.iter().map(|p| p.name.as_str()).collect();
             anyhow::bail!(
@@ -108,15 +116,18 @@ pub(super) async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
                 names.join(", ")
             );
         };
-        p.clone()
+        p
     };
-    let one = Config {
-        plugins: vec![selected],
-        tenants: Vec::new(),
-        ..config.clone()
+    // The endpoint as the author's own process sees it over stdio: only
+    // the plugin called, no token and no audit log.
+    let one = Served {
+        plugins: std::slice::from_ref(selected),
+        auth: None,
+        ..served
     };
-    let (runtime, plugins) = load_all(&one).await?;
-    let plugin = &plugins[0];
+    let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(config))?);
+    let service = ToolService::load(runtime, one, &Operations::default()).await?;
+    let plugin = &service.plugins()[0];
     if !plugin.tools.iter().any(|t| t.name == args.tool) {
         let names: Vec<&str> = plugin.tools.iter().map(|t| t.name.as_str()).collect();
         anyhow::bail!(
@@ -126,40 +137,33 @@ pub(super) async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
             names.join(", ")
         );
     }
-    let report = runtime
-        .call(plugin, &args.tool, &arguments.to_string())
-        .await;
-    let s = report.stats;
-    tracing::info!(
-        "{} in {:.2} ms, fuel {}, peak memory {:.1} MiB, output {} bytes",
-        report
-            .result
-            .as_ref()
-            .map_or_else(CallError::kind, |o| if o.is_error {
-                "tool returned an error"
-            } else {
-                "ok"
-            }),
-        s.duration.as_secs_f64() * 1e3,
-        s.fuel_used,
-        s.peak_memory_bytes as f64 / (1 << 20) as f64,
-        s.output_bytes
-    );
-    let (value, failed) = match &report.result {
-        Ok(output) => (output.to_mcp_json(), output.is_error),
-        Err(e) => (
-            json!({
-                "content": [{ "type": "text", "text": e.to_string() }],
-                "isError": true,
-                "error": { "kind": e.kind(), "message": e.to_string() },
-            }),
-            true,
-        ),
+    let name = format!("{}.{}", plugin.name, args.tool);
+    let outcome = service.call(CallContext::default(), &name, arguments).await;
+    if let Ok(report) = &outcome {
+        let s = report.stats;
+        tracing::info!(
+            "{} in {:.2} ms, fuel {}, peak memory {:.1} MiB, output {} bytes",
+            report
+                .result
+                .as_ref()
+                .map_or_else(CallError::kind, |o| if o.is_error {
+                    "tool returned an error"
+                } else {
+                    "ok"
+                }),
+            s.duration.as_secs_f64() * 1e3,
+            s.fuel_used,
+            s.peak_memory_bytes as f64 / (1 << 20) as f64,
+            s.output_bytes
+        );
+    }
+    let (value, code) = match crate::mcp::answer(outcome) {
+        Ok(result) => {
+            let failed = result.is_error == Some(true);
+            (serde_json::to_value(result)?, u8::from(failed))
+        }
+        Err(error) => (json!({ "error": error }), 2),
     };
     println!("{}", serde_json::to_string_pretty(&value)?);
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(ExitCode::from(code))
 }

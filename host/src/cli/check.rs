@@ -1,9 +1,10 @@
 //! `moat check` and `moat inspect`: what a config or a plugin offers.
 
 use super::call::adhoc_config;
-use super::{CallArgs, load_all, load_config};
+use super::{CallArgs, load_config};
 use crate::config::Config;
 use crate::runtime::{Plugin, Runtime, RuntimeOptions};
+use crate::service::{Operations, ToolService};
 use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,10 +13,11 @@ use std::process::ExitCode;
 pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let loaded = load_config(path)?;
     let config = &loaded.config;
-    let (_runtime, plugins) = load_all(config).await?;
-    let mut plugins = plugins.iter();
+    // The same loading as `serve` (schemas compiled, names checked), with
+    // no audit log: a running server may hold it.
+    let services = ToolService::load_all(config, &Operations::default()).await?;
     let mut tools = 0;
-    for served in config.served() {
+    for (served, service) in &services {
         let auth = served.auth.map_or("no authentication".to_string(), |a| {
             format!("tokens from {} for {}", a.token.issuer, a.token.resource)
         });
@@ -23,8 +25,7 @@ pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             Some(tenant) => println!("tenant {tenant} at {} ({auth})", served.path),
             None => println!("endpoint {} ({auth})", served.path),
         }
-        // `served.plugins` first: zip stops on it without taking a plugin.
-        for (cfg, plugin) in served.plugins.iter().zip(plugins.by_ref()) {
+        for (cfg, plugin) in served.plugins.iter().zip(service.plugins()) {
             tools += plugin.tools.len();
             println!("plugin {}", plugin.name);
             println!("  source   {}", cfg.source.display());
@@ -89,8 +90,8 @@ fn print_operations(config: &Config) {
     }
     limits.push(format!("{} calls at once in all", config.max_in_flight()));
     limits.push(format!(
-        "{} tokenless refusals/min per address",
-        l.refusals_per_minute
+        "{} tokenless refusals/min per address (IPv6 per /{}), {} per endpoint",
+        l.refusals_per_minute, l.refusal_ipv6_prefix, l.refusals_per_minute_total
     ));
     println!("limits   {}", limits.join("; "));
     match config.admin.listen {
@@ -113,8 +114,17 @@ fn print_grants(plugin: &Plugin) {
             dir.mode
         );
     }
-    // Values may be secrets: only names are printed.
-    let names: Vec<&str> = g.env.vars.iter().map(|(k, _)| k.as_str()).collect();
+    // Values may be secrets: only names and where values come from.
+    let names: Vec<String> = g
+        .env
+        .vars
+        .iter()
+        .zip(&g.env.origins)
+        .map(|((name, _), origin)| match origin {
+            crate::capabilities::env::EnvOrigin::Literal => name.clone(),
+            origin => format!("{name} ({origin})"),
+        })
+        .collect();
     println!(
         "    env      {}",
         if names.is_empty() {
@@ -123,6 +133,18 @@ fn print_grants(plugin: &Plugin) {
             names.join(", ")
         }
     );
+    let net = &g.net;
+    if net.allow.is_empty() {
+        println!("    network  none");
+    } else {
+        println!(
+            "    network  {} ({} requests per call, {} bytes per response, {} ms per request)",
+            net.allow.entries().join(", "),
+            net.max_requests,
+            net.max_response_bytes,
+            net.request_timeout.as_millis()
+        );
+    }
     if g.caller_identity {
         println!(
             "    identity {}",

@@ -11,7 +11,6 @@ mod serve;
 
 use crate::config::Config;
 use crate::defaults::DefaultConfig;
-use crate::runtime::{Plugin, Runtime, RuntimeOptions};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -72,6 +71,16 @@ enum AuditCommand {
     /// the first edited, missing or reordered record.
     Verify {
         /// The audit log (the current file; `FILE.1`, `FILE.2`, … are found).
+        file: PathBuf,
+        /// Also check the signed checkpoints with this public key (64 hex
+        /// digits, or the `.pub` file `keygen` wrote).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Make an Ed25519 key that signs audit checkpoints: the private key
+    /// in FILE (mode 0600), the public key in FILE.pub.
+    Keygen {
+        /// Where to write the private key (never overwritten).
         file: PathBuf,
     },
 }
@@ -156,7 +165,10 @@ pub fn main() -> ExitCode {
             Command::Check { config } => check::check(config.as_deref()).await,
             Command::Inspect { plugin, json } => check::inspect(&plugin, json).await,
             Command::Call(args) => call::call(args).await,
-            Command::Audit(AuditCommand::Verify { file }) => audit::verify_chain(&file),
+            Command::Audit(AuditCommand::Verify { file, key }) => {
+                audit::verify_chain(&file, key.as_deref())
+            }
+            Command::Audit(AuditCommand::Keygen { file }) => audit::keygen(&file),
         }
     });
     // A call stuck in a file operation (a FIFO nobody writes to) keeps its
@@ -172,19 +184,31 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(format: LogFormat, command: &Command) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
+    use tracing_subscriber::prelude::*;
     // `call` is the plugin author's loop: show what the plugin printed.
     let default = match command {
         Command::Call(_) => "info,moat::plugin=debug",
         _ => "info",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // rmcp's debug and trace events print whole requests and results,
+    // arguments and secrets included; they never reach the log, whatever
+    // RUST_LOG says.
+    let filter = filter.and(filter_fn(|meta| {
+        !(meta.target().starts_with("rmcp") && *meta.level() > tracing::Level::INFO)
+    }));
+    // Colours only on a terminal: a log file or collector gets plain text.
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(layer.with_filter(filter))
+            .init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(layer.json().with_filter(filter))
+            .init(),
     }
 }
 
@@ -212,14 +236,4 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Loaded> {
             })
         }
     }
-}
-
-/// Loads every plugin of every endpoint, in [`Config::all_plugins`] order.
-async fn load_all(config: &Config) -> anyhow::Result<(Runtime, Vec<Plugin>)> {
-    let runtime = Runtime::new(&RuntimeOptions::for_config(config))?;
-    let mut plugins = Vec::new();
-    for plugin in config.all_plugins() {
-        plugins.push(runtime.load(plugin).await?);
-    }
-    Ok((runtime, plugins))
 }

@@ -3,7 +3,7 @@
 use super::{ServeArgs, load_config};
 use crate::auth::endpoint::Endpoint;
 use crate::config::Config;
-use crate::runtime::{Runtime, RuntimeOptions};
+use crate::runtime::{MAX_HANDLES, Runtime, RuntimeOptions};
 use crate::service::{Operations, ToolService};
 use crate::transport;
 use crate::transport::http::Mount;
@@ -16,6 +16,7 @@ use std::sync::Arc;
 pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let loaded = load_config(args.config.as_deref())?;
     let config = &loaded.config;
+    raise_open_file_limit(config.runtime.max_instances);
     if let Some(addr) = args.admin.or(config.admin.listen) {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -50,7 +51,8 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     transport::http::allow_lists(addr, &config.http)?;
-    let services = ToolService::load_all(config).await?;
+    let ops = Operations::for_config(config)?;
+    let services = ToolService::load_all(config, &ops).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -93,6 +95,7 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         transport::http::shutdown_signal(),
     )
     .await?;
+    ops.close().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -130,5 +133,45 @@ async fn serve_stdio(
         tenant.map_or(label.to_string(), |t| format!("tenant {t} of {label}"))
     );
     transport::stdio::serve(service).await?;
+    ops.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Descriptors kept for everything but calls: listeners, connections,
+/// the audit log, the compile cache.
+const DESCRIPTOR_HEADROOM: u64 = 1024;
+
+/// Raises this process's soft limit on open files to its hard limit (a
+/// call may hold up to [`MAX_HANDLES`] files, and accepting a connection
+/// needs a descriptor too), and warns when a full instance pool could
+/// still use them all up.
+fn raise_open_file_limit(max_instances: u32) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    let current = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            ..limit
+        };
+        if limit.rlim_cur < limit.rlim_max && libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            raised.rlim_cur
+        } else {
+            limit.rlim_cur
+        }
+    };
+    let needed = u64::from(max_instances) * MAX_HANDLES as u64 + DESCRIPTOR_HEADROOM;
+    if current < needed {
+        tracing::warn!(
+            open_files = current,
+            needed,
+            "{max_instances} instances holding {MAX_HANDLES} files each could use up this process's \
+             open-file limit and stall new connections; raise it (ulimit -n) or lower [runtime] max_instances"
+        );
+    }
 }

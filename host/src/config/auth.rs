@@ -46,6 +46,9 @@ pub(super) struct RawAuth {
     hmac_secret_env: Option<Spanned<String>>,
     authorization_servers: Option<Vec<Spanned<String>>>,
     jwks_refetch_interval_s: Option<Spanned<u64>>,
+    #[serde(default)]
+    require_jwt_access_token: bool,
+    max_token_lifetime_s: Option<Spanned<u64>>,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
 }
@@ -199,6 +202,12 @@ pub(super) fn parse(src: &Source, raw: RawAuth) -> Result<AuthConfig, ConfigErro
             },
             roles_claim: raw.roles_claim,
             hmac_secret,
+            require_at_jwt: raw.require_jwt_access_token,
+            max_lifetime_s: raw
+                .max_token_lifetime_s
+                .as_ref()
+                .map(|v| src.ranged(v, "max_token_lifetime_s", 1, 31_536_000))
+                .transpose()?,
         },
         jwks_uri,
         authorization_servers,

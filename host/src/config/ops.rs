@@ -12,6 +12,9 @@ use toml::Spanned;
 /// Unauthenticated refusals answered per minute per peer by default:
 /// plenty for a client that lost its token, little for a flood.
 const DEFAULT_REFUSALS_PER_MINUTE: u32 = 120;
+/// Tokenless requests answered per minute at one endpoint, all sources
+/// together: a bound on the audit records they can cause.
+const DEFAULT_REFUSALS_PER_MINUTE_TOTAL: u32 = 1200;
 
 /// `[audit]`: one record per call and per refusal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +32,11 @@ pub struct AuditConfig {
     pub sync: bool,
     /// Bytes of redacted arguments kept in a record.
     pub max_argument_bytes: usize,
+    /// The Ed25519 key (from `moat audit keygen`) that signs checkpoints;
+    /// `None`: the chain is not signed.
+    pub signing_key: Option<PathBuf>,
+    /// Records between signed checkpoints.
+    pub checkpoint_every: u64,
 }
 
 /// `[limits]`: how much each caller may call.
@@ -49,6 +57,12 @@ pub struct QuotaConfig {
     /// peer address; past it they get 429 unrecorded, so that nobody can
     /// fill the audit log without a token.
     pub refusals_per_minute: u32,
+    /// Requests without a valid token answered per minute at one endpoint,
+    /// from all sources together.
+    pub refusals_per_minute_total: u32,
+    /// Bits of an IPv6 peer address that name its source for
+    /// `refusals_per_minute` (a host usually holds a whole /64).
+    pub refusal_ipv6_prefix: u8,
 }
 
 /// `[limits.tools."<plugin>.<tool>"]`.
@@ -78,6 +92,8 @@ pub(super) struct RawAudit {
     #[serde(default)]
     sync: bool,
     max_argument_bytes: Option<Spanned<u64>>,
+    signing_key_file: Option<Spanned<String>>,
+    checkpoint_every: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +106,8 @@ pub(super) struct RawQuota {
     max_concurrent_per_tenant: Option<Spanned<u64>>,
     max_in_flight: Option<Spanned<u64>>,
     refusals_per_minute: Option<Spanned<u64>>,
+    refusals_per_minute_total: Option<Spanned<u64>>,
+    refusal_ipv6_prefix: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +163,11 @@ pub(super) fn parse_audit(
         max_argument_bytes: match &raw.max_argument_bytes {
             Some(v) => src.ranged(v, "max_argument_bytes", 0, 1 << 20)? as usize,
             None => 4096,
+        },
+        signing_key: raw.signing_key_file.map(|k| src.resolve(k.get_ref())),
+        checkpoint_every: match &raw.checkpoint_every {
+            Some(v) => src.ranged(v, "checkpoint_every", 1, 1_000_000)?,
+            None => 1000,
         },
     })
 }
@@ -205,7 +228,35 @@ pub(super) fn parse_quota(src: &Source, raw: RawQuota) -> Result<QuotaConfig, Co
             Some(v) => count(v, "refusals_per_minute")?,
             None => DEFAULT_REFUSALS_PER_MINUTE,
         },
+        refusals_per_minute_total: match &raw.refusals_per_minute_total {
+            Some(v) => count(v, "refusals_per_minute_total")?,
+            None => DEFAULT_REFUSALS_PER_MINUTE_TOTAL,
+        },
+        refusal_ipv6_prefix: match &raw.refusal_ipv6_prefix {
+            Some(v) => src.ranged(v, "refusal_ipv6_prefix", 16, 128)? as u8,
+            None => 64,
+        },
     })
+}
+
+/// A tenant's `[tenants.<name>.limits]`: the per-caller and per-tenant
+/// keys of `[limits]`; the process-wide ones belong to `[limits]` alone.
+pub(super) fn parse_tenant_quota(src: &Source, raw: RawQuota) -> Result<QuotaConfig, ConfigError> {
+    for (key, value) in [
+        ("max_in_flight", &raw.max_in_flight),
+        ("refusals_per_minute", &raw.refusals_per_minute),
+        ("refusals_per_minute_total", &raw.refusals_per_minute_total),
+        ("refusal_ipv6_prefix", &raw.refusal_ipv6_prefix),
+    ] {
+        if let Some(value) = value {
+            return Err(src.error(
+                value.span(),
+                format!("{key} is process-wide and cannot be set per tenant"),
+                format!("move {key} to the top-level [limits] table"),
+            ));
+        }
+    }
+    parse_quota(src, raw)
 }
 
 pub(super) fn parse_admin(src: &Source, raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
@@ -231,6 +282,8 @@ impl Default for QuotaConfig {
             max_concurrent_per_tenant: None,
             max_in_flight: None,
             refusals_per_minute: DEFAULT_REFUSALS_PER_MINUTE,
+            refusals_per_minute_total: DEFAULT_REFUSALS_PER_MINUTE_TOTAL,
+            refusal_ipv6_prefix: 64,
         }
     }
 }

@@ -8,7 +8,8 @@
 
 use super::auth::{self, AuthConfig};
 use super::{
-    Config, ConfigError, PluginConfig, RawPlugin, Source, check_name, http, parse_plugins,
+    Config, ConfigError, PluginConfig, QuotaConfig, RawPlugin, Source, check_name, http, ops,
+    parse_plugins,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -26,6 +27,8 @@ pub struct TenantConfig {
     pub plugins: Vec<PluginConfig>,
     /// Its token rules and policy; `None`: no authentication.
     pub auth: Option<AuthConfig>,
+    /// Its own `[tenants.<name>.limits]`; `None`: the top-level `[limits]`.
+    pub limits: Option<QuotaConfig>,
 }
 
 #[derive(Deserialize)]
@@ -35,6 +38,7 @@ pub(super) struct RawTenant {
     #[serde(default, rename = "plugin")]
     plugins: Vec<Spanned<RawPlugin>>,
     auth: Option<auth::RawAuth>,
+    limits: Option<ops::RawQuota>,
 }
 
 pub(super) fn parse(
@@ -76,11 +80,17 @@ pub(super) fn parse(
             .map(|a| auth::parse(src, a))
             .transpose()
             .map_err(context)?;
+        let limits = table
+            .limits
+            .map(|l| ops::parse_tenant_quota(src, l))
+            .transpose()
+            .map_err(context)?;
         tenants.push(TenantConfig {
             name: name.into_inner(),
             path,
             plugins,
             auth,
+            limits,
         });
     }
     Ok(tenants)
@@ -97,6 +107,8 @@ pub struct Served<'a> {
     pub plugins: &'a [PluginConfig],
     /// Its token rules and policy.
     pub auth: Option<&'a AuthConfig>,
+    /// Its rate limits and tenant concurrency cap.
+    pub limits: &'a QuotaConfig,
 }
 
 impl Config {
@@ -108,6 +120,7 @@ impl Config {
             path: &self.http.path,
             plugins: &self.plugins,
             auth: self.auth.as_ref(),
+            limits: &self.limits,
         });
         top.into_iter()
             .chain(self.tenants.iter().map(|t| Served {
@@ -115,6 +128,7 @@ impl Config {
                 path: &t.path,
                 plugins: &t.plugins,
                 auth: t.auth.as_ref(),
+                limits: t.limits.as_ref().unwrap_or(&self.limits),
             }))
             .collect()
     }
@@ -237,6 +251,36 @@ mod tests {
         assert_eq!(config.all_plugins().count(), 2);
         assert!(config.endpoint(None).is_none());
         assert_eq!(config.endpoint(Some("beta")).unwrap().path, "/beta");
+    }
+
+    #[test]
+    fn a_tenant_has_its_own_limits_or_the_top_level_ones() {
+        let text = format!(
+            "[limits]\ncalls_per_minute = 10\n[[plugin]]\n{PLUGIN}\n[[tenants.a.plugin]]\n{PLUGIN}\n[tenants.b.limits]\ncalls_per_minute = 99\nmax_concurrent_per_tenant = 2\n[[tenants.b.plugin]]\n{PLUGIN}"
+        );
+        let config = parse(&text).unwrap();
+        let rates: Vec<_> = config
+            .served()
+            .iter()
+            .map(|s| {
+                (
+                    s.limits.calls_per_minute,
+                    s.limits.max_concurrent_per_tenant,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rates,
+            [(Some(10), None), (Some(10), None), (Some(99), Some(2))]
+        );
+
+        for key in ["max_in_flight", "refusals_per_minute"] {
+            let text = format!("[tenants.b.limits]\n{key} = 5\n[[tenants.b.plugin]]\n{PLUGIN}");
+            let e = parse(&text).unwrap_err();
+            assert!(e.message.contains("process-wide"), "{e}");
+            assert!(e.fix.contains("top-level [limits]"), "{e}");
+            assert_eq!(e.origin.line, 2, "{e}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! failing the plugin's writes.
 
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,29 @@ use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+/// `text` fit for one line of the host's log: control characters (line
+/// breaks, carriage returns, terminal escapes) and the Unicode marks that
+/// reorder or break displayed text are written as escapes, so a plugin
+/// cannot start a line of its own that looks like Moat's.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// Bytes kept per stream per call.
 pub const CAPTURE_LIMIT: usize = 64 << 10;
@@ -98,5 +122,24 @@ impl AsyncWrite for Capture {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_text_cannot_break_or_forge_a_log_line() {
+        let cases = [
+            ("plain text, with ünïcode", "plain text, with ünïcode"),
+            ("ok\nINFO moat: forged", "ok\\nINFO moat: forged"),
+            ("a\rb\tc", "a\\rb\\tc"),
+            ("\u{1b}[2Kclear", "\\u{1b}[2Kclear"),
+            ("x\u{2028}y\u{202e}z", "x\\u{2028}y\\u{202e}z"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(printable(text), expected, "{text:?}");
+        }
     }
 }

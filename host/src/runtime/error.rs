@@ -47,6 +47,24 @@ pub enum CallError {
         /// The cap.
         limit: usize,
     },
+    /// The plugin held more host handles at once than a call may.
+    #[error(
+        "handle limit: the plugin held more than {limit} host handles (files, streams, HTTP requests and bodies) at once"
+    )]
+    HandleLimit {
+        /// The cap.
+        limit: usize,
+    },
+    /// The plugin used an interface its grants do not include.
+    #[error("not granted: the plugin used {0}, which its grants do not include")]
+    NotGranted(String),
+    /// A host function refused the plugin's request and ended the call
+    /// (such as more random bytes than the host gives at once).
+    #[error("host refused: {0}")]
+    HostRefused(String),
+    /// The plugin exited (as a program does) instead of returning.
+    #[error("exited: the plugin called exit with status {0} instead of returning a result")]
+    Exited(i32),
     /// The plugin crashed (a panic or another trap).
     #[error("plugin crashed: {0}")]
     Trap(String),
@@ -67,11 +85,21 @@ impl CallError {
             CallError::MemoryLimit { .. } => "memory_limit",
             CallError::StackOverflow => "stack_overflow",
             CallError::OutputTooLarge { .. } => "output_too_large",
+            CallError::HandleLimit { .. } => "handle_limit",
+            CallError::NotGranted(_) => "not_granted",
+            CallError::HostRefused(_) => "host_refused",
+            CallError::Exited(_) => "exited",
             CallError::Trap(_) => "trap",
             CallError::Host(_) => "host_error",
         }
     }
 }
+
+/// A host function a plugin imported but was not granted ended the call;
+/// names the function.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotGranted(pub String);
 
 /// Why a plugin could not be loaded: which plugin, where it is configured,
 /// what is wrong and how to fix it.

@@ -22,6 +22,7 @@ pub use call::{CallReport, CallStats};
 pub use engine::Allocator;
 pub use error::{CallError, LoadError};
 pub use plugin::{LoadStats, Plugin};
+pub use state::MAX_HANDLES;
 
 use crate::capabilities::limits::MAX_MEMORY_MIB;
 use crate::config::Config;
@@ -81,6 +82,8 @@ impl RuntimeOptions {
 /// concurrent calls.
 pub struct Runtime {
     engine: Engine,
+    /// WASI 0.2, wasi:http and the log import (see `linker_for` for
+    /// plugins without a network grant).
     linker: Linker<CallState>,
     cache: Option<CompileCache>,
     /// One permit per instance slot, so a burst of calls queues instead of
@@ -96,8 +99,8 @@ impl Runtime {
         let engine = engine::build(options.allocator)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        // wasi:http is always linked; each request goes through the call's
-        // send hook, which refuses everything the grant does not allow.
+        // Each request goes through the call's send hook, which refuses
+        // everything the grant does not allow.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::moat::plugin::log::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s)?;
         let cache = match &options.cache_dir {

@@ -3,11 +3,13 @@
 //! output cap and converted.
 
 use super::bindings::moat::plugin::types::{CallResult, Content as WitContent};
-use super::error::CallError;
-use super::state::{CallState, truncate};
+use super::capture::printable;
+use super::error::{CallError, NotGranted};
+use super::state::{CallState, MAX_HANDLES, truncate};
 use crate::capabilities::Limits;
 use crate::tool::{Content, ToolOutput};
 use wasmtime::Trap;
+use wasmtime::component::ResourceTableError;
 
 /// Raised by the epoch callback when a call's deadline has passed.
 #[derive(Debug)]
@@ -28,9 +30,11 @@ pub(super) fn log_captured(state: &CallState) -> String {
     let (out, out_dropped) = state.stdout.take();
     let (err, err_dropped) = state.stderr.take();
     for line in out.lines() {
+        let line = printable(line);
         tracing::debug!(target: "moat::plugin", plugin, stream = "stdout", "{line}");
     }
     for line in err.lines() {
+        let line = printable(line);
         tracing::debug!(target: "moat::plugin", plugin, stream = "stderr", "{line}");
     }
     if out_dropped + err_dropped > 0 {
@@ -71,8 +75,35 @@ pub(super) fn classify(
             )),
             None => CallError::Trap(trap.to_string()),
         },
-        None => CallError::Trap(truncate(&e.to_string(), 1024).to_string()),
+        None => host_refusal(e),
     }
+}
+
+/// Names an error a host function returned to end the call: the plugin
+/// exited, held too many handles, used a function it was not granted, or
+/// asked for more than the host gives (such as too many random bytes).
+fn host_refusal(e: &wasmtime::Error) -> CallError {
+    let mut chain = e.chain();
+    if let Some(exit) = chain.find_map(|c| c.downcast_ref::<wasmtime_wasi::I32Exit>()) {
+        return CallError::Exited(exit.0);
+    }
+    if e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    }) {
+        return CallError::HandleLimit { limit: MAX_HANDLES };
+    }
+    if let Some(denied) = e.chain().find_map(|c| c.downcast_ref::<NotGranted>()) {
+        let what = match denied.0.starts_with("wasi:http/") {
+            true => format!("{} (outbound HTTP; grant allow_hosts)", denied.0),
+            false => denied.0.clone(),
+        };
+        return CallError::NotGranted(what);
+    }
+    let cause = e.root_cause().to_string();
+    CallError::HostRefused(printable(truncate(&cause, 1024)).into_owned())
 }
 
 /// The message of a Rust panic printed to stderr, if there is one.
@@ -84,21 +115,46 @@ fn panic_message(stderr: &str) -> Option<String> {
     Some(truncate(&message, 1024).to_string())
 }
 
+/// Bytes a JSON string adds beyond its escaped text: `{"type":"text","text":""},`.
+const TEXT_ITEM_BYTES: usize = 26;
+/// `{"type":"image","data":"","mimeType":""},`.
+const IMAGE_ITEM_BYTES: usize = 41;
+
+/// The length of `text` as the body of a JSON string (escapes included).
+fn json_len(text: &str) -> usize {
+    text.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..0x20 => 6,
+            _ => 1,
+        })
+        .sum()
+}
+
+/// The bytes the result takes in the response: every item with its JSON
+/// framing and escapes, images as base64, and the structured content. An
+/// empty item costs its framing, so a flood of them meets the cap too.
+fn wire_size(result: &CallResult) -> usize {
+    let content: usize = result
+        .content
+        .iter()
+        .map(|c| match c {
+            WitContent::Text(t) => TEXT_ITEM_BYTES + json_len(t),
+            WitContent::Image(i) => {
+                IMAGE_ITEM_BYTES + i.data.len().div_ceil(3) * 4 + json_len(&i.mime_type)
+            }
+        })
+        .sum();
+    content + result.structured.as_ref().map_or(0, String::len)
+}
+
 /// Converts the plugin's result, enforcing the output cap; also returns
-/// the result's size in bytes.
+/// the result's size in bytes (see [`wire_size`]).
 pub(super) fn convert(
     result: CallResult,
     limits: &Limits,
 ) -> Result<(ToolOutput, usize), CallError> {
-    let size = result
-        .content
-        .iter()
-        .map(|c| match c {
-            WitContent::Text(t) => t.len(),
-            WitContent::Image(i) => i.data.len() + i.mime_type.len(),
-        })
-        .sum::<usize>()
-        + result.structured.as_ref().map_or(0, String::len);
+    let size = wire_size(&result);
     if size > limits.max_output_bytes {
         return Err(CallError::OutputTooLarge {
             size,
@@ -134,6 +190,50 @@ pub(super) fn convert(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_output_size_is_what_the_response_carries() {
+        let text = |t: &str| WitContent::Text(t.to_string());
+        let result = |content: Vec<WitContent>, structured: Option<&str>| CallResult {
+            content,
+            structured: structured.map(str::to_string),
+            is_error: false,
+        };
+        for (content, structured) in [
+            (vec![text("hello")], None),
+            (
+                vec![text(""), text("a\"b\\c\nd\u{1}"), text("ünï")],
+                Some(r#"{"a":1}"#),
+            ),
+            (
+                vec![WitContent::Image(
+                    super::super::bindings::moat::plugin::types::Image {
+                        mime_type: "image/png".into(),
+                        data: vec![7; 10],
+                    },
+                )],
+                None,
+            ),
+        ] {
+            let r = result(content, structured);
+            let items: Vec<serde_json::Value> = r
+                .content
+                .iter()
+                .map(|c| match c {
+                    WitContent::Text(t) => serde_json::json!({ "type": "text", "text": t }),
+                    WitContent::Image(i) => serde_json::json!({
+                        "type": "image",
+                        "data": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &i.data),
+                        "mimeType": i.mime_type,
+                    }),
+                })
+                .collect();
+            // Each item's JSON plus its comma, and the structured text.
+            let expected: usize = items.iter().map(|i| i.to_string().len() + 1).sum::<usize>()
+                + r.structured.as_ref().map_or(0, String::len);
+            assert_eq!(wire_size(&r), expected);
+        }
+    }
 
     #[test]
     fn panic_message_is_extracted() {

@@ -5,7 +5,8 @@ use super::bindings::PluginPre;
 use super::bindings::moat::plugin::types::Tool as WitTool;
 use super::cache::CacheOutcome;
 use super::call::{Entry, Job, Returned};
-use super::error::LoadError;
+use super::error::{LoadError, NotGranted};
+use super::state::CallState;
 use crate::capabilities::{Grants, Limits};
 use crate::config::PluginConfig;
 use crate::tool::{Annotations, ToolInfo};
@@ -14,7 +15,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker};
 
 /// Bytes of tool descriptions a plugin may return at load.
 const MAX_DESCRIBE_BYTES: usize = 4 << 20;
@@ -48,7 +50,47 @@ pub struct LoadStats {
     pub cache: CacheOutcome,
 }
 
+/// The wasi:http version wasmtime-wasi-http 48 links (its `wit/deps`).
+const WASI_HTTP: &str = "0.2.12";
+
 impl Runtime {
+    /// The linker for a plugin with `grants`: everything WASI and Moat
+    /// offer when it may reach hosts; otherwise every wasi:http function the
+    /// plugin imports ends the call with [`NotGranted`] (no request, body or
+    /// header map is ever made, so nothing of it is held on its behalf).
+    fn linker_for(
+        &self,
+        component: &Component,
+        grants: &Grants,
+    ) -> wasmtime::Result<Linker<CallState>> {
+        let mut linker = self.linker.clone();
+        if !grants.net.allow.is_empty() {
+            return Ok(linker);
+        }
+        linker.allow_shadowing(true);
+        for (name, item) in component.component_type().imports(&self.engine) {
+            let (Some(interface), ComponentItem::ComponentInstance(imported)) = (
+                name.strip_prefix("wasi:http/")
+                    .and_then(|rest| rest.split('@').next()),
+                item.ty,
+            ) else {
+                continue;
+            };
+            // Imports of any 0.2.x resolve to the version linked, so that is
+            // the instance whose functions are replaced.
+            let mut linked = linker.instance(&format!("wasi:http/{interface}@{WASI_HTTP}"))?;
+            for (function, item) in imported.exports(&self.engine) {
+                if let ComponentItem::ComponentFunc(_) = item.ty {
+                    let denied = NotGranted(format!("wasi:http/{interface}#{function}"));
+                    linked.func_new(function, move |_, _, _, _| {
+                        Err(wasmtime::Error::new(denied.clone()))
+                    })?;
+                }
+            }
+        }
+        Ok(linker)
+    }
+
     /// Loads the plugin `config` describes.
     pub async fn load(&self, config: &PluginConfig) -> Result<Plugin, LoadError> {
         let fail = |message: String, fix: &str| LoadError {
@@ -98,7 +140,10 @@ impl Runtime {
             .imports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| {
+        let instance_pre = self
+            .linker_for(&component, &config.grants)
+            .and_then(|linker| linker.instantiate_pre(&component))
+            .map_err(|e| {
             fail(
                 format!("cannot be linked: {e:#}"),
                 "plugins may import only WASI 0.2 and moat:plugin/log; rebuild it against wit/ with the moat-plugin SDK",

@@ -15,6 +15,15 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 /// Log bytes a plugin may write through the `log` import per call.
 const LOG_BUDGET: usize = 64 << 10;
 
+/// Host handles (files, directories, streams, HTTP requests, bodies and
+/// header maps) one call may hold at once. Each handle is host memory and
+/// may be an open file descriptor, so it is capped per call.
+pub const MAX_HANDLES: usize = 1024;
+
+/// Bytes one header map may take in host memory (wasmtime's default is
+/// 128 KiB; with [`MAX_HANDLES`] maps that would be 128 MiB a call).
+const HEADER_MAP_BYTES: usize = 16 << 10;
+
 /// Table elements an instance may hold; generous for real programs, small
 /// enough that a table bomb cannot eat host memory.
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
@@ -51,11 +60,15 @@ impl CallState {
         memory_bytes: usize,
         net: Arc<NetGrant>,
     ) -> Self {
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(HEADER_MAP_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
         CallState {
-            http: WasiHttpCtx::new(),
+            http,
             outbound: Outbound::new(net, plugin.clone()),
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: MemoryLimiter::new(memory_bytes),
             stdout,
             stderr,
@@ -91,6 +104,7 @@ impl LogHost for CallState {
         }
         let message = truncate(&message, self.log_budget);
         self.log_budget -= message.len();
+        let message = super::capture::printable(message);
         let plugin = &*self.plugin;
         match level {
             Level::Trace => tracing::trace!(target: "moat::plugin", plugin, "{message}"),

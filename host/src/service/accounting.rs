@@ -4,12 +4,13 @@
 use super::Refusal;
 use crate::audit::{AuditError, AuditLog, Record, redact};
 use crate::auth::policy::Caller;
-use crate::config::Config;
+use crate::config::{Config, QuotaConfig};
 use crate::metrics::{self, CallLabels, LoadLabels};
 use crate::quota::{Gate, Limited, LocalLimiter, RateLimiter, RefusalThrottle, Throttled};
 use crate::runtime::{CallReport, Plugin};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
@@ -17,9 +18,8 @@ use tokio::sync::Semaphore;
 #[derive(Clone)]
 pub struct Operations {
     audit: Option<Arc<AuditLog>>,
-    limiter: Arc<dyn RateLimiter>,
+    /// Calls running in the process, across every endpoint.
     in_flight: Option<Arc<Semaphore>>,
-    per_tenant: Option<u32>,
     refusals: Option<Arc<RefusalThrottle>>,
 }
 
@@ -28,9 +28,7 @@ impl Default for Operations {
     fn default() -> Self {
         Operations {
             audit: None,
-            limiter: Arc::new(LocalLimiter::new(&Default::default())),
             in_flight: None,
-            per_tenant: None,
             refusals: None,
         }
     }
@@ -46,20 +44,23 @@ impl Operations {
                 Some(audit) => Some(Arc::new(AuditLog::open(audit)?)),
                 None => None,
             },
-            limiter: Arc::new(LocalLimiter::new(limits)),
             in_flight: Some(Arc::new(Semaphore::new(in_flight as usize))),
-            per_tenant: limits.max_concurrent_per_tenant,
-            refusals: Some(Arc::new(RefusalThrottle::new(limits.refusals_per_minute))),
+            refusals: Some(Arc::new(RefusalThrottle::new(
+                limits.refusals_per_minute,
+                limits.refusals_per_minute_total,
+                limits.refusal_ipv6_prefix,
+            ))),
         })
     }
 
-    /// The gate of one endpoint: the shared buckets and process cap, and
-    /// a tenant cap of its own.
-    pub(super) fn gate(&self) -> Gate {
+    /// The gate of one endpoint: buckets and a tenant cap of its own (so
+    /// no caller of one endpoint draws on another's), and the process cap.
+    pub(super) fn gate(&self, limits: &QuotaConfig) -> Gate {
+        let limiter: Arc<dyn RateLimiter> = Arc::new(LocalLimiter::new(limits));
         Gate::new(
-            self.limiter.clone(),
+            limiter,
             self.in_flight.clone(),
-            self.per_tenant,
+            limits.max_concurrent_per_tenant,
         )
     }
 
@@ -88,6 +89,25 @@ impl Operations {
         }
     }
 
+    /// Whether calls can be served: not while the audit log fails and
+    /// calls fail closed.
+    pub(super) async fn ready(&self) -> Result<(), AuditError> {
+        match &self.audit {
+            Some(audit) => audit.ready().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the audit log's chain with a signed checkpoint (at shutdown,
+    /// once every call has answered).
+    pub async fn close(&self) {
+        if let Some(audit) = &self.audit
+            && let Err(e) = audit.checkpoint().await
+        {
+            tracing::error!("cannot write the closing audit checkpoint: {e}");
+        }
+    }
+
     /// Counts the call as running until the guard drops.
     pub(super) fn running(&self) -> Running {
         metrics::get().in_flight.inc();
@@ -99,11 +119,12 @@ impl Operations {
         &self,
         tenant: Option<&str>,
         caller: Option<&Caller>,
+        peer: Option<IpAddr>,
         tool: &str,
         arguments: &Map<String, Value>,
     ) -> Option<Record> {
         let audit = self.audit.as_ref()?;
-        let mut record = record_for(tenant, caller, Some(tool));
+        let mut record = record_for(tenant, caller, peer, Some(tool));
         let text = serde_json::to_string(arguments).expect("JSON values serialize");
         record.args_sha256 = Some(hex::encode(Sha256::digest(text.as_bytes())));
         record.arguments = Some(redact(arguments, audit.max_argument_bytes()));
@@ -193,24 +214,24 @@ impl Operations {
     pub(super) async fn unauthenticated(
         &self,
         tenant: Option<&str>,
-        peer: Option<std::net::IpAddr>,
+        peer: Option<IpAddr>,
         reason: &str,
     ) -> Result<(), Limited> {
         let throttled = match (&self.refusals, peer) {
-            (Some(throttle), Some(peer)) => throttle.check(peer),
+            (Some(throttle), Some(peer)) => throttle.check(&super::endpoint_key(tenant), peer),
             _ => Throttled::No,
         };
         match throttled {
             Throttled::No => {
                 // Refused anyway; a failing audit log changes nothing here.
                 let _ = self
-                    .refused(tenant, None, None, "unauthenticated", reason)
+                    .refused(tenant, None, peer, None, "unauthenticated", reason)
                     .await;
                 Ok(())
             }
             Throttled::First(limited) => {
                 let _ = self
-                    .refused(tenant, None, None, "throttled", &limited.reason)
+                    .refused(tenant, None, peer, None, "throttled", &limited.reason)
                     .await;
                 Err(limited)
             }
@@ -226,6 +247,7 @@ impl Operations {
         &self,
         tenant: Option<&str>,
         caller: Option<&Caller>,
+        peer: Option<IpAddr>,
         tool: Option<&str>,
         kind: &str,
         reason: &str,
@@ -234,7 +256,7 @@ impl Operations {
         let Some(audit) = &self.audit else {
             return Ok(());
         };
-        let mut record = record_for(tenant, caller, tool);
+        let mut record = record_for(tenant, caller, peer, tool);
         record.outcome = "refused";
         record.kind = kind.to_string();
         record.reason = Some(reason.to_string());
@@ -242,9 +264,15 @@ impl Operations {
     }
 }
 
-fn record_for(tenant: Option<&str>, caller: Option<&Caller>, tool: Option<&str>) -> Record {
+fn record_for(
+    tenant: Option<&str>,
+    caller: Option<&Caller>,
+    peer: Option<IpAddr>,
+    tool: Option<&str>,
+) -> Record {
     let mut record = Record::new();
     record.tenant = tenant.map(str::to_string);
+    record.peer = peer;
     record.tool = tool.map(str::to_string);
     if let Some(caller) = caller {
         record.subject = Some(caller.subject.clone());

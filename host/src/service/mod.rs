@@ -22,7 +22,6 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// One tool as served: its MCP name, its plugin and its argument checker.
 pub struct ToolEntry {
@@ -74,14 +73,6 @@ impl Refusal {
             Refusal::AuditUnavailable(_) => "audit_unavailable",
         }
     }
-
-    /// For a limit, when a retry may succeed.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Refusal::RateLimited(limited) => Some(limited.retry_after),
-            _ => None,
-        }
-    }
 }
 
 /// Who is calling, as the transport knows it.
@@ -91,22 +82,19 @@ pub struct CallContext<'a> {
     pub caller: Option<&'a Caller>,
     /// The peer's address over HTTP.
     pub peer: Option<SocketAddr>,
-    /// The transport has admitted the call through [`ToolService::admit`]
-    /// already (HTTP does, to answer 429 with `Retry-After`).
-    pub admitted: bool,
 }
 
 impl CallContext<'_> {
-    /// Whom rate limits count against: the token's subject, else its
-    /// client, else the peer's address, else the process that launched
-    /// Moat over stdio.
+    /// Whom rate limits count against: the token's issuer and subject
+    /// (a subject is unique only at its issuer), else its client, else
+    /// the peer's address, else the process that launched Moat over stdio.
     pub fn limit_key(&self) -> String {
         if let Some(caller) = self.caller {
             if !caller.subject.is_empty() {
-                return format!("sub:{}", caller.subject);
+                return format!("iss:{} sub:{}", caller.issuer, caller.subject);
             }
             if let Some(client) = &caller.client_id {
-                return format!("client:{client}");
+                return format!("iss:{} client:{client}", caller.issuer);
             }
         }
         match self.peer {
@@ -114,6 +102,21 @@ impl CallContext<'_> {
             None => "stdio".into(),
         }
     }
+}
+
+/// A call that passed every check of [`ToolService::admit`]; it runs with
+/// [`ToolService::run`] of the same service, from these values alone.
+pub struct AdmittedCall {
+    /// Index into the service's tools.
+    tool: usize,
+    /// The arguments, valid against the tool's input schema.
+    arguments: Value,
+    /// The caller's identity, for plugins granted `caller_identity`.
+    env: Vec<(String, String)>,
+    /// The audit record, completed when the call ends.
+    record: Option<crate::audit::Record>,
+    /// The call's place under the concurrency caps, until it ends.
+    _permit: Option<Admitted>,
 }
 
 /// The loaded plugins and everything needed to call their tools.
@@ -136,14 +139,16 @@ pub struct ToolService {
 
 impl ToolService {
     /// Builds a runtime for `config` and loads every endpoint's plugins
-    /// into it; fails on the first plugin that cannot be loaded (never
-    /// half-configured).
-    pub async fn load_all(config: &Config) -> anyhow::Result<Vec<(Served<'_>, SharedService)>> {
+    /// into it, under `ops`; fails on the first plugin that cannot be
+    /// loaded (never half-configured).
+    pub async fn load_all<'c>(
+        config: &'c Config,
+        ops: &Operations,
+    ) -> anyhow::Result<Vec<(Served<'c>, SharedService)>> {
         let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(config))?);
-        let ops = Operations::for_config(config)?;
         let mut services = Vec::new();
         for served in config.served() {
-            let service = Self::load(runtime.clone(), served, &ops).await?;
+            let service = Self::load(runtime.clone(), served, ops).await?;
             services.push((served, Arc::new(service)));
         }
         Ok(services)
@@ -171,7 +176,7 @@ impl ToolService {
         let mut service = Self::new(runtime, plugins)?;
         service.tenant = served.tenant.map(str::to_string);
         service.policy = served.auth.map(|a| a.policy.clone());
-        service.gate = Some(ops.gate());
+        service.gate = Some(ops.gate(served.limits));
         service.ops = ops.clone();
         Ok(service)
     }
@@ -241,65 +246,66 @@ impl ToolService {
         }
     }
 
-    /// The tool called `name`, if any.
-    pub fn tool(&self, name: &str) -> Option<&ToolEntry> {
-        self.by_name.get(name).map(|&i| &self.tools[i])
-    }
-
-    /// Admits a call of `tool` through the rate limits and concurrency
-    /// caps; the call counts as running until the result is dropped.
+    /// The one admission step of every call, whatever its transport:
+    /// audit available, policy, limits, tool lookup, arguments against the
+    /// input schema, in that order. A refusal is audited and counted
+    /// before it is returned.
     pub async fn admit(
         &self,
         context: &CallContext<'_>,
-        tool: &str,
-    ) -> Result<Option<Admitted>, Refusal> {
-        match &self.gate {
-            None => Ok(None),
-            Some(gate) => gate
-                .admit(&context.limit_key(), tool)
-                .await
-                .map(Some)
-                .map_err(Refusal::RateLimited),
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<AdmittedCall, Refusal> {
+        let peer = context.peer.map(|p| p.ip());
+        let mut record = self
+            .ops
+            .begin(self.tenant(), context.caller, peer, name, &arguments);
+        match self.check(context, name, arguments, &mut record).await {
+            Ok((tool, arguments, permit)) => Ok(AdmittedCall {
+                tool,
+                arguments,
+                env: if self.plugins[self.tools[tool].plugin].grants.caller_identity {
+                    identity::env(context.caller, self.tenant.as_deref())
+                } else {
+                    Vec::new()
+                },
+                record,
+                _permit: permit,
+            }),
+            Err(refusal) => {
+                let refused = self.ops.finish(self.tenant(), name, record, Err(refusal));
+                Err(refused.await.expect_err("a refusal stays a refusal"))
+            }
         }
     }
 
-    /// Runs tool `name` with `arguments` for the caller of `context`: the
-    /// one path of every call. Its record is written before it returns.
-    pub async fn call(
-        &self,
-        context: CallContext<'_>,
-        name: &str,
-        arguments: Map<String, Value>,
-    ) -> Result<CallReport, Refusal> {
-        let mut record = self
-            .ops
-            .begin(self.tenant(), context.caller, name, &arguments);
-        let result = self.run(&context, name, arguments, &mut record).await;
-        self.ops.finish(self.tenant(), name, record, result).await
-    }
-
-    async fn run(
+    async fn check(
         &self,
         context: &CallContext<'_>,
         name: &str,
         arguments: Map<String, Value>,
         record: &mut Option<crate::audit::Record>,
-    ) -> Result<CallReport, Refusal> {
+    ) -> Result<(usize, Value, Option<Admitted>), Refusal> {
         self.ops.check_audit()?;
         if !self.allows(context.caller, name) {
             return Err(Refusal::NotAllowed(name.to_string()));
         }
-        let _admitted = if context.admitted {
-            None
-        } else {
-            self.admit(context, name).await?
+        let permit = match &self.gate {
+            None => None,
+            Some(gate) => {
+                // Buckets are per endpoint; the key names it too, so that a
+                // store shared by every endpoint (and replica) keeps them apart.
+                let key = format!("{} {}", endpoint_key(self.tenant()), context.limit_key());
+                Some(gate.admit(&key, name).await.map_err(Refusal::RateLimited)?)
+            }
         };
-        let tool = self
-            .tool(name)
+        let index = *self
+            .by_name
+            .get(name)
             .ok_or_else(|| Refusal::UnknownTool(name.to_string()))?;
-        let plugin = &self.plugins[tool.plugin];
+        let tool = &self.tools[index];
         if let Some(record) = record {
-            record.plugin_sha256 = Some(plugin.sha256.clone());
+            record.plugin_sha256 = Some(self.plugins[tool.plugin].sha256.clone());
         }
         let arguments = Value::Object(arguments);
         // `is_valid` is the fast path; the error walk runs only on failure.
@@ -309,19 +315,51 @@ impl ToolService {
             return Err(Refusal::InvalidArguments {
                 tool: tool.name.clone(),
                 field: error.instance_path().to_string(),
-                message: error.to_string(),
+                // The message never repeats the value: it may be a secret,
+                // and it goes to the log, the audit record and the client.
+                message: error.masked().to_string(),
             });
         }
-        let env = if plugin.grants.caller_identity {
-            identity::env(context.caller, self.tenant.as_deref())
-        } else {
-            Vec::new()
+        Ok((index, arguments, permit))
+    }
+
+    /// Runs a call [`Self::admit`] let through, in a fresh sandbox; its
+    /// record is written before this returns.
+    pub async fn run(&self, call: AdmittedCall) -> Result<CallReport, Refusal> {
+        let tool = &self.tools[call.tool];
+        let plugin = &self.plugins[tool.plugin];
+        let report = {
+            let _running = self.ops.running();
+            self.runtime
+                .call_with_env(
+                    plugin,
+                    &tool.info.name,
+                    call.arguments.to_string(),
+                    call.env,
+                )
+                .await
         };
-        let _running = self.ops.running();
-        Ok(self
-            .runtime
-            .call_with_env(plugin, &tool.info.name, arguments.to_string(), env)
-            .await)
+        self.ops
+            .finish(self.tenant(), &tool.name, call.record, Ok(report))
+            .await
+    }
+
+    /// Admits and runs tool `name` with `arguments` for the caller of
+    /// `context`.
+    pub async fn call(
+        &self,
+        context: CallContext<'_>,
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<CallReport, Refusal> {
+        let call = self.admit(&context, name, arguments).await?;
+        self.run(call).await
+    }
+
+    /// Whether this endpoint can serve calls now (for `/readyz`): `Err`
+    /// while its audit log cannot be written and calls fail closed.
+    pub async fn ready(&self) -> Result<(), crate::audit::AuditError> {
+        self.ops.ready().await
     }
 
     /// Audits and counts a request from `peer` refused for want of a valid
@@ -336,17 +374,25 @@ impl ToolService {
     }
 
     /// Audits and counts a request the transport refused before any call
-    /// (no or bad token, a tool the policy refuses, a limit, a bad body).
+    /// (a bad body, a session that is not the caller's).
     pub async fn refused(
         &self,
         caller: Option<&Caller>,
-        tool: Option<&str>,
+        peer: Option<std::net::IpAddr>,
         kind: &str,
         reason: &str,
     ) -> Result<(), crate::audit::AuditError> {
         self.ops
-            .refused(self.tenant(), caller, tool, kind, reason)
+            .refused(self.tenant(), caller, peer, None, kind, reason)
             .await
+    }
+}
+
+/// Names an endpoint in the keys of limits shared by every endpoint.
+fn endpoint_key(tenant: Option<&str>) -> String {
+    match tenant {
+        Some(tenant) => format!("tenant:{tenant}"),
+        None => "top".into(),
     }
 }
 

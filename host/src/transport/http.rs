@@ -10,7 +10,8 @@
 //! tenant's) is mounted at its own path with its own sessions, token
 //! checks and RFC 9728 metadata.
 
-use super::drain::{Admission, InFlight, admit};
+use super::admission::{EndpointState, InFlight, admit};
+use super::sessions::Sessions;
 use crate::auth::endpoint::Endpoint;
 use crate::config::{AuthConfig, HttpConfig, Served};
 use crate::mcp::McpHandler;
@@ -21,6 +22,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::get;
+use axum::serve::{ListenerExt, TapIo};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use std::future::Future;
@@ -28,7 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
@@ -99,13 +101,25 @@ pub async fn serve(
     let (hosts, origins) = allow_lists(addr, http)?;
     let sessions = CancellationToken::new();
     let in_flight = Arc::new(InFlight::default());
-    let ready = Arc::new(AtomicBool::new(true));
+    let ready = Arc::new(Readiness {
+        serving: AtomicBool::new(true),
+        services: mounts.iter().map(|m| m.service.clone()).collect(),
+    });
     let mut app = Router::new();
     let protected = mounts.iter().filter(|m| m.auth.is_some()).count();
     for mount in mounts {
         let auth = mount.auth.map(|a| Arc::new(Endpoint::new(a)));
-        let mcp = mcp_service(mount.service.clone(), http, &hosts, &origins, &sessions);
-        let admission = Admission {
+        let manager = Arc::new(LocalSessionManager::default());
+        let mcp = mcp_service(
+            mount.service.clone(),
+            manager.clone(),
+            http,
+            &hosts,
+            &origins,
+            &sessions,
+        );
+        let state = EndpointState {
+            sessions: (!http.stateless).then(|| Arc::new(Sessions::new(manager))),
             in_flight: in_flight.clone(),
             max_body_bytes: http.max_body_bytes,
             auth: auth.clone(),
@@ -116,7 +130,7 @@ pub async fn serve(
                 StatusCode::REQUEST_TIMEOUT,
                 http.request_timeout,
             ))
-            .layer(middleware::from_fn_with_state(admission, admit))
+            .layer(middleware::from_fn_with_state(state, admit))
             .service(mcp);
         app = app.nest_service(&mount.path, mcp);
         if let Some(endpoint) = &auth {
@@ -144,7 +158,7 @@ pub async fn serve(
         let stop = stop_accepting.clone();
         // The peer's address names callers without a token for rate limits.
         axum::serve(
-            listener,
+            without_nagle(listener),
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -158,7 +172,7 @@ pub async fn serve(
         grace_ms = http.shutdown_grace.as_millis() as u64,
         "shutting down: no new requests; waiting for running calls"
     );
-    ready.store(false, Ordering::SeqCst);
+    ready.serving.store(false, Ordering::SeqCst);
     stop_accepting.cancel();
     if tokio::time::timeout(http.shutdown_grace, in_flight.drained())
         .await
@@ -181,10 +195,24 @@ pub async fn serve(
     Ok(())
 }
 
+/// `listener` with Nagle's algorithm off on every accepted connection: a
+/// response can leave in more than one write (headers, then an event), and
+/// with Nagle on, the second waits for the client's delayed ACK (~40 ms
+/// per call with Node's `fetch` or Python's `http.client`).
+fn without_nagle(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
+    fn no_delay(tcp: &mut TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot turn Nagle's algorithm off: {e}");
+        }
+    }
+    listener.tap_io(no_delay)
+}
+
 /// rmcp's Streamable HTTP service over `service`, with its own sessions
 /// (a session of one endpoint is unknown at every other).
 fn mcp_service(
     service: SharedService,
+    manager: Arc<LocalSessionManager>,
     http: &HttpConfig,
     hosts: &[String],
     origins: &[String],
@@ -203,19 +231,34 @@ fn mcp_service(
         config.with_allowed_hosts(hosts.to_vec())
     };
     let handler = McpHandler::new(service);
-    StreamableHttpService::new(
-        move || Ok(handler.clone()),
-        LocalSessionManager::default().into(),
-        config,
-    )
+    StreamableHttpService::new(move || Ok(handler.clone()), manager, config)
 }
 
-async fn readyz(State(ready): State<Arc<AtomicBool>>) -> (StatusCode, &'static str) {
-    if ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+/// What `/readyz` looks at.
+struct Readiness {
+    /// False once shutdown has begun.
+    serving: AtomicBool,
+    /// Every endpoint: each must be able to audit its calls.
+    services: Vec<SharedService>,
+}
+
+/// 200 while calls can be served; 503 while shutting down or while an
+/// audit log refuses calls, so that a load balancer drains this replica.
+async fn readyz(State(ready): State<Arc<Readiness>>) -> (StatusCode, String) {
+    if !ready.serving.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
     }
+    for service in &ready.services {
+        // The error names a host path: it goes to the log, not the peer.
+        if let Err(e) = service.ready().await {
+            tracing::debug!("not ready: {e}");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "calls are refused: the audit log cannot be written\n".into(),
+            );
+        }
+    }
+    (StatusCode::OK, "ready\n".into())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -240,5 +283,22 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::serve::Listener;
+
+    #[tokio::test]
+    async fn accepted_connections_send_without_waiting_for_acks() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut listener = without_nagle(listener);
+        let (accepted, client) =
+            tokio::join!(listener.accept(), tokio::net::TcpStream::connect(addr));
+        let _client = client.unwrap();
+        assert!(accepted.0.nodelay().unwrap());
     }
 }

@@ -2,7 +2,8 @@
 //! and hold no tool logic of their own.
 
 pub mod admin;
-mod drain;
-mod guard;
+mod admission;
+mod body;
 pub mod http;
+mod sessions;
 pub mod stdio;

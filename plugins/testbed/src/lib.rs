@@ -48,6 +48,39 @@ struct Text {
     text: String,
 }
 
+/// Secret-named fields with limits, so a refusal has a value to repeat.
+#[derive(Deserialize, JsonSchema)]
+struct Credentials {
+    #[schemars(length(max = 8))]
+    api_key: String,
+    nested: Option<Vault>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Vault {
+    #[schemars(length(max = 8))]
+    password: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Count {
+    count: u32,
+}
+
+fn empty_items(args: Count) -> Output {
+    Output {
+        content: (0..args.count)
+            .map(|_| Content::Text(String::new()))
+            .collect(),
+        structured: None,
+        is_error: false,
+    }
+}
+
+fn sign_in(_: Credentials) -> String {
+    "signed in".into()
+}
+
 fn spin(_: Nothing) -> String {
     let mut i: u64 = 0;
     loop {
@@ -194,6 +227,54 @@ fn get_many(args: Repeat) -> String {
     outcomes.join(" ")
 }
 
+/// Creates `count` outgoing requests with bodies, writes into each body
+/// as much as the host takes, sends none, and holds them all; returns the
+/// bytes the host accepted.
+fn hoard_bodies(args: Count) -> String {
+    use wasi::http::types::{Fields, OutgoingRequest};
+    let mut held = Vec::new();
+    let mut buffered = 0;
+    for _ in 0..args.count {
+        let request = OutgoingRequest::new(Fields::new());
+        let body = request.body().unwrap();
+        let stream = body.write().unwrap();
+        let permitted = stream.check_write().unwrap_or(0).min(1 << 20);
+        if stream.write(&vec![7; permitted as usize]).is_ok() {
+            buffered += permitted;
+        }
+        // Children first: a tuple drops its fields in order.
+        held.push((stream, body, request));
+    }
+    buffered.to_string()
+}
+
+/// Opens the file at `path` `count` times and holds every handle.
+fn open_many(args: OpenMany) -> Result<String, String> {
+    let files = (0..args.count)
+        .map(|_| std::fs::File::open(&args.path))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    Ok(format!("holding {}", files.len()))
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct OpenMany {
+    path: String,
+    count: u32,
+}
+
+/// Asks the host for `bytes` random bytes at once.
+fn random(args: Size) -> String {
+    wasi::random::random::get_random_bytes(args.bytes)
+        .len()
+        .to_string()
+}
+
+/// Exits the process with `code`, as a program would.
+fn exit(args: Count) -> String {
+    std::process::exit(args.count as i32)
+}
+
 fn fail(args: Text) -> Result<String, String> {
     Err(args.text)
 }
@@ -244,6 +325,24 @@ moat_plugin::plugin![
         print
     ),
     Tool::new("fail", "Returns a tool error with `text`.", fail),
+    Tool::new(
+        "empty_items",
+        "Returns `count` empty text items.",
+        empty_items
+    ),
+    Tool::new(
+        "hoard_bodies",
+        "Holds `count` unsent HTTP request bodies.",
+        hoard_bodies
+    ),
+    Tool::new("open_many", "Holds `path` open `count` times.", open_many),
+    Tool::new("random", "Asks for `bytes` random bytes.", random),
+    Tool::new("exit", "Exits with status `count`.", exit),
+    Tool::new(
+        "sign_in",
+        "Takes credentials of at most 8 characters.",
+        sign_in
+    ),
     Tool::new("get_many", "Sends `times` HTTP GETs to `url`.", get_many),
     Tool::new(
         "connect",

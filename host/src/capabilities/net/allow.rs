@@ -108,6 +108,8 @@ struct Rule {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowedHosts {
     rules: Vec<Rule>,
+    /// The entries as the operator wrote them, for `moat check`.
+    written: Vec<String>,
 }
 
 /// Why an entry could not be parsed, and how to fix it.
@@ -134,7 +136,15 @@ impl AllowedHosts {
             .enumerate()
             .map(|(i, e)| parse_entry(e.as_ref()).map_err(|err| (i, err)))
             .collect::<Result<_, _>>()?;
-        Ok(AllowedHosts { rules })
+        Ok(AllowedHosts {
+            rules,
+            written: entries.iter().map(|e| e.as_ref().to_string()).collect(),
+        })
+    }
+
+    /// The entries as written.
+    pub fn entries(&self) -> &[String] {
+        &self.written
     }
 
     /// Whether nothing at all is allowed.

@@ -23,6 +23,8 @@ pub struct NetGrant {
     pub max_requests: u32,
     /// Bytes of one response body a plugin may read.
     pub max_response_bytes: u64,
+    /// Bytes of one request body a plugin may send.
+    pub max_request_bytes: u64,
     /// Connect, first-byte and between-bytes timeout of each request.
     pub request_timeout: Duration,
 }
@@ -33,6 +35,7 @@ impl Default for NetGrant {
             allow: AllowedHosts::default(),
             max_requests: 16,
             max_response_bytes: 10 << 20,
+            max_request_bytes: 10 << 20,
             request_timeout: Duration::from_secs(10),
         }
     }
@@ -44,6 +47,7 @@ pub(in crate::capabilities) struct RawNet {
     pub allow_hosts: Option<Spanned<Vec<Spanned<String>>>>,
     pub max_http_requests: Option<Spanned<u64>>,
     pub max_response_bytes: Option<Spanned<u64>>,
+    pub max_request_bytes: Option<Spanned<u64>>,
     pub http_timeout_ms: Option<Spanned<u64>>,
 }
 
@@ -65,6 +69,9 @@ pub(in crate::capabilities) fn parse(src: &Source, raw: RawNet) -> Result<NetGra
     }
     if let Some(v) = &raw.max_response_bytes {
         grant.max_response_bytes = src.ranged(v, "max_response_bytes", 1, 1 << 32)?;
+    }
+    if let Some(v) = &raw.max_request_bytes {
+        grant.max_request_bytes = src.ranged(v, "max_request_bytes", 1, 1 << 32)?;
     }
     if let Some(v) = &raw.http_timeout_ms {
         grant.request_timeout =

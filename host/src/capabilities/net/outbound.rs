@@ -8,7 +8,7 @@ use super::NetGrant;
 use super::allow::{Host, Scheme, canonical, normalize_name, special_range};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming};
+use hyper::body::{Body, Frame};
 use rustls::pki_types::ServerName;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -119,7 +119,17 @@ struct Destination {
     target: String,
 }
 
+/// Bytes of one write to an outgoing body that the host buffers. One
+/// chunk is buffered per body, so this and the call's handle cap bound
+/// what unsent bodies can make the host hold (wasmtime's default is 1 MiB
+/// a body: a thousand unsent bodies held a gigabyte).
+const BODY_CHUNK_BYTES: usize = 16 << 10;
+
 impl WasiHttpHooks for Outbound {
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK_BYTES
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -186,12 +196,19 @@ async fn send(
         .map_or("/", |p| p.as_str())
         .to_string();
     *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
+    let limit = grant.max_request_bytes;
+    let request = request.map(|body| CappedBody {
+        inner: body,
+        left: limit,
+        too_big: || Error::HttpRequestBodySize(None),
+    });
     let response = sender.send_request(request).await.map_err(Error::from)?;
     let limit = grant.max_response_bytes;
     let response = response.map(|body| {
         CappedBody {
             inner: body,
             left: limit,
+            too_big: || Error::HttpResponseBodySize(None),
         }
         .boxed_unsync()
     });
@@ -268,13 +285,19 @@ pub(crate) static TLS: LazyLock<tokio_rustls::TlsConnector> = LazyLock::new(|| {
 pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
-/// A response body that fails once more than `left` bytes arrive.
-struct CappedBody {
-    inner: Incoming,
+/// A body that fails with `too_big` once more than `left` bytes pass:
+/// responses a plugin reads, and requests a plugin sends.
+struct CappedBody<B> {
+    inner: B,
     left: u64,
+    too_big: fn() -> Error,
 }
 
-impl Body for CappedBody {
+impl<B> Body for CappedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    Error: From<B::Error>,
+{
     type Data = Bytes;
     type Error = Error;
 
@@ -286,7 +309,7 @@ impl Body for CappedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);
                 if len > self.left {
-                    return Poll::Ready(Some(Err(Error::HttpResponseBodySize(None))));
+                    return Poll::Ready(Some(Err((self.too_big)())));
                 }
                 self.left -= len;
                 Poll::Ready(Some(Ok(frame)))

@@ -5,9 +5,10 @@
 //! response body is written (a tool call's result travels on an event
 //! stream that outlives the handler).
 
+use super::sessions::{self, Sessions};
 use crate::auth::endpoint::{Challenge, Endpoint};
-use crate::quota::Admitted;
-use crate::service::{CallContext, SharedService};
+use crate::mcp::HttpAdmission;
+use crate::service::{CallContext, Refusal, SharedService};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::Method;
@@ -63,9 +64,9 @@ impl Drop for Guard {
     }
 }
 
-/// What the admission middleware needs.
+/// What the admission middleware needs for one endpoint.
 #[derive(Clone)]
-pub struct Admission {
+pub struct EndpointState {
     /// Unfinished requests.
     pub in_flight: Arc<InFlight>,
     /// The request body limit in bytes.
@@ -74,24 +75,34 @@ pub struct Admission {
     pub auth: Option<Arc<Endpoint>>,
     /// The endpoint's tools, for limits and the audit of refusals.
     pub service: SharedService,
+    /// Session owners; `None` in stateless mode.
+    pub sessions: Option<Arc<Sessions>>,
 }
+
+/// The header that carries a session's ID.
+const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Middleware in front of the MCP service (one layer, because every layer
 /// clones the service stack per request): the request is authenticated; a
-/// POST's body is checked (see [`super::guard`]), and a `tools/call` is
-/// checked against the policy (403) and the limits (429) here, where the
-/// status can still say so. Every refusal is audited. The request counts
+/// POST's body is checked (see [`super::body`]), and a `tools/call` goes
+/// through the service's admission here, where a refusal by the policy
+/// (403) or the limits (429) can still say so in its status. Every
+/// refusal is audited. The request counts
 /// as in flight until its response body is finished; GET opens a
 /// long-lived event stream that shutdown closes itself.
 pub async fn admit(
-    State(admission): State<Admission>,
+    State(state): State<EndpointState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let service = &admission.service;
+    let service = &state.service;
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
     // Every request authenticates, whatever its session: a session never
     // stands in for a token.
-    let caller = match &admission.auth {
+    let caller = match &state.auth {
         None => None,
         Some(endpoint) => match endpoint
             .authenticate(request.uri(), request.headers())
@@ -99,10 +110,6 @@ pub async fn admit(
         {
             Ok(caller) => Some(caller),
             Err(challenge) => {
-                let peer = request
-                    .extensions()
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|info| info.0.ip());
                 return match service.unauthenticated(peer, &challenge.reason).await {
                     Ok(()) => refuse(&challenge),
                     Err(limited) => too_many(&limited.reason, limited.retry_after),
@@ -110,67 +117,100 @@ pub async fn admit(
             }
         },
     };
+    // A session belongs to whoever created it; anyone else is told it
+    // does not exist.
+    let session = request
+        .headers()
+        .get(SESSION_HEADER)
+        .map(|v| v.to_str().unwrap_or_default().to_string());
+    let owner = sessions::owner(caller.as_ref());
+    if let (Some(sessions), Some(id)) = (&state.sessions, &session)
+        && !sessions.belongs(id, &owner).await
+    {
+        let _ = service
+            .refused(
+                caller.as_ref(),
+                peer,
+                "unknown_session",
+                "the session does not exist or belongs to another caller",
+            )
+            .await;
+        return (
+            http::StatusCode::NOT_FOUND,
+            "Not Found: no such session (it ended, or it was never this caller's)\n",
+        )
+            .into_response();
+    }
     if request.method() != Method::POST {
+        let delete = request.method() == Method::DELETE;
         if let Some(caller) = caller {
             request.extensions_mut().insert(caller);
         }
-        return next.run(request).await;
+        let mut response = next.run(request).await;
+        if let (true, Some(sessions), Some(id)) = (delete, &state.sessions, &session)
+            && response.status().is_success()
+        {
+            // rmcp answers 202; a DELETE that ended the session is done,
+            // and the SDKs expect 200 or 204 for it.
+            sessions.ended(id);
+            *response.status_mut() = http::StatusCode::NO_CONTENT;
+            *response.body_mut() = Body::empty();
+        }
+        return response;
     }
-    let guard = admission.in_flight.enter();
+    let guard = state.in_flight.enter();
     let (mut parts, body) = request.into_parts();
-    let body = match super::guard::read_body(body, admission.max_body_bytes).await {
+    let body = match super::body::read_body(body, state.max_body_bytes).await {
         Ok(checked) => checked,
         Err(refusal) => {
             let reason = format!("request body refused ({})", refusal.status());
             let _ = service
-                .refused(caller.as_ref(), None, "bad_request", &reason)
+                .refused(caller.as_ref(), peer, "bad_request", &reason)
                 .await;
             return refusal;
         }
     };
-    let mut admitted = None;
-    if let Some(tool) = body.tool.as_deref() {
-        if let (Some(endpoint), Some(caller)) = (&admission.auth, &caller)
-            && !endpoint.allows(caller, tool)
-        {
-            let challenge = endpoint.forbidden(tool);
-            let _ = service
-                .refused(Some(caller), Some(tool), "forbidden", &challenge.reason)
-                .await;
-            return refuse(&challenge);
-        }
+    if let Some((tool, arguments)) = body.call {
+        // The service's one admission step; only a refusal with an HTTP
+        // status of its own is answered here, the rest travel to the
+        // handler, which answers them as JSON-RPC errors.
         let context = CallContext {
             caller: caller.as_ref(),
             peer: parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|info| info.0),
-            admitted: false,
         };
-        match service.admit(&context, tool).await {
-            Ok(permit) => admitted = permit,
-            Err(refusal) => {
-                let reason = refusal.to_string();
-                let _ = service
-                    .refused(caller.as_ref(), Some(tool), refusal.kind(), &reason)
-                    .await;
-                return too_many(&reason, refusal.retry_after().unwrap_or_default());
+        let admission = service.admit(&context, &tool, arguments).await;
+        match (&admission, &state.auth) {
+            (Err(Refusal::NotAllowed(tool)), Some(endpoint)) => {
+                return refuse(&endpoint.forbidden(tool));
             }
+            (Err(refusal @ Refusal::RateLimited(limited)), _) => {
+                return too_many(&refusal.to_string(), limited.retry_after);
+            }
+            _ => {}
         }
-        parts.extensions.insert(crate::mcp::LimitsChecked);
+        parts.extensions.insert(HttpAdmission::new(admission));
     }
     if let Some(caller) = caller {
         parts.extensions.insert(caller);
     }
-    next.run(Request::from_parts(parts, Body::from(body.bytes)))
-        .await
-        .map(|body| {
-            Body::new(GuardedBody {
-                inner: body,
-                _guard: guard,
-                _admitted: admitted,
-            })
+    let response = next
+        .run(Request::from_parts(parts, Body::from(body.bytes)))
+        .await;
+    if let (Some(sessions), None) = (&state.sessions, &session)
+        && let Some(id) = response.headers().get(SESSION_HEADER)
+        && let Ok(id) = id.to_str()
+    {
+        sessions.created(id.to_string(), owner).await;
+    }
+    response.map(|body| {
+        Body::new(GuardedBody {
+            inner: body,
+            _guard: guard,
         })
+    })
 }
 
 /// The response for a refused request: its status, the challenge header
@@ -199,12 +239,10 @@ fn too_many(reason: &str, retry_after: Duration) -> Response {
     response
 }
 
-/// A response body that holds a [`Guard`] (and the call's admission to
-/// the limits) until it is dropped.
+/// A response body that holds a [`Guard`] until it is dropped.
 struct GuardedBody {
     inner: Body,
     _guard: Guard,
-    _admitted: Option<Admitted>,
 }
 
 impl http_body::Body for GuardedBody {

@@ -2,15 +2,15 @@
 //! specification prescribes, before they reach the MCP service: invalid
 //! JSON is a parse error (-32700), JSON that is not one JSON-RPC 2.0
 //! message is an invalid request (-32600), and an oversized body is 413.
-//! The same single parse also finds the tool a `tools/call` names, which
-//! the policy and the limits need before the MCP service runs.
+//! The same single parse also finds the tool a `tools/call` names and its
+//! arguments, which admission needs before the MCP service runs.
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -18,9 +18,13 @@ use std::fmt;
 pub struct Checked {
     /// The body.
     pub bytes: Bytes,
-    /// The tool it calls, when it is a `tools/call`.
-    pub tool: Option<String>,
+    /// The tool it calls and the arguments, when it is a `tools/call`
+    /// whose arguments are an object (or absent).
+    pub call: Option<ToolCall>,
 }
+
+/// The tool a `tools/call` names and its arguments.
+pub type ToolCall = (String, Map<String, Value>);
 
 /// Reads the checked body of a POST, or the error response for it.
 pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Checked, Response> {
@@ -32,7 +36,7 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Checked, 
             .into_response()
     })?;
     match inspect(&bytes) {
-        Ok(tool) => Ok(Checked { bytes, tool }),
+        Ok(call) => Ok(Checked { bytes, call }),
         Err((code, message)) => {
             let error = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } });
             Err((StatusCode::BAD_REQUEST, axum::Json(error)).into_response())
@@ -40,13 +44,13 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Checked, 
     }
 }
 
-/// The tool a body that is one JSON-RPC message calls, if it is a
-/// `tools/call`; else the JSON-RPC error code and message for it.
-fn inspect(bytes: &[u8]) -> Result<Option<String>, (i32, String)> {
+/// The tool and arguments of a body that is one JSON-RPC message, if it
+/// is a `tools/call`; else the JSON-RPC error code and message for it.
+fn inspect(bytes: &[u8]) -> Result<Option<ToolCall>, (i32, String)> {
     match serde_json::from_slice::<Shape>(bytes) {
         Ok(shape) => match shape.problem() {
             Some(why) => Err((-32600, format!("Invalid Request: {why}"))),
-            None => Ok(shape.tool()),
+            None => Ok(shape.call()),
         },
         // Not an object of the right shape: tell invalid JSON from valid
         // JSON of another shape.
@@ -67,7 +71,7 @@ fn inspect(bytes: &[u8]) -> Result<Option<String>, (i32, String)> {
 struct Shape {
     jsonrpc: Option<Version>,
     method: Option<Method>,
-    params: Option<ToolName>,
+    params: Option<CallParams>,
     result: Option<IgnoredAny>,
     error: Option<IgnoredAny>,
 }
@@ -78,53 +82,58 @@ struct Version(bool);
 /// The method, when the value was a string.
 struct Method(Option<String>);
 
-/// The `name` member of `params`, when it is an object with a string
-/// `name`; any other value is accepted (other methods' params vary).
-struct ToolName(Option<String>);
+/// The `name` and `arguments` members of `params`, when it is an object;
+/// any other value is accepted (other methods' params vary).
+#[derive(Default)]
+struct CallParams {
+    name: Option<String>,
+    arguments: Option<Value>,
+}
 
-impl<'de> Deserialize<'de> for ToolName {
+impl<'de> Deserialize<'de> for CallParams {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Names;
         impl<'de> Visitor<'de> for Names {
-            type Value = ToolName;
+            type Value = CallParams;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ToolName, A::Error> {
-                let mut name = None;
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CallParams, A::Error> {
+                let mut params = CallParams::default();
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == "name" {
-                        name = map
-                            .next_value::<serde_json::Value>()?
-                            .as_str()
-                            .map(str::to_string);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
+                    match key.as_ref() {
+                        "name" => {
+                            params.name = map.next_value::<Value>()?.as_str().map(str::to_string)
+                        }
+                        "arguments" => params.arguments = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
                     }
                 }
-                Ok(ToolName(name))
+                Ok(params)
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ToolName, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<CallParams, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(ToolName(None))
+                Ok(CallParams::default())
             }
-            fn visit_bool<E>(self, _: bool) -> Result<ToolName, E> {
-                Ok(ToolName(None))
+            fn visit_bool<E>(self, _: bool) -> Result<CallParams, E> {
+                Ok(CallParams::default())
             }
-            fn visit_i64<E>(self, _: i64) -> Result<ToolName, E> {
-                Ok(ToolName(None))
+            fn visit_i64<E>(self, _: i64) -> Result<CallParams, E> {
+                Ok(CallParams::default())
             }
-            fn visit_u64<E>(self, _: u64) -> Result<ToolName, E> {
-                Ok(ToolName(None))
+            fn visit_u64<E>(self, _: u64) -> Result<CallParams, E> {
+                Ok(CallParams::default())
             }
-            fn visit_f64<E>(self, _: f64) -> Result<ToolName, E> {
-                Ok(ToolName(None))
+            fn visit_f64<E>(self, _: f64) -> Result<CallParams, E> {
+                Ok(CallParams::default())
             }
-            fn visit_str<E>(self, _: &str) -> Result<ToolName, E> {
-                Ok(ToolName(None))
+            fn visit_str<E>(self, _: &str) -> Result<CallParams, E> {
+                Ok(CallParams::default())
             }
-            fn visit_unit<E>(self) -> Result<ToolName, E> {
-                Ok(ToolName(None))
+            fn visit_unit<E>(self) -> Result<CallParams, E> {
+                Ok(CallParams::default())
             }
         }
         d.deserialize_any(Names)
@@ -158,9 +167,18 @@ impl Shape {
         None
     }
 
-    fn tool(self) -> Option<String> {
-        let method = self.method?.0?;
-        (method == "tools/call").then_some(self.params?.0?)
+    fn call(self) -> Option<ToolCall> {
+        if self.method?.0? != "tools/call" {
+            return None;
+        }
+        let params = self.params?;
+        let arguments = match params.arguments {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(arguments)) => arguments,
+            // Not a call MCP allows; the MCP service answers it.
+            Some(_) => return None,
+        };
+        Some((params.name?, arguments))
     }
 }
 
@@ -204,11 +222,23 @@ mod tests {
     }
 
     #[test]
-    fn the_tool_of_a_call_is_found_in_the_same_parse() {
+    fn the_tool_and_arguments_of_a_call_are_found_in_the_same_parse() {
         let cases = [
             (
                 r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"name":"x"},"name":"files.read"}}"#,
-                Some("files.read"),
+                Some(("files.read", json!({ "name": "x" }))),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello.greet"}}"#,
+                Some(("hello.greet", json!({}))),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello.greet","arguments":null}}"#,
+                Some(("hello.greet", json!({}))),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello.greet","arguments":[1]}}"#,
+                None,
             ),
             (
                 r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}"#,
@@ -228,12 +258,14 @@ mod tests {
                 None,
             ),
         ];
-        for (body, tool) in cases {
-            assert_eq!(
-                inspect(body.as_bytes()),
-                Ok(tool.map(str::to_string)),
-                "{body}"
-            );
+        for (body, call) in cases {
+            let expected = call.map(|(tool, arguments)| {
+                let Value::Object(arguments) = arguments else {
+                    unreachable!()
+                };
+                (tool.to_string(), arguments)
+            });
+            assert_eq!(inspect(body.as_bytes()), Ok(expected), "{body}");
         }
     }
 }
