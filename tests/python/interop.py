@@ -1,6 +1,6 @@
 """Drives Moat with the official MCP Python SDK (pinned in requirements.txt).
 
-Run by tests/tests/python_interop.rs; by hand:
+Run by tests/tests/all/python_interop.rs; by hand:
     python interop.py --moat target/debug/moat --config DIR/moat.toml \
         --stateless-config DIR2/moat.toml
 

@@ -1,7 +1,7 @@
 """Drives Moat, protected by a third-party OpenID Provider, with the official
 MCP Python SDK's client-credentials OAuth provider.
 
-Run by tests/tests/oauth_interop.rs; by hand, with Moat and the provider
+Run by tests/tests/all/oauth_interop.rs; by hand, with Moat and the provider
 (tests/oauth/provider.mjs) already running:
     python oauth_interop.py --url http://127.0.0.1:PORT/mcp \
         --issuer http://127.0.0.1:PORT2 --other-resource http://127.0.0.1:PORT/other

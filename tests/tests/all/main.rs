@@ -1,0 +1,20 @@
+//! Moat's end-to-end tests, in one binary (as wasmtime keeps its own): one
+//! link of the host instead of one per file. Each module attacks one
+//! guarantee through the library, the `moat` binary, real MCP clients and
+//! real servers on 127.0.0.1; run one with `cargo test --test all <module>`.
+
+mod audit;
+mod auth_http;
+mod auth_keys;
+mod cli;
+mod filesystem;
+mod http;
+mod isolation;
+mod limits;
+mod loading;
+mod mcp;
+mod network;
+mod oauth_interop;
+mod python_interop;
+mod quotas;
+mod tenants;
