@@ -3,7 +3,8 @@
 //! no `--config` is given, so Moat runs on a fresh machine with nothing
 //! else installed.
 
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
+use crate::diagnostics::ConfigError;
 use std::path::Path;
 use tempfile::TempDir;
 

@@ -3,7 +3,8 @@
 //! # Layout
 //!
 //! - [`config`]: `moat.toml`, parsed once into typed values; errors name
-//!   the file, the line and the fix. [`defaults`] is the embedded default.
+//!   the file, the line and the fix ([`diagnostics`], shared with the
+//!   grant parsers). [`defaults`] is the embedded default.
 //! - [`capabilities`]: one module per thing a plugin can be granted
 //!   (filesystem, environment, limits): its grant type, how it is parsed,
 //!   and how it is applied to a fresh call.
@@ -22,6 +23,7 @@
 //! - [`transport`]: stdio and Streamable HTTP, adapting to [`mcp`].
 //! - [`tool`]: tools and results as plain data, shaped like MCP's.
 //! - [`cli`]: the `moat` command, one file per subcommand.
+//! - [`tls`]: the TLS client of every outbound connection.
 //!
 //! The contract with plugins is the WIT package in `wit/`; the plugin SDK
 //! and example plugins are in `plugins/`.
@@ -32,10 +34,12 @@ pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod defaults;
+pub mod diagnostics;
 pub mod mcp;
 pub mod metrics;
 pub mod quota;
 pub mod runtime;
 pub mod service;
+pub mod tls;
 pub mod tool;
 pub mod transport;

@@ -3,9 +3,10 @@
 //! Transports ask it to authenticate a request and to authorize a tool;
 //! it answers with the caller or with the challenge to send back.
 
+use super::AuthConfig;
 use super::keys::IssuerKeys;
 use super::policy::Caller;
-use crate::config::AuthConfig;
+use super::token::metadata_path;
 use http::{HeaderMap, StatusCode, Uri};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -15,16 +16,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Verified tokens kept, at most; past it the cache is emptied.
 const MAX_CACHED_TOKENS: usize = 10_000;
-
-/// The path of the RFC 9728 metadata for `resource`: its path with
-/// `/.well-known/oauth-protected-resource` in front.
-pub fn metadata_path(resource: &str) -> String {
-    let path = url::Url::parse(resource).map_or(String::new(), |u| u.path().to_string());
-    format!(
-        "/.well-known/oauth-protected-resource{}",
-        path.trim_end_matches('/')
-    )
-}
 
 /// The state of one protected endpoint.
 pub struct Endpoint {

@@ -5,7 +5,7 @@
 
 use super::policy::Caller;
 use super::token::{TokenError, TokenRules, validate};
-use crate::capabilities::net::outbound::{Io, TLS};
+use crate::tls::{Io, TLS};
 use anyhow::{Context, bail};
 use http_body_util::{BodyExt, Empty, Limited};
 use jsonwebtoken::jwk::JwkSet;

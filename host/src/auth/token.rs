@@ -253,6 +253,16 @@ pub fn canonical_resource(uri: &str) -> String {
     }
 }
 
+/// The path of the RFC 9728 metadata for `resource`: its path with
+/// `/.well-known/oauth-protected-resource` in front.
+pub fn metadata_path(resource: &str) -> String {
+    let path = url::Url::parse(resource).map_or(String::new(), |u| u.path().to_string());
+    format!(
+        "/.well-known/oauth-protected-resource{}",
+        path.trim_end_matches('/')
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 //! (`{ from_file = "/run/secrets/api_key" }`), so that secrets need not
 //! sit in `moat.toml`. Values are never printed, logged or audited.
 
-use crate::config::{ConfigError, Source};
+use crate::diagnostics::{ConfigError, Source};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -161,7 +161,7 @@ pub(super) fn apply(grant: &EnvGrant, wasi: &mut WasiCtxBuilder) {
 mod tests {
     use crate::config::Config;
 
-    fn parse(dir: &std::path::Path, env: &str) -> Result<Config, crate::config::ConfigError> {
+    fn parse(dir: &std::path::Path, env: &str) -> Result<Config, crate::diagnostics::ConfigError> {
         std::fs::write(dir.join("p.wasm"), b"not really wasm").unwrap();
         let text = format!(
             "[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n[plugin.grants]\nenv = {{ {env} }}\n"

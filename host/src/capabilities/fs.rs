@@ -4,7 +4,7 @@
 //! absolute paths outside the preopens and symlinks that lead outside all
 //! fail in the host, whatever the plugin does.
 
-use crate::config::{ConfigError, Source};
+use crate::diagnostics::{ConfigError, Source};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! Limits: the fuel, memory, time and output budgets of every call.
 
-use crate::config::{ConfigError, Source};
+use crate::diagnostics::{ConfigError, Source};
 use std::time::Duration;
 use toml::Spanned;
 

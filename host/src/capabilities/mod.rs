@@ -13,7 +13,7 @@ pub mod identity;
 pub mod limits;
 pub mod net;
 
-use crate::config::{ConfigError, Source};
+use crate::diagnostics::{ConfigError, Source};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;

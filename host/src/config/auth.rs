@@ -1,34 +1,14 @@
 //! `[auth]` and `[[auth.rule]]`: who issues tokens for this endpoint, what
 //! they must say, and which tools each scope or role unlocks.
 
-use super::{ConfigError, Source};
+use crate::auth::AuthConfig;
 use crate::auth::policy::{Policy, Rule, ToolPattern};
 use crate::auth::token::TokenRules;
+use crate::diagnostics::{ConfigError, Source};
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Spanned;
-
-/// A validated `[auth]` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthConfig {
-    /// What tokens must satisfy.
-    pub token: TokenRules,
-    /// Where the issuer's keys are; `None`: discovered from its metadata.
-    pub jwks_uri: Option<String>,
-    /// Authorization servers advertised in the protected-resource metadata.
-    pub authorization_servers: Vec<String>,
-    /// Scopes advertised in the metadata and in challenges.
-    pub scopes_supported: Vec<String>,
-    /// Scopes a 401 asks for: what a client needs to start. Clients that
-    /// follow the MCP specification request exactly these, and more on a
-    /// 403 (step-up); default: every supported scope.
-    pub challenge_scopes: Vec<String>,
-    /// The least time between two fetches of the keys for an unknown `kid`.
-    pub jwks_refetch_interval: Duration,
-    /// Which tools each caller may use.
-    pub policy: Policy,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

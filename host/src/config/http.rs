@@ -1,6 +1,6 @@
 //! `[http]`: how Moat serves Streamable HTTP.
 
-use super::{ConfigError, Source};
+use crate::diagnostics::{ConfigError, Source};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;

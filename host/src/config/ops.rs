@@ -2,7 +2,7 @@
 //! and concurrency caps per caller and tenant) and `[admin]` (where
 //! `/metrics` is served).
 
-use super::{ConfigError, Source};
+use crate::diagnostics::{ConfigError, Source};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -6,11 +6,10 @@
 //! has its own plugins (so its own grants), token audience and policy.
 //! [`Served`] views the top-level endpoint and every tenant alike.
 
-use super::auth::{self, AuthConfig};
-use super::{
-    Config, ConfigError, PluginConfig, QuotaConfig, RawPlugin, Source, check_name, http, ops,
-    parse_plugins,
-};
+use super::auth;
+use super::{Config, PluginConfig, QuotaConfig, RawPlugin, check_name, http, ops, parse_plugins};
+use crate::auth::AuthConfig;
+use crate::diagnostics::{ConfigError, Source};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -175,8 +174,8 @@ impl Config {
                             ),
                             "give each endpoint its own resource URI (its public URL)",
                         ))
-                    } else if crate::auth::endpoint::metadata_path(&a.token.resource)
-                        == crate::auth::endpoint::metadata_path(&b.token.resource)
+                    } else if crate::auth::token::metadata_path(&a.token.resource)
+                        == crate::auth::token::metadata_path(&b.token.resource)
                     {
                         Some((
                             format!(
@@ -215,7 +214,8 @@ fn nested(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{Config, ConfigError};
+    use crate::config::Config;
+    use crate::diagnostics::ConfigError;
 
     const PLUGIN: &str = "name = \"p\"\nsource = \"p.wasm\"\n";
 

@@ -1,6 +1,6 @@
 //! What can go wrong loading a plugin or running a call.
 
-use crate::config::Origin;
+use crate::diagnostics::Origin;
 use std::fmt;
 use std::time::Duration;
 

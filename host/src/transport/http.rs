@@ -12,8 +12,9 @@
 
 use super::admission::{EndpointState, InFlight, admit};
 use super::sessions::Sessions;
+use crate::auth::AuthConfig;
 use crate::auth::endpoint::Endpoint;
-use crate::config::{AuthConfig, HttpConfig, Served};
+use crate::config::{HttpConfig, Served};
 use crate::mcp::McpHandler;
 use crate::service::SharedService;
 use anyhow::{Context, bail};

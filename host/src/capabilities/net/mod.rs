@@ -9,7 +9,7 @@
 pub mod allow;
 pub mod outbound;
 
-use crate::config::{ConfigError, Source};
+use crate::diagnostics::{ConfigError, Source};
 use allow::AllowedHosts;
 use std::time::Duration;
 use toml::Spanned;
