@@ -6,8 +6,8 @@
 //!   the file, the line and the fix ([`diagnostics`], shared with the
 //!   grant parsers). [`defaults`] is the embedded default.
 //! - [`capabilities`]: one module per thing a plugin can be granted
-//!   (filesystem, environment, limits): its grant type, how it is parsed,
-//!   and how it is applied to a fresh call.
+//!   (filesystem, environment, network, identity, limits): its grant type,
+//!   how it is parsed, and how it applies itself to a fresh call.
 //! - [`runtime`]: the sandbox. One wasmtime engine (pooling allocator,
 //!   fuel, epochs, compile cache); plugins are compiled and pre-linked once
 //!   and every call runs in a fresh instance.

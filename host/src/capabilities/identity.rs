@@ -6,6 +6,7 @@
 //! its call then sees as environment variables (never the token itself).
 
 use crate::auth::policy::Caller;
+use wasmtime_wasi::WasiCtxBuilder;
 
 /// The variables a granted call sees; absent values are left out.
 pub const VARIABLES: &[&str] = &[
@@ -33,6 +34,12 @@ pub fn env(caller: Option<&Caller>, tenant: Option<&str>) -> Vec<(String, String
         set(VARIABLES[4], tenant.to_string());
     }
     vars
+}
+
+/// Gives a fresh call the identity [`env`] made for it at admission
+/// (empty unless the plugin is granted `caller_identity`).
+pub(super) fn apply(identity: &[(String, String)], wasi: &mut WasiCtxBuilder) {
+    wasi.envs(identity);
 }
 
 fn join(set: &std::collections::BTreeSet<String>) -> String {

@@ -1,8 +1,12 @@
-//! Limits: the fuel, memory, time and output budgets of every call.
+//! Limits: the fuel, memory, time and output budgets of every call, and
+//! how they are applied to a fresh store: fuel, a memory limiter, and an
+//! epoch deadline that ends a running guest at its time and otherwise
+//! yields, so a busy guest never starves other calls on its thread.
 
 use crate::diagnostics::{ConfigError, Source};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use toml::Spanned;
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 
 /// The budgets of one call. The defaults are modest on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,4 +59,97 @@ pub(super) fn parse(src: &Source, raw: RawLimits) -> Result<Limits, ConfigError>
         limits.max_output_bytes = src.ranged(v, "max_output_bytes", 1, 1 << 30)? as usize;
     }
     Ok(limits)
+}
+
+/// A store's data that holds the memory limiter of its call.
+pub trait Limited {
+    /// The call's limiter.
+    fn memory_limiter(&mut self) -> &mut MemoryLimiter;
+}
+
+impl Limits {
+    /// Applies the fuel, memory and time budgets to a fresh store. (The
+    /// runtime also ends a call waiting on host I/O at the deadline; the
+    /// epoch only interrupts running wasm.)
+    pub fn apply<T: Limited + 'static>(&self, store: &mut Store<T>) -> wasmtime::Result<()> {
+        store.limiter(|s| s.memory_limiter());
+        store.set_fuel(self.fuel)?;
+        let deadline = Instant::now() + self.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::Error::new(DeadlineExceeded))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Raised by the epoch callback when a call's deadline has passed.
+#[derive(Debug)]
+pub struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// Table elements an instance may hold; generous for real programs, small
+/// enough that a table bomb cannot eat host memory.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// Caps the total linear memory of an instance. Growth past the cap is
+/// refused (the guest sees a failed `memory.grow`, as the spec allows);
+/// the flag lets the runtime name the trap that usually follows.
+pub struct MemoryLimiter {
+    limit: usize,
+    total: usize,
+    /// Highest total seen, for the call's statistics.
+    pub peak: usize,
+    /// Whether a growth was refused.
+    pub hit: bool,
+}
+
+impl MemoryLimiter {
+    /// A limiter of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        MemoryLimiter {
+            limit,
+            total: 0,
+            peak: 0,
+            hit: false,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.total.saturating_sub(current).saturating_add(desired);
+        if total > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.total = total;
+        self.peak = self.peak.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
 }

@@ -2,10 +2,13 @@
 //!
 //! Each capability is one module with the same life: its part of
 //! `[plugin.grants]` is parsed and checked once when the config loads, then
-//! applied to the fresh state of every call. Everything is denied unless a
-//! grant names it: no files, no environment, no network, no arguments, and
-//! modest limits. Adding a capability means a module here, a field in
-//! [`RawGrants`] and [`Grants`], and one line in [`Grants::apply`].
+//! applied to the fresh state of every call: the WASI context
+//! ([`Grants::apply`]: files, environment, socket denials, identity), the
+//! store ([`Limits::apply`]: fuel, memory, deadline) and the outbound hook
+//! ([`NetGrant::hook`]). Everything is denied unless a grant names it: no
+//! files, no environment, no network, no arguments, and modest limits.
+//! Adding a capability means a module here, a field in [`RawGrants`] and
+//! [`Grants`], and one line where it applies. The runtime only assembles.
 
 pub mod env;
 pub mod fs;
@@ -90,11 +93,17 @@ impl Grants {
         })
     }
 
-    /// Applies the grants that WASI enforces to a fresh call's context.
-    /// (Limits are applied to the store by the runtime.)
-    pub fn apply(&self, wasi: &mut WasiCtxBuilder) -> anyhow::Result<()> {
+    /// Applies the grants that WASI enforces to a fresh call's context,
+    /// with the caller's `identity` (empty unless granted).
+    pub fn apply(
+        &self,
+        wasi: &mut WasiCtxBuilder,
+        identity: &[(String, String)],
+    ) -> anyhow::Result<()> {
         fs::apply(&self.dirs, wasi)?;
         env::apply(&self.env, wasi);
+        net::apply(wasi);
+        identity::apply(identity, wasi);
         Ok(())
     }
 }

@@ -7,14 +7,14 @@ use super::bindings::exports::moat::plugin::tools as wit;
 use super::bindings::moat::plugin::types::CallResult;
 use super::capture::Capture;
 use super::error::CallError;
-use super::outcome::{DeadlineExceeded, classify, convert, log_captured};
+use super::outcome::{classify, convert, log_captured};
 use super::state::CallState;
 use super::{Plugin, Runtime};
 use crate::capabilities::Grants;
 use crate::tool::ToolOutput;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 
 /// What a call cost.
@@ -203,39 +203,15 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdout(stdout.clone())
         .stderr(stderr.clone())
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
         .allow_blocking_current_thread(blocking);
-    if let Err(e) = grants.apply(&mut wasi) {
+    if let Err(e) = grants.apply(&mut wasi, &env) {
         return failed(CallError::Host(e.to_string()));
     }
-    wasi.envs(&env);
-    let state = CallState::new(
-        label,
-        wasi.build(),
-        stdout,
-        stderr,
-        limits.memory_bytes,
-        grants.net.clone(),
-    );
+    let state = CallState::new(label, wasi.build(), stdout, stderr, &grants);
     let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.limiter);
-    if let Err(e) = store.set_fuel(limits.fuel) {
+    if let Err(e) = limits.apply(&mut store) {
         return failed(CallError::Host(e.to_string()));
     }
-    // The epoch callback runs once per tick while the guest executes:
-    // it ends the call at its deadline and otherwise yields, so a busy
-    // guest never starves other calls on the same thread.
-    let deadline = Instant::now() + limits.timeout;
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
-            Err(wasmtime::Error::new(DeadlineExceeded))
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
 
     // The epoch only interrupts running wasm; a guest waiting on host
     // I/O is ended by this timeout instead.

@@ -7,21 +7,10 @@ use super::capture::printable;
 use super::error::{CallError, NotGranted};
 use super::state::{CallState, MAX_HANDLES, truncate};
 use crate::capabilities::Limits;
+use crate::capabilities::limits::DeadlineExceeded;
 use crate::tool::{Content, ToolOutput};
 use wasmtime::Trap;
 use wasmtime::component::ResourceTableError;
-
-/// Raised by the epoch callback when a call's deadline has passed.
-#[derive(Debug)]
-pub(super) struct DeadlineExceeded;
-
-impl std::fmt::Display for DeadlineExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("deadline exceeded")
-    }
-}
-
-impl std::error::Error for DeadlineExceeded {}
 
 /// Sends what the guest wrote to stdout and stderr to the host's log, and
 /// returns stderr (where a Rust panic leaves its message).

@@ -4,10 +4,10 @@
 
 use super::bindings::moat::plugin::log::{Host as LogHost, Level};
 use super::capture::Capture;
-use crate::capabilities::NetGrant;
+use crate::capabilities::Grants;
+use crate::capabilities::limits::{Limited, MemoryLimiter};
 use crate::capabilities::net::outbound::Outbound;
 use std::sync::Arc;
-use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -23,10 +23,6 @@ pub const MAX_HANDLES: usize = 1024;
 /// Bytes one header map may take in host memory (wasmtime's default is
 /// 128 KiB; with [`MAX_HANDLES`] maps that would be 128 MiB a call).
 const HEADER_MAP_BYTES: usize = 16 << 10;
-
-/// Table elements an instance may hold; generous for real programs, small
-/// enough that a table bomb cannot eat host memory.
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 /// Everything the host keeps for one call. Dropped with the call's store.
 pub struct CallState {
@@ -50,15 +46,14 @@ pub struct CallState {
 }
 
 impl CallState {
-    /// State for a call with `wasi`, a memory cap of `memory_bytes` and
-    /// outbound HTTP under `net`.
+    /// State for a call of `plugin` with `wasi`, under `grants` (its
+    /// memory cap and its outbound HTTP hook).
     pub fn new(
         plugin: Arc<str>,
         wasi: WasiCtx,
         stdout: Capture,
         stderr: Capture,
-        memory_bytes: usize,
-        net: Arc<NetGrant>,
+        grants: &Grants,
     ) -> Self {
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(HEADER_MAP_BYTES);
@@ -66,10 +61,10 @@ impl CallState {
         table.set_max_capacity(MAX_HANDLES);
         CallState {
             http,
-            outbound: Outbound::new(net, plugin.clone()),
+            outbound: grants.net.hook(plugin.clone()),
             wasi,
             table,
-            limiter: MemoryLimiter::new(memory_bytes),
+            limiter: MemoryLimiter::new(grants.limits.memory_bytes),
             stdout,
             stderr,
             plugin,
@@ -129,52 +124,8 @@ pub fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Caps the total linear memory of an instance. Growth past the cap is
-/// refused (the guest sees a failed `memory.grow`, as the spec allows);
-/// the flag lets the runtime name the trap that usually follows.
-pub struct MemoryLimiter {
-    limit: usize,
-    total: usize,
-    /// Highest total seen, for the call's statistics.
-    pub peak: usize,
-    /// Whether a growth was refused.
-    pub hit: bool,
-}
-
-impl MemoryLimiter {
-    fn new(limit: usize) -> Self {
-        MemoryLimiter {
-            limit,
-            total: 0,
-            peak: 0,
-            hit: false,
-        }
-    }
-}
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let total = self.total.saturating_sub(current).saturating_add(desired);
-        if total > self.limit {
-            self.hit = true;
-            return Ok(false);
-        }
-        self.total = total;
-        self.peak = self.peak.max(total);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+impl Limited for CallState {
+    fn memory_limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
     }
 }

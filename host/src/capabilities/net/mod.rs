@@ -3,16 +3,19 @@
 //!
 //! [`allow`] is the allow-list (pure, parsed once); [`outbound`] is the
 //! wasi:http send hook that enforces it on every request of a call, with
-//! per-call request, size and time limits. Sockets (wasi:sockets TCP, UDP
-//! and name lookup) stay denied.
+//! per-call request, size and time limits ([`NetGrant::hook`]). Sockets
+//! (wasi:sockets TCP, UDP and name lookup) stay denied ([`apply`]).
 
 pub mod allow;
 pub mod outbound;
 
 use crate::diagnostics::{ConfigError, Source};
 use allow::AllowedHosts;
+use outbound::Outbound;
+use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
+use wasmtime_wasi::WasiCtxBuilder;
 
 /// A plugin's outbound HTTP grant. The default allows nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +42,22 @@ impl Default for NetGrant {
             request_timeout: Duration::from_secs(10),
         }
     }
+}
+
+impl NetGrant {
+    /// The send hook of one call of `plugin`: every outgoing request of
+    /// the call is checked against this grant.
+    pub fn hook(self: &Arc<Self>, plugin: Arc<str>) -> Outbound {
+        Outbound::new(self.clone(), plugin)
+    }
+}
+
+/// Denies raw sockets to a fresh call: its only way out is wasi:http,
+/// through the send hook.
+pub(in crate::capabilities) fn apply(wasi: &mut WasiCtxBuilder) {
+    wasi.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
 }
 
 /// The network keys of `[plugin.grants]` as written.
