@@ -29,7 +29,7 @@ pub use limits::Limits;
 pub use net::NetGrant;
 
 /// Everything one plugin is granted, validated.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Grants {
     /// Preopened directories.
     pub dirs: Vec<DirGrant>,
@@ -41,6 +41,28 @@ pub struct Grants {
     pub net: Arc<NetGrant>,
     /// Whether calls see who called them (see [`identity`]).
     pub caller_identity: bool,
+    /// Bytes a call may write into its `rw` directories (see [`fs::writes`]).
+    pub max_write_bytes: u64,
+    /// Whether a call may create symlinks in its `rw` directories.
+    pub allow_symlinks: bool,
+}
+
+/// The default of `max_write_bytes`.
+pub const DEFAULT_MAX_WRITE_BYTES: u64 = 64 << 20;
+
+impl Default for Grants {
+    /// Nothing granted, with the default limits.
+    fn default() -> Self {
+        Grants {
+            dirs: Vec::new(),
+            env: EnvGrant::default(),
+            limits: Limits::default(),
+            net: Arc::default(),
+            caller_identity: false,
+            max_write_bytes: DEFAULT_MAX_WRITE_BYTES,
+            allow_symlinks: false,
+        }
+    }
 }
 
 /// `[plugin.grants]` as written.
@@ -62,6 +84,9 @@ pub struct RawGrants {
     http_timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
     caller_identity: bool,
+    max_write_bytes: Option<Spanned<u64>>,
+    #[serde(default)]
+    allow_symlinks: bool,
 }
 
 impl Grants {
@@ -90,6 +115,11 @@ impl Grants {
                 },
             )?),
             caller_identity: raw.caller_identity,
+            max_write_bytes: match &raw.max_write_bytes {
+                Some(v) => src.ranged(v, "max_write_bytes", 0, 1 << 40)?,
+                None => DEFAULT_MAX_WRITE_BYTES,
+            },
+            allow_symlinks: raw.allow_symlinks,
         })
     }
 

@@ -133,6 +133,20 @@ fn print_grants(plugin: &Plugin) {
             names.join(", ")
         }
     );
+    if g.dirs
+        .iter()
+        .any(|d| d.mode == crate::capabilities::Mode::Rw)
+    {
+        println!(
+            "    writes   {} bytes per call, symlinks {}",
+            g.max_write_bytes,
+            if g.allow_symlinks {
+                "allowed"
+            } else {
+                "refused"
+            }
+        );
+    }
     let net = &g.net;
     if net.allow.is_empty() {
         println!("    network  none");

@@ -47,6 +47,12 @@ pub enum CallError {
         /// The cap.
         limit: usize,
     },
+    /// The plugin wrote more into its directories than a call may.
+    #[error("write limit: the plugin tried to write more than {limit} bytes into its directories")]
+    WriteLimit {
+        /// The budget.
+        limit: u64,
+    },
     /// The plugin held more host handles at once than a call may.
     #[error(
         "handle limit: the plugin held more than {limit} host handles (files, streams, HTTP requests and bodies) at once"
@@ -85,6 +91,7 @@ impl CallError {
             CallError::MemoryLimit { .. } => "memory_limit",
             CallError::StackOverflow => "stack_overflow",
             CallError::OutputTooLarge { .. } => "output_too_large",
+            CallError::WriteLimit { .. } => "write_limit",
             CallError::HandleLimit { .. } => "handle_limit",
             CallError::NotGranted(_) => "not_granted",
             CallError::HostRefused(_) => "host_refused",

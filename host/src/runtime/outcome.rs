@@ -7,6 +7,7 @@ use super::capture::printable;
 use super::error::{CallError, NotGranted};
 use super::state::{CallState, MAX_HANDLES, truncate};
 use crate::capabilities::Limits;
+use crate::capabilities::fs::writes::WriteLimit;
 use crate::capabilities::limits::DeadlineExceeded;
 use crate::tool::{Content, ToolOutput};
 use wasmtime::Trap;
@@ -83,6 +84,9 @@ fn host_refusal(e: &wasmtime::Error) -> CallError {
         )
     }) {
         return CallError::HandleLimit { limit: MAX_HANDLES };
+    }
+    if let Some(limit) = e.chain().find_map(|c| c.downcast_ref::<WriteLimit>()) {
+        return CallError::WriteLimit { limit: limit.limit };
     }
     if let Some(denied) = e.chain().find_map(|c| c.downcast_ref::<NotGranted>()) {
         let what = match denied.0.starts_with("wasi:http/") {

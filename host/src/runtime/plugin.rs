@@ -7,7 +7,7 @@ use super::cache::CacheOutcome;
 use super::call::{Entry, Job, Returned};
 use super::error::{LoadError, NotGranted};
 use super::state::CallState;
-use crate::capabilities::{Grants, Limits};
+use crate::capabilities::{Grants, Limits, Mode, fs};
 use crate::config::PluginConfig;
 use crate::tool::{Annotations, ToolInfo};
 use serde_json::{Map, Value};
@@ -54,16 +54,21 @@ pub struct LoadStats {
 const WASI_HTTP: &str = "0.2.12";
 
 impl Runtime {
-    /// The linker for a plugin with `grants`: everything WASI and Moat
-    /// offer when it may reach hosts; otherwise every wasi:http function the
-    /// plugin imports ends the call with [`NotGranted`] (no request, body or
-    /// header map is ever made, so nothing of it is held on its behalf).
+    /// The linker for a plugin with `grants`: with an `rw` directory, its
+    /// writes counted and symlinks refused unless granted (see
+    /// [`fs::writes`]); with hosts to reach, wasi:http; otherwise every
+    /// wasi:http function the plugin imports ends the call with
+    /// [`NotGranted`] (no request, body or header map is ever made, so
+    /// nothing of it is held on its behalf).
     fn linker_for(
         &self,
         component: &Component,
         grants: &Grants,
     ) -> wasmtime::Result<Linker<CallState>> {
         let mut linker = self.linker.clone();
+        if grants.dirs.iter().any(|d| d.mode == Mode::Rw) {
+            fs::writes::link(&mut linker, grants.allow_symlinks)?;
+        }
         if !grants.net.allow.is_empty() {
             return Ok(linker);
         }

@@ -5,6 +5,7 @@
 use super::bindings::moat::plugin::log::{Host as LogHost, Level};
 use super::capture::Capture;
 use crate::capabilities::Grants;
+use crate::capabilities::fs::writes::{Budgeted, WriteBudget};
 use crate::capabilities::limits::{Limited, MemoryLimiter};
 use crate::capabilities::net::outbound::Outbound;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct CallState {
     http: WasiHttpCtx,
     /// Checks and sends every outgoing HTTP request of this call.
     pub outbound: Outbound,
+    /// What the call may still write into its directories.
+    writes: WriteBudget,
 }
 
 impl CallState {
@@ -65,6 +68,7 @@ impl CallState {
             wasi,
             table,
             limiter: MemoryLimiter::new(grants.limits.memory_bytes),
+            writes: WriteBudget::new(grants.max_write_bytes),
             stdout,
             stderr,
             plugin,
@@ -127,5 +131,11 @@ pub fn truncate(s: &str, max: usize) -> &str {
 impl Limited for CallState {
     fn memory_limiter(&mut self) -> &mut MemoryLimiter {
         &mut self.limiter
+    }
+}
+
+impl Budgeted for CallState {
+    fn write_budget(&self) -> &WriteBudget {
+        &self.writes
     }
 }

@@ -263,6 +263,27 @@ struct OpenMany {
     count: u32,
 }
 
+#[derive(Deserialize, JsonSchema)]
+struct Link {
+    /// A preopened directory, such as `/out`.
+    dir: String,
+    /// What the link points at.
+    target: String,
+    /// The link's path inside `dir`.
+    link: String,
+}
+
+/// Creates a symlink through wasi:filesystem directly.
+fn symlink(args: Link) -> Result<String, String> {
+    let (dir, _) = wasi::filesystem::preopens::get_directories()
+        .into_iter()
+        .find(|(_, path)| *path == args.dir)
+        .ok_or_else(|| format!("{} is not a preopened directory", args.dir))?;
+    dir.symlink_at(&args.target, &args.link)
+        .map(|()| "linked".to_string())
+        .map_err(|e| format!("{e:?}"))
+}
+
 /// Asks the host for `bytes` random bytes at once.
 fn random(args: Size) -> String {
     wasi::random::random::get_random_bytes(args.bytes)
@@ -337,6 +358,11 @@ moat_plugin::plugin![
     ),
     Tool::new("open_many", "Holds `path` open `count` times.", open_many),
     Tool::new("random", "Asks for `bytes` random bytes.", random),
+    Tool::new(
+        "symlink",
+        "Creates a symlink `link` to `target` in `dir`.",
+        symlink
+    ),
     Tool::new("exit", "Exits with status `count`.", exit),
     Tool::new(
         "sign_in",

@@ -181,6 +181,51 @@ async fn nothing_outside_the_preopens_is_writable() {
     assert_eq!(sb.ok("testbed", "counter", json!({})).await, "1");
 }
 
+/// A sandbox whose testbed may write into `out/` under `grants`.
+async fn writer(grants: &str) -> Sandbox {
+    Sandbox::builder()
+        .dir("out")
+        .plugin(
+            "testbed",
+            &format!("dirs = [{{ host = \"out\", guest = \"/out\", mode = \"rw\" }}]\n{grants}"),
+        )
+        .build()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_past_the_call_budget_end_the_call_and_the_next_call_has_its_own() {
+    let sb = writer("max_write_bytes = 1000").await;
+    let write = |path: &str, bytes: usize| json!({ "path": format!("/out/{path}"), "content": "w".repeat(bytes) });
+    for _ in 0..2 {
+        sb.ok("testbed", "write_file", write("fits.txt", 900)).await;
+    }
+    let err = sb
+        .fails("testbed", "write_file", write("big.txt", 5000))
+        .await;
+    assert_eq!(err, CallError::WriteLimit { limit: 1000 });
+    assert_eq!(err.kind(), "write_limit");
+    let written = std::fs::metadata(sb.path("out/big.txt")).map_or(0, |m| m.len());
+    assert!(written <= 1000, "{written} bytes reached the disk");
+    assert_eq!(std::fs::read(sb.path("out/fits.txt")).unwrap().len(), 900);
+    assert_eq!(sb.ok("testbed", "counter", json!({})).await, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlinks_in_a_writable_directory_need_their_own_grant() {
+    let link = json!({ "dir": "/out", "target": "../../etc/passwd", "link": "trap" });
+    let sb = writer("").await;
+    let refused = sb.tool_error("testbed", "symlink", link.clone()).await;
+    assert!(refused.contains("not-permitted"), "{refused}");
+    assert!(sb.path("out/trap").symlink_metadata().is_err());
+    assert_eq!(sb.ok("testbed", "counter", json!({})).await, "1");
+
+    let sb = writer("allow_symlinks = true").await;
+    assert_eq!(sb.ok("testbed", "symlink", link).await, "linked");
+    let made = std::fs::read_link(sb.path("out/trap")).unwrap();
+    assert_eq!(made, std::path::Path::new("../../etc/passwd"));
+}
+
 /// A file operation that never returns (here: opening a FIFO nobody
 /// writes to) ends its call at the deadline and holds only that call's
 /// thread: with more such calls than the runtime has workers, other calls,

@@ -4,6 +4,8 @@
 //! absolute paths outside the preopens and symlinks that lead outside all
 //! fail in the host, whatever the plugin does.
 
+pub mod writes;
+
 use crate::diagnostics::{ConfigError, Source};
 use serde::Deserialize;
 use std::collections::HashSet;
