@@ -107,33 +107,43 @@ impl RateLimiter for LocalLimiter {
     }
 }
 
-/// Bounds how many requests without a valid token one source gets
-/// answered with a 401 (and an audit record) per minute, and how many all
-/// sources together get at one endpoint. A source is an IPv4 address or
-/// an IPv6 prefix (a /64 by default: one host usually has a whole /64, so
-/// counting single IPv6 addresses would count nothing). Past a bound,
-/// each source gets one `throttled` record a minute and plain 429s.
+/// Bounds what requests without a valid token can cost: each source (an
+/// IPv4 address, or an IPv6 prefix, a /64 by default: one host usually
+/// holds a whole /64) gets `per_minute` answers of 401 a minute, then
+/// 429s; and each endpoint writes at most `total_per_minute` records of
+/// such requests a minute, from all sources together, so that however many
+/// addresses a flood comes from, it cannot fill the audit log. Past the
+/// ceiling requests still get their 401 (clients learn where tokens come
+/// from), without a record; one record a minute says so.
 pub struct RefusalThrottle {
     /// Per source (endpoint, address or prefix).
     bucket: governor::DefaultKeyedRateLimiter<(String, IpAddr)>,
-    /// Per endpoint, all sources together.
+    /// Records per endpoint, all sources together.
     ceiling: governor::DefaultKeyedRateLimiter<String>,
     per_minute: u32,
     total_per_minute: u32,
     ipv6_prefix: u8,
-    /// When each throttled source was last recorded.
-    recorded: Mutex<HashMap<(String, IpAddr), Instant>>,
+    /// When each throttled source, and each endpoint past its ceiling,
+    /// was last recorded.
+    recorded: Mutex<HashMap<(String, Option<IpAddr>), Instant>>,
 }
 
-/// What to do with one more refusal.
+/// What to do with one more request without a valid token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Throttled {
-    /// Answer and record it as usual.
+    /// Answer 401 and record it.
     No,
-    /// Answer 429; record that the source is throttled (once a minute).
-    First(Limited),
-    /// Answer 429 without a record.
-    Again(Limited),
+    /// The endpoint's ceiling of records is reached: answer 401 without a
+    /// record; the reason, to record, once a minute per endpoint.
+    Unrecorded(Option<String>),
+    /// The source is past its bound: answer 429, and record that it is
+    /// throttled when `record` (once a minute, within the ceiling).
+    Limited {
+        /// When to retry, and why.
+        limited: Limited,
+        /// Whether to write the `throttled` record.
+        record: bool,
+    },
 }
 
 /// The source a peer address counts as: IPv4 addresses (and IPv4-mapped
@@ -159,8 +169,8 @@ fn keyed<K: Clone + Eq + std::hash::Hash>(per_minute: u32) -> governor::DefaultK
 
 impl RefusalThrottle {
     /// A throttle of `per_minute` refusals per source and
-    /// `total_per_minute` per endpoint (each may come all at once), with
-    /// IPv6 sources grouped by `ipv6_prefix` bits.
+    /// `total_per_minute` records per endpoint (each may come all at
+    /// once), with IPv6 sources grouped by `ipv6_prefix` bits.
     pub fn new(per_minute: u32, total_per_minute: u32, ipv6_prefix: u8) -> Self {
         RefusalThrottle {
             bucket: keyed(per_minute),
@@ -172,56 +182,66 @@ impl RefusalThrottle {
         }
     }
 
-    /// Takes one refusal at `endpoint` from `peer`'s source bucket and the
-    /// endpoint's.
+    /// Takes one request at `endpoint` from `peer` into account.
     pub fn check(&self, endpoint: &str, peer: IpAddr) -> Throttled {
         if self.bucket.len() > MAX_KEYS {
             self.bucket.retain_recent();
         }
         let source = source(peer, self.ipv6_prefix);
         let key = (endpoint.to_string(), source);
-        let shown = match source {
-            IpAddr::V6(_) if self.ipv6_prefix < 128 => format!("{source}/{}", self.ipv6_prefix),
-            _ => source.to_string(),
-        };
-        let refused = match self.bucket.check_key(&key) {
-            Err(not_until) => Some((
-                not_until,
+        match self.bucket.check_key(&key) {
+            Ok(()) if self.ceiling.check_key(&key.0).is_ok() => Throttled::No,
+            Ok(()) => Throttled::Unrecorded(self.first_in_a_minute((key.0, None)).then(|| {
                 format!(
-                    "more than {} requests without a valid token per minute from {shown}",
-                    self.per_minute
-                ),
-            )),
-            // Only what a source may still send counts toward the ceiling.
-            Ok(()) => self.ceiling.check_key(&key.0).err().map(|not_until| {
-                (
-                    not_until,
-                    format!(
-                        "more than {} requests without a valid token per minute at this endpoint",
-                        self.total_per_minute
-                    ),
+                    "more than {} requests without a valid token per minute at this endpoint; \
+                     answering them without records for now",
+                    self.total_per_minute
                 )
-            }),
-        };
-        let Some((not_until, reason)) = refused else {
-            return Throttled::No;
-        };
-        let limited = Limited {
-            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-            reason,
-        };
+            })),
+            Err(not_until) => {
+                let shown = match source {
+                    IpAddr::V6(_) if self.ipv6_prefix < 128 => {
+                        format!("{source}/{}", self.ipv6_prefix)
+                    }
+                    _ => source.to_string(),
+                };
+                let limited = Limited {
+                    retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+                    reason: format!(
+                        "more than {} requests without a valid token per minute from {shown}",
+                        self.per_minute
+                    ),
+                };
+                let noted = (key.0, Some(source));
+                let record = !self.recorded_lately(&noted)
+                    && self.ceiling.check_key(&noted.0).is_ok()
+                    && self.first_in_a_minute(noted);
+                Throttled::Limited { limited, record }
+            }
+        }
+    }
+
+    /// Whether `key` was recorded within the last minute.
+    fn recorded_lately(&self, key: &(String, Option<IpAddr>)) -> bool {
+        let recorded = self.recorded.lock().expect("throttle records");
+        recorded
+            .get(key)
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(60))
+    }
+
+    /// Whether `key` was not recorded within the last minute; if so, it is
+    /// now.
+    fn first_in_a_minute(&self, key: (String, Option<IpAddr>)) -> bool {
         let mut recorded = self.recorded.lock().expect("throttle records");
         if recorded.len() > MAX_KEYS {
             recorded.retain(|_, at| at.elapsed() < Duration::from_secs(60));
         }
         let now = Instant::now();
         match recorded.get(&key) {
-            Some(at) if now.duration_since(*at) < Duration::from_secs(60) => {
-                Throttled::Again(limited)
-            }
+            Some(at) if now.duration_since(*at) < Duration::from_secs(60) => false,
             _ => {
                 recorded.insert(key, now);
-                Throttled::First(limited)
+                true
             }
         }
     }
@@ -351,25 +371,37 @@ mod tests {
     fn many_addresses_of_one_prefix_share_a_bucket_and_an_endpoint_has_a_ceiling() {
         let throttle = RefusalThrottle::new(3, 5, 64);
         let host = |i: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, i]);
-        let first: Vec<_> = (1..=4).map(|i| throttle.check("top", host(i))).collect();
-        assert_eq!(first[..3], [Throttled::No, Throttled::No, Throttled::No]);
-        assert!(
-            matches!(&first[3], Throttled::First(l) if l.reason.contains("2001:db8:0:1::/64")),
-            "{first:?}"
-        );
+        for i in 1..=3 {
+            assert_eq!(throttle.check("top", host(i)), Throttled::No);
+        }
+        // The fourth address of the same /64 is throttled, recorded once.
+        assert!(matches!(
+            throttle.check("top", host(4)),
+            Throttled::Limited { limited, record: true } if limited.reason.contains("2001:db8:0:1::/64")
+        ));
         assert!(matches!(
             throttle.check("top", host(9)),
-            Throttled::Again(_)
+            Throttled::Limited { record: false, .. }
         ));
-        // Another endpoint counts apart; at this one, two more sources
-        // reach the ceiling of five.
+        // Another endpoint counts apart. At this one, the throttled record
+        // took the fourth of five records; one more, then the ceiling:
+        // 401s without records, said once.
         assert_eq!(throttle.check("tenant:b", host(1)), Throttled::No);
         let v4 = |i: u8| IpAddr::from([198, 51, 100, i]);
         assert_eq!(throttle.check("top", v4(1)), Throttled::No);
-        assert_eq!(throttle.check("top", v4(2)), Throttled::No);
-        assert!(
-            matches!(throttle.check("top", v4(3)), Throttled::First(l) if l.reason.contains("at this endpoint"))
-        );
+        assert!(matches!(
+            throttle.check("top", v4(2)),
+            Throttled::Unrecorded(Some(reason)) if reason.contains("at this endpoint")
+        ));
+        assert_eq!(throttle.check("top", v4(3)), Throttled::Unrecorded(None));
+        // A source throttled past the ceiling is not recorded either.
+        for _ in 0..3 {
+            throttle.check("top", v4(4));
+        }
+        assert!(matches!(
+            throttle.check("top", v4(4)),
+            Throttled::Limited { record: false, .. }
+        ));
     }
 
     #[tokio::test]

@@ -3,8 +3,11 @@
 //! against Moat (plain; with `[audit]` to a file and `[limits]`; with
 //! `[auth]`, a bearer JWT on every request) and against a native baseline
 //! in the same run: the same tool written
-//! directly in an rmcp server, no sandbox. Results go to
-//! docs/BENCHMARKS.md.
+//! directly in an rmcp server, no sandbox. The `sse` sides are one
+//! session of sequential calls from Python's http.client (which writes and
+//! reads the way Node's fetch does), against Moat and against the native
+//! server as axum serves it by default (Nagle on) and with Nagle off.
+//! Results go to docs/BENCHMARKS.md.
 //!
 //! Run: cargo bench -p moat-tests --bench http
 
@@ -76,7 +79,7 @@ fn write_corpus(dir: &Path) {
 
 /// `hello.greet` and `files.search`, natively.
 #[derive(Clone)]
-struct Native {
+struct NativeTools {
     corpus: Arc<PathBuf>,
 }
 
@@ -87,7 +90,7 @@ struct Match {
     text: String,
 }
 
-impl Native {
+impl NativeTools {
     /// What the `files` plugin's search does, with std::fs.
     fn search(&self, query: &str) -> Value {
         let mut entries: Vec<_> = std::fs::read_dir(&*self.corpus)
@@ -113,7 +116,7 @@ impl Native {
     }
 }
 
-impl ServerHandler for Native {
+impl ServerHandler for NativeTools {
     fn get_info(&self) -> ServerConfig {
         InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
     }
@@ -161,13 +164,24 @@ impl ServerHandler for Native {
     }
 }
 
-async fn serve_native(corpus: &Path) -> String {
-    let native = Native {
+/// How the native server is served.
+#[derive(Clone, Copy, PartialEq)]
+enum Native {
+    /// Stateless, JSON answers: the load sides.
+    Stateless,
+    /// Sessions and event streams, as axum serves by default (Nagle on).
+    Sessions,
+    /// Sessions, with Nagle's algorithm off, as Moat serves.
+    SessionsNoDelay,
+}
+
+async fn serve_native(corpus: &Path, mode: Native) -> String {
+    let native = NativeTools {
         corpus: Arc::new(corpus.to_path_buf()),
     };
     let config = StreamableHttpServerConfig::default()
-        .with_legacy_session_mode(false)
-        .with_json_response(true);
+        .with_legacy_session_mode(mode != Native::Stateless)
+        .with_json_response(mode == Native::Stateless);
     let service = StreamableHttpService::new(
         move || Ok(native.clone()),
         LocalSessionManager::default().into(),
@@ -176,15 +190,26 @@ async fn serve_native(corpus: &Path) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     let app = axum::Router::new().nest_service("/mcp", service);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    if mode == Native::SessionsNoDelay {
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| tcp.set_nodelay(true).unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    } else {
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    }
     url
 }
 
 /// Serves `hello`, and `files` over `corpus`, with Moat; `extra` is
 /// appended to the config.
 async fn serve_moat(dir: &Path, corpus: &Path, extra: &str) -> String {
+    serve_moat_with(dir, corpus, "stateless = true", extra).await
+}
+
+/// [`serve_moat`] with `http` as the body of its `[http]` table.
+async fn serve_moat_with(dir: &Path, corpus: &Path, http: &str, extra: &str) -> String {
     let text = format!(
-        "[runtime]\ncache = false\n[http]\nstateless = true\n\
+        "[runtime]\ncache = false\n[http]\n{http}\n\
          [[plugin]]\nname = \"hello\"\nsource = {:?}\n\
          [[plugin]]\nname = \"files\"\nsource = {:?}\n[plugin.grants]\ndirs = [{{ host = {:?}, guest = \"/data\" }}]\n{extra}",
         plugin_wasm("hello").display().to_string(),
@@ -213,6 +238,56 @@ struct Load {
     calls: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+}
+
+/// How the clients of a side call.
+#[derive(Clone, Copy)]
+enum Client {
+    /// [`CLIENTS`] reqwest clients, stateless.
+    Reqwest(Workload),
+    /// One session of sequential calls from Python's http.client.
+    HttpClient,
+}
+
+/// One session of `hello.greet` calls from Python's http.client.
+async fn sequential_http_client(url: &str) -> Load {
+    http_client_session(url, WARMUP).await;
+    let measured = http_client_session(url, MEASURE).await;
+    let mut latencies: Vec<Duration> = measured["latencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| Duration::from_secs_f64(s.as_f64().unwrap()))
+        .collect();
+    latencies.sort();
+    Load {
+        calls: latencies.len(),
+        elapsed: Duration::from_secs_f64(measured["elapsed"].as_f64().unwrap()),
+        latencies,
+    }
+}
+
+/// Runs tests/python/sequential_calls.py on `url` for `seconds`, off the
+/// runtime's workers (the server runs on them).
+async fn http_client_session(url: &str, seconds: Duration) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/sequential_calls.py");
+    let url = url.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(url)
+            .arg(seconds.as_secs_f64().to_string())
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// `work` on `url`, sending `token` as a bearer token when given.
@@ -286,10 +361,10 @@ fn report(name: &str, load: &Load, baseline: Option<&Load>) {
         load.latencies[((load.latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6
     };
     let ratio = baseline
-        .map(|b| format!("  ({:.2}x its native baseline)", rate / b.rate()))
+        .map(|b| format!("  ({:.2}x its baseline)", rate / b.rate()))
         .unwrap_or_default();
     println!(
-        "  {name:<13} {rate:>9.0} calls/s   p50 {:>7.0} us   p99 {:>7.0} us{ratio}",
+        "  {name:<18} {rate:>9.0} calls/s   p50 {:>7.0} us   p99 {:>7.0} us{ratio}",
         pct(0.50),
         pct(0.99)
     );
@@ -301,12 +376,13 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let corpus = dir.path().join("corpus");
         write_corpus(&corpus);
-        let native = serve_native(&corpus).await;
+        let native = serve_native(&corpus, Native::Stateless).await;
         let moat = serve_moat(dir.path(), &corpus, "").await;
-        // (side, url, token, workload, native baseline side, rounds)
+        // (side, url, token, client, native baseline side, rounds)
         let mut served = Vec::new();
-        served.push(("native", native.clone(), None, GREET, None, Vec::new()));
-        served.push(("moat", moat.clone(), None, GREET, Some("native"), Vec::new()));
+        let (greet, search) = (Client::Reqwest(GREET), Client::Reqwest(SEARCH));
+        served.push(("native", native.clone(), None, greet, None, Vec::new()));
+        served.push(("moat", moat.clone(), None, greet, Some("native"), Vec::new()));
         // The issuer outlives the rounds: Moat fetches its keys once, then
         // finds the client's token in its cache of verified tokens.
         let key = TestKey::new("k1", 5);
@@ -318,7 +394,7 @@ fn main() {
             let dir = dir.path().join("audit");
             std::fs::create_dir(&dir).unwrap();
             let url = serve_moat(&dir, &corpus, ops).await;
-            served.push(("moat+audit", url, None, GREET, Some("native"), Vec::new()));
+            served.push(("moat+audit", url, None, greet, Some("native"), Vec::new()));
         }
         {
             let auth = format!(
@@ -329,19 +405,34 @@ fn main() {
             let dir = dir.path().join("auth");
             std::fs::create_dir(&dir).unwrap();
             let url = serve_moat(&dir, &corpus, &auth).await;
-            served.push(("moat+auth", url, Some(token), GREET, Some("native"), Vec::new()));
+            served.push(("moat+auth", url, Some(token), greet, Some("native"), Vec::new()));
         }
-        served.push(("native search", native, None, SEARCH, None, Vec::new()));
-        served.push(("moat search", moat, None, SEARCH, Some("native search"), Vec::new()));
+        served.push(("native search", native, None, search, None, Vec::new()));
+        served.push(("moat search", moat, None, search, Some("native search"), Vec::new()));
+        {
+            let sessions = dir.path().join("sessions");
+            std::fs::create_dir(&sessions).unwrap();
+            let http = Client::HttpClient;
+            let nagle = serve_native(&corpus, Native::Sessions).await;
+            let no_delay = serve_native(&corpus, Native::SessionsNoDelay).await;
+            let moat = serve_moat_with(&sessions, &corpus, "", "").await;
+            served.push(("native sse", nagle, None, http, Some("native sse nodelay"), Vec::new()));
+            served.push(("native sse nodelay", no_delay, None, http, None, Vec::new()));
+            served.push(("moat sse", moat, None, http, Some("native sse nodelay"), Vec::new()));
+        }
         // Sides: `native`, `moat`, `moat+audit`, `moat+auth`,
-        // `native search`, `moat search`.
+        // `native search`, `moat search`, `native sse`,
+        // `native sse nodelay`, `moat sse`.
         served.retain(|side| moat_tests::bench::wants(side.0));
         println!(
             "tools/call over HTTP, {CLIENTS} keep-alive clients, {ROUNDS} alternating rounds of {MEASURE:?}"
         );
         for _ in 0..ROUNDS {
-            for (_, url, token, work, _, rounds) in served.iter_mut() {
-                rounds.push(load(url, token.as_deref(), *work).await);
+            for (_, url, token, client, _, rounds) in served.iter_mut() {
+                rounds.push(match client {
+                    Client::Reqwest(work) => load(url, token.as_deref(), *work).await,
+                    Client::HttpClient => sequential_http_client(url).await,
+                });
             }
         }
         let medians: Vec<(&str, Option<&str>, Load)> = served

@@ -307,5 +307,9 @@ impl Drop for MoatServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the server logged.
+        if std::thread::panicking() {
+            eprintln!("--- moat serve log ---\n{}", self.log());
+        }
     }
 }

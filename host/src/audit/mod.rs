@@ -12,7 +12,7 @@ mod record;
 mod verify;
 
 use checkpoint::Signer;
-pub use record::{Record, redact};
+pub use record::{Record, redact, redacted_digest, scrub, secrets};
 pub use verify::{Broken, Verified, segments, verify};
 
 use crate::config::AuditConfig;
@@ -102,7 +102,7 @@ impl AuditLog {
         if let Some(signer) = &log.signer {
             let mut state = log.state.try_lock().expect("a new log is not shared yet");
             if state.seq == 0 {
-                log.sign(&mut state, signer)?;
+                log.sign(&mut state, signer, false)?;
             }
         }
         Ok(log)
@@ -150,17 +150,14 @@ impl AuditLog {
         }
     }
 
-    /// Signs the chain as it stands (at shutdown), when a signing key is
-    /// configured and records were written since the last checkpoint.
-    pub async fn checkpoint(&self) -> Result<(), AuditError> {
+    /// Ends the chain with a closing checkpoint (at a clean shutdown),
+    /// when a signing key is configured.
+    pub async fn close(&self) -> Result<(), AuditError> {
         let Some(signer) = &self.signer else {
             return Ok(());
         };
         let mut state = self.state.lock().await;
-        if state.unsigned == 0 {
-            return Ok(());
-        }
-        self.sign(&mut state, signer)
+        self.sign(&mut state, signer, true)
     }
 
     async fn append(&self, record: &Record) -> Result<(), AuditError> {
@@ -175,7 +172,7 @@ impl AuditLog {
         if let Some(signer) = &self.signer {
             state.unsigned += 1;
             if state.unsigned >= signer.every
-                && let Err(e) = self.sign(state, signer)
+                && let Err(e) = self.sign(state, signer, false)
             {
                 tracing::error!("cannot write an audit checkpoint: {e}");
             }
@@ -186,7 +183,7 @@ impl AuditLog {
             // A rotated file ends signed, so it can be verified alone.
             if let Some(signer) = &self.signer
                 && state.unsigned > 0
-                && let Err(e) = self.sign(state, signer)
+                && let Err(e) = self.sign(state, signer, false)
             {
                 tracing::error!("cannot write an audit checkpoint: {e}");
             }
@@ -202,11 +199,11 @@ impl AuditLog {
     }
 
     /// Appends a checkpoint signing the chain up to here.
-    fn sign(&self, state: &mut State, signer: &Signer) -> Result<(), AuditError> {
+    fn sign(&self, state: &mut State, signer: &Signer, closing: bool) -> Result<(), AuditError> {
         let mut record = Record::new();
         record.outcome = "checkpoint";
         record.kind = "checkpoint".into();
-        record.checkpoint = Some(signer.sign(state.seq + 1, &state.last));
+        record.checkpoint = Some(signer.sign(state.seq + 1, &state.last, closing));
         self.write_line(state, &record)?;
         state.unsigned = 0;
         Ok(())

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use sha2::Digest;
 
 /// What happened to one call or request. `seq`, `ts` and the chain's
 /// `prev` and `hash` are added when it is written.
@@ -100,29 +101,86 @@ fn is_secret(key: &str) -> bool {
     key.ends_with("key") || SECRET_WORDS.iter().any(|w| key.contains(w))
 }
 
+/// `value` with the value of every secret-looking key (at any depth)
+/// replaced by `"[redacted]"`.
+fn redacted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret(k) {
+                        Value::from("[redacted]")
+                    } else {
+                        redacted(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The SHA-256 (hex) of `arguments` with secret-looking values redacted:
+/// two calls with the same arguments match, and a secret cannot be found
+/// by hashing guesses.
+pub fn redacted_digest(arguments: &Map<String, Value>) -> String {
+    let text = redacted(&Value::Object(arguments.clone())).to_string();
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// The values under secret-looking keys at any depth (strings, and
+/// numbers as written), long enough to find in a message.
+pub fn secrets(arguments: &Map<String, Value>) -> Vec<String> {
+    fn all(value: &Value, into: &mut Vec<String>) {
+        match value {
+            Value::String(s) => into.push(s.clone()),
+            Value::Number(n) => into.push(n.to_string()),
+            Value::Array(items) => items.iter().for_each(|v| all(v, into)),
+            Value::Object(map) => map.values().for_each(|v| all(v, into)),
+            _ => {}
+        }
+    }
+    fn walk(value: &Value, into: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if is_secret(k) {
+                        all(v, into);
+                    } else {
+                        walk(v, into);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, into)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(&Value::Object(arguments.clone()), &mut found);
+    found.retain(|s| s.chars().count() >= MIN_SECRET_CHARS);
+    // Longest first, so a secret that contains another is replaced whole.
+    found.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    found
+}
+
+/// Values shorter than this are not searched for in messages: they would
+/// match ordinary words.
+const MIN_SECRET_CHARS: usize = 4;
+
+/// `text` with every one of `secrets` replaced by `[redacted]`.
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_string(), |text, secret| {
+        text.replace(secret.as_str(), "[redacted]")
+    })
+}
+
 /// `arguments` with the value of every secret-looking key (at any depth)
 /// replaced by `"[redacted]"`; past `max_bytes` of JSON, only a prefix is
 /// kept, as `{"truncated_from": <bytes>, "prefix": "..."}`.
 pub fn redact(arguments: &Map<String, Value>, max_bytes: usize) -> Value {
-    fn walk(value: &Value) -> Value {
-        match value {
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| {
-                        let v = if is_secret(k) {
-                            Value::from("[redacted]")
-                        } else {
-                            walk(v)
-                        };
-                        (k.clone(), v)
-                    })
-                    .collect(),
-            ),
-            Value::Array(items) => Value::Array(items.iter().map(walk).collect()),
-            other => other.clone(),
-        }
-    }
-    let redacted = walk(&Value::Object(arguments.clone()));
+    let redacted = redacted(&Value::Object(arguments.clone()));
     let text = redacted.to_string();
     if text.len() <= max_bytes {
         return redacted;
@@ -154,6 +212,30 @@ mod tests {
                 "nested": { "password": "[redacted]", "items": [{ "sessionToken": "[redacted]", "n": 1 }] },
                 "accessKey": "[redacted]", "client_secret": "[redacted]", "author": "kept"
             })
+        );
+    }
+
+    #[test]
+    fn secret_values_are_found_and_scrubbed_from_messages() {
+        let args = json!({
+            "query": "public words", "api_key": "sk-LIVE-123456",
+            "nested": { "password": 31337424242_u64, "list": [{ "token": ["abcd", "xy"] }] }
+        });
+        let found = secrets(args.as_object().unwrap());
+        assert_eq!(found, ["sk-LIVE-123456", "31337424242", "abcd"]);
+        let message = "invalid value: string \"sk-LIVE-123456\", expected 31337424242 or abcd; xy";
+        assert_eq!(
+            scrub(message, &found),
+            "invalid value: string \"[redacted]\", expected [redacted] or [redacted]; xy"
+        );
+        // The digest is of the redacted arguments: the same for any secret.
+        let other = json!({
+            "query": "public words", "api_key": "sk-OTHER",
+            "nested": { "password": 1, "list": [{ "token": "t" }] }
+        });
+        assert_eq!(
+            redacted_digest(args.as_object().unwrap()),
+            redacted_digest(other.as_object().unwrap())
         );
     }
 

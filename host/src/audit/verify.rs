@@ -18,6 +18,8 @@ pub struct Verified {
     pub last_hash: String,
     /// With a key: the last record a verified checkpoint signs.
     pub signed_through: Option<u64>,
+    /// With a key: the log ends with a verified closing checkpoint.
+    pub closed: bool,
 }
 
 /// The first place where the chain is broken.
@@ -48,8 +50,8 @@ pub fn segments(path: &Path) -> Vec<PathBuf> {
 pub fn verify(files: &[PathBuf], key: Option<&[u8; 32]>) -> Result<Verified, Broken> {
     let mut prev = GENESIS.to_string();
     let mut seq = 0u64;
-    // The last verified checkpoint's record and spacing.
-    let mut signed: Option<(u64, u64)> = None;
+    // The last verified checkpoint's record, spacing and closing mark.
+    let mut signed: Option<(u64, u64, bool)> = None;
     let mut last_place = None;
     for file in files {
         let text = std::fs::read_to_string(file).map_err(|e| Broken {
@@ -85,14 +87,14 @@ pub fn verify(files: &[PathBuf], key: Option<&[u8; 32]>) -> Result<Verified, Bro
                      the record before it was changed or replaced"
                 )));
             }
-            if let (Some(key), Some((every, signature))) = (key, &record.checkpoint) {
-                if !checkpoint::verifies(key, expected, &prev, *every, signature) {
+            if let (Some(key), Some(checkpoint)) = (key, &record.checkpoint) {
+                if !checkpoint::verifies(key, expected, &prev, checkpoint) {
                     return Err(broken(format!(
                         "record {expected} is a checkpoint whose signature does not verify with this key: \
                          a record before it was changed and the chain re-hashed, or another key signed it"
                     )));
                 }
-                signed = Some((expected, *every));
+                signed = Some((expected, checkpoint.every, checkpoint.closing));
             }
             seq = expected;
             prev = hash;
@@ -106,7 +108,7 @@ pub fn verify(files: &[PathBuf], key: Option<&[u8; 32]>) -> Result<Verified, Bro
                  checkpoints were removed (and the chain re-hashed), or the log was not signed with it"
                     .to_string(),
             ),
-            Some((through, every)) if seq - through > every => Some(format!(
+            Some((through, every, _)) if seq - through > every => Some(format!(
                 "the last {} records have no signed checkpoint, though one comes every {every} records: \
                  checkpoints were removed (and the chain re-hashed), or records were added without the key",
                 seq - through
@@ -124,15 +126,15 @@ pub fn verify(files: &[PathBuf], key: Option<&[u8; 32]>) -> Result<Verified, Bro
     Ok(Verified {
         records: seq,
         last_hash: prev,
-        signed_through: key.map(|_| signed.map_or(0, |(through, _)| through)),
+        signed_through: key.map(|_| signed.map_or(0, |(through, ..)| through)),
+        closed: signed.is_some_and(|(through, _, closing)| closing && through == seq),
     })
 }
 
 struct Linked {
     seq: u64,
     prev: String,
-    /// A checkpoint's spacing and signature.
-    checkpoint: Option<(u64, String)>,
+    checkpoint: Option<checkpoint::Checkpoint>,
 }
 
 /// Checks a line's own hash; returns it with the record's links.
@@ -155,10 +157,7 @@ fn check_line(line: &str) -> Result<(String, Linked), String> {
     let prev = value["prev"].as_str().ok_or_else(malformed)?.to_string();
     let checkpoint = match value.get("checkpoint") {
         None => None,
-        Some(c) => Some((
-            c["every"].as_u64().ok_or_else(malformed)?,
-            c["signature"].as_str().ok_or_else(malformed)?.to_string(),
-        )),
+        Some(c) => Some(serde_json::from_value(c.clone()).map_err(|_| malformed())?),
     };
     Ok((
         hash.to_string(),

@@ -169,8 +169,11 @@ pub fn validate(token: &str, keys: &JwkSet, rules: &TokenRules) -> Result<Caller
             .get("exp")
             .and_then(Value::as_u64)
             .unwrap_or(u64::MAX);
-        let lifetime = exp.saturating_sub(iat);
-        if lifetime > max {
+        // Measured from when it was issued, and from now: an `iat` set in
+        // the future does not stretch the lifetime.
+        let now = jsonwebtoken::get_current_timestamp();
+        let lifetime = exp.saturating_sub(iat).max(exp.saturating_sub(now));
+        if lifetime > max.saturating_add(rules.leeway_s) {
             return Err(TokenError::TooLongLived { lifetime, max });
         }
     }
@@ -393,6 +396,12 @@ mod tests {
             validate(&key.sign(&claims()), &keys, &short),
             Err(TokenError::MissingClaim("iat"))
         );
+        // An `iat` in the future does not make a year-long token short.
+        let postdated = with(json!({ "iat": now() + 86_000, "exp": now() + 86_400 }));
+        assert!(matches!(
+            validate(&key.sign(&postdated), &keys, &short),
+            Err(TokenError::TooLongLived { max: 600, .. })
+        ));
     }
 
     fn keyset(keys: &[&Key]) -> JwkSet {

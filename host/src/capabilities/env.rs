@@ -141,9 +141,12 @@ pub(super) fn parse(
 
 /// A secret file's text without its one trailing newline, or why not.
 fn read_value(path: &std::path::Path) -> Result<String, String> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| format!("cannot be read ({})", e.kind()))?
-        .len();
+    let metadata = std::fs::metadata(path).map_err(|e| format!("cannot be read ({})", e.kind()))?;
+    // A FIFO or a device would hold the config's load forever.
+    if !metadata.is_file() {
+        return Err("is not a regular file".into());
+    }
+    let size = metadata.len();
     if size > MAX_FILE_VALUE {
         return Err(format!("has {size} bytes"));
     }

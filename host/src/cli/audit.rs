@@ -8,7 +8,11 @@ use std::process::ExitCode;
 /// Verifies the chain ending in `path` (rotated `path.N` files first),
 /// and with `key` (a public key or a file holding one) its checkpoints.
 /// Exit 0 when whole, 1 when broken, naming the first broken record.
-pub(super) fn verify_chain(path: &Path, key: Option<&str>) -> anyhow::Result<ExitCode> {
+pub(super) fn verify_chain(
+    path: &Path,
+    key: Option<&str>,
+    closed: bool,
+) -> anyhow::Result<ExitCode> {
     if !path.is_file() {
         anyhow::bail!("{} is not a file", path.display());
     }
@@ -23,11 +27,21 @@ pub(super) fn verify_chain(path: &Path, key: Option<&str>) -> anyhow::Result<Exi
                 verified.last_hash
             );
             if let Some(through) = verified.signed_through {
-                match verified.records - through {
-                    0 => println!("signed: every record, through record {through}"),
-                    tail => println!(
+                match (verified.records - through, verified.closed) {
+                    (_, true) => println!(
+                        "signed: every record, through the closing checkpoint at record {through}"
+                    ),
+                    (0, false) => println!("signed: every record, through record {through}"),
+                    (tail, false) => println!(
                         "signed: through record {through}; the last {tail} record(s) are covered by the hash chain only"
                     ),
+                }
+                if closed && !verified.closed {
+                    println!(
+                        "broken: the log does not end with its closing checkpoint: Moat is still writing it, \
+                         stopped without one, or its end was changed or cut off"
+                    );
+                    return Ok(ExitCode::from(1));
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -119,14 +119,22 @@ pub(super) async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
         p
     };
     // The endpoint as the author's own process sees it over stdio: only
-    // the plugin called, no token and no audit log.
+    // the plugin called, no token; the audit log only when asked for.
     let one = Served {
         plugins: std::slice::from_ref(selected),
         auth: None,
         ..served
     };
     let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(config))?);
-    let service = ToolService::load(runtime, one, &Operations::default()).await?;
+    let ops = match (args.audit, &config.audit) {
+        (false, _) => Operations::default(),
+        (true, None) => anyhow::bail!("--audit: {} has no [audit] section", loaded.label),
+        (true, Some(audit)) if audit.stdout => anyhow::bail!(
+            "--audit: [audit] stdout = true would mix records into the result on stdout; write the audit log to a file"
+        ),
+        (true, Some(_)) => Operations::for_config(config)?,
+    };
+    let service = ToolService::load(runtime, one, &ops).await?;
     let plugin = &service.plugins()[0];
     if !plugin.tools.iter().any(|t| t.name == args.tool) {
         let names: Vec<&str> = plugin.tools.iter().map(|t| t.name.as_str()).collect();
@@ -139,6 +147,7 @@ pub(super) async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     }
     let name = format!("{}.{}", plugin.name, args.tool);
     let outcome = service.call(CallContext::default(), &name, arguments).await;
+    ops.close().await;
     if let Ok(report) = &outcome {
         let s = report.stats;
         tracing::info!(

@@ -91,7 +91,7 @@ fn print_operations(config: &Config) {
     limits.push(format!("{} calls at once in all", config.max_in_flight()));
     limits.push(format!(
         "{} tokenless refusals/min per address (IPv6 per /{}), {} per endpoint",
-        l.refusals_per_minute, l.refusal_ipv6_prefix, l.refusals_per_minute_total
+        l.refusals_per_minute, l.ipv6_prefix, l.refusals_per_minute_total
     ));
     println!("limits   {}", limits.join("; "));
     match config.admin.listen {
@@ -188,6 +188,7 @@ pub(super) async fn inspect(path: &Path, as_json: bool) -> anyhow::Result<ExitCo
         fuel: None,
         memory_mib: None,
         timeout_ms: None,
+        audit: false,
     })?;
     let runtime = Runtime::new(&RuntimeOptions::permissive(
         config.runtime.cache_dir.clone(),

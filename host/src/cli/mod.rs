@@ -76,6 +76,10 @@ enum AuditCommand {
         /// digits, or the `.pub` file `keygen` wrote).
         #[arg(long)]
         key: Option<String>,
+        /// With --key: the log must end with the checkpoint Moat writes at
+        /// a clean shutdown (nothing after the last signature).
+        #[arg(long, requires = "key")]
+        closed: bool,
     },
     /// Make an Ed25519 key that signs audit checkpoints: the private key
     /// in FILE (mode 0600), the public key in FILE.pub.
@@ -143,6 +147,10 @@ struct CallArgs {
     /// For a .wasm file: wall-clock timeout in milliseconds.
     #[arg(long)]
     timeout_ms: Option<u64>,
+    /// Write the call's audit record to the config's `[audit]` log, as a
+    /// served call would.
+    #[arg(long, requires = "config")]
+    audit: bool,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -165,8 +173,8 @@ pub fn main() -> ExitCode {
             Command::Check { config } => check::check(config.as_deref()).await,
             Command::Inspect { plugin, json } => check::inspect(&plugin, json).await,
             Command::Call(args) => call::call(args).await,
-            Command::Audit(AuditCommand::Verify { file, key }) => {
-                audit::verify_chain(&file, key.as_deref())
+            Command::Audit(AuditCommand::Verify { file, key, closed }) => {
+                audit::verify_chain(&file, key.as_deref(), closed)
             }
             Command::Audit(AuditCommand::Keygen { file }) => audit::keygen(&file),
         }

@@ -184,7 +184,11 @@ impl Config {
         }
         let plugins = parse_plugins(&src, raw.plugins)?;
         let tenant_spans: Vec<Range<usize>> = raw.tenants.values().map(|t| t.span()).collect();
-        let tenants = tenant::parse(&src, raw.tenants)?;
+        let limits = match raw.limits {
+            Some(l) => ops::parse_quota(&src, l)?,
+            None => QuotaConfig::default(),
+        };
+        let tenants = tenant::parse(&src, raw.tenants, &limits)?;
         let config = Config {
             plugins,
             runtime,
@@ -192,10 +196,7 @@ impl Config {
             auth,
             tenants,
             audit: raw.audit.map(|a| ops::parse_audit(&src, a)).transpose()?,
-            limits: match raw.limits {
-                Some(l) => ops::parse_quota(&src, l)?,
-                None => QuotaConfig::default(),
-            },
+            limits,
             admin: match raw.admin {
                 Some(a) => ops::parse_admin(&src, a)?,
                 None => AdminConfig::default(),

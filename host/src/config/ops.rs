@@ -62,7 +62,7 @@ pub struct QuotaConfig {
     pub refusals_per_minute_total: u32,
     /// Bits of an IPv6 peer address that name its source for
     /// `refusals_per_minute` (a host usually holds a whole /64).
-    pub refusal_ipv6_prefix: u8,
+    pub ipv6_prefix: u8,
 }
 
 /// `[limits.tools."<plugin>.<tool>"]`.
@@ -107,7 +107,7 @@ pub(super) struct RawQuota {
     max_in_flight: Option<Spanned<u64>>,
     refusals_per_minute: Option<Spanned<u64>>,
     refusals_per_minute_total: Option<Spanned<u64>>,
-    refusal_ipv6_prefix: Option<Spanned<u64>>,
+    ipv6_prefix: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,21 +232,26 @@ pub(super) fn parse_quota(src: &Source, raw: RawQuota) -> Result<QuotaConfig, Co
             Some(v) => count(v, "refusals_per_minute_total")?,
             None => DEFAULT_REFUSALS_PER_MINUTE_TOTAL,
         },
-        refusal_ipv6_prefix: match &raw.refusal_ipv6_prefix {
-            Some(v) => src.ranged(v, "refusal_ipv6_prefix", 16, 128)? as u8,
+        ipv6_prefix: match &raw.ipv6_prefix {
+            Some(v) => src.ranged(v, "ipv6_prefix", 16, 128)? as u8,
             None => 64,
         },
     })
 }
 
 /// A tenant's `[tenants.<name>.limits]`: the per-caller and per-tenant
-/// keys of `[limits]`; the process-wide ones belong to `[limits]` alone.
-pub(super) fn parse_tenant_quota(src: &Source, raw: RawQuota) -> Result<QuotaConfig, ConfigError> {
+/// keys of `[limits]`, each replacing the top-level one (`top`) it names;
+/// the process-wide ones belong to `[limits]` alone.
+pub(super) fn parse_tenant_quota(
+    src: &Source,
+    raw: RawQuota,
+    top: &QuotaConfig,
+) -> Result<QuotaConfig, ConfigError> {
     for (key, value) in [
         ("max_in_flight", &raw.max_in_flight),
         ("refusals_per_minute", &raw.refusals_per_minute),
         ("refusals_per_minute_total", &raw.refusals_per_minute_total),
-        ("refusal_ipv6_prefix", &raw.refusal_ipv6_prefix),
+        ("ipv6_prefix", &raw.ipv6_prefix),
     ] {
         if let Some(value) = value {
             return Err(src.error(
@@ -256,7 +261,25 @@ pub(super) fn parse_tenant_quota(src: &Source, raw: RawQuota) -> Result<QuotaCon
             ));
         }
     }
-    parse_quota(src, raw)
+    let (rate, burst, cap) = (
+        raw.calls_per_minute.is_some(),
+        raw.burst.is_some(),
+        raw.max_concurrent_per_tenant.is_some(),
+    );
+    let own = parse_quota(src, raw)?;
+    let mut limits = top.clone();
+    if rate {
+        limits.calls_per_minute = own.calls_per_minute;
+    }
+    // A tenant's own rate brings its own default burst.
+    if rate || burst {
+        limits.burst = own.burst;
+    }
+    if cap {
+        limits.max_concurrent_per_tenant = own.max_concurrent_per_tenant;
+    }
+    limits.tools.extend(own.tools);
+    Ok(limits)
 }
 
 pub(super) fn parse_admin(src: &Source, raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
@@ -283,7 +306,7 @@ impl Default for QuotaConfig {
             max_in_flight: None,
             refusals_per_minute: DEFAULT_REFUSALS_PER_MINUTE,
             refusals_per_minute_total: DEFAULT_REFUSALS_PER_MINUTE_TOTAL,
-            refusal_ipv6_prefix: 64,
+            ipv6_prefix: 64,
         }
     }
 }

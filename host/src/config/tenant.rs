@@ -26,7 +26,8 @@ pub struct TenantConfig {
     pub plugins: Vec<PluginConfig>,
     /// Its token rules and policy; `None`: no authentication.
     pub auth: Option<AuthConfig>,
-    /// Its own `[tenants.<name>.limits]`; `None`: the top-level `[limits]`.
+    /// Its limits: the top-level `[limits]` with the keys its own
+    /// `[tenants.<name>.limits]` sets replaced; `None`: the top-level ones.
     pub limits: Option<QuotaConfig>,
 }
 
@@ -43,6 +44,7 @@ pub(super) struct RawTenant {
 pub(super) fn parse(
     src: &Source,
     raw: BTreeMap<Spanned<String>, Spanned<RawTenant>>,
+    top_limits: &QuotaConfig,
 ) -> Result<Vec<TenantConfig>, ConfigError> {
     let mut tenants = Vec::with_capacity(raw.len());
     for (name, table) in raw {
@@ -81,7 +83,7 @@ pub(super) fn parse(
             .map_err(context)?;
         let limits = table
             .limits
-            .map(|l| ops::parse_tenant_quota(src, l))
+            .map(|l| ops::parse_tenant_quota(src, l, top_limits))
             .transpose()
             .map_err(context)?;
         tenants.push(TenantConfig {
@@ -256,7 +258,7 @@ mod tests {
     #[test]
     fn a_tenant_has_its_own_limits_or_the_top_level_ones() {
         let text = format!(
-            "[limits]\ncalls_per_minute = 10\n[[plugin]]\n{PLUGIN}\n[[tenants.a.plugin]]\n{PLUGIN}\n[tenants.b.limits]\ncalls_per_minute = 99\nmax_concurrent_per_tenant = 2\n[[tenants.b.plugin]]\n{PLUGIN}"
+            "[limits]\ncalls_per_minute = 10\nmax_concurrent_per_tenant = 7\n[[plugin]]\n{PLUGIN}\n[[tenants.a.plugin]]\n{PLUGIN}\n[tenants.b.limits]\ncalls_per_minute = 99\nmax_concurrent_per_tenant = 2\n[[tenants.b.plugin]]\n{PLUGIN}\n[tenants.c.limits]\nmax_concurrent_per_tenant = 3\n[[tenants.c.plugin]]\n{PLUGIN}"
         );
         let config = parse(&text).unwrap();
         let rates: Vec<_> = config
@@ -269,9 +271,15 @@ mod tests {
                 )
             })
             .collect();
+        // c sets only its cap: it keeps the top-level rate.
         assert_eq!(
             rates,
-            [(Some(10), None), (Some(10), None), (Some(99), Some(2))]
+            [
+                (Some(10), Some(7)),
+                (Some(10), Some(7)),
+                (Some(99), Some(2)),
+                (Some(10), Some(3))
+            ]
         );
 
         for key in ["max_in_flight", "refusals_per_minute"] {

@@ -80,6 +80,20 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The free text of the error (what the plugin said, or a trap's
+    /// message), for redaction.
+    pub fn text_mut(&mut self) -> Option<&mut String> {
+        match self {
+            CallError::Tool(text)
+            | CallError::InvalidArguments(text)
+            | CallError::NotGranted(text)
+            | CallError::HostRefused(text)
+            | CallError::Trap(text)
+            | CallError::Host(text) => Some(text),
+            _ => None,
+        }
+    }
+
     /// A stable, machine-readable name for the outcome.
     pub fn kind(&self) -> &'static str {
         match self {

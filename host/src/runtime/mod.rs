@@ -19,6 +19,7 @@ mod state;
 
 pub use cache::CacheOutcome;
 pub use call::{CallReport, CallStats};
+pub use capture::printable;
 pub use engine::Allocator;
 pub use error::{CallError, LoadError};
 pub use plugin::{LoadStats, Plugin};

@@ -2,14 +2,14 @@
 //! before the response goes out), metrics, and a log line.
 
 use super::Refusal;
-use crate::audit::{AuditError, AuditLog, Record, redact};
+use crate::audit::{AuditError, AuditLog, Record, redact, redacted_digest};
 use crate::auth::policy::Caller;
 use crate::config::{Config, QuotaConfig};
 use crate::metrics::{self, CallLabels, LoadLabels};
 use crate::quota::{Gate, Limited, LocalLimiter, RateLimiter, RefusalThrottle, Throttled};
+use crate::runtime::printable;
 use crate::runtime::{CallReport, Plugin};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -20,6 +20,8 @@ pub struct Operations {
     audit: Option<Arc<AuditLog>>,
     /// Calls running in the process, across every endpoint.
     in_flight: Option<Arc<Semaphore>>,
+    /// Bits of an IPv6 peer address that name its source.
+    ipv6_prefix: u8,
     refusals: Option<Arc<RefusalThrottle>>,
 }
 
@@ -29,6 +31,7 @@ impl Default for Operations {
         Operations {
             audit: None,
             in_flight: None,
+            ipv6_prefix: 64,
             refusals: None,
         }
     }
@@ -45,10 +48,11 @@ impl Operations {
                 None => None,
             },
             in_flight: Some(Arc::new(Semaphore::new(in_flight as usize))),
+            ipv6_prefix: limits.ipv6_prefix,
             refusals: Some(Arc::new(RefusalThrottle::new(
                 limits.refusals_per_minute,
                 limits.refusals_per_minute_total,
-                limits.refusal_ipv6_prefix,
+                limits.ipv6_prefix,
             ))),
         })
     }
@@ -62,6 +66,11 @@ impl Operations {
             self.in_flight.clone(),
             limits.max_concurrent_per_tenant,
         )
+    }
+
+    /// Bits of an IPv6 peer address that name its source.
+    pub(super) fn ipv6_prefix(&self) -> u8 {
+        self.ipv6_prefix
     }
 
     /// Records how loading went.
@@ -102,7 +111,7 @@ impl Operations {
     /// once every call has answered).
     pub async fn close(&self) {
         if let Some(audit) = &self.audit
-            && let Err(e) = audit.checkpoint().await
+            && let Err(e) = audit.close().await
         {
             tracing::error!("cannot write the closing audit checkpoint: {e}");
         }
@@ -125,8 +134,7 @@ impl Operations {
     ) -> Option<Record> {
         let audit = self.audit.as_ref()?;
         let mut record = record_for(tenant, caller, peer, Some(tool));
-        let text = serde_json::to_string(arguments).expect("JSON values serialize");
-        record.args_sha256 = Some(hex::encode(Sha256::digest(text.as_bytes())));
+        record.args_sha256 = Some(redacted_digest(arguments));
         record.arguments = Some(redact(arguments, audit.max_argument_bytes()));
         Some(record)
     }
@@ -144,11 +152,13 @@ impl Operations {
         let (outcome, kind, reason) = match &result {
             Err(refusal) => {
                 metrics::get().refused(tenant_label, refusal.kind());
+                // Tool names and argument fields are the caller's text.
                 tracing::warn!(
                     tenant,
                     tool,
                     kind = refusal.kind(),
-                    "call refused: {refusal}"
+                    "call refused: {}",
+                    printable(&refusal.to_string())
                 );
                 ("refused", refusal.kind(), Some(refusal.to_string()))
             }
@@ -209,8 +219,8 @@ impl Operations {
     }
 
     /// Audits and counts a request from `peer` refused for want of a
-    /// valid token, unless the peer is past its refusal budget: then the
-    /// answer is a 429, recorded once a minute.
+    /// valid token, within the throttle's bounds (see [`RefusalThrottle`]):
+    /// `Err` when the source is past its own and is to get a 429.
     pub(super) async fn unauthenticated(
         &self,
         tenant: Option<&str>,
@@ -229,14 +239,27 @@ impl Operations {
                     .await;
                 Ok(())
             }
-            Throttled::First(limited) => {
-                let _ = self
-                    .refused(tenant, None, peer, None, "throttled", &limited.reason)
-                    .await;
-                Err(limited)
+            Throttled::Unrecorded(first) => {
+                match first {
+                    Some(reason) => {
+                        let _ = self
+                            .refused(tenant, None, peer, None, "throttled", &reason)
+                            .await;
+                    }
+                    None => {
+                        metrics::get().refused(metrics::tenant_label(tenant), "unauthenticated")
+                    }
+                }
+                Ok(())
             }
-            Throttled::Again(limited) => {
-                metrics::get().refused(metrics::tenant_label(tenant), "throttled");
+            Throttled::Limited { limited, record } => {
+                if record {
+                    let _ = self
+                        .refused(tenant, None, peer, None, "throttled", &limited.reason)
+                        .await;
+                } else {
+                    metrics::get().refused(metrics::tenant_label(tenant), "throttled");
+                }
                 Err(limited)
             }
         }

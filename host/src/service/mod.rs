@@ -87,8 +87,10 @@ pub struct CallContext<'a> {
 impl CallContext<'_> {
     /// Whom rate limits count against: the token's issuer and subject
     /// (a subject is unique only at its issuer), else its client, else
-    /// the peer's address, else the process that launched Moat over stdio.
-    pub fn limit_key(&self) -> String {
+    /// the peer's address (an IPv6 peer by its first `ipv6_prefix` bits,
+    /// since one host usually holds a whole prefix), else the process that
+    /// launched Moat over stdio.
+    pub fn limit_key(&self, ipv6_prefix: u8) -> String {
         if let Some(caller) = self.caller {
             if !caller.subject.is_empty() {
                 return format!("iss:{} sub:{}", caller.issuer, caller.subject);
@@ -98,7 +100,7 @@ impl CallContext<'_> {
             }
         }
         match self.peer {
-            Some(peer) => format!("ip:{}", peer.ip()),
+            Some(peer) => format!("ip:{}", crate::quota::source(peer.ip(), ipv6_prefix)),
             None => "stdio".into(),
         }
     }
@@ -115,6 +117,11 @@ pub struct AdmittedCall {
     env: Vec<(String, String)>,
     /// The audit record, completed when the call ends.
     record: Option<crate::audit::Record>,
+    /// Values of secret-looking arguments, kept out of error messages.
+    secrets: Vec<String>,
+    /// The address of the service that admitted it, the only one that may
+    /// run it (its tool index means nothing to another).
+    admitted_by: usize,
     /// The call's place under the concurrency caps, until it ends.
     _permit: Option<Admitted>,
 }
@@ -260,9 +267,12 @@ impl ToolService {
         let mut record = self
             .ops
             .begin(self.tenant(), context.caller, peer, name, &arguments);
+        let secrets = crate::audit::secrets(&arguments);
         match self.check(context, name, arguments, &mut record).await {
             Ok((tool, arguments, permit)) => Ok(AdmittedCall {
                 tool,
+                secrets,
+                admitted_by: self.address(),
                 arguments,
                 env: if self.plugins[self.tools[tool].plugin].grants.caller_identity {
                     identity::env(context.caller, self.tenant.as_deref())
@@ -295,7 +305,11 @@ impl ToolService {
             Some(gate) => {
                 // Buckets are per endpoint; the key names it too, so that a
                 // store shared by every endpoint (and replica) keeps them apart.
-                let key = format!("{} {}", endpoint_key(self.tenant()), context.limit_key());
+                let key = format!(
+                    "{} {}",
+                    endpoint_key(self.tenant()),
+                    context.limit_key(self.ops.ipv6_prefix())
+                );
                 Some(gate.admit(&key, name).await.map_err(Refusal::RateLimited)?)
             }
         };
@@ -326,9 +340,14 @@ impl ToolService {
     /// Runs a call [`Self::admit`] let through, in a fresh sandbox; its
     /// record is written before this returns.
     pub async fn run(&self, call: AdmittedCall) -> Result<CallReport, Refusal> {
+        assert_eq!(
+            call.admitted_by,
+            self.address(),
+            "a call runs on the service that admitted it"
+        );
         let tool = &self.tools[call.tool];
         let plugin = &self.plugins[tool.plugin];
-        let report = {
+        let mut report = {
             let _running = self.ops.running();
             self.runtime
                 .call_with_env(
@@ -339,9 +358,22 @@ impl ToolService {
                 )
                 .await
         };
+        // A plugin's message may quote its arguments (serde's do); it goes
+        // to the log, the audit record and the client.
+        if let Err(e) = &mut report.result
+            && let Some(text) = e.text_mut()
+            && !call.secrets.is_empty()
+        {
+            *text = crate::audit::scrub(text, &call.secrets);
+        }
         self.ops
             .finish(self.tenant(), &tool.name, call.record, Ok(report))
             .await
+    }
+
+    /// This service's identity, for [`AdmittedCall::admitted_by`].
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 
     /// Admits and runs tool `name` with `arguments` for the caller of

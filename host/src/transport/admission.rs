@@ -5,6 +5,7 @@
 //! response body is written (a tool call's result travels on an event
 //! stream that outlives the handler).
 
+use super::rebinding::Expected;
 use super::sessions::{self, Sessions};
 use crate::auth::endpoint::{Challenge, Endpoint};
 use crate::mcp::HttpAdmission;
@@ -77,6 +78,8 @@ pub struct EndpointState {
     pub service: SharedService,
     /// Session owners; `None` in stateless mode.
     pub sessions: Option<Arc<Sessions>>,
+    /// What rmcp's service will take.
+    pub expected: Arc<Expected>,
 }
 
 /// The header that carries a session's ID.
@@ -170,7 +173,12 @@ pub async fn admit(
             return refusal;
         }
     };
-    if let Some((tool, arguments)) = body.call {
+    // Only a call rmcp will take is admitted here; any other passes on,
+    // for rmcp to refuse (or, should it take it after all, for the handler
+    // to admit).
+    let will_run = state.expected.accepts(&parts.uri, &parts.headers)
+        && (state.sessions.is_none() || session.is_some() || sessionless(&parts.headers));
+    if let Some((tool, arguments)) = body.call.filter(|_| will_run) {
         // The service's one admission step; only a refusal with an HTTP
         // status of its own is answered here, the rest travel to the
         // handler, which answers them as JSON-RPC errors.
@@ -211,6 +219,15 @@ pub async fn admit(
             _guard: guard,
         })
     })
+}
+
+/// Whether a request names a protocol revision without sessions
+/// (2026-07-28 and later), which rmcp runs outside any session.
+fn sessionless(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|version| version >= "2026-07-28")
 }
 
 /// The response for a refused request: its status, the challenge header

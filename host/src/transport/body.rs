@@ -70,6 +70,9 @@ fn inspect(bytes: &[u8]) -> Result<Option<ToolCall>, (i32, String)> {
 #[derive(Deserialize)]
 struct Shape {
     jsonrpc: Option<Version>,
+    /// Present on requests; a `tools/call` without one is a notification,
+    /// which rmcp never runs.
+    id: Option<Value>,
     method: Option<Method>,
     params: Option<CallParams>,
     result: Option<IgnoredAny>,
@@ -168,7 +171,7 @@ impl Shape {
     }
 
     fn call(self) -> Option<ToolCall> {
-        if self.method?.0? != "tools/call" {
+        if self.method?.0? != "tools/call" || self.id.is_none() {
             return None;
         }
         let params = self.params?;
@@ -245,6 +248,10 @@ mod tests {
                 None,
             ),
             (r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#, None),
+            (
+                r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"hello.greet"}}"#,
+                None,
+            ),
             (
                 r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}"#,
                 None,

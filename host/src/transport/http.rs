@@ -11,6 +11,7 @@
 //! checks and RFC 9728 metadata.
 
 use super::admission::{EndpointState, InFlight, admit};
+use super::rebinding::Expected;
 use super::sessions::Sessions;
 use crate::auth::AuthConfig;
 use crate::auth::endpoint::Endpoint;
@@ -106,6 +107,7 @@ pub async fn serve(
         serving: AtomicBool::new(true),
         services: mounts.iter().map(|m| m.service.clone()).collect(),
     });
+    let expected = Arc::new(Expected::new(&hosts, &origins));
     let mut app = Router::new();
     let protected = mounts.iter().filter(|m| m.auth.is_some()).count();
     for mount in mounts {
@@ -121,6 +123,7 @@ pub async fn serve(
         );
         let state = EndpointState {
             sessions: (!http.stateless).then(|| Arc::new(Sessions::new(manager))),
+            expected: expected.clone(),
             in_flight: in_flight.clone(),
             max_body_bytes: http.max_body_bytes,
             auth: auth.clone(),

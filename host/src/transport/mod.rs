@@ -5,5 +5,6 @@ pub mod admin;
 mod admission;
 mod body;
 pub mod http;
+mod rebinding;
 mod sessions;
 pub mod stdio;

@@ -277,13 +277,6 @@ async fn editing_deleting_or_reordering_a_record_is_reported_where_it_happened()
         std::fs::write(&path, copy.join("\n") + "\n").unwrap();
         verify(&path)
     };
-    let rehash = |line: &str| {
-        use sha2::{Digest, Sha256};
-        let at = line.rfind(",\"hash\":\"").unwrap();
-        let body = format!("{}}}", &line[..at]);
-        let hash = hex::encode(Sha256::digest(body.as_bytes()));
-        format!("{},\"hash\":\"{hash}\"}}", &line[..at])
-    };
     let cases: [(&str, Box<Edit<'_>>, &str); 5] = [
         (
             "edited",
@@ -499,6 +492,15 @@ async fn a_secret_that_fails_the_schema_is_in_no_reason_log_line_or_error() {
     }
 }
 
+/// `line` with its hash recomputed over its (edited) content.
+fn rehash(line: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let at = line.rfind(",\"hash\":\"").unwrap();
+    let body = format!("{}}}", &line[..at]);
+    let hash = hex::encode(Sha256::digest(body.as_bytes()));
+    format!("{},\"hash\":\"{hash}\"}}", &line[..at])
+}
+
 /// Renumbers and re-links every line after edits, as someone who can
 /// write the file would: each record's seq, prev and hash made whole.
 fn rechain(lines: &[String]) -> Vec<String> {
@@ -548,7 +550,7 @@ async fn signed_checkpoints_expose_a_rewritten_chain_that_hashes_alone_cannot() 
         record.kind = "ok".into();
         log.write(&record).await.unwrap();
     }
-    log.checkpoint().await.unwrap();
+    log.close().await.unwrap();
     drop(log);
     // Checkpoints open the chain, follow every third record and close it.
     let lines: Vec<String> = std::fs::read_to_string(&file)
@@ -569,9 +571,16 @@ async fn signed_checkpoints_expose_a_rewritten_chain_that_hashes_alone_cannot() 
     let (code, out) = verify_signed(&file, &public);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("signed: every record, through record 11"),
+        out.contains("signed: every record, through the closing checkpoint at record 11"),
         "{out}"
     );
+    let closed = |path: &Path| {
+        verify_with(
+            path,
+            &["--key".as_ref(), public.as_os_str(), "--closed".as_ref()],
+        )
+    };
+    assert_eq!(closed(&file).0, 0);
 
     let check = |name: &str, lines: Vec<String>| {
         let path = dir.path().join(format!("{name}.jsonl"));
@@ -620,6 +629,25 @@ async fn signed_checkpoints_expose_a_rewritten_chain_that_hashes_alone_cannot() 
         signed.1.contains("no record is signed by this key"),
         "{}",
         signed.1
+    );
+    // The closing checkpoint cut off, and the record before it rewritten:
+    // only --closed tells.
+    let mut cut = lines[..lines.len() - 1].to_vec();
+    let last = cut[9].replace("hello.greet6", "hello.greetX");
+    cut[9] = rehash(&last);
+    let cut_path = dir.path().join("cut.jsonl");
+    std::fs::write(&cut_path, cut.join("\n") + "\n").unwrap();
+    let (code, out) = verify_signed(&cut_path, &public);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("the last 1 record(s) are covered by the hash chain only"),
+        "{out}"
+    );
+    let (code, out) = closed(&cut_path);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("does not end with its closing checkpoint"),
+        "{out}"
     );
     // Another key verifies nothing.
     let other = dir.path().join("other.key");

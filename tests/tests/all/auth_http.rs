@@ -227,8 +227,12 @@ async fn tools_list_shows_only_granted_tools_and_other_calls_get_403() {
     // A reader calling files.read: refused at the door, with what it lacks.
     let call = json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/call",
         "params": { "name": "files.read", "arguments": { "path": "a.txt" } } });
+    let reader = p.token("tools:read");
+    let opened = p.post(Some(&reader)).body(INIT).send().await.unwrap();
+    let session = opened.headers()["mcp-session-id"].clone();
     let response = p
-        .post(Some(&p.token("tools:read")))
+        .post(Some(&reader))
+        .header("mcp-session-id", session)
         .header("mcp-protocol-version", "2025-11-25")
         .body(call.to_string())
         .send()

@@ -151,6 +151,56 @@ fn plugin_output_never_reaches_stdout() {
 }
 
 #[test]
+fn call_with_audit_leaves_the_records_a_served_call_would() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let config = dir.path().join("moat.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("[audit]\nfile = \"audit.jsonl\"\n{text}")).unwrap();
+    let ok = moat(
+        &[
+            "call",
+            "-c",
+            "moat.toml",
+            "--audit",
+            "files",
+            "read",
+            r#"{"path":"a.txt"}"#,
+        ],
+        dir.path(),
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = moat(
+        &[
+            "call",
+            "-c",
+            "moat.toml",
+            "--audit",
+            "files",
+            "read",
+            r#"{"path":7}"#,
+        ],
+        dir.path(),
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ok", "invalid_arguments"]);
+    assert_eq!(records[1]["tool"], "files.read");
+}
+
+#[test]
 fn plugin_text_cannot_forge_a_line_of_the_host_log() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path());

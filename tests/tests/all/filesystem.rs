@@ -195,18 +195,19 @@ async fn writer(grants: &str) -> Sandbox {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_past_the_call_budget_end_the_call_and_the_next_call_has_its_own() {
-    let sb = writer("max_write_bytes = 1000").await;
+    // Creating the file counts 4 KiB, its bytes the rest.
+    let sb = writer("max_write_bytes = 10_000").await;
     let write = |path: &str, bytes: usize| json!({ "path": format!("/out/{path}"), "content": "w".repeat(bytes) });
     for _ in 0..2 {
         sb.ok("testbed", "write_file", write("fits.txt", 900)).await;
     }
     let err = sb
-        .fails("testbed", "write_file", write("big.txt", 5000))
+        .fails("testbed", "write_file", write("big.txt", 20_000))
         .await;
-    assert_eq!(err, CallError::WriteLimit { limit: 1000 });
+    assert_eq!(err, CallError::WriteLimit { limit: 10_000 });
     assert_eq!(err.kind(), "write_limit");
     let written = std::fs::metadata(sb.path("out/big.txt")).map_or(0, |m| m.len());
-    assert!(written <= 1000, "{written} bytes reached the disk");
+    assert!(written <= 10_000, "{written} bytes reached the disk");
     assert_eq!(std::fs::read(sb.path("out/fits.txt")).unwrap().len(), 900);
     assert_eq!(sb.ok("testbed", "counter", json!({})).await, "1");
 }

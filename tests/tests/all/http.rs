@@ -268,3 +268,46 @@ async fn a_call_stuck_in_a_file_operation_neither_stalls_the_server_nor_its_shut
     );
     assert!(log.contains("blocked in a file operation"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_rmcp_refuses_spends_no_rate_limit_and_leaves_no_call_record() {
+    // A page that rebinds its name to this loopback server, and clients
+    // that send the wrong media types: rmcp refuses them, and admission
+    // must not have charged or recorded them first.
+    let dir = Sandbox::builder()
+        .plugin("hello", "")
+        .toml(
+            "[http]\nstateless = true\n[audit]\nfile = \"audit.jsonl\"\n\
+             [limits]\ncalls_per_minute = 1\nburst = 1\n",
+        )
+        .write();
+    let server = MoatServer::start(dir.path(), &[]);
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"nope.nope","arguments":{}}}"#;
+    let refused = [
+        post(&server).header("host", "rebound.example"),
+        post(&server).header("origin", "http://rebound.example"),
+        reqwest::Client::new()
+            .post(&server.url)
+            .header("content-type", "text/plain")
+            .header("accept", "application/json, text/event-stream"),
+    ];
+    for request in refused {
+        let response = request
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(call)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error(), "{}", response.status());
+    }
+    // The caller's one call a minute is still there.
+    let answer =
+        moat_tests::raw::call_tool(&server.url, None, "hello.greet", json!({ "name": "x" })).await;
+    assert_eq!(answer.text(), Some("Hello, x!"), "{}", answer.body);
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let kinds: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].clone())
+        .collect();
+    assert_eq!(kinds, [json!("ok")], "{audit}");
+}

@@ -137,8 +137,11 @@ async fn one_plugin_serves_each_tenant_over_its_own_directory_and_policy() {
     // Beta's policy refuses files.read at the HTTP layer with a 403 naming
     // the scope, although acme may call the same tool.
     let read = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"files.read","arguments":{"path":"b.txt"}}}"#;
+    let token = t.token("beta");
+    let session = t.initialize("beta", &token).await.headers()["mcp-session-id"].clone();
     let response = t
-        .post("beta", &t.token("beta"))
+        .post("beta", &token)
+        .header("mcp-session-id", session)
         .header("mcp-protocol-version", "2025-11-25")
         .body(read)
         .send()

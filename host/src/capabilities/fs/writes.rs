@@ -5,16 +5,19 @@
 //!
 //! Both are enforced where wasi:filesystem hands out write access: the
 //! streams from `write-via-stream` and `append-via-stream` are wrapped in a
-//! stream that counts bytes, `write` counts before writing, and
-//! `symlink-at` answers `not-permitted`. Past the budget the call ends
-//! with [`WriteLimit`].
+//! stream that counts bytes, `write` counts before writing, `set-size`
+//! counts what it adds to a file, creating a file or directory counts
+//! [`ENTRY_BYTES`] (a disk block and an inode), and `symlink-at` answers
+//! `not-permitted`. Past the budget the call ends with [`WriteLimit`].
 
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView};
-use wasmtime_wasi::p2::bindings::filesystem::types::{ErrorCode, HostDescriptor};
+use wasmtime_wasi::p2::bindings::filesystem::types::{
+    DescriptorFlags, ErrorCode, HostDescriptor, OpenFlags, PathFlags,
+};
 use wasmtime_wasi::p2::{
     DynOutputStream, FsError, OutputStream, Pollable, StreamError, StreamResult,
 };
@@ -22,6 +25,10 @@ use wasmtime_wasi::p2::{
 /// The wasi:filesystem version wasmtime-wasi 48 links (its `wit/deps`);
 /// imports of any 0.2.x resolve to it.
 const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
+
+/// What creating a file or directory costs the budget: about a block and
+/// an inode, so that a call cannot fill a disk with empty entries.
+pub const ENTRY_BYTES: u64 = 4096;
 
 /// A call went past its `max_write_bytes`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,8 +55,7 @@ impl WriteBudget {
     }
 
     /// Takes `n` bytes from the budget, or fails without taking any.
-    fn take(&self, n: usize) -> Result<(), WriteLimit> {
-        let n = n as u64;
+    fn take(&self, n: u64) -> Result<(), WriteLimit> {
         self.left
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
                 left.checked_sub(n)
@@ -94,11 +100,73 @@ pub fn link<T: Budgeted + 'static>(
         |mut store, (fd, buffer, offset): (Resource<Descriptor>, Vec<u8>, u64)| {
             Box::new(async move {
                 let data = store.data_mut();
-                data.write_budget().take(buffer.len())?;
+                data.write_budget().take(buffer.len() as u64)?;
                 let written =
                     HostDescriptor::write(&mut data.filesystem(), fd, buffer, offset).await;
                 match written {
                     Ok(n) => Ok((Ok(n),)),
+                    Err(e) => Ok((error_code(e)?,)),
+                }
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.set-size",
+        |mut store, (fd, size): (Resource<Descriptor>, u64)| {
+            Box::new(async move {
+                let data = store.data_mut();
+                let same = Resource::<Descriptor>::new_borrow(fd.rep());
+                let current = match HostDescriptor::stat(&mut data.filesystem(), same).await {
+                    Ok(stat) => stat.size,
+                    Err(e) => return Ok((error_code(e)?,)),
+                };
+                data.write_budget().take(size.saturating_sub(current))?;
+                match HostDescriptor::set_size(&mut data.filesystem(), fd, size).await {
+                    Ok(()) => Ok((Ok(()),)),
+                    Err(e) => Ok((error_code(e)?,)),
+                }
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.create-directory-at",
+        |mut store, (fd, path): (Resource<Descriptor>, String)| {
+            Box::new(async move {
+                let data = store.data_mut();
+                data.write_budget().take(ENTRY_BYTES)?;
+                match HostDescriptor::create_directory_at(&mut data.filesystem(), fd, path).await {
+                    Ok(()) => Ok((Ok(()),)),
+                    Err(e) => Ok((error_code(e)?,)),
+                }
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.open-at",
+        |mut store,
+         (fd, path_flags, path, open_flags, flags): (
+            Resource<Descriptor>,
+            PathFlags,
+            String,
+            OpenFlags,
+            DescriptorFlags,
+        )| {
+            Box::new(async move {
+                let data = store.data_mut();
+                if open_flags.contains(OpenFlags::CREATE) {
+                    data.write_budget().take(ENTRY_BYTES)?;
+                }
+                let opened = HostDescriptor::open_at(
+                    &mut data.filesystem(),
+                    fd,
+                    path_flags,
+                    path,
+                    open_flags,
+                    flags,
+                )
+                .await;
+                match opened {
+                    Ok(descriptor) => Ok((Ok(descriptor),)),
                     Err(e) => Ok((error_code(e)?,)),
                 }
             })
@@ -146,7 +214,7 @@ struct Counted {
 impl Counted {
     fn take(&self, n: usize) -> StreamResult<()> {
         self.budget
-            .take(n)
+            .take(n as u64)
             .map_err(|e| StreamError::Trap(wasmtime::Error::new(e)))
     }
 }
