@@ -203,6 +203,7 @@ fn refusal_error(refusal: Refusal) -> ErrorData {
         Refusal::AuditUnavailable(_) => {
             ErrorData::internal_error(message, Some(json!({ "reason": "audit_unavailable" })))
         }
+        Refusal::Abandoned => ErrorData::internal_error(message, None),
         Refusal::InvalidArguments { tool, field, .. } => {
             ErrorData::invalid_params(message, Some(json!({ "tool": tool, "field": field })))
         }

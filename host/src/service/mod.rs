@@ -60,6 +60,10 @@ pub enum Refusal {
     /// The audit log cannot be written and calls fail closed.
     #[error("{0}; calls are refused until it can be written (on_failure = \"refuse\")")]
     AuditUnavailable(String),
+    /// Admitted, then refused by the transport before it ran (such as a
+    /// protocol header rmcp does not take): recorded, never answered.
+    #[error("the transport refused the request after it was admitted")]
+    Abandoned,
 }
 
 impl Refusal {
@@ -71,6 +75,7 @@ impl Refusal {
             Refusal::InvalidArguments { .. } => "invalid_arguments",
             Refusal::RateLimited(_) => "rate_limited",
             Refusal::AuditUnavailable(_) => "audit_unavailable",
+            Refusal::Abandoned => "abandoned",
         }
     }
 }
@@ -122,8 +127,47 @@ pub struct AdmittedCall {
     /// The address of the service that admitted it, the only one that may
     /// run it (its tool index means nothing to another).
     admitted_by: usize,
+    /// Where its record goes should it be dropped without running.
+    accounts: Accounts,
     /// The call's place under the concurrency caps, until it ends.
     _permit: Option<Admitted>,
+}
+
+/// What an admitted call needs to record its own abandonment.
+struct Accounts {
+    ops: Operations,
+    tenant: Option<String>,
+    tool: String,
+}
+
+impl Drop for AdmittedCall {
+    /// A call admitted but never run (the transport refused the request
+    /// after admission) still leaves its record: a refusal.
+    fn drop(&mut self) {
+        let (Some(record), Ok(runtime)) =
+            (self.record.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let Accounts { ops, tenant, tool } = std::mem::replace(
+            &mut self.accounts,
+            Accounts {
+                ops: Operations::default(),
+                tenant: None,
+                tool: String::new(),
+            },
+        );
+        runtime.spawn(async move {
+            let _ = ops
+                .finish(
+                    tenant.as_deref(),
+                    &tool,
+                    Some(record),
+                    Err(Refusal::Abandoned),
+                )
+                .await;
+        });
+    }
 }
 
 /// The loaded plugins and everything needed to call their tools.
@@ -280,6 +324,11 @@ impl ToolService {
                     Vec::new()
                 },
                 record,
+                accounts: Accounts {
+                    ops: self.ops.clone(),
+                    tenant: self.tenant.clone(),
+                    tool: name.to_string(),
+                },
                 _permit: permit,
             }),
             Err(refusal) => {
@@ -339,7 +388,7 @@ impl ToolService {
 
     /// Runs a call [`Self::admit`] let through, in a fresh sandbox; its
     /// record is written before this returns.
-    pub async fn run(&self, call: AdmittedCall) -> Result<CallReport, Refusal> {
+    pub async fn run(&self, mut call: AdmittedCall) -> Result<CallReport, Refusal> {
         assert_eq!(
             call.admitted_by,
             self.address(),
@@ -354,7 +403,7 @@ impl ToolService {
                     plugin,
                     &tool.info.name,
                     call.arguments.to_string(),
-                    call.env,
+                    std::mem::take(&mut call.env),
                 )
                 .await
         };
@@ -367,7 +416,7 @@ impl ToolService {
             *text = crate::audit::scrub(text, &call.secrets);
         }
         self.ops
-            .finish(self.tenant(), &tool.name, call.record, Ok(report))
+            .finish(self.tenant(), &tool.name, call.record.take(), Ok(report))
             .await
     }
 

@@ -659,3 +659,40 @@ async fn signed_checkpoints_expose_a_rewritten_chain_that_hashes_alone_cannot() 
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_admitted_then_refused_by_the_transport_is_still_recorded() {
+    let dir = Sandbox::builder()
+        .plugin("hello", "")
+        .toml("[http]\nstateless = true\n[audit]\nfile = \"audit.jsonl\"\n")
+        .write();
+    let server = MoatServer::start(dir.path(), &[]);
+    // A protocol revision rmcp does not know: it refuses the request after
+    // Moat admitted the call in it.
+    let refused = raw::post(&server.url, None)
+        .header("mcp-protocol-version", "1999-01-01")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello.greet","arguments":{"name":"x"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let log = dir.path().join("audit.jsonl");
+    let mut kinds = Vec::new();
+    for _ in 0..50 {
+        kinds = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].clone())
+            .collect();
+        if !kinds.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(kinds, [json!("abandoned")]);
+    let (status, body) = call(&server.url, None, "hello.greet", json!({ "name": "x" })).await;
+    assert_eq!(
+        (status, body["result"]["content"][0]["text"].clone()),
+        (200, json!("Hello, x!"))
+    );
+}
