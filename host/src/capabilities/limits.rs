@@ -19,6 +19,10 @@ pub struct Limits {
     pub timeout: Duration,
     /// Bytes a call may return (text, image and structured content together).
     pub max_output_bytes: usize,
+    /// Host handles (open files and directories, streams, HTTP requests,
+    /// bodies and header maps) a call may hold at once: each is host
+    /// memory, and an open file is a descriptor of the host process.
+    pub max_handles: usize,
 }
 
 impl Default for Limits {
@@ -28,6 +32,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             timeout: Duration::from_secs(5),
             max_output_bytes: 1 << 20,
+            max_handles: 1024,
         }
     }
 }
@@ -42,6 +47,7 @@ pub(super) struct RawLimits {
     pub memory_mib: Option<Spanned<u64>>,
     pub timeout_ms: Option<Spanned<u64>>,
     pub max_output_bytes: Option<Spanned<u64>>,
+    pub max_handles: Option<Spanned<u64>>,
 }
 
 pub(super) fn parse(src: &Source, raw: RawLimits) -> Result<Limits, ConfigError> {
@@ -57,6 +63,9 @@ pub(super) fn parse(src: &Source, raw: RawLimits) -> Result<Limits, ConfigError>
     }
     if let Some(v) = &raw.max_output_bytes {
         limits.max_output_bytes = src.ranged(v, "max_output_bytes", 1, 1 << 30)? as usize;
+    }
+    if let Some(v) = &raw.max_handles {
+        limits.max_handles = src.ranged(v, "max_handles", 16, 65_536)? as usize;
     }
     Ok(limits)
 }

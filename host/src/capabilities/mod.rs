@@ -77,6 +77,7 @@ pub struct RawGrants {
     memory_mib: Option<Spanned<u64>>,
     timeout_ms: Option<Spanned<u64>>,
     max_output_bytes: Option<Spanned<u64>>,
+    max_handles: Option<Spanned<u64>>,
     allow_hosts: Option<Spanned<Vec<Spanned<String>>>>,
     max_http_requests: Option<Spanned<u64>>,
     max_response_bytes: Option<Spanned<u64>>,
@@ -102,6 +103,7 @@ impl Grants {
                     memory_mib: raw.memory_mib,
                     timeout_ms: raw.timeout_ms,
                     max_output_bytes: raw.max_output_bytes,
+                    max_handles: raw.max_handles,
                 },
             )?,
             net: Arc::new(net::parse(

@@ -167,11 +167,12 @@ fn print_grants(plugin: &Plugin) {
     }
     let l = &g.limits;
     println!(
-        "    limits   fuel {}, memory {} MiB, timeout {} ms, output {} bytes",
+        "    limits   fuel {}, memory {} MiB, timeout {} ms, output {} bytes, {} handles",
         l.fuel,
         l.memory_bytes >> 20,
         l.timeout.as_millis(),
-        l.max_output_bytes
+        l.max_output_bytes,
+        l.max_handles
     );
 }
 

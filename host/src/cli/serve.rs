@@ -3,7 +3,7 @@
 use super::{ServeArgs, load_config};
 use crate::auth::endpoint::Endpoint;
 use crate::config::Config;
-use crate::runtime::{MAX_HANDLES, Runtime, RuntimeOptions};
+use crate::runtime::{Runtime, RuntimeOptions};
 use crate::service::{Operations, ToolService};
 use crate::transport;
 use crate::transport::http::Mount;
@@ -16,7 +16,12 @@ use std::sync::Arc;
 pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let loaded = load_config(args.config.as_deref())?;
     let config = &loaded.config;
-    raise_open_file_limit(config.runtime.max_instances);
+    let handles = config
+        .all_plugins()
+        .map(|p| p.grants.limits.max_handles)
+        .max()
+        .unwrap_or_default();
+    raise_open_file_limit(config.runtime.max_instances, handles);
     if let Some(addr) = args.admin.or(config.admin.listen) {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -142,10 +147,10 @@ async fn serve_stdio(
 const DESCRIPTOR_HEADROOM: u64 = 1024;
 
 /// Raises this process's soft limit on open files to its hard limit (a
-/// call may hold up to [`MAX_HANDLES`] files, and accepting a connection
-/// needs a descriptor too), and warns when a full instance pool could
-/// still use them all up.
-fn raise_open_file_limit(max_instances: u32) {
+/// call may hold up to its `max_handles` files, and accepting a
+/// connection needs a descriptor too), and warns when a full instance
+/// pool of calls holding `handles` each could still use them all up.
+fn raise_open_file_limit(max_instances: u32, handles: usize) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -165,13 +170,14 @@ fn raise_open_file_limit(max_instances: u32) {
             limit.rlim_cur
         }
     };
-    let needed = u64::from(max_instances) * MAX_HANDLES as u64 + DESCRIPTOR_HEADROOM;
+    let needed = u64::from(max_instances) * handles as u64 + DESCRIPTOR_HEADROOM;
     if current < needed {
         tracing::warn!(
             open_files = current,
             needed,
-            "{max_instances} instances holding {MAX_HANDLES} files each could use up this process's \
-             open-file limit and stall new connections; raise it (ulimit -n) or lower [runtime] max_instances"
+            "{max_instances} instances holding {handles} files each could use up this process's \
+             open-file limit and stall new connections; raise it (ulimit -n), or lower [runtime] \
+             max_instances or the plugins' max_handles"
         );
     }
 }

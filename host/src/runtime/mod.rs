@@ -23,7 +23,6 @@ pub use capture::printable;
 pub use engine::Allocator;
 pub use error::{CallError, LoadError};
 pub use plugin::{LoadStats, Plugin};
-pub use state::MAX_HANDLES;
 
 use crate::capabilities::limits::MAX_MEMORY_MIB;
 use crate::config::Config;

@@ -5,7 +5,7 @@
 use super::bindings::moat::plugin::types::{CallResult, Content as WitContent};
 use super::capture::printable;
 use super::error::{CallError, NotGranted};
-use super::state::{CallState, MAX_HANDLES, truncate};
+use super::state::{CallState, truncate};
 use crate::capabilities::Limits;
 use crate::capabilities::fs::writes::WriteLimit;
 use crate::capabilities::limits::DeadlineExceeded;
@@ -65,14 +65,14 @@ pub(super) fn classify(
             )),
             None => CallError::Trap(trap.to_string()),
         },
-        None => host_refusal(e),
+        None => host_refusal(e, limits),
     }
 }
 
 /// Names an error a host function returned to end the call: the plugin
 /// exited, held too many handles, used a function it was not granted, or
 /// asked for more than the host gives (such as too many random bytes).
-fn host_refusal(e: &wasmtime::Error) -> CallError {
+fn host_refusal(e: &wasmtime::Error, limits: &Limits) -> CallError {
     let mut chain = e.chain();
     if let Some(exit) = chain.find_map(|c| c.downcast_ref::<wasmtime_wasi::I32Exit>()) {
         return CallError::Exited(exit.0);
@@ -83,7 +83,9 @@ fn host_refusal(e: &wasmtime::Error) -> CallError {
             Some(ResourceTableError::Full)
         )
     }) {
-        return CallError::HandleLimit { limit: MAX_HANDLES };
+        return CallError::HandleLimit {
+            limit: limits.max_handles,
+        };
     }
     if let Some(limit) = e.chain().find_map(|c| c.downcast_ref::<WriteLimit>()) {
         return CallError::WriteLimit { limit: limit.limit };

@@ -16,13 +16,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 /// Log bytes a plugin may write through the `log` import per call.
 const LOG_BUDGET: usize = 64 << 10;
 
-/// Host handles (files, directories, streams, HTTP requests, bodies and
-/// header maps) one call may hold at once. Each handle is host memory and
-/// may be an open file descriptor, so it is capped per call.
-pub const MAX_HANDLES: usize = 1024;
-
 /// Bytes one header map may take in host memory (wasmtime's default is
-/// 128 KiB; with [`MAX_HANDLES`] maps that would be 128 MiB a call).
+/// 128 KiB; with a call's 1,024 handles that would be 128 MiB).
 const HEADER_MAP_BYTES: usize = 16 << 10;
 
 /// Everything the host keeps for one call. Dropped with the call's store.
@@ -61,7 +56,7 @@ impl CallState {
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(HEADER_MAP_BYTES);
         let mut table = ResourceTable::new();
-        table.set_max_capacity(MAX_HANDLES);
+        table.set_max_capacity(grants.limits.max_handles);
         CallState {
             http,
             outbound: grants.net.hook(plugin.clone()),

@@ -248,6 +248,67 @@ fn hoard_bodies(args: Count) -> String {
     buffered.to_string()
 }
 
+#[derive(Deserialize, JsonSchema)]
+struct Upload {
+    /// An http:// URL such as http://127.0.0.1:8080/upload.
+    url: String,
+    bytes: u64,
+}
+
+/// POSTs `bytes` bytes to `url`; returns the status and the answer, or the
+/// error.
+fn post_bytes(args: Upload) -> String {
+    use wasi::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+    let rest = args.url.trim_start_matches("http://");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_method(&Method::Post).unwrap();
+    request.set_scheme(Some(&Scheme::Http)).unwrap();
+    request.set_authority(Some(authority)).unwrap();
+    request.set_path_with_query(Some(path)).unwrap();
+    let body = request.body().unwrap();
+    let pending = match wasi::http::outgoing_handler::handle(request, None) {
+        Ok(pending) => pending,
+        Err(e) => return format!("{e:?}"),
+    };
+    {
+        let stream = body.write().unwrap();
+        let mut left = args.bytes;
+        while left > 0 {
+            let chunk = left.min(4096);
+            if let Err(e) = stream.blocking_write_and_flush(&vec![b'u'; chunk as usize]) {
+                drop(stream);
+                let _ = OutgoingBody::finish(body, None);
+                return outcome(pending).unwrap_or_else(|| format!("write: {e:?}"));
+            }
+            left -= chunk;
+        }
+    }
+    if let Err(e) = OutgoingBody::finish(body, None) {
+        return format!("{e:?}");
+    }
+    outcome(pending).unwrap_or_else(|| "no response".into())
+}
+
+/// The status and text of a response, or its error.
+fn outcome(pending: wasi::http::types::FutureIncomingResponse) -> Option<String> {
+    pending.subscribe().block();
+    match pending.get()? {
+        Ok(Ok(response)) => {
+            let status = response.status();
+            let body = response.consume().ok()?;
+            let stream = body.stream().ok()?;
+            let mut text = Vec::new();
+            while let Ok(chunk) = stream.blocking_read(65536) {
+                text.extend(chunk);
+            }
+            Some(format!("{status} {}", String::from_utf8_lossy(&text)))
+        }
+        Ok(Err(e)) => Some(format!("{e:?}")),
+        Err(()) => None,
+    }
+}
+
 /// Opens the file at `path` `count` times and holds every handle.
 fn open_many(args: OpenMany) -> Result<String, String> {
     let files = (0..args.count)
@@ -357,6 +418,7 @@ moat_plugin::plugin![
         hoard_bodies
     ),
     Tool::new("open_many", "Holds `path` open `count` times.", open_many),
+    Tool::new("post_bytes", "POSTs `bytes` bytes to `url`.", post_bytes),
     Tool::new("random", "Asks for `bytes` random bytes.", random),
     Tool::new(
         "symlink",

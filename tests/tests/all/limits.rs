@@ -285,6 +285,25 @@ async fn open_files_are_capped_per_call() {
         .await;
     assert_eq!(err, CallError::HandleLimit { limit: 1024 });
     still_serves(&sb).await;
+
+    // The budget is the plugin's to set.
+    let sb = Sandbox::builder()
+        .file("data/x.txt", "x")
+        .plugin(
+            "testbed",
+            "dirs = [{ host = \"data\", guest = \"/data\" }]\nmax_handles = 64",
+        )
+        .build()
+        .await;
+    let err = sb
+        .fails(
+            "testbed",
+            "open_many",
+            json!({ "path": "/data/x.txt", "count": 100 }),
+        )
+        .await;
+    assert_eq!(err, CallError::HandleLimit { limit: 64 });
+    still_serves(&sb).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,10 @@ async fn upstream() -> Upstream {
         )
         .route("/big", get(|| async { "y".repeat(300_000) }))
         .route(
+            "/upload",
+            axum::routing::post(|body: axum::body::Bytes| async move { format!("got {}", body.len()) }),
+        )
+        .route(
             "/hang",
             get(|| async {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -354,4 +358,19 @@ async fn https_verifies_the_server_certificate_against_public_roots() {
         1,
         "the TLS server was reached once"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_over_its_cap_is_refused_before_it_is_sent_whole() {
+    let up = upstream().await;
+    let grant = format!("{}\nmax_request_bytes = 1000", up.grant());
+    let sb = Sandbox::builder().plugin("testbed", &grant).build().await;
+    let post = |bytes: u64| json!({ "url": up.url("/upload"), "bytes": bytes });
+    assert_eq!(
+        sb.ok("testbed", "post_bytes", post(1000)).await,
+        "200 got 1000"
+    );
+    let refused = sb.ok("testbed", "post_bytes", post(50_000)).await;
+    assert!(refused.contains("HttpRequestBodySize"), "{refused}");
+    assert_eq!(sb.ok("testbed", "post_bytes", post(10)).await, "200 got 10");
 }

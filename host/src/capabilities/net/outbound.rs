@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::{Error, RequestOptions, Result, WasiBody, WasiHttpHooks};
 
 /// What a call was refused, for its audit record.
@@ -128,6 +129,20 @@ const BODY_CHUNK_BYTES: usize = 16 << 10;
 impl WasiHttpHooks for Outbound {
     fn p2_outgoing_body_chunk_size(&mut self) -> usize {
         BODY_CHUNK_BYTES
+    }
+
+    /// A request body over `max_request_bytes` fails inside hyper; the
+    /// plugin is told so by name, not as a protocol error.
+    fn p2_error_from_hyper(&mut self, err: &hyper::Error) -> ErrorCode {
+        let mut source = std::error::Error::source(err);
+        while let Some(e) = source {
+            if let Some(Error::HttpRequestBodySize(size)) = e.downcast_ref::<Error>() {
+                return ErrorCode::HttpRequestBodySize(*size);
+            }
+            source = e.source();
+        }
+        tracing::debug!(plugin = &*self.plugin, "outbound request failed: {err}");
+        ErrorCode::HttpProtocolError
     }
 
     fn send_request(
