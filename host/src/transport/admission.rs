@@ -173,6 +173,16 @@ pub async fn admit(
             return refusal;
         }
     };
+    if let (Some(sessions), None, true) = (&state.sessions, &session, body.initialize)
+        && sessions.full(&owner).await
+    {
+        let reason =
+            "too many open sessions for this caller; close some (DELETE) or let them idle out";
+        let _ = service
+            .refused(caller.as_ref(), peer, "too_many_sessions", reason)
+            .await;
+        return too_many(reason, Duration::from_secs(60));
+    }
     // Only a call rmcp will take is admitted here; any other passes on,
     // for rmcp to refuse (or, should it take it after all, for the handler
     // to admit).

@@ -21,6 +21,8 @@ pub struct Checked {
     /// The tool it calls and the arguments, when it is a `tools/call`
     /// whose arguments are an object (or absent).
     pub call: Option<ToolCall>,
+    /// Whether it is an `initialize` request (it opens a session).
+    pub initialize: bool,
 }
 
 /// The tool a `tools/call` names and its arguments.
@@ -36,7 +38,11 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Checked, 
             .into_response()
     })?;
     match inspect(&bytes) {
-        Ok(call) => Ok(Checked { bytes, call }),
+        Ok((call, initialize)) => Ok(Checked {
+            bytes,
+            call,
+            initialize,
+        }),
         Err((code, message)) => {
             let error = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } });
             Err((StatusCode::BAD_REQUEST, axum::Json(error)).into_response())
@@ -45,12 +51,16 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Checked, 
 }
 
 /// The tool and arguments of a body that is one JSON-RPC message, if it
-/// is a `tools/call`; else the JSON-RPC error code and message for it.
-fn inspect(bytes: &[u8]) -> Result<Option<ToolCall>, (i32, String)> {
+/// is a `tools/call`, and whether it is an `initialize`; else the JSON-RPC
+/// error code and message for it.
+fn inspect(bytes: &[u8]) -> Result<(Option<ToolCall>, bool), (i32, String)> {
     match serde_json::from_slice::<Shape>(bytes) {
         Ok(shape) => match shape.problem() {
             Some(why) => Err((-32600, format!("Invalid Request: {why}"))),
-            None => Ok(shape.call()),
+            None => {
+                let initialize = shape.is("initialize");
+                Ok((shape.call(), initialize))
+            }
         },
         // Not an object of the right shape: tell invalid JSON from valid
         // JSON of another shape.
@@ -170,6 +180,10 @@ impl Shape {
         None
     }
 
+    fn is(&self, method: &str) -> bool {
+        self.method.as_ref().and_then(|m| m.0.as_deref()) == Some(method)
+    }
+
     fn call(self) -> Option<ToolCall> {
         if self.method?.0? != "tools/call" || self.id.is_none() {
             return None;
@@ -197,7 +211,7 @@ mod tests {
             r#"{ "jsonrpc": "2.0", "id": 1, "result": {} }"#,
         ];
         for body in ok {
-            assert_eq!(inspect(body.as_bytes()), Ok(None), "{body}");
+            assert_eq!(inspect(body.as_bytes()), Ok((None, false)), "{body}");
         }
         let bad = [
             (
@@ -272,7 +286,11 @@ mod tests {
                 };
                 (tool.to_string(), arguments)
             });
-            assert_eq!(inspect(body.as_bytes()), Ok(expected), "{body}");
+            assert_eq!(
+                inspect(body.as_bytes()).map(|(call, _)| call),
+                Ok(expected),
+                "{body}"
+            );
         }
     }
 }

@@ -17,18 +17,47 @@ pub struct Sessions {
     /// rmcp's sessions, asked whether a session still lives (they end on
     /// their own when idle).
     manager: Arc<LocalSessionManager>,
-    /// Session ID → owner (see [`owner`]).
-    owners: Mutex<HashMap<String, Owner>>,
+    /// Who owns which session, and how many each owner has.
+    owners: Mutex<Owners>,
     /// Prune ended sessions' owners once the map grows past this.
     prune_at: Mutex<usize>,
 }
 
+#[derive(Default)]
+struct Owners {
+    /// Session ID → owner (see [`owner`]).
+    by_session: HashMap<String, Owner>,
+    /// Live sessions per owner.
+    count: HashMap<Owner, usize>,
+}
+
+impl Owners {
+    fn remove(&mut self, id: &str) {
+        if let Some(owner) = self.by_session.remove(id)
+            && let Some(n) = self.count.get_mut(&owner)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.count.remove(&owner);
+            }
+        }
+    }
+}
+
 /// Who may use a session: the token's issuer and subject (or client, for
 /// tokens without a subject); `None` on an endpoint without `[auth]`.
-type Owner = Option<String>;
+pub type Owner = Option<String>;
 
 /// Owner entries kept before the first pruning.
 const FIRST_PRUNE: usize = 1024;
+
+/// Sessions one caller may hold open at once: each holds a task and
+/// buffers in the host until it is closed or idles out.
+pub const MAX_SESSIONS_PER_CALLER: usize = 64;
+
+/// Sessions all callers of an endpoint without `[auth]` may hold (they
+/// are one owner: nobody is known).
+pub const MAX_ANONYMOUS_SESSIONS: usize = 4096;
 
 /// The owner a request's caller would have.
 pub fn owner(caller: Option<&Caller>) -> Owner {
@@ -45,14 +74,20 @@ impl Sessions {
     pub fn new(manager: Arc<LocalSessionManager>) -> Self {
         Sessions {
             manager,
-            owners: Mutex::new(HashMap::new()),
+            owners: Mutex::new(Owners::default()),
             prune_at: Mutex::new(FIRST_PRUNE),
         }
     }
 
     /// Whether `id` is a live session of `owner`.
     pub async fn belongs(&self, id: &str, owner: &Owner) -> bool {
-        let known = self.owners.lock().expect("session owners").get(id) == Some(owner);
+        let known = self
+            .owners
+            .lock()
+            .expect("session owners")
+            .by_session
+            .get(id)
+            == Some(owner);
         if !known {
             return false;
         }
@@ -68,12 +103,37 @@ impl Sessions {
         false
     }
 
+    /// Whether `owner` holds as many sessions as a caller may; its ended
+    /// sessions are forgotten first.
+    pub async fn full(&self, owner: &Owner) -> bool {
+        let cap = match owner {
+            Some(_) => MAX_SESSIONS_PER_CALLER,
+            None => MAX_ANONYMOUS_SESSIONS,
+        };
+        let held = |sessions: &Self| {
+            sessions
+                .owners
+                .lock()
+                .expect("session owners")
+                .count
+                .get(owner)
+                .copied()
+                .unwrap_or(0)
+        };
+        if held(self) < cap {
+            return false;
+        }
+        self.prune().await;
+        held(self) >= cap
+    }
+
     /// Records that `owner` created session `id`.
     pub async fn created(&self, id: String, owner: Owner) {
         let size = {
             let mut owners = self.owners.lock().expect("session owners");
-            owners.insert(id, owner);
-            owners.len()
+            *owners.count.entry(owner.clone()).or_default() += 1;
+            owners.by_session.insert(id, owner);
+            owners.by_session.len()
         };
         let due = size >= *self.prune_at.lock().expect("session prune mark");
         if due {
@@ -94,6 +154,7 @@ impl Sessions {
             .owners
             .lock()
             .expect("session owners")
+            .by_session
             .keys()
             .cloned()
             .collect();
@@ -107,7 +168,7 @@ impl Sessions {
                 self.ended(&id);
             }
         }
-        let size = self.owners.lock().expect("session owners").len();
+        let size = self.owners.lock().expect("session owners").by_session.len();
         *self.prune_at.lock().expect("session prune mark") = (size * 2).max(FIRST_PRUNE);
     }
 }

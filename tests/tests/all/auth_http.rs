@@ -377,3 +377,51 @@ async fn two_authorization_headers_are_refused_even_when_identical() {
     let single = p.post(Some(&token)).body(INIT).send().await.unwrap();
     assert_eq!(single.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_holds_at_most_64_sessions_and_others_are_not_held_back() {
+    let p = protected().await;
+    let token_for = |subject: &str| {
+        let mut c = claims(&p.issuer.base, RESOURCE, "tools:read");
+        c["sub"] = json!(subject);
+        p.key.sign(&c)
+    };
+    let (greedy, other) = (token_for("greedy"), token_for("other"));
+    let mut sessions = Vec::new();
+    for _ in 0..64 {
+        let opened = p.post(Some(&greedy)).body(INIT).send().await.unwrap();
+        assert_eq!(opened.status(), 200);
+        sessions.push(opened.headers()["mcp-session-id"].clone());
+    }
+    let refused = p.post(Some(&greedy)).body(INIT).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().get("retry-after").is_some());
+    assert_eq!(
+        p.post(Some(&other))
+            .body(INIT)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Closing one makes room for one.
+    let closed = reqwest::Client::new()
+        .delete(&p.server.url)
+        .header("authorization", format!("Bearer {greedy}"))
+        .header("mcp-session-id", sessions.pop().unwrap())
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status(), 204);
+    assert_eq!(
+        p.post(Some(&greedy))
+            .body(INIT)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
