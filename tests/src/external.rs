@@ -5,6 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
+
+/// Held while something is checked and installed: the tests that use the
+/// same venv or packages run at once in one binary, and one of them must
+/// not remove what another is installing or running.
+static INSTALLING: Mutex<()> = Mutex::new(());
 
 fn here(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -18,6 +24,7 @@ fn current(stamp: &Path, pins: &str) -> bool {
 /// The venv's python, with the pinned SDK; made under `tmp` (a test's
 /// `CARGO_TARGET_TMPDIR`).
 pub fn python_with_sdk(tmp: &Path) -> PathBuf {
+    let _installing = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let requirements = std::fs::read_to_string(here("python/requirements.txt")).unwrap();
     let venv = tmp.join("py-venv");
     let python = venv.join("bin/python");
@@ -81,6 +88,7 @@ pub fn run_python(
 /// A folder holding tests/oauth (the provider script) with its locked npm
 /// packages installed by `npm ci`; made under `tmp`.
 pub fn oauth_provider(tmp: &Path) -> PathBuf {
+    let _installing = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let lock = std::fs::read_to_string(here("oauth/package-lock.json")).unwrap();
     let dir = tmp.join("oauth-provider");
     let stamp = dir.join("moat-package-lock.json");

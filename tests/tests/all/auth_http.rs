@@ -57,6 +57,13 @@ impl Protected {
         self.key.sign(&claims(&self.issuer.base, RESOURCE, scope))
     }
 
+    /// A `tools:read` token for the subject `subject`.
+    fn reader(&self, subject: &str) -> String {
+        let mut c = claims(&self.issuer.base, RESOURCE, "tools:read");
+        c["sub"] = json!(subject);
+        self.key.sign(&c)
+    }
+
     fn post(&self, token: Option<&str>) -> reqwest::RequestBuilder {
         raw::post(&self.server.url, token)
     }
@@ -295,12 +302,7 @@ async fn only_plugins_granted_caller_identity_learn_who_called() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_belongs_to_the_caller_that_created_it() {
     let p = protected().await;
-    let token_for = |subject: &str| {
-        let mut c = claims(&p.issuer.base, RESOURCE, "tools:read");
-        c["sub"] = json!(subject);
-        p.key.sign(&c)
-    };
-    let (alice, bob) = (token_for("alice"), token_for("bob"));
+    let (alice, bob) = (p.reader("alice"), p.reader("bob"));
     let opened = p.post(Some(&alice)).body(INIT).send().await.unwrap();
     assert_eq!(opened.status(), 200);
     let session = opened.headers()["mcp-session-id"]
@@ -381,12 +383,7 @@ async fn two_authorization_headers_are_refused_even_when_identical() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_holds_at_most_64_sessions_and_others_are_not_held_back() {
     let p = protected().await;
-    let token_for = |subject: &str| {
-        let mut c = claims(&p.issuer.base, RESOURCE, "tools:read");
-        c["sub"] = json!(subject);
-        p.key.sign(&c)
-    };
-    let (greedy, other) = (token_for("greedy"), token_for("other"));
+    let (greedy, other) = (p.reader("greedy"), p.reader("other"));
     let mut sessions = Vec::new();
     for _ in 0..64 {
         let opened = p.post(Some(&greedy)).body(INIT).send().await.unwrap();
