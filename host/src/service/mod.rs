@@ -1,26 +1,26 @@
 //! The tools Moat serves and the one path every tool call takes.
 //!
 //! A [`ToolService`] holds one endpoint's loaded plugins (the top-level
-//! ones or a tenant's) on a shared runtime, lists their tools as
-//! `<plugin>.<tool>`, and runs calls through [`ToolService::call`]: check
-//! the caller against the policy and the limits, find the tool, check the
-//! arguments against its input schema, run it in the sandbox, and audit
-//! and count what happened (see [`accounting`]). Transports (stdio, HTTP)
+//! ones or a tenant's) on a shared runtime and lists their tools as
+//! `<plugin>.<tool>`. Every call is admitted and run through
+//! [`admission`]: audit writable, policy, limits, tool lookup, arguments
+//! against the input schema, then a fresh sandbox; what happened is
+//! audited and counted (see [`accounting`]). Transports (stdio, HTTP)
 //! only adapt to it.
 
 mod accounting;
+mod admission;
 
 pub use accounting::Operations;
+pub use admission::{AdmittedCall, CallContext};
 
 use crate::auth::policy::{Caller, Policy};
-use crate::capabilities::identity;
 use crate::config::{Config, Served};
-use crate::quota::{Admitted, Gate, Limited};
-use crate::runtime::{CallReport, Plugin, Runtime, RuntimeOptions};
+use crate::quota::{Gate, Limited};
+use crate::runtime::{Plugin, Runtime, RuntimeOptions};
 use crate::tool::ToolInfo;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// One tool as served: its MCP name, its plugin and its argument checker.
@@ -77,96 +77,6 @@ impl Refusal {
             Refusal::AuditUnavailable(_) => "audit_unavailable",
             Refusal::Abandoned => "abandoned",
         }
-    }
-}
-
-/// Who is calling, as the transport knows it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CallContext<'a> {
-    /// The authenticated caller; `None` over stdio and HTTP without `[auth]`.
-    pub caller: Option<&'a Caller>,
-    /// The peer's address over HTTP.
-    pub peer: Option<SocketAddr>,
-}
-
-impl CallContext<'_> {
-    /// Whom rate limits count against: the token's issuer and subject
-    /// (a subject is unique only at its issuer), else its client, else
-    /// the peer's address (an IPv6 peer by its first `ipv6_prefix` bits,
-    /// since one host usually holds a whole prefix), else the process that
-    /// launched Moat over stdio.
-    pub fn limit_key(&self, ipv6_prefix: u8) -> String {
-        if let Some(caller) = self.caller {
-            if !caller.subject.is_empty() {
-                return format!("iss:{} sub:{}", caller.issuer, caller.subject);
-            }
-            if let Some(client) = &caller.client_id {
-                return format!("iss:{} client:{client}", caller.issuer);
-            }
-        }
-        match self.peer {
-            Some(peer) => format!("ip:{}", crate::quota::source(peer.ip(), ipv6_prefix)),
-            None => "stdio".into(),
-        }
-    }
-}
-
-/// A call that passed every check of [`ToolService::admit`]; it runs with
-/// [`ToolService::run`] of the same service, from these values alone.
-pub struct AdmittedCall {
-    /// Index into the service's tools.
-    tool: usize,
-    /// The arguments, valid against the tool's input schema.
-    arguments: Value,
-    /// The caller's identity, for plugins granted `caller_identity`.
-    env: Vec<(String, String)>,
-    /// The audit record, completed when the call ends.
-    record: Option<crate::audit::Record>,
-    /// Values of secret-looking arguments, kept out of error messages.
-    secrets: Vec<String>,
-    /// The address of the service that admitted it, the only one that may
-    /// run it (its tool index means nothing to another).
-    admitted_by: usize,
-    /// Where its record goes should it be dropped without running.
-    accounts: Accounts,
-    /// The call's place under the concurrency caps, until it ends.
-    _permit: Option<Admitted>,
-}
-
-/// What an admitted call needs to record its own abandonment.
-struct Accounts {
-    ops: Operations,
-    tenant: Option<String>,
-    tool: String,
-}
-
-impl Drop for AdmittedCall {
-    /// A call admitted but never run (the transport refused the request
-    /// after admission) still leaves its record: a refusal.
-    fn drop(&mut self) {
-        let (Some(record), Ok(runtime)) =
-            (self.record.take(), tokio::runtime::Handle::try_current())
-        else {
-            return;
-        };
-        let Accounts { ops, tenant, tool } = std::mem::replace(
-            &mut self.accounts,
-            Accounts {
-                ops: Operations::default(),
-                tenant: None,
-                tool: String::new(),
-            },
-        );
-        runtime.spawn(async move {
-            let _ = ops
-                .finish(
-                    tenant.as_deref(),
-                    &tool,
-                    Some(record),
-                    Err(Refusal::Abandoned),
-                )
-                .await;
-        });
     }
 }
 
@@ -295,146 +205,6 @@ impl ToolService {
             (Some(policy), Some(caller)) => policy.allows(caller, name),
             (Some(_), None) => false,
         }
-    }
-
-    /// The one admission step of every call, whatever its transport:
-    /// audit available, policy, limits, tool lookup, arguments against the
-    /// input schema, in that order. A refusal is audited and counted
-    /// before it is returned.
-    pub async fn admit(
-        &self,
-        context: &CallContext<'_>,
-        name: &str,
-        arguments: Map<String, Value>,
-    ) -> Result<AdmittedCall, Refusal> {
-        let peer = context.peer.map(|p| p.ip());
-        let mut record = self
-            .ops
-            .begin(self.tenant(), context.caller, peer, name, &arguments);
-        let secrets = crate::audit::secrets(&arguments);
-        match self.check(context, name, arguments, &mut record).await {
-            Ok((tool, arguments, permit)) => Ok(AdmittedCall {
-                tool,
-                secrets,
-                admitted_by: self.address(),
-                arguments,
-                env: if self.plugins[self.tools[tool].plugin].grants.caller_identity {
-                    identity::env(context.caller, self.tenant.as_deref())
-                } else {
-                    Vec::new()
-                },
-                record,
-                accounts: Accounts {
-                    ops: self.ops.clone(),
-                    tenant: self.tenant.clone(),
-                    tool: name.to_string(),
-                },
-                _permit: permit,
-            }),
-            Err(refusal) => {
-                let refused = self.ops.finish(self.tenant(), name, record, Err(refusal));
-                Err(refused.await.expect_err("a refusal stays a refusal"))
-            }
-        }
-    }
-
-    async fn check(
-        &self,
-        context: &CallContext<'_>,
-        name: &str,
-        arguments: Map<String, Value>,
-        record: &mut Option<crate::audit::Record>,
-    ) -> Result<(usize, Value, Option<Admitted>), Refusal> {
-        self.ops.check_audit()?;
-        if !self.allows(context.caller, name) {
-            return Err(Refusal::NotAllowed(name.to_string()));
-        }
-        let permit = match &self.gate {
-            None => None,
-            Some(gate) => {
-                // Buckets are per endpoint; the key names it too, so that a
-                // store shared by every endpoint (and replica) keeps them apart.
-                let key = format!(
-                    "{} {}",
-                    endpoint_key(self.tenant()),
-                    context.limit_key(self.ops.ipv6_prefix())
-                );
-                Some(gate.admit(&key, name).await.map_err(Refusal::RateLimited)?)
-            }
-        };
-        let index = *self
-            .by_name
-            .get(name)
-            .ok_or_else(|| Refusal::UnknownTool(name.to_string()))?;
-        let tool = &self.tools[index];
-        if let Some(record) = record {
-            record.plugin_sha256 = Some(self.plugins[tool.plugin].sha256.clone());
-        }
-        let arguments = Value::Object(arguments);
-        // `is_valid` is the fast path; the error walk runs only on failure.
-        if !tool.validator.is_valid(&arguments)
-            && let Some(error) = tool.validator.iter_errors(&arguments).next()
-        {
-            return Err(Refusal::InvalidArguments {
-                tool: tool.name.clone(),
-                field: error.instance_path().to_string(),
-                // The message never repeats the value: it may be a secret,
-                // and it goes to the log, the audit record and the client.
-                message: error.masked().to_string(),
-            });
-        }
-        Ok((index, arguments, permit))
-    }
-
-    /// Runs a call [`Self::admit`] let through, in a fresh sandbox; its
-    /// record is written before this returns.
-    pub async fn run(&self, mut call: AdmittedCall) -> Result<CallReport, Refusal> {
-        assert_eq!(
-            call.admitted_by,
-            self.address(),
-            "a call runs on the service that admitted it"
-        );
-        let tool = &self.tools[call.tool];
-        let plugin = &self.plugins[tool.plugin];
-        let mut report = {
-            let _running = self.ops.running();
-            self.runtime
-                .call_with_env(
-                    plugin,
-                    &tool.info.name,
-                    call.arguments.to_string(),
-                    std::mem::take(&mut call.env),
-                )
-                .await
-        };
-        // A plugin's message may quote its arguments (serde's do); it goes
-        // to the log, the audit record and the client.
-        if let Err(e) = &mut report.result
-            && let Some(text) = e.text_mut()
-            && !call.secrets.is_empty()
-        {
-            *text = crate::audit::scrub(text, &call.secrets);
-        }
-        self.ops
-            .finish(self.tenant(), &tool.name, call.record.take(), Ok(report))
-            .await
-    }
-
-    /// This service's identity, for [`AdmittedCall::admitted_by`].
-    fn address(&self) -> usize {
-        std::ptr::from_ref(self) as usize
-    }
-
-    /// Admits and runs tool `name` with `arguments` for the caller of
-    /// `context`.
-    pub async fn call(
-        &self,
-        context: CallContext<'_>,
-        name: &str,
-        arguments: Map<String, Value>,
-    ) -> Result<CallReport, Refusal> {
-        let call = self.admit(&context, name, arguments).await?;
-        self.run(call).await
     }
 
     /// Whether this endpoint can serve calls now (for `/readyz`): `Err`
