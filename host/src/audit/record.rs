@@ -101,33 +101,26 @@ fn is_secret(key: &str) -> bool {
     key.ends_with("key") || SECRET_WORDS.iter().any(|w| key.contains(w))
 }
 
-/// `value` with the value of every secret-looking key (at any depth)
+/// `map` with the value of every secret-looking key (at any depth)
 /// replaced by `"[redacted]"`.
-fn redacted(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let v = if is_secret(k) {
-                        Value::from("[redacted]")
-                    } else {
-                        redacted(v)
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
-        other => other.clone(),
+fn redacted(map: &Map<String, Value>) -> Map<String, Value> {
+    fn value(v: &Value) -> Value {
+        match v {
+            Value::Object(map) => Value::Object(redacted(map)),
+            Value::Array(items) => Value::Array(items.iter().map(value).collect()),
+            other => other.clone(),
+        }
     }
-}
-
-/// The SHA-256 (hex) of `arguments` with secret-looking values redacted:
-/// two calls with the same arguments match, and a secret cannot be found
-/// by hashing guesses.
-pub fn redacted_digest(arguments: &Map<String, Value>) -> String {
-    let text = redacted(&Value::Object(arguments.clone())).to_string();
-    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    map.iter()
+        .map(|(k, v)| {
+            let v = if is_secret(k) {
+                Value::from("[redacted]")
+            } else {
+                value(v)
+            };
+            (k.clone(), v)
+        })
+        .collect()
 }
 
 /// The values under secret-looking keys at any depth (strings, and
@@ -158,7 +151,13 @@ pub fn secrets(arguments: &Map<String, Value>) -> Vec<String> {
         }
     }
     let mut found = Vec::new();
-    walk(&Value::Object(arguments.clone()), &mut found);
+    for (k, v) in arguments {
+        if is_secret(k) {
+            all(v, &mut found);
+        } else {
+            walk(v, &mut found);
+        }
+    }
     found.retain(|s| s.chars().count() >= MIN_SECRET_CHARS);
     // Longest first, so a secret that contains another is replaced whole.
     found.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -176,20 +175,37 @@ pub fn scrub(text: &str, secrets: &[String]) -> String {
     })
 }
 
-/// `arguments` with the value of every secret-looking key (at any depth)
-/// replaced by `"[redacted]"`; past `max_bytes` of JSON, only a prefix is
-/// kept, as `{"truncated_from": <bytes>, "prefix": "..."}`.
-pub fn redact(arguments: &Map<String, Value>, max_bytes: usize) -> Value {
-    let redacted = redacted(&Value::Object(arguments.clone()));
+/// What an audit record keeps of a call's arguments.
+pub struct Redacted {
+    /// The arguments with the value of every secret-looking key (at any
+    /// depth) replaced by `"[redacted]"`; past `max_bytes` of JSON, only a
+    /// prefix, as `{"truncated_from": <bytes>, "prefix": "..."}`.
+    pub arguments: Value,
+    /// SHA-256 (hex) of the whole redacted arguments: two calls with the
+    /// same arguments match, and a secret cannot be found by hashing
+    /// guesses.
+    pub sha256: String,
+}
+
+/// Redacts `arguments` once, for both the record's copy and its digest.
+pub fn redact(arguments: &Map<String, Value>, max_bytes: usize) -> Redacted {
+    let redacted = Value::Object(redacted(arguments));
     let text = redacted.to_string();
+    let sha256 = hex::encode(sha2::Sha256::digest(text.as_bytes()));
     if text.len() <= max_bytes {
-        return redacted;
+        return Redacted {
+            arguments: redacted,
+            sha256,
+        };
     }
     let mut cut = max_bytes;
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    serde_json::json!({ "truncated_from": text.len(), "prefix": &text[..cut] })
+    Redacted {
+        arguments: serde_json::json!({ "truncated_from": text.len(), "prefix": &text[..cut] }),
+        sha256,
+    }
 }
 
 #[cfg(test)]
@@ -204,7 +220,7 @@ mod tests {
             "nested": { "password": "p", "items": [{ "sessionToken": "s", "n": 1 }] },
             "accessKey": "a", "client_secret": "c", "author": "kept"
         });
-        let out = redact(args.as_object().unwrap(), 4096);
+        let out = redact(args.as_object().unwrap(), 4096).arguments;
         assert_eq!(
             out,
             json!({
@@ -234,15 +250,15 @@ mod tests {
             "nested": { "password": 1, "list": [{ "token": "t" }] }
         });
         assert_eq!(
-            redacted_digest(args.as_object().unwrap()),
-            redacted_digest(other.as_object().unwrap())
+            redact(args.as_object().unwrap(), 10).sha256,
+            redact(other.as_object().unwrap(), 10).sha256
         );
     }
 
     #[test]
     fn large_arguments_keep_a_prefix() {
         let args = json!({ "text": "é".repeat(100), "token": "t" });
-        let out = redact(args.as_object().unwrap(), 51);
+        let out = redact(args.as_object().unwrap(), 51).arguments;
         let prefix = out["prefix"].as_str().unwrap();
         assert!(prefix.len() <= 51 && prefix.starts_with("{\""), "{out}");
         assert!(!prefix.contains("\"t\""), "redacted before the cut: {out}");

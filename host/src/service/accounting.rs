@@ -2,7 +2,7 @@
 //! before the response goes out), metrics, and a log line.
 
 use super::Refusal;
-use crate::audit::{AuditError, AuditLog, Record, redact, redacted_digest};
+use crate::audit::{AuditError, AuditLog, Record, redact};
 use crate::auth::policy::Caller;
 use crate::config::{Config, QuotaConfig};
 use crate::metrics::{self, CallLabels, LoadLabels};
@@ -134,8 +134,9 @@ impl Operations {
     ) -> Option<Record> {
         let audit = self.audit.as_ref()?;
         let mut record = record_for(tenant, caller, peer, Some(tool));
-        record.args_sha256 = Some(redacted_digest(arguments));
-        record.arguments = Some(redact(arguments, audit.max_argument_bytes()));
+        let redacted = redact(arguments, audit.max_argument_bytes());
+        record.args_sha256 = Some(redacted.sha256);
+        record.arguments = Some(redacted.arguments);
         Some(record)
     }
 

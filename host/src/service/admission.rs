@@ -59,7 +59,7 @@ pub struct AdmittedCall {
     /// run it (its tool index means nothing to another).
     admitted_by: usize,
     /// Where its record goes should it be dropped without running.
-    accounts: Accounts,
+    accounts: Option<Accounts>,
     /// The call's place under the concurrency caps, until it ends.
     _permit: Option<Admitted>,
 }
@@ -75,19 +75,13 @@ impl Drop for AdmittedCall {
     /// A call admitted but never run (the transport refused the request
     /// after admission) still leaves its record: a refusal.
     fn drop(&mut self) {
-        let (Some(record), Ok(runtime)) =
-            (self.record.take(), tokio::runtime::Handle::try_current())
-        else {
+        let (Some(record), Some(Accounts { ops, tenant, tool }), Ok(runtime)) = (
+            self.record.take(),
+            self.accounts.take(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
             return;
         };
-        let Accounts { ops, tenant, tool } = std::mem::replace(
-            &mut self.accounts,
-            Accounts {
-                ops: Operations::default(),
-                tenant: None,
-                tool: String::new(),
-            },
-        );
         runtime.spawn(async move {
             let _ = ops
                 .finish(
@@ -129,11 +123,11 @@ impl ToolService {
                     Vec::new()
                 },
                 record,
-                accounts: Accounts {
+                accounts: Some(Accounts {
                     ops: self.ops.clone(),
                     tenant: self.tenant.clone(),
                     tool: name.to_string(),
-                },
+                }),
                 _permit: permit,
             }),
             Err(refusal) => {

@@ -57,6 +57,18 @@ impl Protected {
         self.key.sign(&claims(&self.issuer.base, RESOURCE, scope))
     }
 
+    /// `DELETE` of `session` with `token`.
+    async fn end_session(&self, token: &str, session: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .delete(&self.server.url)
+            .header("authorization", format!("Bearer {token}"))
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A `tools:read` token for the subject `subject`.
     fn reader(&self, subject: &str) -> String {
         let mut c = claims(&self.issuer.base, RESOURCE, "tools:read");
@@ -329,30 +341,16 @@ async fn a_session_belongs_to_the_caller_that_created_it() {
     // not exist, for any method.
     let stolen = in_session(&bob, list).send().await.unwrap();
     assert_eq!(stolen.status(), 404);
-    let deleted = reqwest::Client::new()
-        .delete(&p.server.url)
-        .header("authorization", format!("Bearer {bob}"))
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
+    let deleted = p.end_session(&bob, &session).await;
     assert_eq!(deleted.status(), 404);
 
     // Alice still has it, and ends it with a DELETE: 204, then it is gone.
     let listed = in_session(&alice, list).send().await.unwrap();
     assert_eq!(listed.status(), 200);
     assert!(listed.text().await.unwrap().contains("hello.greet"));
-    let delete = || {
-        reqwest::Client::new()
-            .delete(&p.server.url)
-            .header("authorization", format!("Bearer {alice}"))
-            .header("mcp-session-id", &session)
-            .header("mcp-protocol-version", "2025-11-25")
-            .send()
-    };
-    assert_eq!(delete().await.unwrap().status(), 204);
-    assert_eq!(delete().await.unwrap().status(), 404);
+    let delete = || p.end_session(&alice, &session);
+    assert_eq!(delete().await.status(), 204);
+    assert_eq!(delete().await.status(), 404);
     assert_eq!(in_session(&alice, list).send().await.unwrap().status(), 404);
 }
 
@@ -403,14 +401,8 @@ async fn a_caller_holds_at_most_64_sessions_and_others_are_not_held_back() {
         200
     );
     // Closing one makes room for one.
-    let closed = reqwest::Client::new()
-        .delete(&p.server.url)
-        .header("authorization", format!("Bearer {greedy}"))
-        .header("mcp-session-id", sessions.pop().unwrap())
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
+    let last = sessions.pop().unwrap();
+    let closed = p.end_session(&greedy, last.to_str().unwrap()).await;
     assert_eq!(closed.status(), 204);
     assert_eq!(
         p.post(Some(&greedy))

@@ -103,10 +103,7 @@ pub fn link<T: Budgeted + 'static>(
                 data.write_budget().take(buffer.len() as u64)?;
                 let written =
                     HostDescriptor::write(&mut data.filesystem(), fd, buffer, offset).await;
-                match written {
-                    Ok(n) => Ok((Ok(n),)),
-                    Err(e) => Ok((error_code(e)?,)),
-                }
+                answer(written)
             })
         },
     )?;
@@ -121,10 +118,7 @@ pub fn link<T: Budgeted + 'static>(
                     Err(e) => return Ok((error_code(e)?,)),
                 };
                 data.write_budget().take(size.saturating_sub(current))?;
-                match HostDescriptor::set_size(&mut data.filesystem(), fd, size).await {
-                    Ok(()) => Ok((Ok(()),)),
-                    Err(e) => Ok((error_code(e)?,)),
-                }
+                answer(HostDescriptor::set_size(&mut data.filesystem(), fd, size).await)
             })
         },
     )?;
@@ -134,10 +128,7 @@ pub fn link<T: Budgeted + 'static>(
             Box::new(async move {
                 let data = store.data_mut();
                 data.write_budget().take(ENTRY_BYTES)?;
-                match HostDescriptor::create_directory_at(&mut data.filesystem(), fd, path).await {
-                    Ok(()) => Ok((Ok(()),)),
-                    Err(e) => Ok((error_code(e)?,)),
-                }
+                answer(HostDescriptor::create_directory_at(&mut data.filesystem(), fd, path).await)
             })
         },
     )?;
@@ -165,10 +156,7 @@ pub fn link<T: Budgeted + 'static>(
                     flags,
                 )
                 .await;
-                match opened {
-                    Ok(descriptor) => Ok((Ok(descriptor),)),
-                    Err(e) => Ok((error_code(e)?,)),
-                }
+                answer(opened)
             })
         },
     )?;
@@ -186,6 +174,14 @@ pub fn link<T: Budgeted + 'static>(
 /// The guest-visible error of a filesystem failure, or the trap it is.
 fn error_code<V>(e: FsError) -> wasmtime::Result<Result<V, ErrorCode>> {
     e.downcast().map(Err)
+}
+
+/// A filesystem function's result as the component model returns it.
+fn answer<V>(result: Result<V, FsError>) -> wasmtime::Result<(Result<V, ErrorCode>,)> {
+    match result {
+        Ok(value) => Ok((Ok(value),)),
+        Err(e) => Ok((error_code(e)?,)),
+    }
 }
 
 /// Puts a freshly opened write stream behind the call's budget.
