@@ -5,7 +5,7 @@ include!("../build/plugins.rs");
 
 fn main() {
     let manifest = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
-    let dir = build_plugins(manifest.parent().unwrap());
+    let dir = build_plugins(manifest.parent().unwrap(), &["hello", "files"]);
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
     for name in ["hello", "files"] {
         std::fs::copy(

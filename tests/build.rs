@@ -6,6 +6,6 @@ include!("../build/plugins.rs");
 
 fn main() {
     let manifest = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
-    let dir = build_plugins(manifest.parent().unwrap());
+    let dir = build_plugins(manifest.parent().unwrap(), &[]);
     println!("cargo:rustc-env=MOAT_TEST_PLUGINS={}", dir.display());
 }

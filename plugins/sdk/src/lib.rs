@@ -28,12 +28,12 @@
 mod output;
 mod tool;
 
-pub use output::{Content, IntoOutput, Json, Output};
+pub use output::{Content, IntoOutput, Json, Output, Rendered};
 pub use tool::Tool;
 
 /// Everything a plugin usually needs, in one import.
 pub mod prelude {
-    pub use crate::{Content, Json, Output, Tool};
+    pub use crate::{Content, Json, Output, Rendered, Tool};
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};
 }

@@ -120,6 +120,32 @@ impl<T: Serialize + JsonSchema> IntoOutput for Json<T> {
     }
 }
 
+/// Structured output, like [`Json`], with a text rendering of its own
+/// (a table, say) for clients and models that read only text.
+pub struct Rendered<T> {
+    /// The structured content; must serialize to a JSON object.
+    pub value: T,
+    /// What text-only readers see instead of the JSON.
+    pub text: String,
+}
+
+impl<T: Serialize + JsonSchema> IntoOutput for Rendered<T> {
+    fn output_schema() -> Option<String> {
+        Some(crate::tool::schema_of::<T>())
+    }
+
+    fn into_output(self) -> Output {
+        match serde_json::to_value(&self.value) {
+            Ok(value) => Output {
+                content: vec![Content::Text(self.text)],
+                structured: Some(value),
+                is_error: false,
+            },
+            Err(e) => Output::error(format!("could not serialize the result: {e}")),
+        }
+    }
+}
+
 impl<T: IntoOutput, E: Display> IntoOutput for Result<T, E> {
     fn output_schema() -> Option<String> {
         T::output_schema()
