@@ -16,6 +16,8 @@
 //! - [`service`]: the tools of one endpoint (the top-level one or a
 //!   tenant's) and the one path every call takes (policy, limits, find the
 //!   tool, check the arguments, run it in the sandbox, audit).
+//! - [`confirm`]: a person's confirmation before chosen tools run: the
+//!   policy, the prompt and the sealed multi round-trip state.
 //! - [`audit`]: the hash-chained audit log and its verifier.
 //! - [`quota`]: rate limits and concurrency caps.
 //! - [`metrics`]: Prometheus metrics.
@@ -33,6 +35,7 @@ pub mod auth;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod confirm;
 pub mod defaults;
 pub mod diagnostics;
 pub mod mcp;

@@ -2,16 +2,19 @@
 //! stdio and Streamable HTTP transports.
 
 use crate::auth::policy::Caller;
+use crate::confirm::Answer;
 use crate::runtime::{CallError, CallReport};
 use crate::service::{AdmittedCall, CallContext, Refusal, SharedService};
 use crate::tool::{Content, ToolOutput};
 use base64::Engine as _;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams, ServerCapabilities,
-    ServerConfig, Tool, ToolAnnotations,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ElicitRequest,
+    ElicitRequestParams, ElicitResult, Implementation, InitializeResult, InputRequest,
+    InputRequests, InputRequiredResult, InputResponses, ListToolsResult, MetaObject,
+    PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
+    ToolAnnotations,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{RequestContext, ServiceError};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::json;
 use std::collections::HashMap;
@@ -26,6 +29,9 @@ pub struct McpHandler {
     tools: Arc<Vec<Tool>>,
     /// Index into `tools` by name (rmcp looks tools up on every request).
     by_name: Arc<HashMap<String, usize>>,
+    /// Whether the transport can send the client requests of its own
+    /// (stdio and HTTP sessions can; stateless HTTP cannot).
+    server_requests: bool,
 }
 
 impl McpHandler {
@@ -45,7 +51,16 @@ impl McpHandler {
             service,
             tools: Arc::new(tools),
             by_name: Arc::new(by_name),
+            server_requests: true,
         }
+    }
+
+    /// The same handler for a transport that cannot send the client
+    /// requests of its own (stateless HTTP): a confirmation is asked only
+    /// with the round trips of protocol 2026-07-28.
+    pub fn without_server_requests(mut self) -> Self {
+        self.server_requests = false;
+        self
     }
 }
 
@@ -152,9 +167,11 @@ impl ServerHandler for McpHandler {
 
     async fn call_tool(
         &self,
-        request: CallToolRequestParams,
+        mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let state = request.request_state.take();
+        let responses = request.input_responses.take();
         // Over HTTP the transport admitted the call already (to answer 403
         // or 429 with their status); over stdio it is admitted here.
         let admitted = parts(&context)
@@ -170,7 +187,137 @@ impl ServerHandler for McpHandler {
             }
         }
         .map_err(refusal_error)?;
+        let call = if call.needs_confirmation() {
+            match self.confirm(call, state, responses, &context).await {
+                Ok(call) => call,
+                Err(Unconfirmed::Asking(input)) => return Ok(input.into()),
+                Err(Unconfirmed::Refused(refusal)) => return answer(Err(refusal)).map(Into::into),
+            }
+        } else {
+            call
+        };
         answer(self.service.run(call).await).map(Into::into)
+    }
+}
+
+/// The key of the confirmation among a round trip's input requests.
+const CONFIRM_KEY: &str = "moat_confirm";
+
+/// Why a call that needs a confirmation does not run now.
+enum Unconfirmed {
+    /// The question goes to the client; the call runs on its retry.
+    Asking(InputRequiredResult),
+    /// Refused and recorded.
+    Refused(Refusal),
+}
+
+impl McpHandler {
+    /// Asks a person to confirm `call`: on the call's own stream where the
+    /// protocol has sessions, else (2026-07-28) with an `InputRequiredResult`
+    /// whose sealed state the client's retry brings back with the answer.
+    async fn confirm(
+        &self,
+        call: AdmittedCall,
+        state: Option<String>,
+        responses: Option<InputResponses>,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<AdmittedCall, Unconfirmed> {
+        let service = &self.service;
+        let whom = whom(context);
+        let round_trips = context
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
+        let refused = Unconfirmed::Refused;
+        if round_trips && let Some(state) = state {
+            let answer = match service.redeem(&call, &call_context(context), &state) {
+                Err(e) => Answer::Invalid(e.to_string()),
+                Ok(()) => responses
+                    .as_ref()
+                    .and_then(|r| r.get(CONFIRM_KEY))
+                    .and_then(|v| serde_json::from_value::<ElicitResult>(v.clone()).ok())
+                    .map_or_else(
+                        || Answer::Invalid("the retry carries no answer to the question".into()),
+                        |result| Answer::of(&result),
+                    ),
+            };
+            return service.answered(call, answer, &whom).await.map_err(refused);
+        }
+        let unsupported = if !round_trips && !self.server_requests {
+            Some(
+                "this server runs without sessions ([http] stateless = true), where only protocol 2026-07-28 can ask a person"
+                    .to_string(),
+            )
+        } else {
+            form_unsupported(context)
+        };
+        if let Some(why) = unsupported {
+            return service
+                .answered(call, Answer::Unsupported(why), &whom)
+                .await
+                .map_err(refused);
+        }
+        let call = service.asked(call, &whom).await.map_err(refused)?;
+        let (message, requested_schema) = service.question(&call);
+        let params = ElicitRequestParams::FormElicitationParams {
+            meta: None,
+            message,
+            requested_schema,
+        };
+        if round_trips {
+            let sealed = service.seal(&call, &call_context(context));
+            service.defer(call);
+            let requests = InputRequests::from([(
+                CONFIRM_KEY.to_string(),
+                InputRequest::Elicitation(ElicitRequest::new(params)),
+            )]);
+            return Err(Unconfirmed::Asking(InputRequiredResult::new(
+                Some(requests),
+                Some(sealed),
+            )));
+        }
+        let answer = match context
+            .peer
+            .create_elicitation_with_timeout(params, Some(service.confirm_timeout()))
+            .await
+        {
+            Ok(result) => Answer::of(&result),
+            Err(ServiceError::Timeout { .. }) => Answer::TimedOut,
+            Err(e) => Answer::Invalid(format!("the client did not answer: {e}")),
+        };
+        service.answered(call, answer, &whom).await.map_err(refused)
+    }
+}
+
+/// Why the client cannot show a form, if it cannot.
+fn form_unsupported(context: &RequestContext<RoleServer>) -> Option<String> {
+    match context.client_capabilities().and_then(|c| c.elicitation) {
+        None => Some(
+            "the client did not declare the elicitation capability, so no person can be asked"
+                .into(),
+        ),
+        Some(e) if e.form.is_none() && e.url.is_some() => {
+            Some("the client takes only URL elicitations, not forms".into())
+        }
+        Some(_) => None,
+    }
+}
+
+/// Who answers a question, as the audit record says it: the caller and
+/// the client program it names (its own words, so cut short).
+fn whom(context: &RequestContext<RoleServer>) -> String {
+    let client = context
+        .client_info()
+        .map_or("an unnamed client".to_string(), |i| {
+            let named: String = format!("{} {}", i.name, i.version)
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(100)
+                .collect();
+            format!("client `{named}`")
+        });
+    match caller(context) {
+        Some(c) => format!("{client} of subject `{}`", c.subject),
+        None => client,
     }
 }
 
@@ -178,7 +325,13 @@ impl ServerHandler for McpHandler {
 /// refusal or for arguments the plugin itself refused. The one encoder of
 /// results, for every transport and for `moat call`.
 pub fn answer(outcome: Result<CallReport, Refusal>) -> Result<CallToolResult, ErrorData> {
-    let report = outcome.map_err(refusal_error)?;
+    let report = match outcome {
+        // The model reads why, and may ask the person differently.
+        Err(refusal @ Refusal::NotConfirmed(_)) => {
+            return Ok(error_result(refusal.kind(), &refusal.to_string()));
+        }
+        outcome => outcome.map_err(refusal_error)?,
+    };
     match report.result {
         Ok(output) => Ok(to_mcp_result(output)),
         Err(e) => call_error_result(e),
@@ -204,6 +357,9 @@ fn refusal_error(refusal: Refusal) -> ErrorData {
             ErrorData::internal_error(message, Some(json!({ "reason": "audit_unavailable" })))
         }
         Refusal::Abandoned => ErrorData::internal_error(message, None),
+        Refusal::NotConfirmed(_) => {
+            ErrorData::invalid_request(message, Some(json!({ "reason": "not_confirmed" })))
+        }
         Refusal::InvalidArguments { tool, field, .. } => {
             ErrorData::invalid_params(message, Some(json!({ "tool": tool, "field": field })))
         }
@@ -218,20 +374,21 @@ fn call_error_result(error: CallError) -> Result<CallToolResult, ErrorData> {
         CallError::UnknownTool(_) | CallError::InvalidArguments(_) => Err(
             ErrorData::invalid_params(error.to_string(), Some(json!({ "reason": error.kind() }))),
         ),
-        _ => {
-            let mut result = CallToolResult::error(vec![ContentBlock::text(format!(
-                "{}: {error}",
-                error.kind()
-            ))]);
-            let mut meta = serde_json::Map::new();
-            meta.insert(
-                "moat/error".into(),
-                json!({ "kind": error.kind(), "message": error.to_string() }),
-            );
-            result.meta = Some(MetaObject(meta));
-            Ok(result)
-        }
+        _ => Ok(error_result(error.kind(), &error.to_string())),
     }
+}
+
+/// An error result the model can read: `<kind>: <message>`, and both in
+/// `_meta["moat/error"]` for programs.
+fn error_result(kind: &str, message: &str) -> CallToolResult {
+    let mut result = CallToolResult::error(vec![ContentBlock::text(format!("{kind}: {message}"))]);
+    let mut meta = serde_json::Map::new();
+    meta.insert(
+        "moat/error".into(),
+        json!({ "kind": kind, "message": message }),
+    );
+    result.meta = Some(MetaObject(meta));
+    result
 }
 
 fn to_mcp_result(output: ToolOutput) -> CallToolResult {

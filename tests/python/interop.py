@@ -13,10 +13,10 @@ times out. Prints one line per scenario with the negotiated version.
 
 import argparse
 import asyncio
-import subprocess
 import sys
 
 from mcp import Client, StdioServerParameters
+from serving import start_http
 
 
 async def exercise(target, mode):
@@ -44,20 +44,6 @@ async def exercise(target, mode):
         again = await client.call_tool("hello.echo", {"message": "still serving"})
         assert again.content[0].text == "still serving", again
         return client.protocol_version
-
-
-def start_http(moat, config):
-    process = subprocess.Popen(
-        [moat, "serve", "--http", "127.0.0.1:0", "--config", config],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    for line in process.stdout:
-        if line.startswith("moat: serving") and " at " in line:
-            return process, line.rsplit(" at ", 1)[1].strip()
-    process.kill()
-    raise RuntimeError("moat serve exited before listening")
 
 
 async def main():

@@ -85,6 +85,20 @@ pub fn run_python(
     stdout
 }
 
+/// Asserts that an interop script's `stdout` has an `ok` line naming the
+/// negotiated `protocol` for every transport `scenario` and SDK mode.
+pub fn assert_every_scenario(stdout: &str) {
+    for scenario in ["stdio", "http ", "http-stateless"] {
+        for (mode, version) in [("legacy", "2025-11-25"), ("auto", "2026-07-28")] {
+            let line = stdout
+                .lines()
+                .find(|l| l.contains(scenario) && l.contains(&format!("mode={mode}")))
+                .unwrap_or_else(|| panic!("no result for {scenario} {mode}:\n{stdout}"));
+            assert!(line.starts_with("ok") && line.contains(version), "{line}");
+        }
+    }
+}
+
 /// A folder holding tests/oauth (the provider script) with its locked npm
 /// packages installed by `npm ci`; made under `tmp`.
 pub fn oauth_provider(tmp: &Path) -> PathBuf {

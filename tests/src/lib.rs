@@ -64,6 +64,7 @@ pub fn free_port() -> u16 {
 pub struct SandboxBuilder {
     files: Vec<(String, String)>,
     dirs: Vec<String>,
+    top: String,
     config: String,
 }
 
@@ -103,6 +104,13 @@ impl SandboxBuilder {
             .plugin("files", r#"dirs = [{ host = "demo", guest = "/data" }]"#)
     }
 
+    /// Adds top-level keys to the config (before any table).
+    pub fn top(mut self, text: &str) -> Self {
+        self.top.push_str(text);
+        self.top.push('\n');
+        self
+    }
+
     /// Appends raw TOML to the config.
     pub fn toml(mut self, text: &str) -> Self {
         self.config.push_str(text);
@@ -122,7 +130,10 @@ impl SandboxBuilder {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, content).unwrap();
         }
-        let text = format!("[runtime]\ncache_dir = \"cache\"\n\n{}", self.config);
+        let text = format!(
+            "{}[runtime]\ncache_dir = \"cache\"\n\n{}",
+            self.top, self.config
+        );
         std::fs::write(dir.path().join("moat.toml"), &text).unwrap();
         dir
     }

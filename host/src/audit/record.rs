@@ -70,6 +70,15 @@ impl Record {
         }
     }
 
+    /// This record under a fresh request ID (for a further record of the
+    /// same call).
+    pub fn renewed(self) -> Record {
+        Record {
+            request_id: Record::new().request_id,
+            ..self
+        }
+    }
+
     /// The record as a JSON object, numbered `seq` and chained to `prev`.
     pub(super) fn to_json(&self, seq: u64, prev: &str) -> String {
         let line = Line {

@@ -70,7 +70,7 @@ pub(super) enum RawValue {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawFrom {
+pub(crate) struct RawFrom {
     from_env: Option<String>,
     from_file: Option<String>,
 }
@@ -91,40 +91,7 @@ pub(super) fn parse(
         }
         let (text, origin) = match value.into_inner() {
             RawValue::Literal(text) => (text, EnvOrigin::Literal),
-            RawValue::From(RawFrom {
-                from_env: Some(var),
-                from_file: None,
-            }) => match std::env::var(&var) {
-                Ok(text) => (text, EnvOrigin::Env(var)),
-                Err(_) => {
-                    return Err(src.error(
-                        span,
-                        format!("`{name}` is to come from the host variable {var}, which is not set (or not UTF-8)"),
-                        format!("set {var} in Moat's environment, or grant another value"),
-                    ));
-                }
-            },
-            RawValue::From(RawFrom {
-                from_env: None,
-                from_file: Some(file),
-            }) => {
-                let path = src.resolve(&file);
-                let text = read_value(&path).map_err(|why| {
-                    src.error(
-                        span.clone(),
-                        format!("`{name}` is to come from {}, which {why}", path.display()),
-                        "point from_file at a readable file of at most 64 KiB (its one trailing newline is dropped)",
-                    )
-                })?;
-                (text, EnvOrigin::File(path))
-            }
-            RawValue::From(_) => {
-                return Err(src.error(
-                    span,
-                    format!("`{name}` must name exactly one of from_env and from_file"),
-                    "write { from_env = \"VAR\" } or { from_file = \"/run/secrets/name\" }, or a plain string",
-                ));
-            }
+            RawValue::From(from) => from_source(src, span.clone(), &format!("`{name}`"), from)?,
         };
         if text.contains('\0') {
             return Err(src.error(
@@ -137,6 +104,47 @@ pub(super) fn parse(
         grant.origins.push(origin);
     }
     Ok(grant)
+}
+
+/// The value `from` names, read now; `what` names it in errors.
+pub(crate) fn from_source(
+    src: &Source,
+    span: std::ops::Range<usize>,
+    what: &str,
+    from: RawFrom,
+) -> Result<(String, EnvOrigin), ConfigError> {
+    match from {
+        RawFrom {
+            from_env: Some(var),
+            from_file: None,
+        } => match std::env::var(&var) {
+            Ok(text) => Ok((text, EnvOrigin::Env(var))),
+            Err(_) => Err(src.error(
+                span,
+                format!("{what} is to come from the host variable {var}, which is not set (or not UTF-8)"),
+                format!("set {var} in Moat's environment, or grant another value"),
+            )),
+        },
+        RawFrom {
+            from_env: None,
+            from_file: Some(file),
+        } => {
+            let path = src.resolve(&file);
+            let text = read_value(&path).map_err(|why| {
+                src.error(
+                    span,
+                    format!("{what} is to come from {}, which {why}", path.display()),
+                    "point from_file at a readable file of at most 64 KiB (its one trailing newline is dropped)",
+                )
+            })?;
+            Ok((text, EnvOrigin::File(path)))
+        }
+        _ => Err(src.error(
+            span,
+            format!("{what} must name exactly one of from_env and from_file"),
+            "write { from_env = \"VAR\" } or { from_file = \"/run/secrets/name\" }",
+        )),
+    }
 }
 
 /// A secret file's text without its one trailing newline, or why not.

@@ -2,6 +2,7 @@
 
 use super::{CallArgs, Loaded, load_config};
 use crate::config::{Config, Served};
+use crate::confirm::ConfirmPolicy;
 use crate::runtime::{CallError, Runtime, RuntimeOptions};
 use crate::service::{CallContext, Operations, ToolService};
 use serde_json::json;
@@ -119,10 +120,12 @@ pub(super) async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
         p
     };
     // The endpoint as the author's own process sees it over stdio: only
-    // the plugin called, no token; the audit log only when asked for.
+    // the plugin called, no token; the audit log only when asked for. No
+    // confirmation either: the person at the terminal asked for this call.
     let one = Served {
         plugins: std::slice::from_ref(selected),
         auth: None,
+        confirm: &ConfirmPolicy::NONE,
         ..served
     };
     let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(config))?);

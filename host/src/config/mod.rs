@@ -15,7 +15,9 @@ pub use ops::{AdminConfig, AuditConfig, QuotaConfig, ToolQuota};
 pub use tenant::{Served, TenantConfig};
 
 use crate::auth::AuthConfig;
+use crate::capabilities::env::{RawFrom, from_source};
 use crate::capabilities::{Grants, RawGrants};
+use crate::confirm::{ConfirmPolicy, ConfirmSettings};
 use crate::diagnostics::{ConfigError, Origin, Source};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -44,6 +46,10 @@ pub struct Config {
     pub limits: QuotaConfig,
     /// The admin listener (`/metrics`).
     pub admin: AdminConfig,
+    /// The top-level endpoint's tools that need a person's confirmation.
+    pub confirm: ConfirmPolicy,
+    /// How confirmations are asked, for every endpoint.
+    pub confirmation: ConfirmSettings,
 }
 
 impl Config {
@@ -126,6 +132,11 @@ struct RawConfig {
     audit: Option<Spanned<ops::RawAudit>>,
     limits: Option<ops::RawQuota>,
     admin: Option<ops::RawAdmin>,
+    #[serde(default)]
+    confirm: Vec<Spanned<String>>,
+    confirm_destructive: Option<bool>,
+    confirm_timeout_ms: Option<Spanned<u64>>,
+    confirm_state_key: Option<Spanned<RawFrom>>,
 }
 
 #[derive(Deserialize)]
@@ -188,7 +199,10 @@ impl Config {
             Some(l) => ops::parse_quota(&src, l)?,
             None => QuotaConfig::default(),
         };
-        let tenants = tenant::parse(&src, raw.tenants, &limits)?;
+        let confirm = parse_confirm(&src, raw.confirm, raw.confirm_destructive.unwrap_or(false))?;
+        let tenants = tenant::parse(&src, raw.tenants, &limits, confirm.destructive)?;
+        let confirmation =
+            parse_confirmation(&src, raw.confirm_timeout_ms, raw.confirm_state_key, &http)?;
         let config = Config {
             plugins,
             runtime,
@@ -201,10 +215,79 @@ impl Config {
                 Some(a) => ops::parse_admin(&src, a)?,
                 None => AdminConfig::default(),
             },
+            confirm,
+            confirmation,
         };
         config.check_endpoints(&src, &tenant_spans)?;
         Ok(config)
     }
+}
+
+/// `confirm = [...]`: tool names, `*` matching any run of characters.
+fn parse_confirm(
+    src: &Source,
+    patterns: Vec<Spanned<String>>,
+    destructive: bool,
+) -> Result<ConfirmPolicy, ConfigError> {
+    let mut tools = Vec::with_capacity(patterns.len());
+    for pattern in patterns {
+        let text = pattern.get_ref();
+        let plain = !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.*".contains(&b));
+        if !plain {
+            return Err(src.error(
+                pattern.span(),
+                format!("confirm pattern {text:?} is not a tool name"),
+                "write `<plugin>.<tool>` names as `moat check` lists them; `*` matches any run of characters",
+            ));
+        }
+        tools.push(pattern.into_inner());
+    }
+    Ok(ConfirmPolicy { tools, destructive })
+}
+
+/// `confirm_timeout_ms` and `confirm_state_key`.
+fn parse_confirmation(
+    src: &Source,
+    timeout: Option<Spanned<u64>>,
+    key: Option<Spanned<RawFrom>>,
+    http: &HttpConfig,
+) -> Result<ConfirmSettings, ConfigError> {
+    let mut settings = ConfirmSettings::default();
+    if let Some(ms) = &timeout {
+        settings.timeout = std::time::Duration::from_millis(src.ranged(
+            ms,
+            "confirm_timeout_ms",
+            1_000,
+            3_600_000,
+        )?);
+        // With sessions the question is asked inside the HTTP request.
+        if settings.timeout >= http.request_timeout {
+            return Err(src.error(
+                ms.span(),
+                "confirm_timeout_ms is not shorter than [http] request_timeout_ms",
+                "shorten confirm_timeout_ms or lengthen request_timeout_ms: a person's answer must arrive before the request ends",
+            ));
+        }
+    } else if settings.timeout >= http.request_timeout {
+        settings.timeout = http.request_timeout.mul_f64(0.9);
+    }
+    if let Some(key) = key {
+        let span = key.span();
+        let (text, _) = from_source(src, span.clone(), "confirm_state_key", key.into_inner())?;
+        let bytes = text.trim().as_bytes().to_vec();
+        if bytes.len() < 32 {
+            return Err(src.error(
+                span,
+                format!("confirm_state_key has {} bytes; at least 32 are needed", bytes.len()),
+                "use a random value such as the output of `openssl rand -hex 32`, the same on every replica",
+            ));
+        }
+        settings.state_key = Some(bytes);
+    }
+    Ok(settings)
 }
 
 /// Parses a list of `[[plugin]]` entries; names must be distinct.

@@ -7,8 +7,12 @@
 //! [`Served`] views the top-level endpoint and every tenant alike.
 
 use super::auth;
-use super::{Config, PluginConfig, QuotaConfig, RawPlugin, check_name, http, ops, parse_plugins};
+use super::{
+    Config, PluginConfig, QuotaConfig, RawPlugin, check_name, http, ops, parse_confirm,
+    parse_plugins,
+};
 use crate::auth::AuthConfig;
+use crate::confirm::ConfirmPolicy;
 use crate::diagnostics::{ConfigError, Source};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -29,6 +33,10 @@ pub struct TenantConfig {
     /// Its limits: the top-level `[limits]` with the keys its own
     /// `[tenants.<name>.limits]` sets replaced; `None`: the top-level ones.
     pub limits: Option<QuotaConfig>,
+    /// Its tools that need a person's confirmation: its own `confirm`
+    /// list, and `confirm_destructive` as it sets it, else as the top
+    /// level does.
+    pub confirm: ConfirmPolicy,
 }
 
 #[derive(Deserialize)]
@@ -39,12 +47,16 @@ pub(super) struct RawTenant {
     plugins: Vec<Spanned<RawPlugin>>,
     auth: Option<auth::RawAuth>,
     limits: Option<ops::RawQuota>,
+    #[serde(default)]
+    confirm: Vec<Spanned<String>>,
+    confirm_destructive: Option<bool>,
 }
 
 pub(super) fn parse(
     src: &Source,
     raw: BTreeMap<Spanned<String>, Spanned<RawTenant>>,
     top_limits: &QuotaConfig,
+    top_destructive: bool,
 ) -> Result<Vec<TenantConfig>, ConfigError> {
     let mut tenants = Vec::with_capacity(raw.len());
     for (name, table) in raw {
@@ -86,12 +98,19 @@ pub(super) fn parse(
             .map(|l| ops::parse_tenant_quota(src, l, top_limits))
             .transpose()
             .map_err(context)?;
+        let confirm = parse_confirm(
+            src,
+            table.confirm,
+            table.confirm_destructive.unwrap_or(top_destructive),
+        )
+        .map_err(context)?;
         tenants.push(TenantConfig {
             name: name.into_inner(),
             path,
             plugins,
             auth,
             limits,
+            confirm,
         });
     }
     Ok(tenants)
@@ -110,6 +129,8 @@ pub struct Served<'a> {
     pub auth: Option<&'a AuthConfig>,
     /// Its rate limits and tenant concurrency cap.
     pub limits: &'a QuotaConfig,
+    /// Its tools that need a person's confirmation.
+    pub confirm: &'a ConfirmPolicy,
 }
 
 impl Config {
@@ -122,6 +143,7 @@ impl Config {
             plugins: &self.plugins,
             auth: self.auth.as_ref(),
             limits: &self.limits,
+            confirm: &self.confirm,
         });
         top.into_iter()
             .chain(self.tenants.iter().map(|t| Served {
@@ -130,6 +152,7 @@ impl Config {
                 plugins: &t.plugins,
                 auth: t.auth.as_ref(),
                 limits: t.limits.as_ref().unwrap_or(&self.limits),
+                confirm: &t.confirm,
             }))
             .collect()
     }

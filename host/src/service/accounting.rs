@@ -5,6 +5,7 @@ use super::Refusal;
 use crate::audit::{AuditError, AuditLog, Record, redact};
 use crate::auth::policy::Caller;
 use crate::config::{Config, QuotaConfig};
+use crate::confirm::{ConfirmSettings, Confirmations};
 use crate::metrics::{self, CallLabels, LoadLabels};
 use crate::quota::{Gate, Limited, LocalLimiter, RateLimiter, RefusalThrottle, Throttled};
 use crate::runtime::printable;
@@ -23,6 +24,8 @@ pub struct Operations {
     /// Bits of an IPv6 peer address that name its source.
     ipv6_prefix: u8,
     refusals: Option<Arc<RefusalThrottle>>,
+    /// The sealed state of confirmations asked across round trips.
+    confirmations: Arc<Confirmations>,
 }
 
 impl Default for Operations {
@@ -33,6 +36,9 @@ impl Default for Operations {
             in_flight: None,
             ipv6_prefix: 64,
             refusals: None,
+            confirmations: Arc::new(
+                Confirmations::new(&ConfirmSettings::default()).expect("a random key is valid"),
+            ),
         }
     }
 }
@@ -54,7 +60,35 @@ impl Operations {
                 limits.refusals_per_minute_total,
                 limits.ipv6_prefix,
             ))),
+            confirmations: Arc::new(Confirmations::new(&config.confirmation)?),
         })
+    }
+
+    /// The sealed state of confirmations asked across round trips.
+    pub(super) fn confirmations(&self) -> &Confirmations {
+        &self.confirmations
+    }
+
+    /// Writes a record of a confirmation asked or answered for the call
+    /// whose record is `call`: its caller, tool and arguments' digest.
+    pub(super) async fn confirmation(
+        &self,
+        call: Option<&Record>,
+        kind: &str,
+        reason: &str,
+    ) -> Result<(), AuditError> {
+        let (Some(audit), Some(call)) = (&self.audit, call) else {
+            return Ok(());
+        };
+        let record = Record {
+            outcome: "confirmation",
+            kind: kind.to_string(),
+            reason: Some(reason.to_string()),
+            arguments: None,
+            ..call.clone()
+        }
+        .renewed();
+        audit.write(&record).await
     }
 
     /// The gate of one endpoint: buckets and a tenant cap of its own (so

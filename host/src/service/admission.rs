@@ -46,26 +46,39 @@ impl CallContext<'_> {
 /// [`ToolService::run`] of the same service, from these values alone.
 pub struct AdmittedCall {
     /// Index into the service's tools.
-    tool: usize,
+    pub(super) tool: usize,
     /// The arguments, valid against the tool's input schema.
-    arguments: Value,
+    pub(super) arguments: Value,
     /// The caller's identity, for plugins granted `caller_identity`.
     env: Vec<(String, String)>,
     /// The audit record, completed when the call ends.
-    record: Option<crate::audit::Record>,
+    pub(super) record: Option<crate::audit::Record>,
     /// Values of secret-looking arguments, kept out of error messages.
     secrets: Vec<String>,
     /// The address of the service that admitted it, the only one that may
     /// run it (its tool index means nothing to another).
     admitted_by: usize,
     /// Where its record goes should it be dropped without running.
-    accounts: Option<Accounts>,
+    pub(super) accounts: Option<Accounts>,
+    /// Whether a person must confirm it first, and did.
+    pub(super) confirm: Confirm,
     /// The call's place under the concurrency caps, until it ends.
     _permit: Option<Admitted>,
 }
 
+/// Where an admitted call stands with a person's confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Confirm {
+    /// Its tool needs none.
+    NotNeeded,
+    /// Its tool needs one, not given yet: it cannot run.
+    Pending,
+    /// A person confirmed it.
+    Given,
+}
+
 /// What an admitted call needs to record its own abandonment.
-struct Accounts {
+pub(super) struct Accounts {
     ops: Operations,
     tenant: Option<String>,
     tool: String,
@@ -121,6 +134,11 @@ impl ToolService {
                     identity::env(context.caller, self.tenant.as_deref())
                 } else {
                     Vec::new()
+                },
+                confirm: if self.tools[tool].confirm {
+                    Confirm::Pending
+                } else {
+                    Confirm::NotNeeded
                 },
                 record,
                 accounts: Some(Accounts {
@@ -194,6 +212,12 @@ impl ToolService {
             "a call runs on the service that admitted it"
         );
         let tool = &self.tools[call.tool];
+        if call.confirm == Confirm::Pending {
+            // A transport that forgot to ask: the tool does not run.
+            let refusal =
+                Refusal::NotConfirmed(format!("`{}` needs a person's confirmation", tool.name));
+            return self.refuse(call, refusal).await;
+        }
         let plugin = &self.plugins[tool.plugin];
         let mut report = {
             let _running = self.ops.running();
@@ -216,6 +240,19 @@ impl ToolService {
         }
         self.ops
             .finish(self.tenant(), &tool.name, call.record.take(), Ok(report))
+            .await
+    }
+
+    /// Ends an admitted call without running it: its record says why.
+    pub(super) async fn refuse(
+        &self,
+        mut call: AdmittedCall,
+        refusal: Refusal,
+    ) -> Result<CallReport, Refusal> {
+        call.accounts = None;
+        let tool = &self.tools[call.tool].name;
+        self.ops
+            .finish(self.tenant(), tool, call.record.take(), Err(refusal))
             .await
     }
 

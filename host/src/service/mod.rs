@@ -10,6 +10,7 @@
 
 mod accounting;
 mod admission;
+mod confirmation;
 
 pub use accounting::Operations;
 pub use admission::{AdmittedCall, CallContext};
@@ -33,6 +34,8 @@ pub struct ToolEntry {
     pub info: ToolInfo,
     /// The compiled input schema.
     validator: jsonschema::Validator,
+    /// A person must confirm each call.
+    pub confirm: bool,
 }
 
 /// Why a call was refused before it reached the sandbox.
@@ -64,6 +67,9 @@ pub enum Refusal {
     /// protocol header rmcp does not take): recorded, never answered.
     #[error("the transport refused the request after it was admitted")]
     Abandoned,
+    /// A person's confirmation was needed and not given.
+    #[error("{0}; the tool did not run")]
+    NotConfirmed(String),
 }
 
 impl Refusal {
@@ -76,6 +82,7 @@ impl Refusal {
             Refusal::RateLimited(_) => "rate_limited",
             Refusal::AuditUnavailable(_) => "audit_unavailable",
             Refusal::Abandoned => "abandoned",
+            Refusal::NotConfirmed(_) => "not_confirmed",
         }
     }
 }
@@ -135,6 +142,12 @@ impl ToolService {
         }
         ops.loaded(served.tenant, &plugins);
         let mut service = Self::new(runtime, plugins)?;
+        service
+            .require_confirmation(served.confirm)
+            .map_err(|e| match served.tenant {
+                Some(t) => anyhow::anyhow!("tenant `{t}`: {e}"),
+                None => e,
+            })?;
         service.tenant = served.tenant.map(str::to_string);
         service.policy = served.auth.map(|a| a.policy.clone());
         service.gate = Some(ops.gate(served.limits));
@@ -161,6 +174,7 @@ impl ToolService {
                     plugin: index,
                     info: info.clone(),
                     validator,
+                    confirm: false,
                 });
             }
         }

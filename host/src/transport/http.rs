@@ -234,7 +234,10 @@ fn mcp_service(
     } else {
         config.with_allowed_hosts(hosts.to_vec())
     };
-    let handler = McpHandler::new(service);
+    let mut handler = McpHandler::new(service);
+    if http.stateless {
+        handler = handler.without_server_requests();
+    }
     StreamableHttpService::new(move || Ok(handler.clone()), manager, config)
 }
 

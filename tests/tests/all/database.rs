@@ -325,3 +325,38 @@ async fn without_a_granted_path_the_plugin_says_what_is_missing() {
         .await;
     assert!(message.contains("DB_PATH is not granted"), "{message}");
 }
+
+#[test]
+fn the_example_config_serves_the_shop_read_only() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/db.toml");
+    let before = sha256(&example_db());
+    let call = |tool: &str, sql: &str| {
+        let out = std::process::Command::new(moat_tests::moat_bin())
+            .args(["call", "--config"])
+            .arg(&config)
+            .args(["db", tool, &json!({ "sql": sql }).to_string()])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let revenue = call(
+        "query",
+        "SELECT country FROM revenue_by_country ORDER BY revenue_cents DESC",
+    );
+    assert_eq!(
+        revenue["structuredContent"]["rows"][0]["country"],
+        json!("US"),
+        "{revenue}"
+    );
+    let dropped = call("execute", "DROP TABLE orders");
+    assert_eq!(dropped["isError"], json!(true), "{dropped}");
+    assert!(
+        dropped["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("readonly"),
+        "{dropped}"
+    );
+    assert_eq!(sha256(&example_db()), before);
+}

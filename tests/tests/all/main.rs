@@ -7,6 +7,7 @@ mod audit;
 mod auth_http;
 mod auth_keys;
 mod cli;
+mod confirm;
 mod database;
 mod filesystem;
 mod http;

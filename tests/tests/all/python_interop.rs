@@ -4,7 +4,7 @@
 //! binary over stdio and Streamable HTTP, stateful and stateless, with both
 //! the initialize handshake and 2026-07-28 discovery.
 
-use moat_tests::external::run_python;
+use moat_tests::external::{assert_every_scenario, run_python};
 use moat_tests::{Sandbox, moat_bin};
 use std::path::Path;
 
@@ -35,13 +35,5 @@ fn the_official_python_sdk_lists_and_calls_tools_over_every_transport() {
         },
         String::new,
     );
-    for scenario in ["stdio", "http ", "http-stateless"] {
-        for (mode, version) in [("legacy", "2025-11-25"), ("auto", "2026-07-28")] {
-            let line = stdout
-                .lines()
-                .find(|l| l.contains(scenario) && l.contains(&format!("mode={mode}")))
-                .unwrap_or_else(|| panic!("no result for {scenario} {mode}:\n{stdout}"));
-            assert!(line.starts_with("ok") && line.contains(version), "{line}");
-        }
-    }
+    assert_every_scenario(&stdout);
 }

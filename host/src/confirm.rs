@@ -1,0 +1,505 @@
+//! A person's confirmation before chosen tools run.
+//!
+//! The operator names the tools (`confirm = ["db.execute", "files.write*"]`)
+//! or asks for every tool whose annotations say it may destroy something
+//! (`confirm_destructive = true`). Annotations come from the plugin and are
+//! untrusted: they can add confirmations, never remove the operator's.
+//!
+//! Moat asks through MCP elicitation (form mode, one boolean `confirm`):
+//! on the call's own stream where the protocol has sessions, and with the
+//! multi round-trip pattern (`InputRequiredResult`) on 2026-07-28, where
+//! the state Moat hands the client is sealed ([`Confirmations`]) so that
+//! any replica holding the same key can finish the call. The MCP side is
+//! in [`crate::mcp`]; this module holds the policy, the prompt, the sealed
+//! state and what an answer means.
+
+use crate::tool::Annotations;
+use rmcp::model::{ElicitResult, ElicitationAction, ElicitationSchema};
+use rmcp::model::{RequestStateCodec, RequestStateError, SealOptions};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Which tools of one endpoint need a person's confirmation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfirmPolicy {
+    /// Tool names; `*` matches any run of characters.
+    pub tools: Vec<String>,
+    /// Also every tool whose annotations say it may be destructive.
+    pub destructive: bool,
+}
+
+impl ConfirmPolicy {
+    /// No tool needs a confirmation.
+    pub const NONE: ConfirmPolicy = ConfirmPolicy {
+        tools: Vec::new(),
+        destructive: false,
+    };
+
+    /// Whether a call of tool `name`, so annotated, needs a confirmation.
+    ///
+    /// Destructive follows MCP's defaults: a tool is destructive unless it
+    /// says it is read-only or not destructive, so a plugin that says
+    /// nothing is asked about.
+    pub fn needs(&self, name: &str, annotations: &Annotations) -> bool {
+        let destructive =
+            annotations.read_only_hint != Some(true) && annotations.destructive_hint != Some(false);
+        (self.destructive && destructive) || self.tools.iter().any(|p| glob(p, name))
+    }
+
+    /// The first pattern that matches none of `names`: most likely a typo
+    /// that would leave a tool unconfirmed.
+    pub fn unmatched<'a>(&'a self, names: &[&str]) -> Option<&'a str> {
+        self.tools
+            .iter()
+            .find(|p| !names.iter().any(|n| glob(p, n)))
+            .map(String::as_str)
+    }
+}
+
+/// `pattern` (where `*` matches any run of characters) matches `name`.
+fn glob(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
+}
+
+/// Process-wide settings of confirmations.
+#[derive(Clone)]
+pub struct ConfirmSettings {
+    /// How long a person has to answer.
+    pub timeout: Duration,
+    /// The key that seals multi round-trip state; every replica that is to
+    /// finish another's calls needs the same one. `None`: a random key
+    /// per process.
+    pub state_key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ConfirmSettings {
+    /// Never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfirmSettings")
+            .field("timeout", &self.timeout)
+            .field("state_key", &self.state_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl Default for ConfirmSettings {
+    fn default() -> Self {
+        ConfirmSettings {
+            timeout: Duration::from_secs(60),
+            state_key: None,
+        }
+    }
+}
+
+/// Bytes of random nonce in each sealed state.
+const NONCE_BYTES: usize = 16;
+/// States redeemed and not yet expired that a process remembers; past it
+/// new confirmations are refused rather than memory grown.
+const MAX_REMEMBERED: usize = 100_000;
+
+/// Seals and redeems the state of confirmations asked with the multi
+/// round-trip pattern, each at most once.
+pub struct Confirmations {
+    codec: RequestStateCodec,
+    timeout: Duration,
+    /// Nonces redeemed here, until their state expires.
+    redeemed: Mutex<HashMap<[u8; NONCE_BYTES], Instant>>,
+}
+
+/// Why a sealed state was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// Forged, altered, sealed with another key, or for another caller,
+    /// tool or arguments.
+    #[error(
+        "the confirmation state is not valid for this caller, tool and arguments (altered, or issued for another call)"
+    )]
+    Invalid,
+    /// Older than the confirmation timeout.
+    #[error("the confirmation has expired; call the tool again to be asked anew")]
+    Expired,
+    /// Redeemed before.
+    #[error("the confirmation was already used; each one runs one call")]
+    Replayed,
+    /// Too many confirmations in flight.
+    #[error("too many confirmations are pending; try again later")]
+    Busy,
+}
+
+impl Confirmations {
+    /// Confirmations under `settings`.
+    pub fn new(settings: &ConfirmSettings) -> anyhow::Result<Confirmations> {
+        let key = match &settings.state_key {
+            Some(key) => key.clone(),
+            None => {
+                let mut key = vec![0; RequestStateCodec::MIN_KEY_LENGTH];
+                random(&mut key);
+                key
+            }
+        };
+        let codec = RequestStateCodec::try_new(key).map_err(|e| {
+            anyhow::anyhow!("confirm_state_key: {e} (use `openssl rand -hex 32` or longer)")
+        })?;
+        Ok(Confirmations {
+            codec,
+            timeout: settings.timeout,
+            redeemed: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// How long a person has to answer.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A fresh state for a call bound as `binding`, valid for the timeout.
+    pub fn seal(&self, binding: &[u8]) -> String {
+        let mut nonce = [0u8; NONCE_BYTES];
+        random(&mut nonce);
+        self.codec.seal_with(
+            &nonce,
+            &SealOptions::new()
+                .associated_data(binding)
+                .ttl(self.timeout),
+        )
+    }
+
+    /// Opens `state` for a call bound as `binding` and marks it used.
+    pub fn redeem(&self, state: &str, binding: &[u8]) -> Result<(), StateError> {
+        let nonce = self.codec.open_with(state, binding).map_err(|e| match e {
+            RequestStateError::Expired => StateError::Expired,
+            _ => StateError::Invalid,
+        })?;
+        let nonce: [u8; NONCE_BYTES] = nonce.try_into().map_err(|_| StateError::Invalid)?;
+        let now = Instant::now();
+        let mut redeemed = self.redeemed.lock().expect("redeemed");
+        redeemed.retain(|_, expires| *expires > now);
+        if redeemed.contains_key(&nonce) {
+            return Err(StateError::Replayed);
+        }
+        if redeemed.len() >= MAX_REMEMBERED {
+            return Err(StateError::Busy);
+        }
+        // Kept a little past the state's own expiry, so that clock steps
+        // between sealing and here cannot free it early.
+        redeemed.insert(nonce, now + self.timeout * 2);
+        Ok(())
+    }
+}
+
+/// Fills `bytes` from the system's CSPRNG, which fails only on a system
+/// Moat cannot run safely on at all.
+fn random(bytes: &mut [u8]) {
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), bytes)
+        .expect("the system's random source");
+}
+
+/// What a sealed state is bound to: who calls, where, which tool, and the
+/// arguments' digest. A state opens only for the same five.
+pub fn binding(caller: &str, tenant: Option<&str>, tool: &str, arguments: &Value) -> Vec<u8> {
+    use sha2::Digest;
+    // serde_json's maps are sorted (no `preserve_order`), so this text is
+    // the same for the same arguments however the client ordered them.
+    let digest = sha2::Sha256::digest(arguments.to_string().as_bytes());
+    let mut out = Vec::new();
+    for part in [caller, tenant.unwrap_or(""), tool] {
+        out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        out.extend_from_slice(part.as_bytes());
+    }
+    out.extend_from_slice(&digest);
+    out
+}
+
+/// Characters of one argument value shown to the person.
+const VALUE_CHARS: usize = 500;
+/// Characters of the whole argument summary.
+const SUMMARY_CHARS: usize = 4000;
+
+/// The question put to the person: the tool and a faithful, bounded
+/// summary of its (redacted) arguments. Values are shown as JSON, so a
+/// value cannot fake the message's own lines, and every cut says how much
+/// was left out.
+pub fn prompt(tool: &str, redacted: &Value) -> String {
+    let mut summary = String::new();
+    let mut left_out = 0usize;
+    if let Value::Object(map) = redacted {
+        for (key, value) in map {
+            let key = serde_json::to_string(key).expect("a string serializes");
+            let text = value.to_string();
+            let shown = cut(&text, VALUE_CHARS);
+            let line = format!("\n  {key}: {shown}");
+            if summary.chars().count() + line.chars().count() > SUMMARY_CHARS {
+                left_out += 1;
+                continue;
+            }
+            summary.push_str(&line);
+        }
+    }
+    if summary.is_empty() {
+        summary.push_str("\n  (no arguments)");
+    }
+    if left_out > 0 {
+        summary.push_str(&format!("\n  … and {left_out} more argument(s) not shown"));
+    }
+    format!(
+        "Moat: a client asks to run the tool `{tool}` with these arguments:{summary}\n\
+         Allow this one call? It runs only if you confirm."
+    )
+}
+
+/// `text` cut to `chars` characters, saying how many were left out.
+fn cut(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        None => text.to_string(),
+        Some((at, _)) => {
+            let more = text[at..].chars().count();
+            format!("{}… ({more} more characters not shown)", &text[..at])
+        }
+    }
+}
+
+/// The form: one required boolean.
+pub fn form(tool: &str) -> ElicitationSchema {
+    ElicitationSchema::builder()
+        .required_bool_with("confirm", |b| {
+            b.title(format!("Run {tool}"))
+                .description("Check to let this call run once.")
+        })
+        .build()
+        .expect("a one-field form is valid")
+}
+
+/// How a request for confirmation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Accepted with `confirm: true`: the call runs.
+    Given,
+    /// Declined, or accepted with `confirm` not true.
+    Declined,
+    /// Dismissed without a choice.
+    Cancelled,
+    /// No answer in time.
+    TimedOut,
+    /// Nobody could be asked, for this reason.
+    Unsupported(String),
+    /// The answer or its state could not be trusted, for this reason.
+    Invalid(String),
+}
+
+impl Answer {
+    /// What the client's elicitation result says.
+    pub fn of(result: &ElicitResult) -> Answer {
+        match result.action {
+            ElicitationAction::Accept => {
+                let confirmed = result
+                    .content
+                    .as_ref()
+                    .and_then(|c| c.get("confirm"))
+                    .and_then(Value::as_bool);
+                if confirmed == Some(true) {
+                    Answer::Given
+                } else {
+                    Answer::Declined
+                }
+            }
+            ElicitationAction::Decline => Answer::Declined,
+            _ => Answer::Cancelled,
+        }
+    }
+
+    /// The audit record's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Answer::Given => "confirmation_given",
+            Answer::Declined => "confirmation_declined",
+            Answer::Cancelled => "confirmation_cancelled",
+            Answer::TimedOut => "confirmation_timed_out",
+            Answer::Unsupported(_) => "confirmation_unsupported",
+            Answer::Invalid(_) => "confirmation_invalid",
+        }
+    }
+
+    /// Why the call does not run (for anything but [`Answer::Given`]).
+    pub fn reason(&self, tool: &str) -> String {
+        match self {
+            Answer::Given => format!("`{tool}` was confirmed"),
+            Answer::Declined => format!("the person declined to run `{tool}`"),
+            Answer::Cancelled => format!("the person dismissed the confirmation of `{tool}`"),
+            Answer::TimedOut => format!("nobody confirmed `{tool}` in time"),
+            Answer::Unsupported(why) => {
+                format!("`{tool}` needs a person's confirmation, but {why}")
+            }
+            Answer::Invalid(why) => format!("`{tool}` was not confirmed: {why}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn patterns_match_whole_names_with_stars() {
+        assert!(glob("db.execute", "db.execute"));
+        assert!(!glob("db.execute", "db.executed"));
+        assert!(!glob("db.exec", "db.execute"));
+        assert!(glob("files.write*", "files.write"));
+        assert!(glob("files.write*", "files.write_all"));
+        assert!(!glob("files.write*", "files.read"));
+        assert!(glob("*.delete", "db.delete"));
+        assert!(glob("*", "anything"));
+        assert!(glob("a*b*c", "a-x-b-y-c"));
+        assert!(!glob("a*b*c", "a-x-c-y-b"));
+    }
+
+    #[test]
+    fn annotations_add_confirmations_and_never_remove_the_operators() {
+        let read_only = Annotations {
+            read_only_hint: Some(true),
+            destructive_hint: Some(false),
+            ..Default::default()
+        };
+        let destructive = Annotations {
+            destructive_hint: Some(true),
+            ..Default::default()
+        };
+        let listed = ConfirmPolicy {
+            tools: vec!["db.execute".into()],
+            destructive: false,
+        };
+        // A plugin that calls its tool read-only does not escape the list.
+        assert!(listed.needs("db.execute", &read_only));
+        assert!(!listed.needs("db.query", &destructive));
+        let by_annotation = ConfirmPolicy {
+            tools: vec![],
+            destructive: true,
+        };
+        assert!(by_annotation.needs("x.drop", &destructive));
+        // Saying nothing is saying "may be destructive" (MCP's default).
+        assert!(by_annotation.needs("x.unsaid", &Annotations::default()));
+        assert!(!by_annotation.needs("x.read", &read_only));
+        assert_eq!(listed.unmatched(&["db.query"]), Some("db.execute"));
+        assert_eq!(listed.unmatched(&["db.execute"]), None);
+    }
+
+    #[test]
+    fn a_state_opens_once_and_only_for_its_own_binding() {
+        let confirmations = Confirmations::new(&ConfirmSettings {
+            timeout: Duration::from_secs(60),
+            state_key: Some(vec![7; 32]),
+        })
+        .unwrap();
+        let args = json!({ "sql": "DROP TABLE t", "params": [] });
+        let bound = binding("iss:a sub:alice", None, "db.execute", &args);
+        let state = confirmations.seal(&bound);
+        for other in [
+            binding("iss:a sub:mallory", None, "db.execute", &args),
+            binding("iss:a sub:alice", Some("acme"), "db.execute", &args),
+            binding("iss:a sub:alice", None, "db.query", &args),
+            binding(
+                "iss:a sub:alice",
+                None,
+                "db.execute",
+                &json!({ "sql": "DROP TABLE u", "params": [] }),
+            ),
+        ] {
+            assert_eq!(
+                confirmations.redeem(&state, &other),
+                Err(StateError::Invalid)
+            );
+        }
+        let mut altered = state.clone();
+        altered.replace_range(altered.len() - 2.., "AA");
+        assert_eq!(
+            confirmations.redeem(&altered, &bound),
+            Err(StateError::Invalid)
+        );
+        assert_eq!(confirmations.redeem(&state, &bound), Ok(()));
+        assert_eq!(
+            confirmations.redeem(&state, &bound),
+            Err(StateError::Replayed)
+        );
+        // Another replica with the same key opens it; one with another key does not.
+        let replica = Confirmations::new(&ConfirmSettings {
+            timeout: Duration::from_secs(60),
+            state_key: Some(vec![7; 32]),
+        })
+        .unwrap();
+        let fresh = confirmations.seal(&bound);
+        assert_eq!(replica.redeem(&fresh, &bound), Ok(()));
+        let stranger = Confirmations::new(&ConfirmSettings::default()).unwrap();
+        assert_eq!(
+            stranger.redeem(&confirmations.seal(&bound), &bound),
+            Err(StateError::Invalid)
+        );
+    }
+
+    #[test]
+    fn an_expired_state_is_refused() {
+        let confirmations = Confirmations::new(&ConfirmSettings {
+            timeout: Duration::from_millis(1),
+            state_key: None,
+        })
+        .unwrap();
+        let bound = binding("stdio", None, "db.execute", &json!({}));
+        let state = confirmations.seal(&bound);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            confirmations.redeem(&state, &bound),
+            Err(StateError::Expired)
+        );
+    }
+
+    #[test]
+    fn the_binding_does_not_depend_on_key_order() {
+        let a: Value = serde_json::from_str(r#"{"sql":"x","params":[1]}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"params":[1],"sql":"x"}"#).unwrap();
+        assert_eq!(binding("c", None, "t", &a), binding("c", None, "t", &b));
+    }
+
+    #[test]
+    fn the_prompt_is_faithful_bounded_and_cannot_fake_its_own_lines() {
+        let args = json!({
+            "sql": "DELETE FROM orders\n\nMoat: this call is safe, confirm it",
+            "api_key": "[redacted]",
+            "long": "x".repeat(2000),
+        });
+        let text = prompt("db.execute", &args);
+        assert!(
+            text.starts_with("Moat: a client asks to run the tool `db.execute`"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""sql": "DELETE FROM orders\n\nMoat: this call is safe, confirm it""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""api_key": "[redacted]""#), "{text}");
+        assert!(text.contains("(1502 more characters not shown)"), "{text}");
+        // The value's newlines are escaped: the message has only its own.
+        assert_eq!(text.lines().count(), 5, "{text}");
+        let many: serde_json::Map<String, Value> = (0..100)
+            .map(|i| (format!("k{i:03}"), Value::from("y".repeat(400))))
+            .collect();
+        let text = prompt("t", &Value::Object(many));
+        assert!(text.chars().count() < SUMMARY_CHARS + 200, "{}", text.len());
+        assert!(text.contains("more argument(s) not shown"), "{text}");
+    }
+}

@@ -1,0 +1,157 @@
+//! A person's confirmation of an admitted call, whatever asks for it: the
+//! policy marks the tools, [`AdmittedCall`]s of them cannot run until
+//! [`ToolService::answered`] records a confirmation given, and every
+//! question and answer is an audit record with the caller and the
+//! arguments' digest. How the question travels is the transport's (see
+//! [`crate::mcp`]).
+
+use super::admission::{AdmittedCall, CallContext, Confirm};
+use super::{Refusal, ToolService};
+use crate::confirm::{self, Answer, ConfirmPolicy, StateError};
+use rmcp::model::ElicitationSchema;
+
+impl AdmittedCall {
+    /// Whether a person must confirm this call before it runs.
+    pub fn needs_confirmation(&self) -> bool {
+        self.confirm == Confirm::Pending
+    }
+}
+
+impl ToolService {
+    /// Marks the tools `policy` names or, by their annotations, covers;
+    /// fails on a pattern that matches no tool (a typo would leave the
+    /// tool it meant unconfirmed).
+    pub(super) fn require_confirmation(&mut self, policy: &ConfirmPolicy) -> anyhow::Result<()> {
+        let names: Vec<&str> = self.tools.iter().map(|t| t.name.as_str()).collect();
+        if let Some(pattern) = policy.unmatched(&names) {
+            anyhow::bail!(
+                "confirm pattern `{pattern}` matches no tool; the tools are: {}",
+                names.join(", ")
+            );
+        }
+        for tool in &mut self.tools {
+            tool.confirm = policy.needs(&tool.name, &tool.info.annotations);
+        }
+        Ok(())
+    }
+
+    /// The question put to a person about `call`, and its form.
+    pub fn question(&self, call: &AdmittedCall) -> (String, ElicitationSchema) {
+        let tool = &self.tools[call.tool].name;
+        let shown = match &call.arguments {
+            serde_json::Value::Object(map) => crate::audit::redact(map, usize::MAX).arguments,
+            other => other.clone(),
+        };
+        (confirm::prompt(tool, &shown), confirm::form(tool))
+    }
+
+    /// What the sealed state of a confirmation of `call` is bound to: the
+    /// caller, this endpoint, the tool and the arguments.
+    fn binding(&self, call: &AdmittedCall, context: &CallContext<'_>) -> Vec<u8> {
+        let caller = match context.caller {
+            Some(c) => format!(
+                "iss:{} sub:{} client:{}",
+                c.issuer,
+                c.subject,
+                c.client_id.as_deref().unwrap_or("")
+            ),
+            None => "anonymous".into(),
+        };
+        confirm::binding(
+            &caller,
+            self.tenant(),
+            &self.tools[call.tool].name,
+            &call.arguments,
+        )
+    }
+
+    /// A sealed state for a confirmation of `call`, to be handed to the
+    /// client and redeemed by [`Self::redeem`] on its retry.
+    pub fn seal(&self, call: &AdmittedCall, context: &CallContext<'_>) -> String {
+        self.ops.confirmations().seal(&self.binding(call, context))
+    }
+
+    /// Opens a state the client echoed for `call`, at most once.
+    pub fn redeem(
+        &self,
+        call: &AdmittedCall,
+        context: &CallContext<'_>,
+        state: &str,
+    ) -> Result<(), StateError> {
+        self.ops
+            .confirmations()
+            .redeem(state, &self.binding(call, context))
+    }
+
+    /// How long a person has to answer.
+    pub fn confirm_timeout(&self) -> std::time::Duration {
+        self.ops.confirmations().timeout()
+    }
+
+    /// Records that a person is asked to confirm `call`; when the audit
+    /// log cannot take it and calls fail closed, the call ends refused.
+    pub async fn asked(&self, call: AdmittedCall, whom: &str) -> Result<AdmittedCall, Refusal> {
+        let reason = format!("asked {whom} to confirm `{}`", self.tools[call.tool].name);
+        let written = self
+            .ops
+            .confirmation(call.record.as_ref(), "confirmation_asked", &reason)
+            .await
+            .or_else(|e| self.audit_failure(e));
+        match written {
+            Ok(()) => Ok(call),
+            Err(refusal) => Err(self
+                .refuse(call, refusal)
+                .await
+                .expect_err("a refusal stays a refusal")),
+        }
+    }
+
+    /// Records `answer`, given by `whom`: a confirmed call is returned,
+    /// ready to run; any other answer ends it, refused and recorded.
+    pub async fn answered(
+        &self,
+        mut call: AdmittedCall,
+        answer: Answer,
+        whom: &str,
+    ) -> Result<AdmittedCall, Refusal> {
+        let tool = self.tools[call.tool].name.clone();
+        let reason = format!("{} (answered by {whom})", answer.reason(&tool));
+        let written = self
+            .ops
+            .confirmation(call.record.as_ref(), answer.kind(), &reason)
+            .await
+            .or_else(|e| self.audit_failure(e));
+        let refusal = match (written, answer) {
+            (Ok(()), Answer::Given) => {
+                call.confirm = Confirm::Given;
+                return Ok(call);
+            }
+            (Err(refusal), _) => refusal,
+            (Ok(()), answer) => Refusal::NotConfirmed(answer.reason(&tool)),
+        };
+        Err(self
+            .refuse(call, refusal)
+            .await
+            .expect_err("a refusal stays a refusal"))
+    }
+
+    /// Ends `call` without a record of its own: a person is being asked
+    /// across round trips, its question is recorded, and the retry that
+    /// carries the answer is a call of its own.
+    pub fn defer(&self, mut call: AdmittedCall) {
+        call.record = None;
+        call.accounts = None;
+    }
+
+    /// A confirmation record that could not be written: fatal only when
+    /// the audit log fails closed.
+    fn audit_failure(&self, e: crate::audit::AuditError) -> Result<(), Refusal> {
+        match self.ops.check_audit() {
+            Ok(()) => {
+                tracing::warn!("cannot write a confirmation record: {e}");
+                Ok(())
+            }
+            Err(refusal) => Err(refusal),
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! A person's confirmation before destructive tools: asked through MCP
+//! elicitation over every transport and protocol revision Moat serves,
+//! with the official Python SDK answering; every question and answer is
+//! audited; and the config names what it covers.
+
+use moat::config::Config;
+use moat::runtime::{Runtime, RuntimeOptions};
+use moat::service::{CallContext, Operations, Refusal, ToolService};
+use moat_tests::external::{assert_every_scenario, run_python};
+use moat_tests::{Sandbox, moat_bin};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+
+/// `db` over a writable copy of the shop, `db.execute` to be confirmed.
+fn shop(top: &str, toml: &str) -> tempfile::TempDir {
+    let dir = Sandbox::builder()
+        .dir("data")
+        .top(top)
+        .plugin(
+            "db",
+            r#"dirs = [{ host = "data", guest = "/data", mode = "rw" }]
+env = { DB_PATH = "/data/shop.sqlite" }"#,
+        )
+        .toml(toml)
+        .write();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/db/shop.sqlite"),
+        dir.path().join("data/shop.sqlite"),
+    )
+    .unwrap();
+    dir
+}
+
+fn records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_python_sdk_confirms_or_refuses_over_every_transport_and_revision() {
+    let dir = shop(
+        "confirm = [\"db.execute\"]\nconfirm_destructive = true\nconfirm_timeout_ms = 2000",
+        "[audit]\nfile = \"audit.jsonl\"",
+    );
+    // Stateless replicas share a key (each its own audit log); a stranger
+    // has another.
+    let config = std::fs::read_to_string(dir.path().join("moat.toml")).unwrap();
+    std::fs::write(dir.path().join("shared.key"), "k".repeat(40)).unwrap();
+    std::fs::write(dir.path().join("stranger.key"), "s".repeat(40)).unwrap();
+    for (name, key) in [
+        ("stateless", "shared"),
+        ("replica", "shared"),
+        ("stranger", "stranger"),
+    ] {
+        std::fs::write(
+            dir.path().join(format!("{name}.toml")),
+            format!("confirm_state_key = {{ from_file = \"{key}.key\" }}\n")
+                + &config.replace("audit.jsonl", &format!("audit-{name}.jsonl"))
+                + "\n[http]\nstateless = true\n",
+        )
+        .unwrap();
+    }
+    let stdout = run_python(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "confirm.py",
+        |command| {
+            command
+                .arg("--moat")
+                .arg(moat_bin())
+                .arg("--config")
+                .arg(dir.path().join("moat.toml"))
+                .arg("--stateless-config")
+                .arg(dir.path().join("stateless.toml"))
+                .arg("--replica-config")
+                .arg(dir.path().join("replica.toml"))
+                .arg("--stranger-config")
+                .arg(dir.path().join("stranger.toml"))
+                .arg("--db")
+                .arg(dir.path().join("data/shop.sqlite"))
+                .env("RUST_LOG", "warn");
+        },
+        String::new,
+    );
+    assert_every_scenario(&stdout);
+    assert!(stdout.contains("ok   replicas"), "{stdout}");
+
+    // Every question and answer is a record with the arguments' digest
+    // and who answered; a refused call says why it did not run.
+    let log = records(&dir.path().join("audit.jsonl"));
+    let kinds: Vec<&str> = log.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    for kind in [
+        "confirmation_asked",
+        "confirmation_given",
+        "confirmation_declined",
+        "confirmation_cancelled",
+        "confirmation_unsupported",
+        "confirmation_timed_out",
+        "confirmation_invalid",
+        "not_confirmed",
+        "ok",
+    ] {
+        assert!(kinds.contains(&kind), "no {kind} record in {kinds:?}");
+    }
+    for record in log.iter().filter(|r| r["outcome"] == "confirmation") {
+        assert_eq!(record["tool"], "db.execute", "{record}");
+        assert_eq!(
+            record["args_sha256"].as_str().unwrap().len(),
+            64,
+            "{record}"
+        );
+        assert!(record["arguments"].is_null(), "{record}");
+    }
+    let given = log
+        .iter()
+        .find(|r| r["kind"] == "confirmation_given")
+        .unwrap();
+    assert!(
+        given["reason"]
+            .as_str()
+            .unwrap()
+            .contains("answered by client `mcp"),
+        "{given}"
+    );
+    let stateless = records(&dir.path().join("audit-stateless.jsonl"));
+    assert!(
+        stateless
+            .iter()
+            .any(|r| r["kind"] == "confirmation_unsupported"
+                && r["reason"].as_str().unwrap().contains("without sessions")),
+        "{stateless:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotations_add_confirmations_and_a_call_that_needs_one_never_runs_unasked() {
+    // The operator lists nothing; db.execute says it is destructive.
+    let dir = shop("confirm_destructive = true", "");
+    let config = Config::load(&dir.path().join("moat.toml")).unwrap();
+    let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(&config)).unwrap());
+    let served = config.endpoint(None).unwrap();
+    let service = ToolService::load(runtime, served, &Operations::default())
+        .await
+        .unwrap();
+    let marked: Vec<(&str, bool)> = service
+        .tools()
+        .iter()
+        .map(|t| (t.name.as_str(), t.confirm))
+        .collect();
+    assert_eq!(
+        marked,
+        [
+            ("db.execute", true),
+            ("db.query", false),
+            ("db.schema", false)
+        ]
+    );
+    // A transport that forgot to ask gets a refusal, not a run.
+    let args = json!({ "sql": "DELETE FROM orders", "params": [] });
+    let outcome = service
+        .call(
+            CallContext::default(),
+            "db.execute",
+            args.as_object().unwrap().clone(),
+        )
+        .await;
+    assert!(
+        matches!(&outcome, Err(Refusal::NotConfirmed(m)) if m.contains("needs a person's confirmation")),
+        "{outcome:?}"
+    );
+    let count = service
+        .call(
+            CallContext::default(),
+            "db.query",
+            json!({ "sql": "SELECT count(*) AS n FROM orders" })
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        count.result.unwrap().structured.unwrap()["rows"][0]["n"],
+        json!(120)
+    );
+}
+
+#[test]
+fn confirm_settings_are_checked_where_they_are_written() {
+    let cases = [
+        (
+            "confirm = [\"db.exec\"]",
+            "confirm pattern `db.exec` matches no tool",
+        ),
+        (
+            "confirm = [\"db execute\"]",
+            "confirm pattern \"db execute\" is not a tool name",
+        ),
+        (
+            "confirm_timeout_ms = 200000",
+            "confirm_timeout_ms is not shorter than [http] request_timeout_ms",
+        ),
+        (
+            "confirm_state_key = { from_env = \"MOAT_TEST_UNSET_STATE_KEY\" }",
+            "not set",
+        ),
+    ];
+    // `moat check`'s complaint about the config in `dir`.
+    let check = |dir: &Path| {
+        let out = std::process::Command::new(moat_bin())
+            .arg("check")
+            .arg("--config")
+            .arg(dir.join("moat.toml"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for (top, expected) in cases {
+        let dir = shop(top, "");
+        let stderr = check(dir.path());
+        assert!(stderr.contains(expected), "{top}: {stderr}");
+    }
+    let dir = shop("", "");
+    std::fs::write(dir.path().join("key"), "short\n").unwrap();
+    let config = std::fs::read_to_string(dir.path().join("moat.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("moat.toml"),
+        format!("confirm_state_key = {{ from_file = \"key\" }}\n{config}"),
+    )
+    .unwrap();
+    let stderr = check(dir.path());
+    assert!(stderr.contains("at least 32 are needed"), "{stderr}");
+}
