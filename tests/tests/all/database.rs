@@ -32,6 +32,7 @@ timeout_ms = 10_000"#
         .dir("data")
         .plugin("db", &grants(""))
         .plugin_from("small", "db", &grants(r#", DB_MAX_ROWS = "10""#))
+        .plugin_from("tight", "db", &format!("{}\nmemory_mib = 8", grants("")))
         .build()
         .await;
     std::fs::copy(example_db(), sb.path("data/shop.sqlite")).unwrap();
@@ -280,6 +281,36 @@ async fn a_runaway_query_ends_at_its_budget_and_the_next_call_works() {
         .await;
         assert_eq!(next["rows"][0]["n"], json!(12));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_that_wants_more_memory_than_granted_ends_and_the_next_call_works() {
+    let sb = shop("ro").await;
+    // 100 MB of text, under an 8 MiB grant.
+    let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 100) \
+               SELECT length(group_concat(printf('%.*c', 1000000, 'x'))) AS n FROM c";
+    match sb
+        .call("tight", "query", json!({ "sql": sql }))
+        .await
+        .result
+    {
+        Err(CallError::MemoryLimit { .. }) => {}
+        // SQLite turns a refused allocation into its own error.
+        Ok(out) if out.is_error => assert!(
+            out.joined_text().contains("out of memory"),
+            "{}",
+            out.joined_text()
+        ),
+        other => panic!("the query was not stopped: {other:?}"),
+    }
+    let next = structured(
+        &sb,
+        "tight",
+        "query",
+        json!({ "sql": "SELECT count(*) AS n FROM orders" }),
+    )
+    .await;
+    assert_eq!(next["rows"][0]["n"], json!(120));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
