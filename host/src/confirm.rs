@@ -87,6 +87,9 @@ pub struct ConfirmSettings {
     /// finish another's calls needs the same one. `None`: a random key
     /// per process.
     pub state_key: Option<Vec<u8>>,
+    /// The Redis URL where replicas remember redeemed states, so that each
+    /// runs one call in the whole deployment. `None`: in this process.
+    pub store: Option<String>,
 }
 
 impl std::fmt::Debug for ConfirmSettings {
@@ -95,6 +98,8 @@ impl std::fmt::Debug for ConfirmSettings {
         f.debug_struct("ConfirmSettings")
             .field("timeout", &self.timeout)
             .field("state_key", &self.state_key.as_ref().map(|_| "<set>"))
+            // A URL may carry a password.
+            .field("store", &self.store.as_ref().map(|_| "<redis>"))
             .finish()
     }
 }
@@ -104,6 +109,7 @@ impl Default for ConfirmSettings {
         ConfirmSettings {
             timeout: Duration::from_secs(60),
             state_key: None,
+            store: None,
         }
     }
 }
@@ -114,13 +120,28 @@ const NONCE_BYTES: usize = 16;
 /// new confirmations are refused rather than memory grown.
 const MAX_REMEMBERED: usize = 100_000;
 
+/// How long one look-up in the shared store may take before the
+/// confirmation it checks is refused.
+const STORE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Seals and redeems the state of confirmations asked with the multi
 /// round-trip pattern, each at most once.
 pub struct Confirmations {
     codec: RequestStateCodec,
     timeout: Duration,
-    /// Nonces redeemed here, until their state expires.
-    redeemed: Mutex<HashMap<[u8; NONCE_BYTES], Instant>>,
+    redeemed: Redeemed,
+}
+
+/// Where redeemed nonces are remembered until their state expires.
+enum Redeemed {
+    /// In this process: single use holds for one replica.
+    Local(Mutex<HashMap<[u8; NONCE_BYTES], Instant>>),
+    /// In Redis, shared by the replicas that name it: single use holds
+    /// across them. Connected on first use, and again after a failure.
+    Redis {
+        client: redis::Client,
+        connection: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    },
 }
 
 /// Why a sealed state was refused.
@@ -141,6 +162,10 @@ pub enum StateError {
     /// Too many confirmations in flight.
     #[error("too many confirmations are pending; try again later")]
     Busy,
+    /// The shared store of redeemed states did not answer, so single use
+    /// cannot be checked (fails closed).
+    #[error("the store of used confirmations cannot be reached, so this one cannot be checked")]
+    StoreUnavailable,
 }
 
 impl Confirmations {
@@ -157,10 +182,18 @@ impl Confirmations {
         let codec = RequestStateCodec::try_new(key).map_err(|e| {
             anyhow::anyhow!("confirm_state_key: {e} (use `openssl rand -hex 32` or longer)")
         })?;
+        let redeemed = match &settings.store {
+            None => Redeemed::Local(Mutex::new(HashMap::new())),
+            Some(url) => Redeemed::Redis {
+                client: redis::Client::open(url.as_str())
+                    .map_err(|e| anyhow::anyhow!("confirm_store: {e}"))?,
+                connection: tokio::sync::OnceCell::new(),
+            },
+        };
         Ok(Confirmations {
             codec,
             timeout: settings.timeout,
-            redeemed: Mutex::new(HashMap::new()),
+            redeemed,
         })
     }
 
@@ -182,25 +215,69 @@ impl Confirmations {
     }
 
     /// Opens `state` for a call bound as `binding` and marks it used.
-    pub fn redeem(&self, state: &str, binding: &[u8]) -> Result<(), StateError> {
+    pub async fn redeem(&self, state: &str, binding: &[u8]) -> Result<(), StateError> {
         let nonce = self.codec.open_with(state, binding).map_err(|e| match e {
             RequestStateError::Expired => StateError::Expired,
             _ => StateError::Invalid,
         })?;
         let nonce: [u8; NONCE_BYTES] = nonce.try_into().map_err(|_| StateError::Invalid)?;
-        let now = Instant::now();
-        let mut redeemed = self.redeemed.lock().expect("redeemed");
-        redeemed.retain(|_, expires| *expires > now);
-        if redeemed.contains_key(&nonce) {
-            return Err(StateError::Replayed);
-        }
-        if redeemed.len() >= MAX_REMEMBERED {
-            return Err(StateError::Busy);
-        }
         // Kept a little past the state's own expiry, so that clock steps
         // between sealing and here cannot free it early.
-        redeemed.insert(nonce, now + self.timeout * 2);
-        Ok(())
+        let keep = self.timeout * 2;
+        match &self.redeemed {
+            Redeemed::Local(redeemed) => {
+                let now = Instant::now();
+                let mut redeemed = redeemed.lock().expect("redeemed");
+                redeemed.retain(|_, expires| *expires > now);
+                if redeemed.contains_key(&nonce) {
+                    return Err(StateError::Replayed);
+                }
+                if redeemed.len() >= MAX_REMEMBERED {
+                    return Err(StateError::Busy);
+                }
+                redeemed.insert(nonce, now + keep);
+                Ok(())
+            }
+            Redeemed::Redis { client, connection } => {
+                let key = format!("moat:confirm:{}", hex::encode(nonce));
+                let claim = async {
+                    let mut conn = connection
+                        .get_or_try_init(|| async {
+                            let config = redis::aio::ConnectionManagerConfig::new()
+                                .set_connection_timeout(Some(STORE_TIMEOUT))
+                                .set_response_timeout(Some(STORE_TIMEOUT))
+                                .set_number_of_retries(1);
+                            redis::aio::ConnectionManager::new_lazy_with_config(
+                                client.clone(),
+                                config,
+                            )
+                        })
+                        .await?
+                        .clone();
+                    // One atomic step: the first replica to set it wins.
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg(1)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(keep.as_millis() as u64)
+                        .query_async::<Option<String>>(&mut conn)
+                        .await
+                };
+                match tokio::time::timeout(STORE_TIMEOUT, claim).await {
+                    Ok(Ok(Some(_))) => Ok(()),
+                    Ok(Ok(None)) => Err(StateError::Replayed),
+                    Ok(Err(e)) => {
+                        tracing::warn!("confirm_store: {e}");
+                        Err(StateError::StoreUnavailable)
+                    }
+                    Err(_) => {
+                        tracing::warn!("confirm_store: no answer in {STORE_TIMEOUT:?}");
+                        Err(StateError::StoreUnavailable)
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -400,11 +477,12 @@ mod tests {
         assert_eq!(listed.unmatched(&["db.execute"]), None);
     }
 
-    #[test]
-    fn a_state_opens_once_and_only_for_its_own_binding() {
+    #[tokio::test]
+    async fn a_state_opens_once_and_only_for_its_own_binding() {
         let confirmations = Confirmations::new(&ConfirmSettings {
             timeout: Duration::from_secs(60),
             state_key: Some(vec![7; 32]),
+            store: None,
         })
         .unwrap();
         let args = json!({ "sql": "DROP TABLE t", "params": [] });
@@ -422,50 +500,76 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                confirmations.redeem(&state, &other),
+                confirmations.redeem(&state, &other).await,
                 Err(StateError::Invalid)
             );
         }
         let mut altered = state.clone();
         altered.replace_range(altered.len() - 2.., "AA");
         assert_eq!(
-            confirmations.redeem(&altered, &bound),
+            confirmations.redeem(&altered, &bound).await,
             Err(StateError::Invalid)
         );
-        assert_eq!(confirmations.redeem(&state, &bound), Ok(()));
+        assert_eq!(confirmations.redeem(&state, &bound).await, Ok(()));
         assert_eq!(
-            confirmations.redeem(&state, &bound),
+            confirmations.redeem(&state, &bound).await,
             Err(StateError::Replayed)
         );
         // Another replica with the same key opens it; one with another key does not.
         let replica = Confirmations::new(&ConfirmSettings {
             timeout: Duration::from_secs(60),
             state_key: Some(vec![7; 32]),
+            store: None,
         })
         .unwrap();
         let fresh = confirmations.seal(&bound);
-        assert_eq!(replica.redeem(&fresh, &bound), Ok(()));
+        assert_eq!(replica.redeem(&fresh, &bound).await, Ok(()));
         let stranger = Confirmations::new(&ConfirmSettings::default()).unwrap();
         assert_eq!(
-            stranger.redeem(&confirmations.seal(&bound), &bound),
+            stranger.redeem(&confirmations.seal(&bound), &bound).await,
             Err(StateError::Invalid)
         );
     }
 
-    #[test]
-    fn an_expired_state_is_refused() {
+    #[tokio::test]
+    async fn an_expired_state_is_refused() {
         let confirmations = Confirmations::new(&ConfirmSettings {
             timeout: Duration::from_millis(1),
             state_key: None,
+            store: None,
         })
         .unwrap();
         let bound = binding("stdio", None, "db.execute", &json!({}));
         let state = confirmations.seal(&bound);
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(
-            confirmations.redeem(&state, &bound),
+            confirmations.redeem(&state, &bound).await,
             Err(StateError::Expired)
         );
+    }
+
+    #[test]
+    fn only_an_accepted_true_confirms() {
+        let answer = |v: Value| Answer::of(&serde_json::from_value::<ElicitResult>(v).unwrap());
+        assert_eq!(
+            answer(json!({ "action": "accept", "content": { "confirm": true } })),
+            Answer::Given
+        );
+        for unconfirmed in [
+            json!({ "action": "accept", "content": { "confirm": false } }),
+            json!({ "action": "accept", "content": { "confirm": "true" } }),
+            json!({ "action": "accept", "content": { "confirm": 1 } }),
+            json!({ "action": "accept", "content": { "other": true } }),
+            json!({ "action": "accept" }),
+            json!({ "action": "decline", "content": { "confirm": true } }),
+        ] {
+            assert_eq!(
+                answer(unconfirmed.clone()),
+                Answer::Declined,
+                "{unconfirmed}"
+            );
+        }
+        assert_eq!(answer(json!({ "action": "cancel" })), Answer::Cancelled);
     }
 
     #[test]

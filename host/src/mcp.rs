@@ -229,7 +229,7 @@ impl McpHandler {
             .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
         let refused = Unconfirmed::Refused;
         if round_trips && let Some(state) = state {
-            let answer = match service.redeem(&call, &call_context(context), &state) {
+            let answer = match service.redeem(&call, &call_context(context), &state).await {
                 Err(e) => Answer::Invalid(e.to_string()),
                 Ok(()) => responses
                     .as_ref()

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod client;
 pub mod external;
 pub mod raw;
+pub mod redis;
 
 use moat::config::Config;
 use moat::runtime::{CallError, CallReport, Plugin, Runtime, RuntimeOptions};

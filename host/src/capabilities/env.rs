@@ -63,7 +63,7 @@ impl fmt::Debug for EnvGrant {
 /// One value of `env` as written.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub(super) enum RawValue {
+pub(crate) enum RawValue {
     Literal(String),
     From(RawFrom),
 }

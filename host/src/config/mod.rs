@@ -15,7 +15,7 @@ pub use ops::{AdminConfig, AuditConfig, QuotaConfig, ToolQuota};
 pub use tenant::{Served, TenantConfig};
 
 use crate::auth::AuthConfig;
-use crate::capabilities::env::{RawFrom, from_source};
+use crate::capabilities::env::{RawFrom, RawValue, from_source};
 use crate::capabilities::{Grants, RawGrants};
 use crate::confirm::{ConfirmPolicy, ConfirmSettings};
 use crate::diagnostics::{ConfigError, Origin, Source};
@@ -137,6 +137,7 @@ struct RawConfig {
     confirm_destructive: Option<bool>,
     confirm_timeout_ms: Option<Spanned<u64>>,
     confirm_state_key: Option<Spanned<RawFrom>>,
+    confirm_store: Option<Spanned<RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -201,8 +202,12 @@ impl Config {
         };
         let confirm = parse_confirm(&src, raw.confirm, raw.confirm_destructive.unwrap_or(false))?;
         let tenants = tenant::parse(&src, raw.tenants, &limits, confirm.destructive)?;
-        let confirmation =
+        let mut confirmation =
             parse_confirmation(&src, raw.confirm_timeout_ms, raw.confirm_state_key, &http)?;
+        confirmation.store = raw
+            .confirm_store
+            .map(|store| parse_store(&src, store))
+            .transpose()?;
         let config = Config {
             plugins,
             runtime,
@@ -288,6 +293,24 @@ fn parse_confirmation(
         settings.state_key = Some(bytes);
     }
     Ok(settings)
+}
+
+/// `confirm_store`: a Redis URL, written or from the environment or a
+/// file (it may carry a password).
+fn parse_store(src: &Source, raw: Spanned<RawValue>) -> Result<String, ConfigError> {
+    let span = raw.span();
+    let url = match raw.into_inner() {
+        RawValue::Literal(url) => url,
+        RawValue::From(from) => from_source(src, span.clone(), "confirm_store", from)?.0,
+    };
+    if !url.starts_with("redis://") || redis::Client::open(url.as_str()).is_err() {
+        return Err(src.error(
+            span,
+            "confirm_store is not a redis:// URL",
+            "write redis://[:password@]host[:port][/db], such as redis://127.0.0.1:6379/0",
+        ));
+    }
+    Ok(url)
 }
 
 /// Parses a list of `[[plugin]]` entries; names must be distinct.

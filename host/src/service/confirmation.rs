@@ -72,7 +72,7 @@ impl ToolService {
     }
 
     /// Opens a state the client echoed for `call`, at most once.
-    pub fn redeem(
+    pub async fn redeem(
         &self,
         call: &AdmittedCall,
         context: &CallContext<'_>,
@@ -81,6 +81,7 @@ impl ToolService {
         self.ops
             .confirmations()
             .redeem(state, &self.binding(call, context))
+            .await
     }
 
     /// How long a person has to answer.

@@ -7,6 +7,7 @@ use moat::config::Config;
 use moat::runtime::{Runtime, RuntimeOptions};
 use moat::service::{CallContext, Operations, Refusal, ToolService};
 use moat_tests::external::{assert_every_scenario, run_python};
+use moat_tests::redis::RedisServer;
 use moat_tests::{Sandbox, moat_bin};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -188,6 +189,51 @@ async fn annotations_add_confirmations_and_a_call_that_needs_one_never_runs_unas
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_have_their_own_lists_and_inherit_confirm_destructive() {
+    let grants = r#"dirs = [{ host = "data", guest = "/data", mode = "ro" }]
+env = { DB_PATH = "/data/shop.sqlite" }"#;
+    let source = moat_tests::plugin_wasm("db").display().to_string();
+    let tenant = |name: &str, keys: &str| {
+        format!(
+            "[tenants.{name}]\n{keys}\n[[tenants.{name}.plugin]]\nname = \"db\"\nsource = {source:?}\n\
+             [tenants.{name}.plugin.grants]\n{grants}\n"
+        )
+    };
+    let dir = Sandbox::builder()
+        .dir("data")
+        .top("confirm_destructive = true")
+        .toml(&tenant("inherits", ""))
+        .toml(&tenant(
+            "own",
+            "confirm = [\"db.q*\"]\nconfirm_destructive = false",
+        ))
+        .write();
+    let config = Config::load(&dir.path().join("moat.toml")).unwrap();
+    let services = ToolService::load_all(&config, &Operations::default())
+        .await
+        .unwrap();
+    let marked: Vec<(Option<&str>, Vec<&str>)> = services
+        .iter()
+        .map(|(served, service)| {
+            let confirmed = service
+                .tools()
+                .iter()
+                .filter(|t| t.confirm)
+                .map(|t| t.name.as_str())
+                .collect();
+            (served.tenant, confirmed)
+        })
+        .collect();
+    assert_eq!(
+        marked,
+        [
+            (Some("inherits"), vec!["db.execute"]),
+            (Some("own"), vec!["db.query"]),
+        ]
+    );
+}
+
 #[test]
 fn confirm_settings_are_checked_where_they_are_written() {
     let cases = [
@@ -206,6 +252,10 @@ fn confirm_settings_are_checked_where_they_are_written() {
         (
             "confirm_state_key = { from_env = \"MOAT_TEST_UNSET_STATE_KEY\" }",
             "not set",
+        ),
+        (
+            "confirm_store = \"http://127.0.0.1:6379\"",
+            "confirm_store is not a redis:// URL",
         ),
     ];
     // `moat check`'s complaint about the config in `dir`.
@@ -234,4 +284,51 @@ fn confirm_settings_are_checked_where_they_are_written() {
     .unwrap();
     let stderr = check(dir.path());
     assert!(stderr.contains("at least 32 are needed"), "{stderr}");
+}
+
+#[test]
+fn replicas_sharing_a_redis_store_run_each_confirmation_once_and_fail_closed_without_it() {
+    let mut redis = RedisServer::start();
+    let dir = shop("", "");
+    std::fs::write(dir.path().join("shared.key"), "r".repeat(40)).unwrap();
+    let config = std::fs::read_to_string(dir.path().join("moat.toml")).unwrap();
+    let configs: Vec<std::path::PathBuf> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let path = dir.path().join(format!("{name}.toml"));
+            std::fs::write(
+                &path,
+                format!(
+                    "confirm = [\"db.execute\"]\nconfirm_state_key = {{ from_file = \"shared.key\" }}\n\
+                     confirm_store = {:?}\n{config}\n[http]\nstateless = true\n",
+                    redis.url
+                ),
+            )
+            .unwrap();
+            path
+        })
+        .collect();
+    let run = |phase: &str, order: u32| {
+        run_python(
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+            "confirm_shared.py",
+            |command| {
+                command.arg("--moat").arg(moat_bin());
+                for config in &configs {
+                    command.arg("--config").arg(config);
+                }
+                command
+                    .arg("--db")
+                    .arg(dir.path().join("data/shop.sqlite"))
+                    .args(["--order", &order.to_string(), "--phase", phase])
+                    .env("RUST_LOG", "warn");
+            },
+            String::new,
+        )
+    };
+    // A state redeemed at replica B is refused at A and at B again.
+    assert!(run("shared", 7).contains("ok   shared"));
+    // With the store gone the confirmation cannot be checked: refused.
+    redis.stop();
+    assert!(run("down", 8).contains("ok   down"));
 }
