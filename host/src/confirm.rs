@@ -17,8 +17,8 @@ use crate::tool::Annotations;
 use rmcp::model::{ElicitResult, ElicitationAction, ElicitationSchema};
 use rmcp::model::{RequestStateCodec, RequestStateError, SealOptions};
 use serde_json::Value;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Which tools of one endpoint need a person's confirmation.
@@ -119,6 +119,8 @@ const NONCE_BYTES: usize = 16;
 /// States redeemed and not yet expired that a process remembers; past it
 /// new confirmations are refused rather than memory grown.
 const MAX_REMEMBERED: usize = 100_000;
+/// The same, for one caller, so that no caller can use up the others'.
+const MAX_REMEMBERED_PER_CALLER: usize = 1_000;
 
 /// How long one look-up in the shared store may take before the
 /// confirmation it checks is refused.
@@ -135,13 +137,60 @@ pub struct Confirmations {
 /// Where redeemed nonces are remembered until their state expires.
 enum Redeemed {
     /// In this process: single use holds for one replica.
-    Local(Mutex<HashMap<[u8; NONCE_BYTES], Instant>>),
+    Local(Mutex<Remembered>),
     /// In Redis, shared by the replicas that name it: single use holds
     /// across them. Connected on first use, and again after a failure.
     Redis {
         client: redis::Client,
         connection: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
     },
+}
+
+/// Nonces redeemed in this process, oldest first.
+#[derive(Default)]
+struct Remembered {
+    /// Each nonce with when it may be forgotten and whose it was, in the
+    /// order redeemed (so also of expiry: every one is kept as long).
+    queue: VecDeque<(Instant, [u8; NONCE_BYTES], Arc<str>)>,
+    nonces: HashSet<[u8; NONCE_BYTES]>,
+    per_caller: HashMap<Arc<str>, usize>,
+}
+
+impl Remembered {
+    /// Claims `nonce` for `caller` until `until`.
+    fn claim(
+        &mut self,
+        nonce: [u8; NONCE_BYTES],
+        caller: &str,
+        now: Instant,
+        until: Instant,
+    ) -> Result<(), StateError> {
+        while let Some((expires, old, whose)) = self.queue.front() {
+            if *expires > now {
+                break;
+            }
+            self.nonces.remove(old);
+            if let Some(n) = self.per_caller.get_mut(whose) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_caller.remove(whose);
+                }
+            }
+            self.queue.pop_front();
+        }
+        if self.nonces.contains(&nonce) {
+            return Err(StateError::Replayed);
+        }
+        let mine = self.per_caller.get(caller).copied().unwrap_or(0);
+        if self.queue.len() >= MAX_REMEMBERED || mine >= MAX_REMEMBERED_PER_CALLER {
+            return Err(StateError::Busy);
+        }
+        let caller: Arc<str> = caller.into();
+        *self.per_caller.entry(caller.clone()).or_default() += 1;
+        self.nonces.insert(nonce);
+        self.queue.push_back((until, nonce, caller));
+        Ok(())
+    }
 }
 
 /// Why a sealed state was refused.
@@ -183,7 +232,7 @@ impl Confirmations {
             anyhow::anyhow!("confirm_state_key: {e} (use `openssl rand -hex 32` or longer)")
         })?;
         let redeemed = match &settings.store {
-            None => Redeemed::Local(Mutex::new(HashMap::new())),
+            None => Redeemed::Local(Mutex::default()),
             Some(url) => Redeemed::Redis {
                 client: redis::Client::open(url.as_str())
                     .map_err(|e| anyhow::anyhow!("confirm_store: {e}"))?,
@@ -214,8 +263,14 @@ impl Confirmations {
         )
     }
 
-    /// Opens `state` for a call bound as `binding` and marks it used.
-    pub async fn redeem(&self, state: &str, binding: &[u8]) -> Result<(), StateError> {
+    /// Opens `state` for a call bound as `binding` and marks it used,
+    /// counted against `caller`.
+    pub async fn redeem(
+        &self,
+        state: &str,
+        binding: &[u8],
+        caller: &str,
+    ) -> Result<(), StateError> {
         let nonce = self.codec.open_with(state, binding).map_err(|e| match e {
             RequestStateError::Expired => StateError::Expired,
             _ => StateError::Invalid,
@@ -225,18 +280,12 @@ impl Confirmations {
         // between sealing and here cannot free it early.
         let keep = self.timeout * 2;
         match &self.redeemed {
-            Redeemed::Local(redeemed) => {
+            Redeemed::Local(remembered) => {
                 let now = Instant::now();
-                let mut redeemed = redeemed.lock().expect("redeemed");
-                redeemed.retain(|_, expires| *expires > now);
-                if redeemed.contains_key(&nonce) {
-                    return Err(StateError::Replayed);
-                }
-                if redeemed.len() >= MAX_REMEMBERED {
-                    return Err(StateError::Busy);
-                }
-                redeemed.insert(nonce, now + keep);
-                Ok(())
+                remembered
+                    .lock()
+                    .expect("redeemed")
+                    .claim(nonce, caller, now, now + keep)
             }
             Redeemed::Redis { client, connection } => {
                 let key = format!("moat:confirm:{}", hex::encode(nonce));
@@ -304,52 +353,152 @@ pub fn binding(caller: &str, tenant: Option<&str>, tool: &str, arguments: &Value
     out
 }
 
-/// Characters of one argument value shown to the person.
-const VALUE_CHARS: usize = 500;
-/// Characters of the whole argument summary.
-const SUMMARY_CHARS: usize = 4000;
+/// Characters of the argument summary a person is shown; a call whose
+/// arguments need more is refused rather than shown in part.
+pub const MAX_SHOWN_CHARS: usize = 8000;
 
-/// The question put to the person: the tool and a faithful, bounded
-/// summary of its (redacted) arguments. Values are shown as JSON, so a
-/// value cannot fake the message's own lines, and every cut says how much
-/// was left out.
-pub fn prompt(tool: &str, redacted: &Value) -> String {
+/// The question put to the person: the tool and every argument, in full.
+///
+/// Nothing is cut: arguments that do not fit in [`MAX_SHOWN_CHARS`] are
+/// an `Err` (the call cannot be confirmed), since a hidden part could
+/// hold what the person would refuse. Values are JSON-like, with every
+/// control, format and invisible character escaped, so no value can fake
+/// the message's lines or pass for another key; keys outside `ASCII` are
+/// escaped whole, and keys the tool's schema does not name are marked.
+/// A value under a secret-looking key is shown as hidden, not as a string
+/// a value could imitate.
+pub fn prompt(tool: &str, arguments: &Value, known: &[&str]) -> Result<String, String> {
     let mut summary = String::new();
-    let mut left_out = 0usize;
-    if let Value::Object(map) = redacted {
-        for (key, value) in map {
-            let key = serde_json::to_string(key).expect("a string serializes");
-            let text = value.to_string();
-            let shown = cut(&text, VALUE_CHARS);
-            let line = format!("\n  {key}: {shown}");
-            if summary.chars().count() + line.chars().count() > SUMMARY_CHARS {
-                left_out += 1;
-                continue;
+    if let Value::Object(map) = arguments {
+        // The keys the tool declares first, then the others, marked.
+        let (declared, other): (Vec<_>, Vec<_>) =
+            map.iter().partition(|(k, _)| known.contains(&k.as_str()));
+        for (marked, entries) in [(false, declared), (true, other)] {
+            for (key, value) in entries {
+                summary.push_str("\n  ");
+                summary.push_str(&shown_key(key));
+                summary.push_str(": ");
+                if crate::audit::is_secret(key) {
+                    summary.push_str("<hidden: the key looks like a secret>");
+                } else {
+                    shown_value(value, &mut summary);
+                }
+                if marked {
+                    summary.push_str("   <- not in the tool's input schema");
+                }
             }
-            summary.push_str(&line);
         }
     }
     if summary.is_empty() {
         summary.push_str("\n  (no arguments)");
     }
-    if left_out > 0 {
-        summary.push_str(&format!("\n  … and {left_out} more argument(s) not shown"));
+    let shown = summary.chars().count();
+    if shown > MAX_SHOWN_CHARS {
+        return Err(format!(
+            "its arguments take {shown} characters to show, more than the {MAX_SHOWN_CHARS} a person is shown in full"
+        ));
     }
-    format!(
+    Ok(format!(
         "Moat: a client asks to run the tool `{tool}` with these arguments:{summary}\n\
          Allow this one call? It runs only if you confirm."
-    )
+    ))
 }
 
-/// `text` cut to `chars` characters, saying how many were left out.
-fn cut(text: &str, chars: usize) -> String {
-    match text.char_indices().nth(chars) {
-        None => text.to_string(),
-        Some((at, _)) => {
-            let more = text[at..].chars().count();
-            format!("{}… ({more} more characters not shown)", &text[..at])
+/// A key as shown: quoted, everything outside printable ASCII escaped
+/// (so a look-alike key cannot pass for `sql`).
+fn shown_key(key: &str) -> String {
+    let mut out = String::from("\"");
+    for c in key.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            c => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
         }
     }
+    out.push('"');
+    out
+}
+
+/// `value` as JSON with strings escaped by [`shown_string`].
+fn shown_value(value: &Value, out: &mut String) {
+    match value {
+        Value::String(s) => shown_string(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                shown_value(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&shown_key(key));
+                out.push_str(": ");
+                if crate::audit::is_secret(key) {
+                    out.push_str("<hidden>");
+                } else {
+                    shown_value(item, out);
+                }
+            }
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A string quoted, with quotes, backslashes and every character a
+/// reader could not see (controls, line and paragraph separators, format
+/// characters such as bidi overrides and zero-width spaces) escaped.
+fn shown_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if invisible(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Characters that show as nothing, or that move or break text: controls,
+/// separators and Unicode's format and filler characters.
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c as u32,
+            0x00AD
+                | 0x034F
+                | 0x061C
+                | 0x115F..=0x1160
+                | 0x17B4..=0x17B5
+                | 0x180B..=0x180F
+                | 0x200B..=0x200F
+                | 0x2028..=0x202E
+                | 0x2060..=0x206F
+                | 0x3164
+                | 0xFE00..=0xFE0F
+                | 0xFEFF
+                | 0xFFA0
+                | 0xFFF0..=0xFFFB
+                | 0x1D173..=0x1D17A
+                | 0xE0000..=0xE0FFF
+        )
 }
 
 /// The form: one required boolean.
@@ -500,19 +649,19 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                confirmations.redeem(&state, &other).await,
+                confirmations.redeem(&state, &other, "c").await,
                 Err(StateError::Invalid)
             );
         }
         let mut altered = state.clone();
         altered.replace_range(altered.len() - 2.., "AA");
         assert_eq!(
-            confirmations.redeem(&altered, &bound).await,
+            confirmations.redeem(&altered, &bound, "c").await,
             Err(StateError::Invalid)
         );
-        assert_eq!(confirmations.redeem(&state, &bound).await, Ok(()));
+        assert_eq!(confirmations.redeem(&state, &bound, "c").await, Ok(()));
         assert_eq!(
-            confirmations.redeem(&state, &bound).await,
+            confirmations.redeem(&state, &bound, "c").await,
             Err(StateError::Replayed)
         );
         // Another replica with the same key opens it; one with another key does not.
@@ -523,10 +672,12 @@ mod tests {
         })
         .unwrap();
         let fresh = confirmations.seal(&bound);
-        assert_eq!(replica.redeem(&fresh, &bound).await, Ok(()));
+        assert_eq!(replica.redeem(&fresh, &bound, "c").await, Ok(()));
         let stranger = Confirmations::new(&ConfirmSettings::default()).unwrap();
         assert_eq!(
-            stranger.redeem(&confirmations.seal(&bound), &bound).await,
+            stranger
+                .redeem(&confirmations.seal(&bound), &bound, "c")
+                .await,
             Err(StateError::Invalid)
         );
     }
@@ -543,9 +694,39 @@ mod tests {
         let state = confirmations.seal(&bound);
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(
-            confirmations.redeem(&state, &bound).await,
+            confirmations.redeem(&state, &bound, "c").await,
             Err(StateError::Expired)
         );
+    }
+
+    #[test]
+    fn one_caller_cannot_use_up_the_others_memory_of_redeemed_states() {
+        let mut remembered = Remembered::default();
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        for i in 0..MAX_REMEMBERED_PER_CALLER {
+            let nonce = (i as u128).to_be_bytes();
+            remembered.claim(nonce, "mallory", now, later).unwrap();
+        }
+        let next = (u128::MAX).to_be_bytes();
+        assert_eq!(
+            remembered.claim(next, "mallory", now, later),
+            Err(StateError::Busy)
+        );
+        assert_eq!(remembered.claim(next, "alice", now, later), Ok(()));
+        assert_eq!(
+            remembered.claim(next, "alice", now, later),
+            Err(StateError::Replayed)
+        );
+        // Expired claims are forgotten, and their callers' budgets return.
+        let after = later + Duration::from_secs(1);
+        let fresh = (u128::MAX - 1).to_be_bytes();
+        assert_eq!(
+            remembered.claim(fresh, "mallory", after, after + Duration::from_secs(60)),
+            Ok(())
+        );
+        assert_eq!(remembered.queue.len(), 1);
+        assert_eq!(remembered.per_caller.len(), 1);
     }
 
     #[test]
@@ -580,30 +761,47 @@ mod tests {
     }
 
     #[test]
-    fn the_prompt_is_faithful_bounded_and_cannot_fake_its_own_lines() {
+    fn the_prompt_shows_everything_or_nothing_and_cannot_be_faked() {
         let args = json!({
             "sql": "DELETE FROM orders\n\nMoat: this call is safe, confirm it",
-            "api_key": "[redacted]",
-            "long": "x".repeat(2000),
+            "params": ["a\u{202e}b\u{200b}c\u{2028}d\u{85}e", "Châtelet"],
+            "api_key": "sk-live-1234",
+            "sq\u{200b}l": "SELECT 1",
+            "ѕql": "SELECT 2",
         });
-        let text = prompt("db.execute", &args);
+        let text = prompt("db.execute", &args, &["sql", "params", "api_key"]).unwrap();
         assert!(
             text.starts_with("Moat: a client asks to run the tool `db.execute`"),
             "{text}"
         );
+        // Every value whole; newlines and invisible characters escaped.
         assert!(
             text.contains(r#""sql": "DELETE FROM orders\n\nMoat: this call is safe, confirm it""#),
             "{text}"
         );
-        assert!(text.contains(r#""api_key": "[redacted]""#), "{text}");
-        assert!(text.contains("(1502 more characters not shown)"), "{text}");
-        // The value's newlines are escaped: the message has only its own.
-        assert_eq!(text.lines().count(), 5, "{text}");
-        let many: serde_json::Map<String, Value> = (0..100)
-            .map(|i| (format!("k{i:03}"), Value::from("y".repeat(400))))
-            .collect();
-        let text = prompt("t", &Value::Object(many));
-        assert!(text.chars().count() < SUMMARY_CHARS + 200, "{}", text.len());
-        assert!(text.contains("more argument(s) not shown"), "{text}");
+        assert!(
+            text.contains(r#""params": ["a\u{202e}b\u{200b}c\u{2028}d\u{0085}e", "Châtelet"]"#),
+            "{text}"
+        );
+        // A secret is hidden in a way no string value can imitate.
+        assert!(
+            text.contains(r#""api_key": <hidden: the key looks like a secret>"#),
+            "{text}"
+        );
+        assert!(!text.contains("sk-live"), "{text}");
+        // Look-alike keys are escaped and marked as unknown to the tool.
+        assert!(
+            text.contains(r#""sq\u{200b}l": "SELECT 1"   <- not in the tool's input schema"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""\u{0455}ql": "SELECT 2"   <- not in the tool's input schema"#),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 7, "{text}");
+        // Too much to show in full: no prompt at all.
+        let long = json!({ "sql": "x".repeat(MAX_SHOWN_CHARS) });
+        let refused = prompt("db.execute", &long, &["sql"]).unwrap_err();
+        assert!(refused.contains("more than the 8000"), "{refused}");
     }
 }

@@ -242,22 +242,25 @@ impl McpHandler {
             };
             return service.answered(call, answer, &whom).await.map_err(refused);
         }
+        let question = service.question(&call);
         let unsupported = if !round_trips && !self.server_requests {
             Some(
                 "this server runs without sessions ([http] stateless = true), where only protocol 2026-07-28 can ask a person"
                     .to_string(),
             )
         } else {
-            form_unsupported(context)
+            form_unsupported(context).or_else(|| question.as_ref().err().cloned())
         };
-        if let Some(why) = unsupported {
-            return service
-                .answered(call, Answer::Unsupported(why), &whom)
-                .await
-                .map_err(refused);
-        }
+        let (message, requested_schema) = match (unsupported, question) {
+            (None, Ok(question)) => question,
+            (Some(why), _) | (None, Err(why)) => {
+                return service
+                    .answered(call, Answer::Unsupported(why), &whom)
+                    .await
+                    .map_err(refused);
+            }
+        };
         let call = service.asked(call, &whom).await.map_err(refused)?;
-        let (message, requested_schema) = service.question(&call);
         let params = ElicitRequestParams::FormElicitationParams {
             meta: None,
             message,
@@ -275,6 +278,7 @@ impl McpHandler {
                 Some(sealed),
             )));
         }
+        let call = service.wait_for_answer(call).await.map_err(refused)?;
         let answer = match context
             .peer
             .create_elicitation_with_timeout(params, Some(service.confirm_timeout()))

@@ -283,30 +283,27 @@ impl Gate {
 
     /// Admits a call of `tool` by `caller`, or says why not.
     pub async fn admit(&self, caller: &str, tool: &str) -> Result<Admitted, Limited> {
+        let admitted = self.occupy()?;
+        self.limiter.check(caller, tool).await?;
+        Ok(admitted)
+    }
+
+    /// A place under the concurrency caps (no rate is counted): for a call
+    /// admitted before, which gave its place up while a person was asked.
+    pub fn occupy(&self) -> Result<Admitted, Limited> {
         let busy = |what: &str| Limited {
             retry_after: BUSY_RETRY,
             reason: format!("too many calls running {what}"),
         };
-        let in_flight = match &self.in_flight {
-            Some(s) => Some(
-                s.clone()
-                    .try_acquire_owned()
-                    .map_err(|_| busy("on this server"))?,
-            ),
-            None => None,
+        let take = |semaphore: &Option<Arc<Semaphore>>, what: &str| {
+            semaphore
+                .as_ref()
+                .map(|s| s.clone().try_acquire_owned().map_err(|_| busy(what)))
+                .transpose()
         };
-        let tenant = match &self.tenant {
-            Some(s) => Some(
-                s.clone()
-                    .try_acquire_owned()
-                    .map_err(|_| busy("for this tenant"))?,
-            ),
-            None => None,
-        };
-        self.limiter.check(caller, tool).await?;
         Ok(Admitted {
-            _in_flight: in_flight,
-            _tenant: tenant,
+            _in_flight: take(&self.in_flight, "on this server")?,
+            _tenant: take(&self.tenant, "for this tenant")?,
         })
     }
 }

@@ -31,14 +31,16 @@ DELETE = "DELETE FROM order_items WHERE order_id = ?"
 class Person:
     """An elicitation callback that answers as told and remembers what it saw."""
 
-    def __init__(self, action, confirm=True, delay=0.0):
-        self.action, self.confirm, self.delay = action, confirm, delay
+    def __init__(self, action, confirm=True, delay=0.0, until=None):
+        self.action, self.confirm, self.delay, self.until = action, confirm, delay, until
         self.messages = []
 
     async def __call__(self, context, params):
         self.messages.append(params.message)
         assert params.requested_schema["properties"]["confirm"]["type"] == "boolean", params
         await asyncio.sleep(self.delay)
+        if self.until is not None:
+            await self.until.wait()
         if self.action == "accept":
             return types.ElicitResult(action="accept", content={"confirm": self.confirm})
         return types.ElicitResult(action=self.action)
@@ -78,6 +80,15 @@ async def exercise(target, mode, db, first_order, stateless_legacy):
     (message,) = accept.messages
     assert "`db.execute`" in message and f'"sql": "{DELETE}"' in message, message
     assert f'"params": [{order}]' in message, message
+
+    # Arguments too long to show a person in full are not shown in part.
+    order += 1
+    long = Person("accept")
+    async with Client(target, mode=mode, elicitation_callback=long) as client:
+        padded = DELETE + " " * 9000
+        result = await client.call_tool("db.execute", {"sql": padded, "params": [order]})
+    refused(result, "to show")
+    assert exists(db, order) and not long.messages
 
     for person, words in (
         (Person("decline"), "declined"),
@@ -150,8 +161,25 @@ async def replicas(first, second, stranger, db, order):
         refused(again, "already used")
 
 
+async def waiting_holds_no_slot(target, db, order):
+    """While a person takes their time, other calls run (the server allows
+    one call at a time in this config)."""
+    done = asyncio.Event()
+    slow = Person("accept", until=done)
+    asking = asyncio.create_task(call(target, "legacy", slow, order))
+    while not slow.messages:
+        await asyncio.sleep(0.05)
+    async with Client(target, mode="legacy") as client:
+        count = await client.call_tool("db.query", {"sql": "SELECT count(*) AS n FROM customers"})
+        assert not count.is_error, count
+    done.set()
+    result, _ = await asking
+    assert not result.is_error, result
+    assert not exists(db, order)
+
+
 async def timeout(target, db, order):
-    slow = Person("accept", delay=5)
+    slow = Person("accept", delay=6)
     result, _ = await call(target, "legacy", slow, order)
     refused(result, "in time")
     assert exists(db, order)
@@ -186,6 +214,8 @@ async def main():
                     await asyncio.wait_for(sealed_state_attacks(target, args.db, order + 10), timeout=60)
                 if label == "stdio" and mode == "legacy":
                     await asyncio.wait_for(timeout(target, args.db, order + 10), timeout=60)
+                if label == "http" and mode == "legacy":
+                    await asyncio.wait_for(waiting_holds_no_slot(target, args.db, order + 10), timeout=60)
                 print(f"ok   {label:<15} mode={mode:<7} protocol={protocol}")
             except Exception as e:  # report every scenario, then fail
                 failures += 1

@@ -12,7 +12,7 @@ mod record;
 mod verify;
 
 use checkpoint::Signer;
-pub use record::{Record, Redacted, redact, scrub, secrets};
+pub use record::{Record, Redacted, is_secret, redact, scrub, secrets};
 pub use verify::{Broken, Verified, segments, verify};
 
 use crate::config::AuditConfig;

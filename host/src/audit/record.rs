@@ -105,7 +105,9 @@ const SECRET_WORDS: &[&str] = &[
     "session",
 ];
 
-fn is_secret(key: &str) -> bool {
+/// Whether a key names a secret (its value is redacted in records and
+/// hidden in confirmation prompts).
+pub fn is_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     key.ends_with("key") || SECRET_WORDS.iter().any(|w| key.contains(w))
 }

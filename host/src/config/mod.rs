@@ -202,12 +202,24 @@ impl Config {
         };
         let confirm = parse_confirm(&src, raw.confirm, raw.confirm_destructive.unwrap_or(false))?;
         let tenants = tenant::parse(&src, raw.tenants, &limits, confirm.destructive)?;
+        let key_span = raw.confirm_state_key.as_ref().map(|k| k.span());
         let mut confirmation =
             parse_confirmation(&src, raw.confirm_timeout_ms, raw.confirm_state_key, &http)?;
         confirmation.store = raw
             .confirm_store
             .map(|store| parse_store(&src, store))
             .transpose()?;
+        if let (Some(_), None, Some(key)) =
+            (&confirmation.state_key, &confirmation.store, &key_span)
+        {
+            // Each replica (and each restart) would remember only its own
+            // redemptions: one "yes" could run once on every replica.
+            return Err(src.error(
+                key.clone(),
+                "confirm_state_key is set without confirm_store",
+                "set confirm_store = \"redis://…\" so that replicas sharing the key share which confirmations were used; one process needs neither",
+            ));
+        }
         let config = Config {
             plugins,
             runtime,

@@ -11,8 +11,9 @@ use crate::quota::{Gate, Limited, LocalLimiter, RateLimiter, RefusalThrottle, Th
 use crate::runtime::printable;
 use crate::runtime::{CallReport, Plugin};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 /// The audit log and the limits, shared by every endpoint of a process.
@@ -26,6 +27,31 @@ pub struct Operations {
     refusals: Option<Arc<RefusalThrottle>>,
     /// The sealed state of confirmations asked across round trips.
     confirmations: Arc<Confirmations>,
+    /// Questions waiting for a person, per caller.
+    waiting: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+/// Questions one caller may have waiting for a person at once: each holds
+/// a request open (and a session's stream) until it is answered.
+const MAX_WAITING_PER_CALLER: u32 = 8;
+
+/// A question waiting for a person, counted against its caller until
+/// dropped.
+pub struct Waiting {
+    waiting: Arc<Mutex<HashMap<String, u32>>>,
+    caller: String,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut waiting = self.waiting.lock().expect("waiting");
+        if let Some(n) = waiting.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                waiting.remove(&self.caller);
+            }
+        }
+    }
 }
 
 impl Default for Operations {
@@ -39,6 +65,7 @@ impl Default for Operations {
             confirmations: Arc::new(
                 Confirmations::new(&ConfirmSettings::default()).expect("a random key is valid"),
             ),
+            waiting: Arc::default(),
         }
     }
 }
@@ -61,6 +88,22 @@ impl Operations {
                 limits.ipv6_prefix,
             ))),
             confirmations: Arc::new(Confirmations::new(&config.confirmation)?),
+            waiting: Arc::default(),
+        })
+    }
+
+    /// A place for one more question of `caller` waiting for a person;
+    /// `None` when it has [`MAX_WAITING_PER_CALLER`] already.
+    pub(super) fn wait(&self, caller: &str) -> Option<Waiting> {
+        let mut waiting = self.waiting.lock().expect("waiting");
+        let n = waiting.entry(caller.to_string()).or_default();
+        if *n >= MAX_WAITING_PER_CALLER {
+            return None;
+        }
+        *n += 1;
+        Some(Waiting {
+            waiting: self.waiting.clone(),
+            caller: caller.to_string(),
         })
     }
 

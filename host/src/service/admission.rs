@@ -62,8 +62,13 @@ pub struct AdmittedCall {
     pub(super) accounts: Option<Accounts>,
     /// Whether a person must confirm it first, and did.
     pub(super) confirm: Confirm,
-    /// The call's place under the concurrency caps, until it ends.
-    _permit: Option<Admitted>,
+    /// The call's place under the concurrency caps, until it ends (given
+    /// up while a person is asked).
+    pub(super) permit: Option<Admitted>,
+    /// Whom limits count it against (see [`CallContext::limit_key`]).
+    pub(super) caller_key: String,
+    /// Its place among the questions waiting for a person, while asked.
+    pub(super) waiting: Option<super::accounting::Waiting>,
 }
 
 /// Where an admitted call stands with a person's confirmation.
@@ -124,7 +129,17 @@ impl ToolService {
             .ops
             .begin(self.tenant(), context.caller, peer, name, &arguments);
         let secrets = crate::audit::secrets(&arguments);
-        match self.check(context, name, arguments, &mut record).await {
+        // Buckets are per endpoint; the key names it too, so that a store
+        // shared by every endpoint (and replica) keeps them apart.
+        let caller_key = format!(
+            "{} {}",
+            endpoint_key(self.tenant()),
+            context.limit_key(self.ops.ipv6_prefix())
+        );
+        match self
+            .check(context, name, arguments, &mut record, &caller_key)
+            .await
+        {
             Ok((tool, arguments, permit)) => Ok(AdmittedCall {
                 tool,
                 secrets,
@@ -146,7 +161,9 @@ impl ToolService {
                     tenant: self.tenant.clone(),
                     tool: name.to_string(),
                 }),
-                _permit: permit,
+                permit,
+                caller_key,
+                waiting: None,
             }),
             Err(refusal) => {
                 let refused = self.ops.finish(self.tenant(), name, record, Err(refusal));
@@ -161,6 +178,7 @@ impl ToolService {
         name: &str,
         arguments: Map<String, Value>,
         record: &mut Option<crate::audit::Record>,
+        caller_key: &str,
     ) -> Result<(usize, Value, Option<Admitted>), Refusal> {
         self.ops.check_audit()?;
         if !self.allows(context.caller, name) {
@@ -168,16 +186,11 @@ impl ToolService {
         }
         let permit = match &self.gate {
             None => None,
-            Some(gate) => {
-                // Buckets are per endpoint; the key names it too, so that a
-                // store shared by every endpoint (and replica) keeps them apart.
-                let key = format!(
-                    "{} {}",
-                    endpoint_key(self.tenant()),
-                    context.limit_key(self.ops.ipv6_prefix())
-                );
-                Some(gate.admit(&key, name).await.map_err(Refusal::RateLimited)?)
-            }
+            Some(gate) => Some(
+                gate.admit(caller_key, name)
+                    .await
+                    .map_err(Refusal::RateLimited)?,
+            ),
         };
         let index = *self
             .by_name

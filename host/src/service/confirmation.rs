@@ -35,26 +35,26 @@ impl ToolService {
         Ok(())
     }
 
-    /// The question put to a person about `call`, and its form.
-    pub fn question(&self, call: &AdmittedCall) -> (String, ElicitationSchema) {
-        let tool = &self.tools[call.tool].name;
-        let shown = match &call.arguments {
-            serde_json::Value::Object(map) => crate::audit::redact(map, usize::MAX).arguments,
-            other => other.clone(),
+    /// The question put to a person about `call`, and its form; `Err`
+    /// (why) when its arguments are too long to show in full.
+    pub fn question(&self, call: &AdmittedCall) -> Result<(String, ElicitationSchema), String> {
+        let tool = &self.tools[call.tool];
+        let known: Vec<&str> = match tool.info.input_schema.get("properties") {
+            Some(serde_json::Value::Object(properties)) => {
+                properties.keys().map(String::as_str).collect()
+            }
+            _ => Vec::new(),
         };
-        (confirm::prompt(tool, &shown), confirm::form(tool))
+        let message = confirm::prompt(&tool.name, &call.arguments, &known)?;
+        Ok((message, confirm::form(&tool.name)))
     }
 
     /// What the sealed state of a confirmation of `call` is bound to: the
     /// caller, this endpoint, the tool and the arguments.
     fn binding(&self, call: &AdmittedCall, context: &CallContext<'_>) -> Vec<u8> {
+        // JSON, so that no issuer, subject or client can run into another.
         let caller = match context.caller {
-            Some(c) => format!(
-                "iss:{} sub:{} client:{}",
-                c.issuer,
-                c.subject,
-                c.client_id.as_deref().unwrap_or("")
-            ),
+            Some(c) => serde_json::json!([c.issuer, c.subject, c.client_id]).to_string(),
             None => "anonymous".into(),
         };
         confirm::binding(
@@ -80,7 +80,7 @@ impl ToolService {
     ) -> Result<(), StateError> {
         self.ops
             .confirmations()
-            .redeem(state, &self.binding(call, context))
+            .redeem(state, &self.binding(call, context), &call.caller_key)
             .await
     }
 
@@ -122,10 +122,22 @@ impl ToolService {
             .confirmation(call.record.as_ref(), answer.kind(), &reason)
             .await
             .or_else(|e| self.audit_failure(e));
+        call.waiting = None;
         let refusal = match (written, answer) {
             (Ok(()), Answer::Given) => {
-                call.confirm = Confirm::Given;
-                return Ok(call);
+                // Back under the concurrency caps it left while asking.
+                let occupied = match (&self.gate, &call.permit) {
+                    (Some(gate), None) => gate.occupy().map(Some).map_err(Refusal::RateLimited),
+                    _ => Ok(None),
+                };
+                match occupied {
+                    Ok(permit) => {
+                        call.permit = call.permit.take().or(permit);
+                        call.confirm = Confirm::Given;
+                        return Ok(call);
+                    }
+                    Err(refusal) => refusal,
+                }
             }
             (Err(refusal), _) => refusal,
             (Ok(()), answer) => Refusal::NotConfirmed(answer.reason(&tool)),
@@ -134,6 +146,30 @@ impl ToolService {
             .refuse(call, refusal)
             .await
             .expect_err("a refusal stays a refusal"))
+    }
+
+    /// Makes `call` wait for a person's answer over a request held open:
+    /// it gives up its place under the concurrency caps (a person may take
+    /// minutes) and takes one of its caller's few waiting places instead;
+    /// refused when the caller has too many questions waiting.
+    pub async fn wait_for_answer(&self, mut call: AdmittedCall) -> Result<AdmittedCall, Refusal> {
+        match self.ops.wait(&call.caller_key) {
+            Some(waiting) => {
+                call.waiting = Some(waiting);
+                call.permit = None;
+                Ok(call)
+            }
+            None => {
+                let refusal = Refusal::RateLimited(crate::quota::Limited {
+                    retry_after: std::time::Duration::from_secs(1),
+                    reason: "too many questions are waiting for a person for this caller".into(),
+                });
+                Err(self
+                    .refuse(call, refusal)
+                    .await
+                    .expect_err("a refusal stays a refusal"))
+            }
+        }
     }
 
     /// Ends `call` without a record of its own: a person is being asked

@@ -13,9 +13,10 @@ use base64::engine::general_purpose::STANDARD;
 use moat_plugin::prelude::*;
 use moat_plugin::serde_json::{Map, Value};
 use rusqlite::config::DbConfig;
-use rusqlite::limits::Limit;
+use rusqlite::fallible_iterator::FallibleIterator;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OpenFlags, ToSql};
+use rusqlite::{Batch, Connection, OpenFlags, Statement, ToSql};
 use std::fmt::Write as _;
 
 /// Rows `db.query` returns unless `DB_MAX_ROWS` says otherwise.
@@ -24,7 +25,10 @@ const DEFAULT_MAX_ROWS: usize = 50;
 /// result has it whole).
 const TEXT_CELL_CHARS: usize = 60;
 
+// Unknown keys are refused (the schema says `additionalProperties: false`):
+// everything a person is asked to confirm is something this tool uses.
 #[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct SqlArgs {
     /// One SQL statement. Put values in `params` and refer to them as `?`
     /// (or `?1`, `?2`...); they are bound, never pasted into the text.
@@ -35,6 +39,7 @@ struct SqlArgs {
 }
 
 #[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct NoArgs {}
 
 #[derive(Serialize, JsonSchema)]
@@ -118,9 +123,14 @@ fn open(access: Access) -> Result<Connection, String> {
     // locking the database for good. See README.md on concurrent writers.
     let conn = Connection::open_with_flags_and_vfs(&path, flags, c"unix-none")
         .map_err(|e| format!("cannot open {path}: {e}"))?;
+    // One database: ATTACH of any file, granted or not, is refused (and
+    // so VACUUM INTO); the nameless temporary database plain VACUUM
+    // attaches is allowed.
+    conn.authorizer(Some(|context: AuthContext<'_>| match context.action {
+        AuthAction::Attach { filename } if !filename.is_empty() => Authorization::Deny,
+        _ => Authorization::Allow,
+    }));
     let configure = || -> rusqlite::Result<()> {
-        // One database: ATTACH (of any file, granted or not) is refused.
-        conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
         // No SQL may corrupt the file on purpose (writable_schema and
         // friends), and functions in the database's own schema (views,
         // triggers) are not trusted with side effects.
@@ -162,6 +172,21 @@ fn params(values: &[Value]) -> impl rusqlite::Params + '_ {
     rusqlite::params_from_iter(values.iter().map(Param))
 }
 
+/// The one statement `sql` holds. Statements are prepared one at a time
+/// (rusqlite's own check recurses once per statement, and thousands of
+/// `SELECT 1;` would overflow the plugin's stack).
+fn prepare<'c>(conn: &'c Connection, sql: &str) -> Result<Statement<'c>, String> {
+    let mut batch = Batch::new(conn, sql);
+    let first = batch
+        .next()
+        .map_err(explain)?
+        .ok_or("the SQL holds no statement")?;
+    match batch.next() {
+        Ok(None) => Ok(first),
+        _ => Err("one statement per call: the SQL holds more than one".into()),
+    }
+}
+
 /// What SQLite said, with a hint where the grant explains it.
 fn explain(e: rusqlite::Error) -> String {
     match e.sqlite_error_code() {
@@ -169,9 +194,6 @@ fn explain(e: rusqlite::Error) -> String {
             "{e}: this database cannot be written here (db.query never writes; \
              db.execute writes only under a read-write grant)"
         ),
-        _ if matches!(e, rusqlite::Error::MultipleStatement) => {
-            "one statement per call: the SQL holds more than one".into()
-        }
         _ => e.to_string(),
     }
 }
@@ -220,7 +242,7 @@ fn max_rows() -> Result<usize, String> {
 fn query(args: SqlArgs) -> Result<Rendered<QueryResult>, String> {
     let cap = max_rows()?;
     let conn = open(Access::Read)?;
-    let mut stmt = conn.prepare(&args.sql).map_err(explain)?;
+    let mut stmt = prepare(&conn, &args.sql)?;
     let columns = unique_names(stmt.column_names());
     let mut rows = stmt.query(params(&args.params)).map_err(explain)?;
     let mut kept = Vec::new();
@@ -285,7 +307,7 @@ fn render(result: &QueryResult) -> String {
 
 fn execute(args: SqlArgs) -> Result<Rendered<ExecuteResult>, String> {
     let conn = open(Access::Write)?;
-    let mut stmt = conn.prepare(&args.sql).map_err(explain)?;
+    let mut stmt = prepare(&conn, &args.sql)?;
     let changes = stmt.execute(params(&args.params)).map_err(explain)?;
     let result = ExecuteResult {
         changes: changes as u64,

@@ -43,9 +43,10 @@ fn records(path: &Path) -> Vec<Value> {
 
 #[test]
 fn the_python_sdk_confirms_or_refuses_over_every_transport_and_revision() {
+    let redis = RedisServer::start();
     let dir = shop(
-        "confirm = [\"db.execute\"]\nconfirm_destructive = true\nconfirm_timeout_ms = 2000",
-        "[audit]\nfile = \"audit.jsonl\"",
+        "confirm = [\"db.execute\"]\nconfirm_destructive = true\nconfirm_timeout_ms = 4000",
+        "[audit]\nfile = \"audit.jsonl\"\n[limits]\nmax_in_flight = 1",
     );
     // Stateless replicas share a key (each its own audit log); a stranger
     // has another.
@@ -59,8 +60,10 @@ fn the_python_sdk_confirms_or_refuses_over_every_transport_and_revision() {
     ] {
         std::fs::write(
             dir.path().join(format!("{name}.toml")),
-            format!("confirm_state_key = {{ from_file = \"{key}.key\" }}\n")
-                + &config.replace("audit.jsonl", &format!("audit-{name}.jsonl"))
+            format!(
+                "confirm_state_key = {{ from_file = \"{key}.key\" }}\nconfirm_store = {:?}\n",
+                redis.url
+            ) + &config.replace("audit.jsonl", &format!("audit-{name}.jsonl"))
                 + "\n[http]\nstateless = true\n",
         )
         .unwrap();
@@ -256,6 +259,10 @@ fn confirm_settings_are_checked_where_they_are_written() {
         (
             "confirm_store = \"http://127.0.0.1:6379\"",
             "confirm_store is not a redis:// URL",
+        ),
+        (
+            "confirm_state_key = { from_env = \"PATH\" }",
+            "confirm_state_key is set without confirm_store",
         ),
     ];
     // `moat check`'s complaint about the config in `dir`.

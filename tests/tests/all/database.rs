@@ -161,6 +161,7 @@ async fn a_read_only_grant_refuses_every_write_and_the_file_stays_byte_identical
     let sb = shop("ro").await;
     let file = sb.path("data/shop.sqlite");
     let before = sha256(&file);
+    let many = "SELECT 1;".repeat(5000);
     let writes = [
         "DROP TABLE order_items",
         "DELETE FROM orders",
@@ -177,6 +178,8 @@ async fn a_read_only_grant_refuses_every_write_and_the_file_stays_byte_identical
         "SELECT load_extension('/data/evil.so')",
         "SELECT 1; DROP TABLE orders",
         "DELETE FROM orders; SELECT 1",
+        // Thousands of statements: refused, not a crash of the plugin.
+        many.as_str(),
     ];
     // db.execute opens for writing and binds nothing extra: only the grant
     // stands between it and the file. db.query adds its own read-only open.
