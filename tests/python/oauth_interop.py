@@ -2,7 +2,7 @@
 MCP Python SDK's client-credentials OAuth provider.
 
 Run by tests/tests/all/oauth_interop.rs; by hand, with Moat and the provider
-(tests/oauth/provider.mjs) already running:
+(tests/node/provider.mjs) already running:
     python oauth_interop.py --url http://127.0.0.1:PORT/mcp \
         --issuer http://127.0.0.1:PORT2 --other-resource http://127.0.0.1:PORT/other
 

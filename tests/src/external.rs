@@ -1,7 +1,7 @@
 //! Software none of us wrote, installed on first use under the target
 //! folder and reinstalled when its pinned versions change: the official
 //! MCP Python SDK in a venv (tests/python/requirements.txt) and a Node.js
-//! OpenID Provider (tests/oauth/package-lock.json).
+//! OpenID Provider and the MCP TypeScript SDK (tests/node/package-lock.json).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -99,16 +99,16 @@ pub fn assert_every_scenario(stdout: &str) {
     }
 }
 
-/// A folder holding tests/oauth (the provider script) with its locked npm
-/// packages installed by `npm ci`; made under `tmp`.
-pub fn oauth_provider(tmp: &Path) -> PathBuf {
+/// A folder holding tests/node (the provider and client scripts) with
+/// their locked npm packages installed by `npm ci`; made under `tmp`.
+pub fn node_packages(tmp: &Path) -> PathBuf {
     let _installing = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
-    let lock = std::fs::read_to_string(here("oauth/package-lock.json")).unwrap();
-    let dir = tmp.join("oauth-provider");
+    let lock = std::fs::read_to_string(here("node/package-lock.json")).unwrap();
+    let dir = tmp.join("node-packages");
     let stamp = dir.join("moat-package-lock.json");
-    // The script is copied every time: ES modules resolve packages next to
-    // the script, so it must live beside node_modules.
-    let copy = |name: &str| std::fs::copy(here(&format!("oauth/{name}")), dir.join(name)).unwrap();
+    // The scripts are copied every time: ES modules resolve packages next
+    // to the script, so they must live beside node_modules.
+    let copy = |name: &str| std::fs::copy(here(&format!("node/{name}")), dir.join(name)).unwrap();
     if !current(&stamp, &lock) {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -120,10 +120,12 @@ pub fn oauth_provider(tmp: &Path) -> PathBuf {
             .status();
         assert!(
             matches!(installed, Ok(s) if s.success()),
-            "`npm ci` of tests/oauth failed: install Node.js 20 or newer with npm"
+            "`npm ci` of tests/node failed: install Node.js 20 or newer with npm"
         );
         std::fs::write(&stamp, lock).unwrap();
     }
-    copy("provider.mjs");
+    for script in ["provider.mjs", "confirm.mjs"] {
+        copy(script);
+    }
     dir
 }

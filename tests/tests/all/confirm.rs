@@ -1,14 +1,14 @@
 //! A person's confirmation before destructive tools: asked through MCP
 //! elicitation over every transport and protocol revision Moat serves,
-//! with the official Python SDK answering; every question and answer is
-//! audited; and the config names what it covers.
+//! with the official Python and TypeScript SDKs answering; every question
+//! and answer is audited; and the config names what it covers.
 
 use moat::config::Config;
 use moat::runtime::{Runtime, RuntimeOptions};
 use moat::service::{CallContext, Operations, Refusal, ToolService};
-use moat_tests::external::{assert_every_scenario, run_python};
+use moat_tests::external::{assert_every_scenario, node_packages, run_python};
 use moat_tests::redis::RedisServer;
-use moat_tests::{Sandbox, moat_bin};
+use moat_tests::{MoatServer, Sandbox, moat_bin};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
@@ -338,4 +338,74 @@ fn replicas_sharing_a_redis_store_run_each_confirmation_once_and_fail_closed_wit
     // With the store gone the confirmation cannot be checked: refused.
     redis.stop();
     assert!(run("down", 8).contains("ok   down"));
+}
+
+#[test]
+fn the_typescript_sdk_is_asked_on_the_calls_stream_and_its_answer_decides() {
+    let dir = shop("confirm = [\"db.execute\"]", "");
+    let server = MoatServer::start(dir.path(), &[]);
+    let node = node_packages(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let call = |answer: &str, order: u32| -> Value {
+        let out = std::process::Command::new("node")
+            .current_dir(&node)
+            .args(["confirm.mjs", &server.url, answer])
+            .args([
+                "DELETE FROM order_items WHERE order_id = ?",
+                &format!("[{order}]"),
+            ])
+            .output()
+            .expect("starting node: install Node.js 20 or newer");
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            server.log()
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // The items of an order, read from the file by a separate process.
+    let items = |order: u32| -> Value {
+        let out = std::process::Command::new(moat_bin())
+            .args(["call", "--config"])
+            .arg(dir.path().join("moat.toml"))
+            .args(["db", "query"])
+            .arg(
+                json!({ "sql": "SELECT count(*) AS n FROM order_items WHERE order_id = ?", "params": [order] })
+                    .to_string(),
+            )
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["structuredContent"]["rows"][0]["n"]
+            .clone()
+    };
+    let yes = call("yes", 1);
+    assert_eq!(yes["protocol"], "2025-11-25", "{yes}");
+    assert!(
+        yes["asked"]
+            .as_str()
+            .unwrap()
+            .contains(r#""sql": "DELETE FROM order_items WHERE order_id = ?""#),
+        "{yes}"
+    );
+    assert_eq!(yes["result"]["isError"], false, "{yes}");
+    assert_eq!(items(1), json!(0));
+    for (answer, order, words) in [
+        ("no", 2, "the person declined"),
+        ("none", 3, "did not declare the elicitation capability"),
+    ] {
+        let refused = call(answer, order);
+        assert_eq!(refused["result"]["isError"], true, "{refused}");
+        assert_eq!(
+            refused["result"]["_meta"]["moat/error"]["kind"], "not_confirmed",
+            "{refused}"
+        );
+        assert!(
+            refused["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains(words),
+            "{refused}"
+        );
+        assert_ne!(items(order), json!(0), "{answer}: the tool ran");
+    }
 }

@@ -1,13 +1,13 @@
 //! Interop with an authorization server none of us wrote: panva's
 //! oidc-provider (an OpenID Foundation certified OpenID Provider, locked in
-//! tests/oauth/package-lock.json) runs on 127.0.0.1 and issues JWT access
+//! tests/node/package-lock.json) runs on 127.0.0.1 and issues JWT access
 //! tokens by the client-credentials grant, with the audience taken from
 //! the RFC 8707 `resource` parameter. The official MCP Python SDK's
 //! client-credentials provider, knowing only Moat's URL and the client's
 //! credentials, discovers everything else from Moat's 401 and metadata;
 //! see tests/python/oauth_interop.py for the scenarios.
 
-use moat_tests::external::{oauth_provider, run_python};
+use moat_tests::external::{node_packages, run_python};
 use moat_tests::{MoatServer, Sandbox, free_port};
 use std::io::BufRead;
 use std::path::Path;
@@ -28,7 +28,7 @@ impl Drop for Provider {
 
 /// Starts the provider, which accepts token requests for `resources` only.
 fn start_provider(resources: &[&str]) -> Provider {
-    let dir = oauth_provider(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let dir = node_packages(Path::new(env!("CARGO_TARGET_TMPDIR")));
     let mut child = Command::new("node")
         .arg("provider.mjs")
         .args(resources)
