@@ -317,6 +317,42 @@ async fn a_query_that_wants_more_memory_than_granted_ends_and_the_next_call_work
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_past_the_cap_are_counted_not_kept_and_results_declare_their_schema() {
+    let sb = shop("ro").await;
+    // 300 000 rows of about 30 bytes: kept, they would not fit in 8 MiB.
+    let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 300000) \
+               SELECT x, 'row number ' || x AS label FROM c";
+    let all = structured(&sb, "tight", "query", json!({ "sql": sql })).await;
+    assert_eq!(all["total"], json!(300_000));
+    assert_eq!(all["truncated"], json!(true));
+    assert_eq!(all["rows"].as_array().unwrap().len(), 50);
+    assert_eq!(
+        all["rows"][49],
+        json!({ "x": 50, "label": "row number 50" })
+    );
+    // Every tool declares the shape of its structured result.
+    for tool in &sb.plugin("db").tools {
+        let schema = tool
+            .output_schema
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}", tool.name));
+        assert_eq!(schema["type"], json!("object"), "{}", tool.name);
+    }
+    let query = sb
+        .plugin("db")
+        .tools
+        .iter()
+        .find(|t| t.name == "query")
+        .unwrap();
+    let properties = query.output_schema.as_ref().unwrap()["properties"]
+        .as_object()
+        .unwrap();
+    let mut names: Vec<&str> = properties.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["columns", "rows", "total", "truncated"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_lists_tables_views_columns_and_indexes() {
     let sb = shop("ro").await;
     let schema = structured(&sb, "db", "schema", json!({})).await;
