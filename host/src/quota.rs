@@ -288,9 +288,37 @@ impl Gate {
         Ok(admitted)
     }
 
-    /// A place under the concurrency caps (no rate is counted): for a call
-    /// admitted before, which gave its place up while a person was asked.
-    pub fn occupy(&self) -> Result<Admitted, Limited> {
+    /// A place under the concurrency caps (no rate is counted), waited for
+    /// up to `patience`: for a call admitted before, which gave its place
+    /// up while a person was asked.
+    pub async fn occupy_within(&self, patience: Duration) -> Result<Admitted, Limited> {
+        let take = |semaphore: &Option<Arc<Semaphore>>| {
+            let semaphore = semaphore.clone();
+            async move {
+                match semaphore {
+                    Some(s) => s.acquire_owned().await.ok(),
+                    None => None,
+                }
+            }
+        };
+        let both = async { (take(&self.in_flight).await, take(&self.tenant).await) };
+        match tokio::time::timeout(patience, both).await {
+            Ok((in_flight, tenant)) => Ok(Admitted {
+                _in_flight: in_flight,
+                _tenant: tenant,
+            }),
+            Err(_) => Err(Limited {
+                retry_after: BUSY_RETRY,
+                reason: format!(
+                    "too many calls running: no place within {} s",
+                    patience.as_secs()
+                ),
+            }),
+        }
+    }
+
+    /// A place under the concurrency caps (no rate is counted), now.
+    fn occupy(&self) -> Result<Admitted, Limited> {
         let busy = |what: &str| Limited {
             retry_after: BUSY_RETRY,
             reason: format!("too many calls running {what}"),

@@ -85,7 +85,7 @@ async def exercise(target, mode, db, first_order, stateless_legacy):
     order += 1
     long = Person("accept")
     async with Client(target, mode=mode, elicitation_callback=long) as client:
-        padded = DELETE + " " * 9000
+        padded = DELETE + " -- " + "x" * 9000
         result = await client.call_tool("db.execute", {"sql": padded, "params": [order]})
     refused(result, "to show")
     assert exists(db, order) and not long.messages
@@ -162,20 +162,21 @@ async def replicas(first, second, stranger, db, order):
 
 
 async def waiting_holds_no_slot(target, db, order):
-    """While a person takes their time, other calls run (the server allows
-    one call at a time in this config)."""
+    """While people take their time, other calls run (the server allows one
+    call at a time in this config); then every "yes" runs, one after another."""
     done = asyncio.Event()
-    slow = Person("accept", until=done)
-    asking = asyncio.create_task(call(target, "legacy", slow, order))
-    while not slow.messages:
+    people = [Person("accept", until=done) for _ in range(3)]
+    asking = [asyncio.create_task(call(target, "legacy", p, order + i)) for i, p in enumerate(people)]
+    while not all(p.messages for p in people):
         await asyncio.sleep(0.05)
     async with Client(target, mode="legacy") as client:
         count = await client.call_tool("db.query", {"sql": "SELECT count(*) AS n FROM customers"})
         assert not count.is_error, count
     done.set()
-    result, _ = await asking
-    assert not result.is_error, result
-    assert not exists(db, order)
+    for i, task in enumerate(asking):
+        result, _ = await task
+        assert not result.is_error, result
+        assert not exists(db, order + i)
 
 
 async def timeout(target, db, order):

@@ -48,7 +48,7 @@ impl Default for ConfirmSettings {
 const NONCE_BYTES: usize = 16;
 /// States redeemed and not yet expired that a process remembers; past it
 /// new confirmations are refused rather than memory grown.
-const MAX_REMEMBERED: usize = 100_000;
+const MAX_REMEMBERED: usize = 500_000;
 /// The same, for one caller, so that no caller can use up the others'.
 const MAX_REMEMBERED_PER_CALLER: usize = 1_000;
 
@@ -193,19 +193,23 @@ impl Confirmations {
         )
     }
 
-    /// Opens `state` for a call bound as `binding` and marks it used,
-    /// counted against `caller`.
+    /// Opens `state` for a call bound as `binding`; when `claim`, marks it
+    /// used (counted against `caller`), or says it was used before.
     pub async fn redeem(
         &self,
         state: &str,
         binding: &[u8],
         caller: &str,
+        claim: bool,
     ) -> Result<(), StateError> {
         let nonce = self.codec.open_with(state, binding).map_err(|e| match e {
             RequestStateError::Expired => StateError::Expired,
             _ => StateError::Invalid,
         })?;
         let nonce: [u8; NONCE_BYTES] = nonce.try_into().map_err(|_| StateError::Invalid)?;
+        if !claim {
+            return Ok(());
+        }
         // Kept a little past the state's own expiry, so that clock steps
         // between sealing and here cannot free it early.
         let keep = self.timeout * 2;
@@ -311,19 +315,22 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                confirmations.redeem(&state, &other, "c").await,
+                confirmations.redeem(&state, &other, "c", true).await,
                 Err(StateError::Invalid)
             );
         }
         let mut altered = state.clone();
         altered.replace_range(altered.len() - 2.., "AA");
         assert_eq!(
-            confirmations.redeem(&altered, &bound, "c").await,
+            confirmations.redeem(&altered, &bound, "c", true).await,
             Err(StateError::Invalid)
         );
-        assert_eq!(confirmations.redeem(&state, &bound, "c").await, Ok(()));
         assert_eq!(
-            confirmations.redeem(&state, &bound, "c").await,
+            confirmations.redeem(&state, &bound, "c", true).await,
+            Ok(())
+        );
+        assert_eq!(
+            confirmations.redeem(&state, &bound, "c", true).await,
             Err(StateError::Replayed)
         );
         // Another replica with the same key opens it; one with another key does not.
@@ -334,12 +341,37 @@ mod tests {
         })
         .unwrap();
         let fresh = confirmations.seal(&bound);
-        assert_eq!(replica.redeem(&fresh, &bound, "c").await, Ok(()));
+        assert_eq!(replica.redeem(&fresh, &bound, "c", true).await, Ok(()));
         let stranger = Confirmations::new(&ConfirmSettings::default()).unwrap();
         assert_eq!(
             stranger
-                .redeem(&confirmations.seal(&bound), &bound, "c")
+                .redeem(&confirmations.seal(&bound), &bound, "c", true)
                 .await,
+            Err(StateError::Invalid)
+        );
+    }
+
+    #[tokio::test]
+    async fn only_a_claim_uses_a_state_up() {
+        let confirmations = Confirmations::new(&ConfirmSettings::default()).unwrap();
+        let bound = binding("c", None, "t", &json!({}));
+        let state = confirmations.seal(&bound);
+        // A "no" checks the state but leaves it; then a "yes" uses it up.
+        assert_eq!(
+            confirmations.redeem(&state, &bound, "c", false).await,
+            Ok(())
+        );
+        assert_eq!(
+            confirmations.redeem(&state, &bound, "c", true).await,
+            Ok(())
+        );
+        assert_eq!(
+            confirmations.redeem(&state, &bound, "c", true).await,
+            Err(StateError::Replayed)
+        );
+        let other = binding("d", None, "t", &json!({}));
+        assert_eq!(
+            confirmations.redeem(&state, &other, "c", false).await,
             Err(StateError::Invalid)
         );
     }
@@ -356,7 +388,7 @@ mod tests {
         let state = confirmations.seal(&bound);
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(
-            confirmations.redeem(&state, &bound, "c").await,
+            confirmations.redeem(&state, &bound, "c", true).await,
             Err(StateError::Expired)
         );
     }

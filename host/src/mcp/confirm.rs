@@ -43,16 +43,26 @@ impl McpHandler {
             .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
         let refused = Unconfirmed::Refused;
         if round_trips && let Some(state) = state {
-            let answer = match service.redeem(&call, &call_context(context), &state).await {
+            let answer = responses
+                .as_ref()
+                .and_then(|r| r.get(CONFIRM_KEY))
+                .and_then(|v| serde_json::from_value::<ElicitResult>(v.clone()).ok())
+                .map_or_else(
+                    || Answer::Invalid("the retry carries no answer to the question".into()),
+                    |result| Answer::of(&result),
+                );
+            // Only a "yes" uses the state up; any answer needs a valid one.
+            let redeemed = service
+                .redeem(
+                    &call,
+                    &call_context(context),
+                    &state,
+                    answer == Answer::Given,
+                )
+                .await;
+            let answer = match redeemed {
+                Ok(()) => answer,
                 Err(e) => Answer::Invalid(e.to_string()),
-                Ok(()) => responses
-                    .as_ref()
-                    .and_then(|r| r.get(CONFIRM_KEY))
-                    .and_then(|v| serde_json::from_value::<ElicitResult>(v.clone()).ok())
-                    .map_or_else(
-                        || Answer::Invalid("the retry carries no answer to the question".into()),
-                        |result| Answer::of(&result),
-                    ),
             };
             return service.answered(call, answer, &whom).await.map_err(refused);
         }

@@ -34,6 +34,8 @@ pub struct Operations {
 /// Questions one caller may have waiting for a person at once: each holds
 /// a request open (and a session's stream) until it is answered.
 const MAX_WAITING_PER_CALLER: u32 = 8;
+/// Questions waiting in the whole process, whoever asked them.
+const MAX_WAITING: usize = 1024;
 
 /// A question waiting for a person, counted against its caller until
 /// dropped.
@@ -93,9 +95,13 @@ impl Operations {
     }
 
     /// A place for one more question of `caller` waiting for a person;
-    /// `None` when it has [`MAX_WAITING_PER_CALLER`] already.
+    /// `None` when it has [`MAX_WAITING_PER_CALLER`] already, or the
+    /// process [`MAX_WAITING`].
     pub(super) fn wait(&self, caller: &str) -> Option<Waiting> {
         let mut waiting = self.waiting.lock().expect("waiting");
+        if waiting.values().sum::<u32>() as usize >= MAX_WAITING {
+            return None;
+        }
         let n = waiting.entry(caller.to_string()).or_default();
         if *n >= MAX_WAITING_PER_CALLER {
             return None;

@@ -10,6 +10,9 @@ use super::{Refusal, ToolService};
 use crate::confirm::{self, Answer, ConfirmPolicy, StateError};
 use rmcp::model::ElicitationSchema;
 
+/// How long a confirmed call waits for a place under the concurrency caps.
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl AdmittedCall {
     /// Whether a person must confirm this call before it runs.
     pub fn needs_confirmation(&self) -> bool {
@@ -71,16 +74,18 @@ impl ToolService {
         self.ops.confirmations().seal(&self.binding(call, context))
     }
 
-    /// Opens a state the client echoed for `call`, at most once.
+    /// Opens a state the client echoed for `call`; when `claim`, also
+    /// uses it up (a state runs at most one call).
     pub async fn redeem(
         &self,
         call: &AdmittedCall,
         context: &CallContext<'_>,
         state: &str,
+        claim: bool,
     ) -> Result<(), StateError> {
         self.ops
             .confirmations()
-            .redeem(state, &self.binding(call, context), &call.caller_key)
+            .redeem(state, &self.binding(call, context), &call.caller_key, claim)
             .await
     }
 
@@ -126,8 +131,14 @@ impl ToolService {
         let refusal = match (written, answer) {
             (Ok(()), Answer::Given) => {
                 // Back under the concurrency caps it left while asking.
+                // A person said yes: wait a while for a place rather than
+                // throw the answer away at the first busy moment.
                 let occupied = match (&self.gate, &call.permit) {
-                    (Some(gate), None) => gate.occupy().map(Some).map_err(Refusal::RateLimited),
+                    (Some(gate), None) => gate
+                        .occupy_within(SLOT_WAIT)
+                        .await
+                        .map(Some)
+                        .map_err(Refusal::RateLimited),
                     _ => Ok(None),
                 };
                 match occupied {
