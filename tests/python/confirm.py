@@ -165,10 +165,14 @@ async def waiting_holds_no_slot(target, db, order):
     """While people take their time, other calls run (the server allows one
     call at a time in this config); then every "yes" runs, one after another."""
     done = asyncio.Event()
-    people = [Person("accept", until=done) for _ in range(3)]
-    asking = [asyncio.create_task(call(target, "legacy", p, order + i)) for i, p in enumerate(people)]
-    while not all(p.messages for p in people):
-        await asyncio.sleep(0.05)
+    asking = []
+    for i in range(3):
+        # Each is asked before the next starts: a call holds its place
+        # until its question goes out.
+        person = Person("accept", until=done)
+        asking.append(asyncio.create_task(call(target, "legacy", person, order + i)))
+        while not person.messages:
+            await asyncio.sleep(0.05)
     async with Client(target, mode="legacy") as client:
         count = await client.call_tool("db.query", {"sql": "SELECT count(*) AS n FROM customers"})
         assert not count.is_error, count
