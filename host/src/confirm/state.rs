@@ -292,14 +292,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[tokio::test]
-    async fn a_state_opens_once_and_only_for_its_own_binding() {
-        let confirmations = Confirmations::new(&ConfirmSettings {
+    /// Confirmations under a fixed key, as every replica would hold it.
+    fn keyed() -> Confirmations {
+        Confirmations::new(&ConfirmSettings {
             timeout: Duration::from_secs(60),
             state_key: Some(vec![7; 32]),
             store: None,
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_state_opens_once_and_only_for_its_own_binding() {
+        let confirmations = keyed();
         let args = json!({ "sql": "DROP TABLE t", "params": [] });
         let bound = binding("iss:a sub:alice", None, "db.execute", &args);
         let state = confirmations.seal(&bound);
@@ -334,12 +339,7 @@ mod tests {
             Err(StateError::Replayed)
         );
         // Another replica with the same key opens it; one with another key does not.
-        let replica = Confirmations::new(&ConfirmSettings {
-            timeout: Duration::from_secs(60),
-            state_key: Some(vec![7; 32]),
-            store: None,
-        })
-        .unwrap();
+        let replica = keyed();
         let fresh = confirmations.seal(&bound);
         assert_eq!(replica.redeem(&fresh, &bound, "c", true).await, Ok(()));
         let stranger = Confirmations::new(&ConfirmSettings::default()).unwrap();

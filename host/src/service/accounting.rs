@@ -397,3 +397,24 @@ impl Drop for Running {
         metrics::get().in_flight.dec();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn questions_waiting_for_a_person_are_bounded_per_caller_and_given_back() {
+        let ops = Operations::default();
+        let held: Vec<Waiting> = (0..MAX_WAITING_PER_CALLER)
+            .map(|_| ops.wait("mallory").unwrap())
+            .collect();
+        assert!(ops.wait("mallory").is_none());
+        // Another caller still has its own places.
+        let alice = ops.wait("alice").unwrap();
+        drop(held);
+        assert!(ops.wait("mallory").is_some());
+        drop(alice);
+        // Nothing is left behind for callers with no question waiting.
+        assert!(ops.waiting.lock().unwrap().is_empty());
+    }
+}

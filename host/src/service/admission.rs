@@ -229,7 +229,7 @@ impl ToolService {
             // A transport that forgot to ask: the tool does not run.
             let refusal =
                 Refusal::NotConfirmed(format!("`{}` needs a person's confirmation", tool.name));
-            return self.refuse(call, refusal).await;
+            return Err(self.refuse(call, refusal).await);
         }
         let plugin = &self.plugins[tool.plugin];
         let mut report = {
@@ -257,16 +257,15 @@ impl ToolService {
     }
 
     /// Ends an admitted call without running it: its record says why.
-    pub(super) async fn refuse(
-        &self,
-        mut call: AdmittedCall,
-        refusal: Refusal,
-    ) -> Result<CallReport, Refusal> {
+    /// Returns the refusal as recorded (an audit log that cannot take the
+    /// record leaves it a refusal all the same).
+    pub(super) async fn refuse(&self, mut call: AdmittedCall, refusal: Refusal) -> Refusal {
         call.accounts = None;
         let tool = &self.tools[call.tool].name;
         self.ops
             .finish(self.tenant(), tool, call.record.take(), Err(refusal))
             .await
+            .expect_err("a refusal stays a refusal")
     }
 
     /// This service's identity, for [`AdmittedCall::admitted_by`].

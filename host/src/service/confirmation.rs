@@ -105,10 +105,7 @@ impl ToolService {
             .or_else(|e| self.audit_failure(e));
         match written {
             Ok(()) => Ok(call),
-            Err(refusal) => Err(self
-                .refuse(call, refusal)
-                .await
-                .expect_err("a refusal stays a refusal")),
+            Err(refusal) => Err(self.refuse(call, refusal).await),
         }
     }
 
@@ -153,10 +150,7 @@ impl ToolService {
             (Err(refusal), _) => refusal,
             (Ok(()), answer) => Refusal::NotConfirmed(answer.reason(&tool)),
         };
-        Err(self
-            .refuse(call, refusal)
-            .await
-            .expect_err("a refusal stays a refusal"))
+        Err(self.refuse(call, refusal).await)
     }
 
     /// Makes `call` wait for a person's answer over a request held open:
@@ -175,10 +169,7 @@ impl ToolService {
                     retry_after: std::time::Duration::from_secs(1),
                     reason: "too many questions are waiting for a person for this caller".into(),
                 });
-                Err(self
-                    .refuse(call, refusal)
-                    .await
-                    .expect_err("a refusal stays a refusal"))
+                Err(self.refuse(call, refusal).await)
             }
         }
     }
