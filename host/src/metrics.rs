@@ -71,6 +71,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Plugin load (compile or cache load) time in seconds.
     pub load_seconds: Family<LoadLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Look-ups in the shared limit store (Redis) that failed or timed out.
+    pub limit_store_errors: Counter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -127,6 +129,12 @@ impl Metrics {
             "Time to compile (or load from the cache) and link each plugin",
             load_seconds.clone(),
         );
+        let limit_store_errors = Counter::default();
+        registry.register(
+            "limit_store_errors",
+            "Look-ups in the shared limit store (Redis) that failed or timed out",
+            limit_store_errors.clone(),
+        );
         Metrics {
             registry,
             calls,
@@ -137,6 +145,7 @@ impl Metrics {
             denied_capabilities,
             in_flight,
             load_seconds,
+            limit_store_errors,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod external;
+pub mod nginx;
 pub mod raw;
 pub mod redis;
 
@@ -48,6 +49,15 @@ pub fn make_fifo(path: &Path) {
         "mkfifo {}",
         path.display()
     );
+}
+
+/// The records of the audit log `file`, in order.
+pub fn audit_records(file: &Path) -> Vec<Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// A free port on 127.0.0.1, for a server whose URL must be known before
@@ -289,6 +299,12 @@ impl MoatServer {
             base,
             log,
         }
+    }
+
+    /// Kills it at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM.

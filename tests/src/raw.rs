@@ -53,6 +53,11 @@ pub async fn call_tool(url: &str, token: Option<&str>, tool: &str, args: Value) 
         .send()
         .await
         .unwrap();
+    answer(response).await
+}
+
+/// Reads `response` whole.
+pub async fn answer(response: reqwest::Response) -> Answer {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let text = response.text().await.unwrap();

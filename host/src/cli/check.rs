@@ -94,6 +94,29 @@ fn print_operations(config: &Config) {
         l.refusals_per_minute, l.ipv6_prefix, l.refusals_per_minute_total
     ));
     println!("limits   {}", limits.join("; "));
+    if let Some(backend) = &l.backend {
+        println!(
+            "shared   limits shared by replicas through Redis (answer within {} ms, else calls {})",
+            backend.timeout.as_millis(),
+            if backend.fail_open {
+                "are admitted without shared limits"
+            } else {
+                "are refused"
+            }
+        );
+    }
+    if !config.http.trusted_proxies.is_empty() {
+        let proxies: Vec<String> = config
+            .http
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        println!(
+            "proxies  client address and host read from Forwarded/X-Forwarded-* sent by {} only",
+            proxies.join(", ")
+        );
+    }
     match config.admin.listen {
         Some(addr) => println!("metrics  http://{addr}/metrics"),
         None => println!("metrics  not served (set [admin] listen or --admin)"),

@@ -27,6 +27,9 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// How long in-flight calls get to finish after SIGTERM or Ctrl-C.
     pub shutdown_grace: Duration,
+    /// Peers (reverse proxies) whose `Forwarded` and `X-Forwarded-*`
+    /// headers are believed; empty: nobody's.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for HttpConfig {
@@ -40,6 +43,7 @@ impl Default for HttpConfig {
             max_body_bytes: 4 << 20,
             request_timeout: Duration::from_secs(120),
             shutdown_grace: Duration::from_secs(10),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -87,6 +91,8 @@ pub(super) struct RawHttp {
     max_body_bytes: Option<Spanned<u64>>,
     request_timeout_ms: Option<Spanned<u64>>,
     shutdown_grace_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    trusted_proxies: Vec<Spanned<String>>,
 }
 
 pub(super) fn parse(src: &Source, raw: RawHttp) -> Result<HttpConfig, ConfigError> {
@@ -128,6 +134,20 @@ pub(super) fn parse(src: &Source, raw: RawHttp) -> Result<HttpConfig, ConfigErro
     if let Some(v) = &raw.shutdown_grace_ms {
         http.shutdown_grace =
             Duration::from_millis(src.ranged(v, "shutdown_grace_ms", 0, 600_000)?);
+    }
+    for proxy in raw.trusted_proxies {
+        let text = proxy.get_ref().trim();
+        let net = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| {
+                src.error(
+                    proxy.span(),
+                    format!("trusted proxy {text:?} is not an address or network"),
+                    "write the proxies' addresses as \"127.0.0.1\" or networks as \"10.0.0.0/8\"",
+                )
+            })?;
+        http.trusted_proxies.push(net.trunc());
     }
     Ok(http)
 }

@@ -11,7 +11,7 @@ mod ops;
 mod tenant;
 
 pub use http::{HttpConfig, RESERVED_PATHS};
-pub use ops::{AdminConfig, AuditConfig, QuotaConfig, ToolQuota};
+pub use ops::{AdminConfig, AuditConfig, LimitBackend, QuotaConfig, ToolQuota};
 pub use tenant::{Served, TenantConfig};
 
 use crate::auth::AuthConfig;
@@ -207,7 +207,7 @@ impl Config {
             parse_confirmation(&src, raw.confirm_timeout_ms, raw.confirm_state_key, &http)?;
         confirmation.store = raw
             .confirm_store
-            .map(|store| parse_store(&src, store))
+            .map(|store| ops::redis_url(&src, store, "confirm_store"))
             .transpose()?;
         if let (Some(_), None, Some(key)) =
             (&confirmation.state_key, &confirmation.store, &key_span)
@@ -305,24 +305,6 @@ fn parse_confirmation(
         settings.state_key = Some(bytes);
     }
     Ok(settings)
-}
-
-/// `confirm_store`: a Redis URL, written or from the environment or a
-/// file (it may carry a password).
-fn parse_store(src: &Source, raw: Spanned<RawValue>) -> Result<String, ConfigError> {
-    let span = raw.span();
-    let url = match raw.into_inner() {
-        RawValue::Literal(url) => url,
-        RawValue::From(from) => from_source(src, span.clone(), "confirm_store", from)?.0,
-    };
-    if !url.starts_with("redis://") || redis::Client::open(url.as_str()).is_err() {
-        return Err(src.error(
-            span,
-            "confirm_store is not a redis:// URL",
-            "write redis://[:password@]host[:port][/db], such as redis://127.0.0.1:6379/0",
-        ));
-    }
-    Ok(url)
 }
 
 /// Parses a list of `[[plugin]]` entries; names must be distinct.
@@ -543,6 +525,30 @@ mod tests {
                 "1 to 10000",
             ),
             ("[[plugin]\n", 1, "", "TOML syntax"),
+            (
+                "[http]\ntrusted_proxies = [\"127.0.0.1\", \"nginx\"]\n",
+                2,
+                "trusted proxy \"nginx\" is not an address",
+                "10.0.0.0/8",
+            ),
+            (
+                "[limits]\nbackend = \"http://redis:6379\"\n[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n",
+                2,
+                "backend is not a redis:// URL",
+                "redis://127.0.0.1:6379/0",
+            ),
+            (
+                "[limits]\nbackend = \"redis://r\"\non_backend_failure = \"ignore\"\n[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n",
+                3,
+                "not a choice",
+                "\"admit\"",
+            ),
+            (
+                "[limits]\nbackend_timeout_ms = 100\n[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n",
+                2,
+                "need a backend",
+                "backend = ",
+            ),
         ];
         for (text, line, message, fix) in cases {
             let err = parse_in(dir.path(), text).unwrap_err();
@@ -551,6 +557,31 @@ mod tests {
             assert!(err.fix.contains(fix), "{text:?}: {err}");
             assert!(err.to_string().contains("moat.toml:"), "{err}");
         }
+    }
+
+    #[test]
+    fn proxies_and_a_shared_backend_are_read() {
+        let dir = fixture();
+        let config = parse_in(
+            dir.path(),
+            "[http]\ntrusted_proxies = [\"127.0.0.1\", \"10.1.2.3/8\", \"::1\"]\n\
+             [limits]\nbackend = \"redis://r:6379/2\"\n\
+             [[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n",
+        )
+        .unwrap();
+        let nets: Vec<String> = config
+            .http
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
+        let backend = config.limits.backend.unwrap();
+        assert_eq!(backend.url, "redis://r:6379/2");
+        assert_eq!(backend.timeout, std::time::Duration::from_millis(250));
+        assert!(!backend.fail_open);
+        // The URL may carry a password: never printed.
+        assert!(!format!("{backend:?}").contains("redis://"));
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! and concurrency caps per caller and tenant) and `[admin]` (where
 //! `/metrics` is served).
 
+use crate::capabilities::env::{RawValue, from_source};
 use crate::diagnostics::{ConfigError, Source};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 use toml::Spanned;
 
 /// Unauthenticated refusals answered per minute per peer by default:
@@ -63,6 +65,30 @@ pub struct QuotaConfig {
     /// Bits of an IPv6 peer address that name its source for
     /// `refusals_per_minute` (a host usually holds a whole /64).
     pub ipv6_prefix: u8,
+    /// Where replicas share rate limits, the tokenless-refusal throttle
+    /// and tenant concurrency; `None`: in this process.
+    pub backend: Option<LimitBackend>,
+}
+
+/// `[limits] backend`: a Redis that every replica names.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LimitBackend {
+    /// `redis://…`.
+    pub url: String,
+    /// How long one look-up may take before it counts as failed.
+    pub timeout: Duration,
+    /// Admit calls when the store fails (`false`, the default: refuse).
+    pub fail_open: bool,
+}
+
+impl std::fmt::Debug for LimitBackend {
+    /// Never the URL, which may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LimitBackend")
+            .field("timeout", &self.timeout)
+            .field("fail_open", &self.fail_open)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[limits.tools."<plugin>.<tool>"]`.
@@ -108,6 +134,9 @@ pub(super) struct RawQuota {
     refusals_per_minute: Option<Spanned<u64>>,
     refusals_per_minute_total: Option<Spanned<u64>>,
     ipv6_prefix: Option<Spanned<u64>>,
+    backend: Option<Spanned<RawValue>>,
+    backend_timeout_ms: Option<Spanned<u64>>,
+    on_backend_failure: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,7 +265,80 @@ pub(super) fn parse_quota(src: &Source, raw: RawQuota) -> Result<QuotaConfig, Co
             Some(v) => src.ranged(v, "ipv6_prefix", 16, 128)? as u8,
             None => 64,
         },
+        backend: parse_backend(
+            src,
+            raw.backend,
+            raw.backend_timeout_ms,
+            raw.on_backend_failure,
+        )?,
     })
+}
+
+/// `backend`, `backend_timeout_ms` and `on_backend_failure`.
+fn parse_backend(
+    src: &Source,
+    url: Option<Spanned<RawValue>>,
+    timeout: Option<Spanned<u64>>,
+    on_failure: Option<Spanned<String>>,
+) -> Result<Option<LimitBackend>, ConfigError> {
+    let Some(url) = url else {
+        if let Some(span) = timeout
+            .as_ref()
+            .map(|t| t.span())
+            .or(on_failure.as_ref().map(|f| f.span()))
+        {
+            return Err(src.error(
+                span,
+                "backend_timeout_ms and on_backend_failure need a backend",
+                "set backend = \"redis://…\" in [limits], or remove them",
+            ));
+        }
+        return Ok(None);
+    };
+    let fail_open = match on_failure
+        .as_ref()
+        .map(|v| (v.get_ref().as_str(), v.span()))
+    {
+        None | Some(("refuse", _)) => false,
+        Some(("admit", _)) => true,
+        Some((other, span)) => {
+            return Err(src.error(
+                span,
+                format!("on_backend_failure = {other:?} is not a choice"),
+                "use \"refuse\" (calls are refused while the backend is down, the default) or \"admit\" (calls run unlimited across replicas)",
+            ));
+        }
+    };
+    Ok(Some(LimitBackend {
+        url: redis_url(src, url, "backend")?,
+        timeout: Duration::from_millis(match &timeout {
+            Some(v) => src.ranged(v, "backend_timeout_ms", 1, 10_000)?,
+            None => 250,
+        }),
+        fail_open,
+    }))
+}
+
+/// A Redis URL for `key`, written or from the environment or a file (it
+/// may carry a password).
+pub(super) fn redis_url(
+    src: &Source,
+    raw: Spanned<RawValue>,
+    key: &str,
+) -> Result<String, ConfigError> {
+    let span = raw.span();
+    let url = match raw.into_inner() {
+        RawValue::Literal(url) => url,
+        RawValue::From(from) => from_source(src, span.clone(), key, from)?.0,
+    };
+    if !url.starts_with("redis://") || redis::Client::open(url.as_str()).is_err() {
+        return Err(src.error(
+            span,
+            format!("{key} is not a redis:// URL"),
+            "write redis://[:password@]host[:port][/db], such as redis://127.0.0.1:6379/0",
+        ));
+    }
+    Ok(url)
 }
 
 /// A tenant's `[tenants.<name>.limits]`: the per-caller and per-tenant
@@ -247,15 +349,34 @@ pub(super) fn parse_tenant_quota(
     raw: RawQuota,
     top: &QuotaConfig,
 ) -> Result<QuotaConfig, ConfigError> {
-    for (key, value) in [
-        ("max_in_flight", &raw.max_in_flight),
-        ("refusals_per_minute", &raw.refusals_per_minute),
-        ("refusals_per_minute_total", &raw.refusals_per_minute_total),
-        ("ipv6_prefix", &raw.ipv6_prefix),
-    ] {
-        if let Some(value) = value {
+    let process_wide = [
+        (
+            "max_in_flight",
+            raw.max_in_flight.as_ref().map(|v| v.span()),
+        ),
+        (
+            "refusals_per_minute",
+            raw.refusals_per_minute.as_ref().map(|v| v.span()),
+        ),
+        (
+            "refusals_per_minute_total",
+            raw.refusals_per_minute_total.as_ref().map(|v| v.span()),
+        ),
+        ("ipv6_prefix", raw.ipv6_prefix.as_ref().map(|v| v.span())),
+        ("backend", raw.backend.as_ref().map(|v| v.span())),
+        (
+            "backend_timeout_ms",
+            raw.backend_timeout_ms.as_ref().map(|v| v.span()),
+        ),
+        (
+            "on_backend_failure",
+            raw.on_backend_failure.as_ref().map(|v| v.span()),
+        ),
+    ];
+    for (key, span) in process_wide {
+        if let Some(span) = span {
             return Err(src.error(
-                value.span(),
+                span,
                 format!("{key} is process-wide and cannot be set per tenant"),
                 format!("move {key} to the top-level [limits] table"),
             ));
@@ -307,6 +428,7 @@ impl Default for QuotaConfig {
             refusals_per_minute: DEFAULT_REFUSALS_PER_MINUTE,
             refusals_per_minute_total: DEFAULT_REFUSALS_PER_MINUTE_TOTAL,
             ipv6_prefix: 64,
+            backend: None,
         }
     }
 }

@@ -305,8 +305,13 @@ mod tests {
             ]
         );
 
-        for key in ["max_in_flight", "refusals_per_minute"] {
-            let text = format!("[tenants.b.limits]\n{key} = 5\n[[tenants.b.plugin]]\n{PLUGIN}");
+        for (key, value) in [
+            ("max_in_flight", "5"),
+            ("refusals_per_minute", "5"),
+            ("backend", "\"redis://r\""),
+        ] {
+            let text =
+                format!("[tenants.b.limits]\n{key} = {value}\n[[tenants.b.plugin]]\n{PLUGIN}");
             let e = parse(&text).unwrap_err();
             assert!(e.message.contains("process-wide"), "{e}");
             assert!(e.fix.contains("top-level [limits]"), "{e}");

@@ -7,7 +7,8 @@ use crate::auth::policy::Caller;
 use crate::config::{Config, QuotaConfig};
 use crate::confirm::{ConfirmSettings, Confirmations};
 use crate::metrics::{self, CallLabels, LoadLabels};
-use crate::quota::{Gate, Limited, LocalLimiter, RateLimiter, RefusalThrottle, Throttled};
+use crate::quota::shared::{LimitStore, SharedLimits, SharedThrottle};
+use crate::quota::{Gate, Limited, Limiter, LocalLimiter, RefusalThrottle, Throttle, Throttled};
 use crate::runtime::printable;
 use crate::runtime::{CallReport, Plugin};
 use serde_json::{Map, Value};
@@ -24,7 +25,9 @@ pub struct Operations {
     in_flight: Option<Arc<Semaphore>>,
     /// Bits of an IPv6 peer address that name its source.
     ipv6_prefix: u8,
-    refusals: Option<Arc<RefusalThrottle>>,
+    refusals: Option<Arc<Throttle>>,
+    /// Where replicas share limits; `None`: in this process.
+    store: Option<Arc<LimitStore>>,
     /// The sealed state of confirmations asked across round trips.
     confirmations: Arc<Confirmations>,
     /// Questions waiting for a person, per caller.
@@ -64,6 +67,7 @@ impl Default for Operations {
             in_flight: None,
             ipv6_prefix: 64,
             refusals: None,
+            store: None,
             confirmations: Arc::new(
                 Confirmations::new(&ConfirmSettings::default()).expect("a random key is valid"),
             ),
@@ -77,6 +81,16 @@ impl Operations {
     pub fn for_config(config: &Config) -> anyhow::Result<Operations> {
         let limits = &config.limits;
         let in_flight = config.max_in_flight();
+        let store = limits.backend.as_ref().map(LimitStore::new).transpose()?;
+        let local = RefusalThrottle::new(
+            limits.refusals_per_minute,
+            limits.refusals_per_minute_total,
+            limits.ipv6_prefix,
+        );
+        let refusals = match &store {
+            Some(store) => Throttle::Shared(SharedThrottle::new(store.clone(), local)),
+            None => Throttle::Local(local),
+        };
         Ok(Operations {
             audit: match &config.audit {
                 Some(audit) => Some(Arc::new(AuditLog::open(audit)?)),
@@ -84,11 +98,8 @@ impl Operations {
             },
             in_flight: Some(Arc::new(Semaphore::new(in_flight as usize))),
             ipv6_prefix: limits.ipv6_prefix,
-            refusals: Some(Arc::new(RefusalThrottle::new(
-                limits.refusals_per_minute,
-                limits.refusals_per_minute_total,
-                limits.ipv6_prefix,
-            ))),
+            refusals: Some(Arc::new(refusals)),
+            store,
             confirmations: Arc::new(Confirmations::new(&config.confirmation)?),
             waiting: Arc::default(),
         })
@@ -140,15 +151,26 @@ impl Operations {
         audit.write(&record).await
     }
 
-    /// The gate of one endpoint: buckets and a tenant cap of its own (so
-    /// no caller of one endpoint draws on another's), and the process cap.
-    pub(super) fn gate(&self, limits: &QuotaConfig) -> Gate {
-        let limiter: Arc<dyn RateLimiter> = Arc::new(LocalLimiter::new(limits));
-        Gate::new(
-            limiter,
-            self.in_flight.clone(),
-            limits.max_concurrent_per_tenant,
-        )
+    /// The gate of `tenant`'s endpoint: buckets and a tenant cap of its
+    /// own (so no caller of one endpoint draws on another's), shared with
+    /// other replicas when a store is configured, and the process cap.
+    pub(super) fn gate(&self, tenant: Option<&str>, limits: &QuotaConfig) -> Gate {
+        match &self.store {
+            Some(store) => Gate::new(
+                Arc::new(Limiter::Shared(SharedLimits::new(
+                    store.clone(),
+                    &super::endpoint_key(tenant),
+                    limits,
+                ))),
+                self.in_flight.clone(),
+                None,
+            ),
+            None => Gate::new(
+                Arc::new(Limiter::Local(LocalLimiter::new(limits))),
+                self.in_flight.clone(),
+                limits.max_concurrent_per_tenant,
+            ),
+        }
     }
 
     /// Bits of an IPv6 peer address that name its source.
@@ -312,7 +334,9 @@ impl Operations {
         reason: &str,
     ) -> Result<(), Limited> {
         let throttled = match (&self.refusals, peer) {
-            (Some(throttle), Some(peer)) => throttle.check(&super::endpoint_key(tenant), peer),
+            (Some(throttle), Some(peer)) => {
+                throttle.check(&super::endpoint_key(tenant), peer).await
+            }
             _ => Throttled::No,
         };
         match throttled {

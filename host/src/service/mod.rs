@@ -150,7 +150,7 @@ impl ToolService {
             })?;
         service.tenant = served.tenant.map(str::to_string);
         service.policy = served.auth.map(|a| a.policy.clone());
-        service.gate = Some(ops.gate(served.limits));
+        service.gate = Some(ops.gate(served.tenant, served.limits));
         service.ops = ops.clone();
         Ok(service)
     }

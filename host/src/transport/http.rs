@@ -11,6 +11,7 @@
 //! checks and RFC 9728 metadata.
 
 use super::admission::{EndpointState, InFlight, admit};
+use super::forwarded::{self, TrustedProxies};
 use super::rebinding::Expected;
 use super::sessions::Sessions;
 use crate::auth::AuthConfig;
@@ -155,7 +156,11 @@ pub async fn serve(
     let app = app
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(ready.clone());
+        .with_state(ready.clone())
+        .layer(middleware::from_fn_with_state(
+            Arc::new(TrustedProxies::new(http.trusted_proxies.clone())),
+            forwarded::apply,
+        ));
 
     let stop_accepting = CancellationToken::new();
     let server = tokio::spawn({

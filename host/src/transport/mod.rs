@@ -4,6 +4,7 @@
 pub mod admin;
 mod admission;
 mod body;
+pub mod forwarded;
 pub mod http;
 mod rebinding;
 mod sessions;

@@ -5,6 +5,7 @@
 
 use moat::audit::{AuditLog, Record};
 use moat::config::AuditConfig;
+use moat_tests::audit_records as records;
 use moat_tests::auth::{TestIssuer, TestKey, claims};
 use moat_tests::raw;
 use moat_tests::{MoatServer, Sandbox, moat_bin};
@@ -35,14 +36,6 @@ fn verify_with(file: &Path, extra: &[&std::ffi::OsStr]) -> (i32, String) {
         out.status.code().unwrap(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
-}
-
-fn records(file: &Path) -> Vec<Value> {
-    std::fs::read_to_string(file)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// A `tools/call` over stateless HTTP: the HTTP status and the JSON body.

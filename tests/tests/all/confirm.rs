@@ -6,6 +6,7 @@
 use moat::config::Config;
 use moat::runtime::{Runtime, RuntimeOptions};
 use moat::service::{CallContext, Operations, Refusal, ToolService};
+use moat_tests::audit_records as records;
 use moat_tests::external::{assert_every_scenario, node_packages, run_python};
 use moat_tests::redis::RedisServer;
 use moat_tests::{MoatServer, Sandbox, moat_bin};
@@ -31,14 +32,6 @@ env = { DB_PATH = "/data/shop.sqlite" }"#,
     )
     .unwrap();
     dir
-}
-
-fn records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod auth_keys;
 mod cli;
 mod confirm;
 mod database;
+mod deploy;
 mod filesystem;
 mod http;
 mod isolation;

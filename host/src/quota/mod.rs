@@ -4,21 +4,21 @@
 //! else `stdio`) gets a token bucket per minute, with per-tool buckets
 //! replacing the caller-wide one for the tools named in `[limits.tools]`.
 //! Each tenant runs at most `max_concurrent_per_tenant` calls at once, and
-//! the process at most `max_in_flight`. Buckets live in this process
-//! behind [`RateLimiter`], which a shared store (such as Redis, for several
-//! replicas) can implement instead.
+//! the process at most `max_in_flight`. Buckets and the tenant cap live
+//! in this process, or in Redis shared by every replica (see [`shared`]).
 
 use crate::config::{QuotaConfig, ToolQuota};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub mod shared;
+use shared::{SharedLimits, SharedThrottle, Slot};
 
 /// Why a call may not run now, and when to try again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,15 +29,12 @@ pub struct Limited {
     pub reason: String,
 }
 
-/// Decides whether `caller` may call `tool` now. Implemented here in
-/// memory; a shared store implements the same to limit across replicas.
-pub trait RateLimiter: Send + Sync {
-    /// Takes one call from the caller's bucket for `tool`, or says when.
-    fn check<'a>(
-        &'a self,
-        caller: &'a str,
-        tool: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<(), Limited>> + Send + 'a>>;
+/// Where an endpoint's buckets (and, shared, its tenant cap) live.
+pub enum Limiter {
+    /// In this process.
+    Local(LocalLimiter),
+    /// In the store every replica shares.
+    Shared(SharedLimits),
 }
 
 /// Keys kept per bucket before idle callers are forgotten.
@@ -82,28 +79,24 @@ impl LocalLimiter {
     }
 }
 
-impl RateLimiter for LocalLimiter {
-    fn check<'a>(
-        &'a self,
-        caller: &'a str,
-        tool: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<(), Limited>> + Send + 'a>> {
+impl LocalLimiter {
+    /// Takes one call from the caller's bucket for `tool`, or says when.
+    pub fn check(&self, caller: &str, tool: &str) -> Result<(), Limited> {
         let (limiter, per_minute, scope) = match self.tools.get(tool) {
             Some((l, n)) => (l, *n, tool),
             None => match &self.default {
                 Some((l, n)) => (l, *n, "all tools"),
-                None => return Box::pin(std::future::ready(Ok(()))),
+                None => return Ok(()),
             },
         };
         if limiter.len() > MAX_KEYS {
             limiter.retain_recent();
         }
         let key = caller.to_string();
-        let result = limiter.check_key(&key).map_err(|not_until| Limited {
+        limiter.check_key(&key).map_err(|not_until| Limited {
             retry_after: not_until.wait_time_from(DefaultClock::default().now()),
             reason: format!("rate limit of {per_minute} calls per minute for {scope} reached"),
-        });
-        Box::pin(std::future::ready(result))
+        })
     }
 }
 
@@ -182,36 +175,58 @@ impl RefusalThrottle {
         }
     }
 
+    /// The source `peer` counts as.
+    pub fn source_of(&self, peer: IpAddr) -> IpAddr {
+        source(peer, self.ipv6_prefix)
+    }
+
+    /// Refusals per minute per source, and records per minute per endpoint.
+    pub fn bounds(&self) -> (u32, u32) {
+        (self.per_minute, self.total_per_minute)
+    }
+
+    /// Why an endpoint's requests go unrecorded for now.
+    pub fn ceiling_reason(&self) -> String {
+        format!(
+            "more than {} requests without a valid token per minute at this endpoint; \
+             answering them without records for now",
+            self.total_per_minute
+        )
+    }
+
+    /// The answer for `source`, past its bound for `retry_after`.
+    pub fn limited(&self, source: IpAddr, retry_after: Duration) -> Limited {
+        let shown = match source {
+            IpAddr::V6(_) if self.ipv6_prefix < 128 => format!("{source}/{}", self.ipv6_prefix),
+            _ => source.to_string(),
+        };
+        Limited {
+            retry_after,
+            reason: format!(
+                "more than {} requests without a valid token per minute from {shown}",
+                self.per_minute
+            ),
+        }
+    }
+
     /// Takes one request at `endpoint` from `peer` into account.
     pub fn check(&self, endpoint: &str, peer: IpAddr) -> Throttled {
         if self.bucket.len() > MAX_KEYS {
             self.bucket.retain_recent();
         }
-        let source = source(peer, self.ipv6_prefix);
+        let source = self.source_of(peer);
         let key = (endpoint.to_string(), source);
         match self.bucket.check_key(&key) {
             Ok(()) if self.ceiling.check_key(&key.0).is_ok() => Throttled::No,
-            Ok(()) => Throttled::Unrecorded(self.first_in_a_minute((key.0, None)).then(|| {
-                format!(
-                    "more than {} requests without a valid token per minute at this endpoint; \
-                     answering them without records for now",
-                    self.total_per_minute
-                )
-            })),
+            Ok(()) => Throttled::Unrecorded(
+                self.first_in_a_minute((key.0, None))
+                    .then(|| self.ceiling_reason()),
+            ),
             Err(not_until) => {
-                let shown = match source {
-                    IpAddr::V6(_) if self.ipv6_prefix < 128 => {
-                        format!("{source}/{}", self.ipv6_prefix)
-                    }
-                    _ => source.to_string(),
-                };
-                let limited = Limited {
-                    retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-                    reason: format!(
-                        "more than {} requests without a valid token per minute from {shown}",
-                        self.per_minute
-                    ),
-                };
+                let limited = self.limited(
+                    source,
+                    not_until.wait_time_from(DefaultClock::default().now()),
+                );
                 let noted = (key.0, Some(source));
                 let record = !self.recorded_lately(&noted)
                     && self.ceiling.check_key(&noted.0).is_ok()
@@ -247,10 +262,28 @@ impl RefusalThrottle {
     }
 }
 
+/// The tokenless-request throttle of a process: its own, or shared.
+pub enum Throttle {
+    /// In this process.
+    Local(RefusalThrottle),
+    /// In the store every replica shares.
+    Shared(SharedThrottle),
+}
+
+impl Throttle {
+    /// Takes one request at `endpoint` from `peer` into account.
+    pub async fn check(&self, endpoint: &str, peer: IpAddr) -> Throttled {
+        match self {
+            Throttle::Local(local) => local.check(endpoint, peer),
+            Throttle::Shared(shared) => shared.check(endpoint, peer).await,
+        }
+    }
+}
+
 /// The limits one endpoint's calls pass through.
 #[derive(Clone)]
 pub struct Gate {
-    limiter: Arc<dyn RateLimiter>,
+    limiter: Arc<Limiter>,
     /// Calls running in the process (shared by every endpoint).
     in_flight: Option<Arc<Semaphore>>,
     /// Calls running for this endpoint's tenant.
@@ -261,16 +294,20 @@ pub struct Gate {
 pub struct Admitted {
     _in_flight: Option<OwnedSemaphorePermit>,
     _tenant: Option<OwnedSemaphorePermit>,
+    /// The place under a tenant's cap shared by every replica.
+    _shared: Option<Slot>,
 }
 
 /// A retry hint for concurrency limits: calls usually end within it.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
+/// How often a call waiting for a place under a shared cap asks again.
+const SHARED_POLL: Duration = Duration::from_millis(100);
 
 impl Gate {
     /// A gate over `limiter` and the process-wide cap `in_flight`, with a
-    /// tenant cap of `per_tenant` calls.
+    /// tenant cap of `per_tenant` calls in this process.
     pub fn new(
-        limiter: Arc<dyn RateLimiter>,
+        limiter: Arc<Limiter>,
         in_flight: Option<Arc<Semaphore>>,
         per_tenant: Option<u32>,
     ) -> Gate {
@@ -283,8 +320,11 @@ impl Gate {
 
     /// Admits a call of `tool` by `caller`, or says why not.
     pub async fn admit(&self, caller: &str, tool: &str) -> Result<Admitted, Limited> {
-        let admitted = self.occupy()?;
-        self.limiter.check(caller, tool).await?;
+        let mut admitted = self.occupy()?;
+        match &*self.limiter {
+            Limiter::Local(local) => local.check(caller, tool)?,
+            Limiter::Shared(shared) => admitted._shared = shared.admit(caller, tool, true).await?,
+        }
         Ok(admitted)
     }
 
@@ -301,12 +341,30 @@ impl Gate {
                 }
             }
         };
-        let both = async { (take(&self.in_flight).await, take(&self.tenant).await) };
-        match tokio::time::timeout(patience, both).await {
-            Ok((in_flight, tenant)) => Ok(Admitted {
+        let shared = || async {
+            let Limiter::Shared(shared) = &*self.limiter else {
+                return Ok(None);
+            };
+            // Asked again until a place frees (or the store answers
+            // again) or patience ends.
+            loop {
+                if let Ok(slot) = shared.admit("", "", false).await {
+                    return Ok::<_, Limited>(slot);
+                }
+                tokio::time::sleep(SHARED_POLL).await;
+            }
+        };
+        let all = async {
+            let in_flight = take(&self.in_flight).await;
+            let tenant = take(&self.tenant).await;
+            Ok::<_, Limited>(Admitted {
                 _in_flight: in_flight,
                 _tenant: tenant,
-            }),
+                _shared: shared().await?,
+            })
+        };
+        match tokio::time::timeout(patience, all).await {
+            Ok(admitted) => admitted,
             Err(_) => Err(Limited {
                 retry_after: BUSY_RETRY,
                 reason: format!(
@@ -332,6 +390,7 @@ impl Gate {
         Ok(Admitted {
             _in_flight: take(&self.in_flight, "on this server")?,
             _tenant: take(&self.tenant, "for this tenant")?,
+            _shared: None,
         })
     }
 }
@@ -356,9 +415,9 @@ mod tests {
             ..QuotaConfig::default()
         };
         let limiter = LocalLimiter::new(&config);
-        assert_eq!(limiter.check("alice", "hello.greet").await, Ok(()));
-        assert_eq!(limiter.check("alice", "hello.greet").await, Ok(()));
-        let limited = limiter.check("alice", "hello.greet").await.unwrap_err();
+        assert_eq!(limiter.check("alice", "hello.greet"), Ok(()));
+        assert_eq!(limiter.check("alice", "hello.greet"), Ok(()));
+        let limited = limiter.check("alice", "hello.greet").unwrap_err();
         assert!(limited.retry_after <= Duration::from_secs(1), "{limited:?}");
         assert!(
             limited.reason.contains("60 calls per minute"),
@@ -366,9 +425,9 @@ mod tests {
         );
         // Another caller has a bucket of its own; a tool with its own rate
         // does not draw on the caller-wide bucket.
-        assert_eq!(limiter.check("bob", "hello.greet").await, Ok(()));
-        assert_eq!(limiter.check("alice", "files.search").await, Ok(()));
-        let limited = limiter.check("alice", "files.search").await.unwrap_err();
+        assert_eq!(limiter.check("bob", "hello.greet"), Ok(()));
+        assert_eq!(limiter.check("alice", "files.search"), Ok(()));
+        let limited = limiter.check("alice", "files.search").unwrap_err();
         assert!(limited.retry_after > Duration::from_secs(5), "{limited:?}");
     }
 
@@ -431,7 +490,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrency_caps_refuse_at_once_and_free_on_drop() {
-        let limiter: Arc<dyn RateLimiter> = Arc::new(LocalLimiter::new(&QuotaConfig::default()));
+        let limiter = Arc::new(Limiter::Local(LocalLimiter::new(&QuotaConfig::default())));
         let gate = Gate::new(limiter, Some(Arc::new(Semaphore::new(3))), Some(1));
         let first = gate.admit("a", "t").await.unwrap();
         let busy = gate.admit("b", "t").await.err().unwrap();

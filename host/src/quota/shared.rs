@@ -1,0 +1,427 @@
+//! Limits shared by replicas through Redis (`[limits] backend`): each
+//! endpoint's rate limits and tenant concurrency cap, and the throttle of
+//! requests without a valid token. Every decision is one Lua script, so it
+//! is atomic across replicas and costs one round trip; the scripts read
+//! Redis's own clock, so replicas' clocks need not agree.
+//!
+//! A look-up that fails or outlasts the backend's timeout counts as the
+//! store being down: calls are then refused (the default) or admitted
+//! (`on_backend_failure = "admit"`). The throttle of tokenless requests
+//! falls back to this replica's own: what it protects, the audit log, is
+//! per replica too.
+
+use super::{BUSY_RETRY, Limited, RefusalThrottle, Throttled};
+use crate::config::{LimitBackend, QuotaConfig};
+use crate::metrics;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+
+/// Takes one call from a GCRA bucket (the algorithm governor uses in
+/// memory): `take(key, interval_us, burst)` answers 0 when admitted, else
+/// the microseconds until a call would be. A bucket is a single number,
+/// its theoretical arrival time, which expires once it is in the past.
+const TAKE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function take(key, interval, burst)
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  local allow_at = tat + interval - interval * burst
+  if allow_at > now then return math.ceil(allow_at - now) end
+  local new_tat = tat + interval
+  redis.call('SET', key, string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+  return 0
+end
+";
+
+/// A call's admission: a place under the tenant's cap (KEYS[2], a sorted
+/// set of leases; ARGV[3] places, each for ARGV[4] µs, held as ARGV[5]),
+/// when there is a cap, and one call from the caller's bucket (KEYS[1],
+/// ARGV[1] µs apart, ARGV[2] at once), when there is a rate. Neither is
+/// taken unless both are. Answers {0} when admitted, {1} when the tenant
+/// is full, {2, µs} when the rate is spent.
+const ADMIT: &str = r"
+local cap = tonumber(ARGV[3])
+if cap > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('ZCARD', KEYS[2]) >= cap then return {1} end
+end
+local interval = tonumber(ARGV[1])
+if interval > 0 then
+  local wait = take(KEYS[1], interval, tonumber(ARGV[2]))
+  if wait > 0 then return {2, wait} end
+end
+if cap > 0 then
+  local lease = tonumber(ARGV[4])
+  redis.call('ZADD', KEYS[2], now + lease, ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], math.ceil(lease / 1000) + 1000)
+end
+return {0}
+";
+
+/// Extends the lease of a place under a tenant's cap (KEYS[1], held as
+/// ARGV[2]) by ARGV[1] µs from now, if it is still held.
+const RENEW: &str = r"
+local lease = tonumber(ARGV[1])
+redis.call('ZADD', KEYS[1], 'XX', now + lease, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], math.ceil(lease / 1000) + 1000)
+return {0}
+";
+
+/// The tokenless-request throttle: the source's bucket (KEYS[1], ARGV[1]
+/// µs apart, ARGV[2] at once), the endpoint's ceiling of records (KEYS[2],
+/// ARGV[3], ARGV[4]), and when each was last said to be exceeded (KEYS[3]
+/// for the source, KEYS[4] for the endpoint). Answers {0} to answer and
+/// record; {1, first} to answer without a record (saying so when first);
+/// {2, µs, record} to throttle.
+const THROTTLE: &str = r"
+local function first(key)
+  if redis.call('SET', key, 1, 'NX', 'PX', 60000) then return 1 end
+  return 0
+end
+local wait = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+if wait == 0 then
+  if take(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4])) == 0 then return {0} end
+  return {1, first(KEYS[4])}
+end
+local record = 0
+if redis.call('EXISTS', KEYS[3]) == 0 and take(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4])) == 0 then
+  record = first(KEYS[3])
+end
+return {2, wait, record}
+";
+
+/// The connection to the store and its scripts, shared by every endpoint.
+pub struct LimitStore {
+    client: redis::Client,
+    connection: OnceCell<ConnectionManager>,
+    timeout: Duration,
+    fail_open: bool,
+    admit: redis::Script,
+    renew: redis::Script,
+    throttle: redis::Script,
+    /// When a failure was last logged: at most one line every few seconds
+    /// while the store is down.
+    last_warned: Mutex<Option<Instant>>,
+}
+
+/// How often a store that keeps failing is logged.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+/// How long a place under a tenant's cap is held without renewal: a
+/// replica that dies holding one frees it within this.
+const LEASE: Duration = Duration::from_secs(15);
+/// How often a running call renews its place.
+const RENEW_EVERY: Duration = Duration::from_secs(5);
+
+impl LimitStore {
+    /// The store `backend` names; connected on first use.
+    pub fn new(backend: &LimitBackend) -> anyhow::Result<Arc<LimitStore>> {
+        Ok(Arc::new(LimitStore {
+            client: redis::Client::open(backend.url.as_str())
+                .map_err(|e| anyhow::anyhow!("[limits] backend: {e}"))?,
+            connection: OnceCell::new(),
+            timeout: backend.timeout,
+            fail_open: backend.fail_open,
+            admit: redis::Script::new(&format!("{TAKE}{ADMIT}")),
+            renew: redis::Script::new(&format!("{TAKE}{RENEW}")),
+            throttle: redis::Script::new(&format!("{TAKE}{THROTTLE}")),
+            last_warned: Mutex::new(None),
+        }))
+    }
+
+    /// Runs `script` on `keys` and `args` within the timeout.
+    async fn run(
+        &self,
+        script: &redis::Script,
+        keys: &[&str],
+        args: &[String],
+    ) -> Result<Vec<i64>, String> {
+        let work = async {
+            let mut connection = self
+                .connection
+                .get_or_try_init(|| async {
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(self.timeout))
+                        .set_response_timeout(Some(self.timeout))
+                        .set_number_of_retries(1);
+                    ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+                })
+                .await?
+                .clone();
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(*key);
+            }
+            for arg in args {
+                invocation.arg(arg);
+            }
+            invocation.invoke_async::<Vec<i64>>(&mut connection).await
+        };
+        let failure = match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(e)) => format!("{e}"),
+            Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
+        };
+        metrics::get().limit_store_errors.inc();
+        let mut last = self.last_warned.lock().expect("last warned");
+        if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+            *last = Some(Instant::now());
+            tracing::warn!(
+                fail_open = self.fail_open,
+                "the shared limit store (Redis) failed: {failure}"
+            );
+        }
+        Err(failure)
+    }
+
+    /// Gives a place under a tenant's cap back (best effort: an unreturned
+    /// place frees itself when its lease ends).
+    fn release(self: &Arc<Self>, key: String, member: String) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.clone();
+        handle.spawn(async move {
+            let work = async {
+                let mut connection = store.connection.get()?.clone();
+                redis::cmd("ZREM")
+                    .arg(&key)
+                    .arg(&member)
+                    .query_async::<i64>(&mut connection)
+                    .await
+                    .ok()
+            };
+            let _ = tokio::time::timeout(store.timeout, work).await;
+        });
+    }
+
+    /// What a call gets when the store cannot decide: refused, or admitted
+    /// without shared limits.
+    fn failed(&self, failure: &str) -> Result<Option<Slot>, Limited> {
+        if self.fail_open {
+            return Ok(None);
+        }
+        Err(Limited {
+            retry_after: BUSY_RETRY,
+            reason: format!(
+                "the shared limit store cannot be reached ({failure}), so calls are refused until it can"
+            ),
+        })
+    }
+}
+
+/// A key of bounded length for `parts` (a caller's name can be long).
+fn key(kind: &str, parts: &[&str]) -> String {
+    let mut digest = Sha256::new();
+    for part in parts {
+        digest.update((part.len() as u64).to_be_bytes());
+        digest.update(part.as_bytes());
+    }
+    format!("moat:{kind}:{}", hex::encode(&digest.finalize()[..20]))
+}
+
+/// Microseconds between calls at `per_minute` calls a minute.
+fn interval_us(per_minute: u32) -> u64 {
+    60_000_000 / u64::from(per_minute.max(1))
+}
+
+/// One bucket's rate: µs between calls, burst, and calls per minute.
+#[derive(Clone, Copy)]
+struct Rate {
+    interval_us: u64,
+    burst: u32,
+    per_minute: u32,
+}
+
+impl Rate {
+    fn new(per_minute: u32, burst: u32) -> Rate {
+        Rate {
+            interval_us: interval_us(per_minute),
+            burst: burst.max(1),
+            per_minute,
+        }
+    }
+}
+
+/// One endpoint's rate limits and tenant cap, in the shared store.
+pub struct SharedLimits {
+    store: Arc<LimitStore>,
+    endpoint: String,
+    default: Option<Rate>,
+    tools: HashMap<String, Rate>,
+    tenant_cap: Option<u32>,
+}
+
+/// A place under a tenant's cap, renewed while held and given back when
+/// dropped.
+pub struct Slot {
+    store: Arc<LimitStore>,
+    key: String,
+    member: String,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Slot {
+    fn new(store: Arc<LimitStore>, key: String, member: String) -> Slot {
+        let renewal = tokio::spawn({
+            let (store, key, member) = (store.clone(), key.clone(), member.clone());
+            async move {
+                let args = [(LEASE.as_micros() as u64).to_string(), member];
+                loop {
+                    tokio::time::sleep(RENEW_EVERY).await;
+                    // A failed renewal is tried again; the lease outlasts two.
+                    let _ = store.run(&store.renew, &[&key], &args).await;
+                }
+            }
+        });
+        Slot {
+            store,
+            key,
+            member,
+            renewal,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.renewal.abort();
+        self.store.release(
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.member),
+        );
+    }
+}
+
+impl SharedLimits {
+    /// The limits `config` sets for `endpoint`, kept in `store`.
+    pub fn new(store: Arc<LimitStore>, endpoint: &str, config: &QuotaConfig) -> SharedLimits {
+        SharedLimits {
+            store,
+            endpoint: endpoint.to_string(),
+            default: config
+                .calls_per_minute
+                .map(|per_minute| Rate::new(per_minute, config.burst)),
+            tools: config
+                .tools
+                .iter()
+                .map(|(tool, q)| (tool.clone(), Rate::new(q.calls_per_minute, q.burst)))
+                .collect(),
+            tenant_cap: config.max_concurrent_per_tenant,
+        }
+    }
+
+    /// Admits a call of `tool` by `caller` (a place under the tenant's cap
+    /// and one call from the bucket, both or neither), or says why not.
+    /// `rate: false` takes the place alone.
+    pub async fn admit(
+        &self,
+        caller: &str,
+        tool: &str,
+        rate: bool,
+    ) -> Result<Option<Slot>, Limited> {
+        let (bucket, scope) = match self.tools.get(tool) {
+            Some(rate) => (Some(*rate), tool),
+            None => (self.default, "*"),
+        };
+        let bucket = bucket.filter(|_| rate);
+        if bucket.is_none() && self.tenant_cap.is_none() {
+            return Ok(None);
+        }
+        let bucket_key = key("rate", &[&self.endpoint, scope, caller]);
+        let cap_key = key("tenant", &[&self.endpoint]);
+        let member = uuid::Uuid::new_v4().to_string();
+        let args = [
+            bucket.map_or(0, |b| b.interval_us).to_string(),
+            bucket.map_or(1, |b| b.burst).to_string(),
+            self.tenant_cap.unwrap_or(0).to_string(),
+            (LEASE.as_micros() as u64).to_string(),
+            member.clone(),
+        ];
+        let answer = match self
+            .store
+            .run(&self.store.admit, &[&bucket_key, &cap_key], &args)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(failure) => return self.store.failed(&failure),
+        };
+        match answer.as_slice() {
+            [0] => Ok(self
+                .tenant_cap
+                .map(|_| Slot::new(self.store.clone(), cap_key, member))),
+            [1] => Err(Limited {
+                retry_after: BUSY_RETRY,
+                reason: "too many calls running for this tenant".into(),
+            }),
+            [2, wait] => {
+                let per_minute = bucket.map_or(0, |b| b.per_minute);
+                let scope = if scope == "*" { "all tools" } else { tool };
+                Err(Limited {
+                    retry_after: Duration::from_micros((*wait).max(0) as u64),
+                    reason: format!(
+                        "rate limit of {per_minute} calls per minute for {scope} reached"
+                    ),
+                })
+            }
+            other => self
+                .store
+                .failed(&format!("an unexpected answer {other:?}")),
+        }
+    }
+}
+
+/// The tokenless-request throttle in the shared store, this replica's own
+/// when the store fails.
+pub struct SharedThrottle {
+    store: Arc<LimitStore>,
+    local: RefusalThrottle,
+}
+
+impl SharedThrottle {
+    /// Shares `local`'s bounds through `store`.
+    pub fn new(store: Arc<LimitStore>, local: RefusalThrottle) -> SharedThrottle {
+        SharedThrottle { store, local }
+    }
+
+    /// Takes one request at `endpoint` from `peer` into account.
+    pub async fn check(&self, endpoint: &str, peer: IpAddr) -> Throttled {
+        let source = self.local.source_of(peer);
+        let source_text = source.to_string();
+        let keys = [
+            key("refusals", &[endpoint, &source_text]),
+            key("refusals-total", &[endpoint]),
+            key("refusals-noted", &[endpoint, &source_text]),
+            key("refusals-total-noted", &[endpoint]),
+        ];
+        let (per_source, total) = self.local.bounds();
+        let args = [
+            interval_us(per_source).to_string(),
+            per_source.to_string(),
+            interval_us(total).to_string(),
+            total.to_string(),
+        ];
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        match self.store.run(&self.store.throttle, &keys, &args).await {
+            Ok(answer) => match answer.as_slice() {
+                [0] => Throttled::No,
+                [1, first] => {
+                    Throttled::Unrecorded((*first == 1).then(|| self.local.ceiling_reason()))
+                }
+                [2, wait, record] => Throttled::Limited {
+                    limited: self
+                        .local
+                        .limited(source, Duration::from_micros((*wait).max(0) as u64)),
+                    record: *record == 1,
+                },
+                _ => self.local.check(endpoint, peer),
+            },
+            Err(_) => self.local.check(endpoint, peer),
+        }
+    }
+}
