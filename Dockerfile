@@ -1,21 +1,51 @@
-# Moat with the example plugins, serving Streamable HTTP on port 8080.
-#   docker build -t moat .
-#   docker run --rm -p 8080:8080 moat        # then: http://localhost:8080/mcp
-FROM rust:1.95-bookworm AS build
+# Moat serving the example plugins over Streamable HTTP on port 8080.
+#   docker build -t moat .        (or: podman build -t moat .)
+#   docker run --rm --read-only -p 127.0.0.1:8080:8080 moat
+#   -> http://127.0.0.1:8080/mcp, in demo mode: no authentication, so publish
+#      the port on loopback only. For anything else mount your own config
+#      with [auth] (see deploy/kubernetes/moat.toml and README "Deploy"):
+#   docker run --rm --read-only -p 8080:8080 -v ./moat.toml:/etc/moat/moat.toml:ro \
+#     moat serve --config /etc/moat/moat.toml
+#
+# The base images are arguments so that a build without a registry can name
+# local ones (tests/tests/all/container.rs builds the runtime stage on a
+# Debian root filesystem made by mmdebstrap).
+ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm
+ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
+
+FROM ${RUST_IMAGE} AS build
 RUN rustup target add wasm32-wasip2
 WORKDIR /src
 COPY . .
-# The host's build script compiles plugins/ for wasm32-wasip2 as well.
-RUN cargo build --release -p moat
+# The host's build script compiles the hello and files plugins for
+# wasm32-wasip2 and embeds them; the image serves them from files instead,
+# so that an operator can mount other plugins beside them.
+RUN cargo build --release --locked --bin moat \
+ && mkdir -p /out/plugins \
+ && cp target/release/moat /out/moat \
+ && cp plugins/target/wasm32-wasip2/release/hello.wasm plugins/target/wasm32-wasip2/release/files.wasm /out/plugins/
 
-FROM debian:bookworm-slim
-RUN useradd --system --uid 10001 --home-dir /nonexistent moat
-COPY --from=build /src/target/release/moat /usr/local/bin/moat
-COPY --from=build /src/plugins/target/wasm32-wasip2/release/hello.wasm /src/plugins/target/wasm32-wasip2/release/files.wasm /opt/moat/plugins/
+FROM ${RUNTIME_IMAGE} AS runtime
+RUN useradd --system --uid 10001 --user-group --home-dir /nonexistent --shell /usr/sbin/nologin moat \
+ && mkdir -p /var/cache/moat \
+ && chown moat:moat /var/cache/moat \
+ && chmod 0700 /var/cache/moat
+COPY --from=build /out/moat /usr/local/bin/moat
+COPY --from=build /out/plugins/ /opt/moat/plugins/
 COPY examples/demo /opt/moat/demo
 COPY deploy/moat.toml /etc/moat/moat.toml
-USER moat
-ENV MOAT_CACHE_DIR=/tmp/moat-cache
+USER 10001:10001
+# Plugins are compiled now, as the user that serves them (the cache trusts
+# only its owner's entries), so that the container starts at once and runs
+# with a read-only root filesystem. Mounted plugins compile at start: give
+# them a writable cache (a volume or tmpfs at /var/cache/moat).
+ENV MOAT_CACHE_DIR=/var/cache/moat
+RUN ["moat", "check", "--config", "/etc/moat/moat.toml"]
 EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=4s --start-period=5s --retries=3 \
+  CMD ["moat", "probe", "http://127.0.0.1:8080/healthz"]
 ENTRYPOINT ["moat"]
-CMD ["serve", "--config", "/etc/moat/moat.toml"]
+# Demo mode, said out loud: the example plugins (hello, and files reading
+# /opt/moat/demo) to anyone who reaches the port. Replace the command to
+# serve a config of your own.
+CMD ["serve", "--config", "/etc/moat/moat.toml", "--insecure-no-auth"]

@@ -15,6 +15,7 @@ use moat::config::Config;
 use moat::service::{Operations, ToolService};
 use moat::transport::http::Mount;
 use moat_tests::auth::{TestIssuer, TestKey, claims};
+use moat_tests::bench::{GREET, Load, MEASURE, WARMUP, Workload, load, report};
 use moat_tests::plugin_wasm;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InitializeResult,
@@ -28,33 +29,16 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The allocator the `moat` binary ships with, for both sides alike.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CLIENTS: usize = 8;
-const WARMUP: Duration = Duration::from_secs(1);
-const MEASURE: Duration = Duration::from_secs(3);
 /// Rounds alternate native and Moat, so drift on this shared machine hits
 /// both sides alike; the median round of each side is reported.
 const ROUNDS: usize = 3;
-
-/// What the clients call, and a piece of the answer that shows it worked.
-#[derive(Clone, Copy)]
-struct Workload {
-    tool: &'static str,
-    args: fn() -> Value,
-    expect: &'static str,
-}
-
-/// A tool that does no work: the sandbox's fixed cost shows in full.
-const GREET: Workload = Workload {
-    tool: "hello.greet",
-    args: || json!({ "name": "bench" }),
-    expect: "Hello, bench!",
-};
 
 /// A tool that does some: read 20 files of 100 lines and find 20 lines.
 const SEARCH: Workload = Workload {
@@ -234,12 +218,6 @@ async fn serve_moat_with(dir: &Path, corpus: &Path, http: &str, extra: &str) -> 
     url
 }
 
-struct Load {
-    calls: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
 /// How the clients of a side call.
 #[derive(Clone, Copy)]
 enum Client {
@@ -291,85 +269,6 @@ async fn http_client_session(url: &str, seconds: Duration) -> Value {
 }
 
 /// `work` on `url`, sending `token` as a bearer token when given.
-async fn load(url: &str, token: Option<&str>, work: Workload) -> Load {
-    let authorization = token.map(|t| format!("Bearer {t}"));
-    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": { "name": work.tool, "arguments": (work.args)() } })
-    .to_string();
-    let run = |duration: Duration| {
-        let mut tasks = Vec::new();
-        for _ in 0..CLIENTS {
-            let (url, body, authorization) = (url.to_string(), body.clone(), authorization.clone());
-            tasks.push(tokio::spawn(async move {
-                // One keep-alive connection per client.
-                let client = reqwest::Client::builder()
-                    .pool_max_idle_per_host(1)
-                    .build()
-                    .unwrap();
-                let mut latencies = Vec::new();
-                let start = Instant::now();
-                while start.elapsed() < duration {
-                    let t = Instant::now();
-                    let mut request = client.post(&url);
-                    if let Some(value) = &authorization {
-                        request = request.header("authorization", value);
-                    }
-                    let response = request
-                        .header("content-type", "application/json")
-                        .header("accept", "application/json, text/event-stream")
-                        .header("mcp-protocol-version", "2025-11-25")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(response.status(), 200, "{:?}", response.headers());
-                    let text = response.text().await.unwrap();
-                    assert!(text.contains(work.expect), "{text}");
-                    latencies.push(t.elapsed());
-                }
-                latencies
-            }));
-        }
-        tasks
-    };
-    for task in run(WARMUP) {
-        task.await.unwrap();
-    }
-    let start = Instant::now();
-    let mut latencies = Vec::new();
-    for task in run(MEASURE) {
-        latencies.extend(task.await.unwrap());
-    }
-    let elapsed = start.elapsed();
-    latencies.sort();
-    Load {
-        calls: latencies.len(),
-        elapsed,
-        latencies,
-    }
-}
-
-impl Load {
-    fn rate(&self) -> f64 {
-        self.calls as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-fn report(name: &str, load: &Load, baseline: Option<&Load>) {
-    let rate = load.rate();
-    let pct = |p: f64| {
-        load.latencies[((load.latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6
-    };
-    let ratio = baseline
-        .map(|b| format!("  ({:.2}x its baseline)", rate / b.rate()))
-        .unwrap_or_default();
-    println!(
-        "  {name:<18} {rate:>9.0} calls/s   p50 {:>7.0} us   p99 {:>7.0} us{ratio}",
-        pct(0.50),
-        pct(0.99)
-    );
-}
-
 fn main() {
     let rt = moat_tests::bench::runtime();
     rt.block_on(async {
@@ -430,7 +329,7 @@ fn main() {
         for _ in 0..ROUNDS {
             for (_, url, token, client, _, rounds) in served.iter_mut() {
                 rounds.push(match client {
-                    Client::Reqwest(work) => load(url, token.as_deref(), *work).await,
+                    Client::Reqwest(work) => load(url, token.as_deref(), *work, CLIENTS).await,
                     Client::HttpClient => sequential_http_client(url).await,
                 });
             }

@@ -41,5 +41,22 @@ async def main():
         assert refused.status_code == 401 and f'resource_metadata="{metadata_url}"' in challenge, challenge
         print(f"ok challenge {challenge}")
 
+    # A client on 127.0.0.3 (no trusted proxy) forging forwarding headers
+    # through nginx: its real address is recorded, and a Host of its
+    # choosing is checked as the host it asked for.
+    forger = httpx2.AsyncHTTPTransport(local_address="127.0.0.3", verify=tls)
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "hello.greet", "arguments": {"name": "forged-through-proxy"}}}
+    headers = {"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream",
+               "mcp-protocol-version": "2025-11-25", "x-forwarded-for": "198.51.100.78",
+               "forwarded": "for=198.51.100.77;host=localhost", "x-forwarded-host": "localhost"}
+    async with httpx2.AsyncClient(transport=forger) as http:
+        answer = await http.post(url, json=call, headers=headers)
+        assert answer.status_code == 200 and "Hello, forged-through-proxy!" in answer.text, answer.text
+        print("ok forged forwarding headers through the proxy did not change the caller")
+        rebound = await http.post(url, json=call, headers={**headers, "host": "evil.example"})
+        assert rebound.status_code == 403, (rebound.status_code, rebound.text)
+        print("ok a Host of the client's choosing is refused through the proxy")
+
 
 asyncio.run(main())

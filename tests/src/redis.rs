@@ -38,6 +38,17 @@ impl RedisServer {
         server
     }
 
+    /// Runs `redis-cli` against it with `args`, such as `CLIENT PAUSE`.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("running redis-cli (Debian: redis-tools)");
+        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Stops it now (as an outage would).
     pub fn stop(&mut self) {
         let _ = self.child.kill();

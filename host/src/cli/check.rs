@@ -112,8 +112,14 @@ fn print_operations(config: &Config) {
             .iter()
             .map(ToString::to_string)
             .collect();
+        let headers = match config.http.proxy_headers {
+            crate::transport::forwarded::ProxyHeaders::XForwarded => {
+                "X-Forwarded-For and X-Forwarded-Host"
+            }
+            crate::transport::forwarded::ProxyHeaders::Forwarded => "Forwarded",
+        };
         println!(
-            "proxies  client address and host read from Forwarded/X-Forwarded-* sent by {} only",
+            "proxies  client address and host read from {headers} sent by {} only",
             proxies.join(", ")
         );
     }

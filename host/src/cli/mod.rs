@@ -7,6 +7,7 @@
 mod audit;
 mod call;
 mod check;
+mod probe;
 mod serve;
 
 use crate::config::Config;
@@ -63,6 +64,16 @@ enum Command {
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// GET an http:// URL and exit 0 when it answers 2xx: a health check
+    /// for images that have no curl (the container's HEALTHCHECK).
+    Probe {
+        /// What to ask.
+        #[arg(default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+        /// How long to wait for the answer, in milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +188,9 @@ pub fn main() -> ExitCode {
                 audit::verify_chain(&file, key.as_deref(), closed)
             }
             Command::Audit(AuditCommand::Keygen { file }) => audit::keygen(&file),
+            Command::Probe { url, timeout_ms } => {
+                probe::probe(&url, std::time::Duration::from_millis(timeout_ms)).await
+            }
         }
     });
     // A call stuck in a file operation (a FIFO nobody writes to) keeps its

@@ -1,6 +1,7 @@
 //! `[http]`: how Moat serves Streamable HTTP.
 
 use crate::diagnostics::{ConfigError, Source};
+use crate::transport::forwarded::ProxyHeaders;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -27,9 +28,11 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// How long in-flight calls get to finish after SIGTERM or Ctrl-C.
     pub shutdown_grace: Duration,
-    /// Peers (reverse proxies) whose `Forwarded` and `X-Forwarded-*`
-    /// headers are believed; empty: nobody's.
+    /// Peers (reverse proxies) whose forwarding headers are believed;
+    /// empty: nobody's.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Which forwarding headers those proxies write.
+    pub proxy_headers: ProxyHeaders,
 }
 
 impl Default for HttpConfig {
@@ -44,6 +47,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(120),
             shutdown_grace: Duration::from_secs(10),
             trusted_proxies: Vec::new(),
+            proxy_headers: ProxyHeaders::default(),
         }
     }
 }
@@ -93,6 +97,7 @@ pub(super) struct RawHttp {
     shutdown_grace_ms: Option<Spanned<u64>>,
     #[serde(default)]
     trusted_proxies: Vec<Spanned<String>>,
+    proxy_headers: Option<Spanned<String>>,
 }
 
 pub(super) fn parse(src: &Source, raw: RawHttp) -> Result<HttpConfig, ConfigError> {
@@ -147,7 +152,27 @@ pub(super) fn parse(src: &Source, raw: RawHttp) -> Result<HttpConfig, ConfigErro
                     "write the proxies' addresses as \"127.0.0.1\" or networks as \"10.0.0.0/8\"",
                 )
             })?;
+        if net.prefix_len() == 0 {
+            return Err(src.error(
+                proxy.span(),
+                format!("trusted proxy {text:?} is every address"),
+                "list the proxies' own addresses: with every peer trusted, any client can name any address and host",
+            ));
+        }
         http.trusted_proxies.push(net.trunc());
+    }
+    if let Some(kind) = raw.proxy_headers {
+        http.proxy_headers = match kind.get_ref().as_str() {
+            "x-forwarded" => ProxyHeaders::XForwarded,
+            "forwarded" => ProxyHeaders::Forwarded,
+            other => {
+                return Err(src.error(
+                    kind.span(),
+                    format!("proxy_headers = {other:?} is not a choice"),
+                    "use \"x-forwarded\" (X-Forwarded-For and X-Forwarded-Host, as nginx writes them) or \"forwarded\" (RFC 7239)",
+                ));
+            }
+        };
     }
     Ok(http)
 }

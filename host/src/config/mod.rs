@@ -532,6 +532,18 @@ mod tests {
                 "10.0.0.0/8",
             ),
             (
+                "[http]\ntrusted_proxies = [\"0.0.0.0/0\"]\n",
+                2,
+                "is every address",
+                "proxies' own addresses",
+            ),
+            (
+                "[http]\nproxy_headers = \"x-real-ip\"\n",
+                2,
+                "not a choice",
+                "RFC 7239",
+            ),
+            (
                 "[limits]\nbackend = \"http://redis:6379\"\n[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n",
                 2,
                 "backend is not a redis:// URL",

@@ -234,6 +234,12 @@ fn refusal_error(refusal: Refusal) -> ErrorData {
                 json!({ "reason": "rate_limited", "retry_after_s": limited.retry_after.as_secs_f64().ceil() }),
             ),
         ),
+        Refusal::LimitsUnavailable(limited) => ErrorData::internal_error(
+            message,
+            Some(
+                json!({ "reason": "limits_unavailable", "retry_after_s": limited.retry_after.as_secs_f64().ceil() }),
+            ),
+        ),
         Refusal::AuditUnavailable(_) => {
             ErrorData::internal_error(message, Some(json!({ "reason": "audit_unavailable" })))
         }

@@ -21,11 +21,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
-/// Takes one call from a GCRA bucket (the algorithm governor uses in
+/// The opening of every script: `now` (Redis's clock, in µs) and `take`,
+/// which takes one call from a GCRA bucket (the algorithm governor uses in
 /// memory): `take(key, interval_us, burst)` answers 0 when admitted, else
 /// the microseconds until a call would be. A bucket is a single number,
 /// its theoretical arrival time, which expires once it is in the past.
-const TAKE: &str = r"
+/// The `#!lua` line makes Redis (7 and later) refuse a script at its start
+/// while memory is over `maxmemory`, instead of letting it write once its
+/// first command got through.
+const TAKE: &str = r"#!lua
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local function take(key, interval, burst)
@@ -65,12 +70,13 @@ return {0}
 ";
 
 /// Extends the lease of a place under a tenant's cap (KEYS[1], held as
-/// ARGV[2]) by ARGV[1] µs from now, if it is still held.
+/// ARGV[2]) by ARGV[1] µs from now, if it is still held. Answers {1} when
+/// it was, {0} when the lease had already ended.
 const RENEW: &str = r"
 local lease = tonumber(ARGV[1])
-redis.call('ZADD', KEYS[1], 'XX', now + lease, ARGV[2])
+local held = redis.call('ZADD', KEYS[1], 'XX', 'CH', now + lease, ARGV[2])
 redis.call('PEXPIRE', KEYS[1], math.ceil(lease / 1000) + 1000)
-return {0}
+return {held}
 ";
 
 /// The tokenless-request throttle: the source's bucket (KEYS[1], ARGV[1]
@@ -110,6 +116,20 @@ pub struct LimitStore {
     last_warned: Mutex<Option<Instant>>,
 }
 
+/// Why the store gave no answer.
+#[derive(Debug, thiserror::Error)]
+enum StoreError {
+    /// Redis answered with an error, or the connection failed.
+    #[error("{0}")]
+    Failed(#[from] redis::RedisError),
+    /// Nothing came back in time.
+    #[error("no answer within {} ms", .0.as_millis())]
+    TimedOut(Duration),
+    /// An answer the scripts never give.
+    #[error("an unexpected answer {0:?}")]
+    Unexpected(Vec<i64>),
+}
+
 /// How often a store that keeps failing is logged.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// How long a place under a tenant's cap is held without renewal: a
@@ -140,7 +160,7 @@ impl LimitStore {
         script: &redis::Script,
         keys: &[&str],
         args: &[String],
-    ) -> Result<Vec<i64>, String> {
+    ) -> Result<Vec<i64>, StoreError> {
         let work = async {
             let mut connection = self
                 .connection
@@ -164,9 +184,15 @@ impl LimitStore {
         };
         let failure = match tokio::time::timeout(self.timeout, work).await {
             Ok(Ok(answer)) => return Ok(answer),
-            Ok(Err(e)) => format!("{e}"),
-            Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
+            Ok(Err(e)) => StoreError::Failed(e),
+            Err(_) => StoreError::TimedOut(self.timeout),
         };
+        self.failed_now(&failure);
+        Err(failure)
+    }
+
+    /// Counts a failure, and logs it unless one was logged lately.
+    fn failed_now(&self, failure: &StoreError) {
         metrics::get().limit_store_errors.inc();
         let mut last = self.last_warned.lock().expect("last warned");
         if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
@@ -176,7 +202,6 @@ impl LimitStore {
                 "the shared limit store (Redis) failed: {failure}"
             );
         }
-        Err(failure)
     }
 
     /// Gives a place under a tenant's cap back (best effort: an unreturned
@@ -202,12 +227,13 @@ impl LimitStore {
 
     /// What a call gets when the store cannot decide: refused, or admitted
     /// without shared limits.
-    fn failed(&self, failure: &str) -> Result<Option<Slot>, Limited> {
+    fn failed(&self, failure: &StoreError) -> Result<Option<Slot>, Limited> {
         if self.fail_open {
             return Ok(None);
         }
         Err(Limited {
             retry_after: BUSY_RETRY,
+            unavailable: true,
             reason: format!(
                 "the shared limit store cannot be reached ({failure}), so calls are refused until it can"
             ),
@@ -275,7 +301,17 @@ impl Slot {
                 loop {
                     tokio::time::sleep(RENEW_EVERY).await;
                     // A failed renewal is tried again; the lease outlasts two.
-                    let _ = store.run(&store.renew, &[&key], &args).await;
+                    if let Ok(answer) = store.run(&store.renew, &[&key], &args).await
+                        && answer != [1]
+                    {
+                        // The store lost it (restarted, failed over, or
+                        // unreachable for a whole lease): the cap no longer
+                        // counts this call.
+                        tracing::warn!(
+                            "a place under a shared tenant cap expired while its call ran"
+                        );
+                        return;
+                    }
                 }
             }
         });
@@ -349,7 +385,14 @@ impl SharedLimits {
             .await
         {
             Ok(answer) => answer,
-            Err(failure) => return self.store.failed(&failure),
+            Err(failure) => {
+                if self.tenant_cap.is_some() {
+                    // A script that timed out here may still run there and
+                    // take a place nobody holds: give it back after it.
+                    self.store.release(cap_key, member);
+                }
+                return self.store.failed(&failure);
+            }
         };
         match answer.as_slice() {
             [0] => Ok(self
@@ -357,6 +400,7 @@ impl SharedLimits {
                 .map(|_| Slot::new(self.store.clone(), cap_key, member))),
             [1] => Err(Limited {
                 retry_after: BUSY_RETRY,
+                unavailable: false,
                 reason: "too many calls running for this tenant".into(),
             }),
             [2, wait] => {
@@ -364,14 +408,17 @@ impl SharedLimits {
                 let scope = if scope == "*" { "all tools" } else { tool };
                 Err(Limited {
                     retry_after: Duration::from_micros((*wait).max(0) as u64),
+                    unavailable: false,
                     reason: format!(
                         "rate limit of {per_minute} calls per minute for {scope} reached"
                     ),
                 })
             }
-            other => self
-                .store
-                .failed(&format!("an unexpected answer {other:?}")),
+            other => {
+                let failure = StoreError::Unexpected(other.to_vec());
+                self.store.failed_now(&failure);
+                self.store.failed(&failure)
+            }
         }
     }
 }

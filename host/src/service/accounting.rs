@@ -163,7 +163,10 @@ impl Operations {
                     limits,
                 ))),
                 self.in_flight.clone(),
-                None,
+                // Never binding while the store answers (it counts the
+                // same calls and more); a bound per replica when it does
+                // not and calls are admitted anyway.
+                limits.max_concurrent_per_tenant,
             ),
             None => Gate::new(
                 Arc::new(Limiter::Local(LocalLimiter::new(limits))),

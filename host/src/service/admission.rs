@@ -186,11 +186,7 @@ impl ToolService {
         }
         let permit = match &self.gate {
             None => None,
-            Some(gate) => Some(
-                gate.admit(caller_key, name)
-                    .await
-                    .map_err(Refusal::RateLimited)?,
-            ),
+            Some(gate) => Some(gate.admit(caller_key, name).await.map_err(Refusal::from)?),
         };
         let index = *self
             .by_name

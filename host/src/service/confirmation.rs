@@ -167,6 +167,7 @@ impl ToolService {
             None => {
                 let refusal = Refusal::RateLimited(crate::quota::Limited {
                     retry_after: std::time::Duration::from_secs(1),
+                    unavailable: false,
                     reason: "too many questions are waiting for a person for this caller".into(),
                 });
                 Err(self.refuse(call, refusal).await)

@@ -60,6 +60,10 @@ pub enum Refusal {
     /// A rate limit or concurrency cap.
     #[error("{}; retry after {} s", .0.reason, .0.retry_after.as_secs_f64().ceil())]
     RateLimited(Limited),
+    /// The shared store of limits cannot be reached and calls fail closed
+    /// (`on_backend_failure = "refuse"`).
+    #[error("{}; retry after {} s", .0.reason, .0.retry_after.as_secs_f64().ceil())]
+    LimitsUnavailable(Limited),
     /// The audit log cannot be written and calls fail closed.
     #[error("{0}; calls are refused until it can be written (on_failure = \"refuse\")")]
     AuditUnavailable(String),
@@ -80,9 +84,21 @@ impl Refusal {
             Refusal::NotAllowed(_) => "forbidden",
             Refusal::InvalidArguments { .. } => "invalid_arguments",
             Refusal::RateLimited(_) => "rate_limited",
+            Refusal::LimitsUnavailable(_) => "limits_unavailable",
             Refusal::AuditUnavailable(_) => "audit_unavailable",
             Refusal::Abandoned => "abandoned",
             Refusal::NotConfirmed(_) => "not_confirmed",
+        }
+    }
+}
+
+impl From<Limited> for Refusal {
+    /// A limit that was hit, or the store that keeps them being down.
+    fn from(limited: Limited) -> Refusal {
+        if limited.unavailable {
+            Refusal::LimitsUnavailable(limited)
+        } else {
+            Refusal::RateLimited(limited)
         }
     }
 }

@@ -207,6 +207,13 @@ pub async fn admit(
             (Err(refusal @ Refusal::RateLimited(limited)), _) => {
                 return too_many(&refusal.to_string(), limited.retry_after);
             }
+            (Err(refusal @ Refusal::LimitsUnavailable(limited)), _) => {
+                return retry_later(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    &refusal.to_string(),
+                    limited.retry_after,
+                );
+            }
             _ => {}
         }
         parts.extensions.insert(HttpAdmission::new(admission));
@@ -254,10 +261,18 @@ fn refuse(challenge: &Challenge) -> Response {
 
 /// 429 with `Retry-After` in whole seconds (at least 1).
 fn too_many(reason: &str, retry_after: Duration) -> Response {
+    retry_later(http::StatusCode::TOO_MANY_REQUESTS, reason, retry_after)
+}
+
+/// `status` with `Retry-After` in whole seconds (at least 1).
+fn retry_later(status: http::StatusCode, reason: &str, retry_after: Duration) -> Response {
     let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let mut response = (
-        http::StatusCode::TOO_MANY_REQUESTS,
-        format!("Too Many Requests: {reason}\n"),
+        status,
+        format!(
+            "{}: {reason}\n",
+            status.canonical_reason().unwrap_or_default()
+        ),
     )
         .into_response();
     response

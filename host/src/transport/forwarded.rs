@@ -30,9 +30,26 @@ const FORWARDING_HEADERS: [&str; 4] = [
 /// a client can make the list it starts as long as the header limit allows.
 const MAX_HOPS: usize = 32;
 
-/// The peers whose forwarding headers are believed.
+/// The peers whose forwarding headers are believed, and which headers
+/// they write.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+    headers: ProxyHeaders,
+}
+
+/// The headers a deployment's proxy writes. Only those are read: a proxy
+/// passes the other kind on from the client untouched, so reading both
+/// would let any client speak for the proxy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProxyHeaders {
+    /// `X-Forwarded-For` and `X-Forwarded-Host` (nginx, HAProxy, most
+    /// load balancers and ingress controllers).
+    #[default]
+    XForwarded,
+    /// `Forwarded` (RFC 7239).
+    Forwarded,
+}
 
 /// What a trusted proxy said about the client.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -44,14 +61,14 @@ struct Forwarding {
 }
 
 impl TrustedProxies {
-    /// Trusts the peers in `nets`.
-    pub fn new(nets: Vec<IpNet>) -> Self {
-        TrustedProxies(nets)
+    /// Trusts the peers in `nets` to write `headers`.
+    pub fn new(nets: Vec<IpNet>, headers: ProxyHeaders) -> Self {
+        TrustedProxies { nets, headers }
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.0.iter().any(|net| net.contains(&ip))
+        self.nets.iter().any(|net| net.contains(&ip))
     }
 
     /// The client of a request from `peer`, and its headers as Moat should
@@ -60,7 +77,7 @@ impl TrustedProxies {
     /// not itself a trusted proxy; a hop written as `unknown` or an
     /// obfuscated name stops the walk at the proxy that wrote it.
     pub fn resolve(&self, peer: SocketAddr, headers: &mut HeaderMap) -> SocketAddr {
-        let forwarding = self.trusts(peer.ip()).then(|| read(headers));
+        let forwarding = self.trusts(peer.ip()).then(|| read(headers, self.headers));
         for name in FORWARDING_HEADERS {
             headers.remove(name);
         }
@@ -105,10 +122,10 @@ pub async fn apply(
     next.run(request).await
 }
 
-/// Reads a trusted proxy's description of the client. `Forwarded`, the
-/// standard, wins over the `X-Forwarded-*` headers when both are present.
-/// The host comes from the last element: the one the nearest proxy wrote.
-fn read(headers: &HeaderMap) -> Forwarding {
+/// Reads a trusted proxy's description of the client from the `kind` of
+/// headers it writes. The host is the one the nearest proxy wrote: the
+/// last value, or the last element's `host`.
+fn read(headers: &HeaderMap, kind: ProxyHeaders) -> Forwarding {
     let values = |name: &str| -> Vec<String> {
         headers
             .get_all(name)
@@ -119,33 +136,35 @@ fn read(headers: &HeaderMap) -> Forwarding {
             .filter(|v| !v.is_empty())
             .collect()
     };
-    let standard = values("forwarded");
-    if !standard.is_empty() {
-        let mut forwarding = Forwarding::default();
-        for element in tail(&standard) {
-            let mut hop = None;
-            for pair in element.split(';') {
-                let Some((key, value)) = pair.split_once('=') else {
-                    continue;
-                };
-                let value = value.trim().trim_matches('"');
-                match key.trim().to_ascii_lowercase().as_str() {
-                    "for" => hop = Some(node(value)),
-                    "host" => forwarding.host = Some(value.to_string()),
-                    _ => {}
+    match kind {
+        ProxyHeaders::XForwarded => Forwarding {
+            chain: tail(&values("x-forwarded-for"))
+                .iter()
+                .map(|v| node(v))
+                .collect(),
+            host: values("x-forwarded-host").pop(),
+        },
+        ProxyHeaders::Forwarded => {
+            let mut forwarding = Forwarding::default();
+            for element in tail(&values("forwarded")) {
+                let (mut hop, mut host) = (None, None);
+                for pair in element.split(';') {
+                    let Some((key, value)) = pair.split_once('=') else {
+                        continue;
+                    };
+                    let value = value.trim().trim_matches('"');
+                    match key.trim().to_ascii_lowercase().as_str() {
+                        "for" => hop = node(value),
+                        "host" => host = Some(value.to_string()),
+                        _ => {}
+                    }
                 }
+                // An element without `for` says nothing of that hop.
+                forwarding.chain.push(hop);
+                forwarding.host = host;
             }
-            // An element without `for` says nothing of that hop.
-            forwarding.chain.push(hop.flatten());
+            forwarding
         }
-        return forwarding;
-    }
-    Forwarding {
-        chain: tail(&values("x-forwarded-for"))
-            .iter()
-            .map(|v| node(v))
-            .collect(),
-        host: values("x-forwarded-host").pop(),
     }
 }
 
@@ -172,20 +191,14 @@ fn node(text: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::test_headers as headers;
 
     fn proxies(nets: &[&str]) -> TrustedProxies {
-        TrustedProxies::new(nets.iter().map(|n| n.parse().unwrap()).collect())
+        with_headers(nets, ProxyHeaders::XForwarded)
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        map
+    fn with_headers(nets: &[&str], headers: ProxyHeaders) -> TrustedProxies {
+        TrustedProxies::new(nets.iter().map(|n| n.parse().unwrap()).collect(), headers)
     }
 
     fn peer(ip: &str) -> SocketAddr {
@@ -210,13 +223,15 @@ mod tests {
     }
 
     #[test]
-    fn a_trusted_proxy_names_the_client_and_the_host() {
-        let trusted = proxies(&["127.0.0.1/32", "10.0.0.0/8"]);
-        // Headers given, then the client and the Host Moat reads.
-        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
-        let cases: [Case; 8] = [
+    fn a_trusted_proxy_names_the_client_and_the_host_in_the_headers_it_writes() {
+        use ProxyHeaders::{Forwarded, XForwarded};
+        // The proxy's header kind, the headers it sent, then the client and
+        // the Host Moat reads.
+        type Case<'a> = (ProxyHeaders, &'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: [Case; 11] = [
             // nginx: one proxy, one address.
             (
+                XForwarded,
                 &[
                     ("x-forwarded-for", "203.0.113.9"),
                     ("x-forwarded-host", "tools.example.com"),
@@ -227,12 +242,14 @@ mod tests {
             // A client-written address before the real one is skipped: the
             // walk stops at the first address no trusted proxy vouches for.
             (
+                XForwarded,
                 &[("x-forwarded-for", "1.2.3.4, 203.0.113.9, 10.1.2.3")],
                 "203.0.113.9",
                 "moat.internal",
             ),
             // Headers repeated are one list.
             (
+                XForwarded,
                 &[
                     ("x-forwarded-for", "1.2.3.4"),
                     ("x-forwarded-for", "203.0.113.9"),
@@ -242,37 +259,67 @@ mod tests {
             ),
             // `unknown` stops the walk at the proxy that wrote it.
             (
+                XForwarded,
                 &[("x-forwarded-for", "203.0.113.9, unknown, 10.1.2.3")],
                 "10.1.2.3",
                 "moat.internal",
             ),
             // Every hop a trusted proxy: the first of them.
             (
+                XForwarded,
                 &[("x-forwarded-for", "10.9.9.9, 10.1.2.3")],
                 "10.9.9.9",
                 "moat.internal",
             ),
-            // RFC 7239, with ports, IPv6 and quoting; it wins over X-F-*.
+            // A proxy that writes X-Forwarded-* passes the client's own
+            // `Forwarded` on: it is not read.
             (
+                XForwarded,
                 &[
-                    (
-                        "forwarded",
-                        "for=1.2.3.4, for=\"[2001:db8::7]:4711\";proto=https;host=tools.example.com",
-                    ),
-                    ("x-forwarded-for", "198.51.100.1"),
+                    ("forwarded", "for=198.51.100.1;host=evil.example"),
+                    ("x-forwarded-for", "203.0.113.9"),
                 ],
+                "203.0.113.9",
+                "moat.internal",
+            ),
+            // RFC 7239, with ports, IPv6 and quoting.
+            (
+                Forwarded,
+                &[(
+                    "forwarded",
+                    "for=1.2.3.4, for=\"[2001:db8::7]:4711\";proto=https;host=tools.example.com",
+                )],
                 "2001:db8::7",
                 "tools.example.com",
             ),
+            // The host is the nearest proxy's: an earlier element's is not.
             (
+                Forwarded,
+                &[("forwarded", "host=evil.example, for=203.0.113.9")],
+                "203.0.113.9",
+                "moat.internal",
+            ),
+            // And X-Forwarded-* from the client is not read either.
+            (
+                Forwarded,
+                &[
+                    ("x-forwarded-for", "198.51.100.1"),
+                    ("x-forwarded-host", "evil.example"),
+                ],
+                "127.0.0.1",
+                "moat.internal",
+            ),
+            (
+                Forwarded,
                 &[("forwarded", "for=_hidden;proto=https")],
                 "127.0.0.1",
                 "moat.internal",
             ),
             // No forwarding headers at all: the proxy itself.
-            (&[], "127.0.0.1", "moat.internal"),
+            (XForwarded, &[], "127.0.0.1", "moat.internal"),
         ];
-        for (given, client, host) in cases {
+        for (kind, given, client, host) in cases {
+            let trusted = with_headers(&["127.0.0.1/32", "10.0.0.0/8"], kind);
             let mut h = headers(given);
             h.insert("host", "moat.internal".parse().unwrap());
             let resolved = trusted.resolve(peer("127.0.0.1"), &mut h);
@@ -282,7 +329,9 @@ mod tests {
                 "{given:?}"
             );
             assert_eq!(h.get("host").unwrap(), host, "{given:?}");
-            assert!(h.get("x-forwarded-for").is_none() && h.get("forwarded").is_none());
+            for name in FORWARDING_HEADERS {
+                assert!(h.get(name).is_none(), "{name} was kept");
+            }
         }
     }
 

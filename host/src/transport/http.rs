@@ -158,7 +158,10 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .with_state(ready.clone())
         .layer(middleware::from_fn_with_state(
-            Arc::new(TrustedProxies::new(http.trusted_proxies.clone())),
+            Arc::new(TrustedProxies::new(
+                http.trusted_proxies.clone(),
+                http.proxy_headers,
+            )),
             forwarded::apply,
         ));
 

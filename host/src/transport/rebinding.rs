@@ -136,17 +136,7 @@ fn normal_host(host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        map
-    }
+    use crate::transport::test_headers as headers;
 
     #[test]
     fn requests_rmcp_would_refuse_are_told_apart() {

@@ -98,6 +98,10 @@ tools = ["*"]
         "{out}"
     );
     assert_eq!(out.matches("ok call over https").count(), 2, "{out}");
+    assert!(
+        out.contains("ok a Host of the client's choosing is refused"),
+        "{out}"
+    );
 
     // Straight to Moat from 127.0.0.2, which is no trusted proxy: its
     // forwarding headers change neither the address on record nor the
@@ -154,7 +158,10 @@ tools = ["*"]
     assert_eq!(peer_of("named"), "198.51.100.23");
     // Through nginx, the client (the Python SDK, on 127.0.0.1) is named.
     assert_eq!(peer_of("tls"), "127.0.0.1");
-    assert!(records.iter().all(|r| r["peer"] != "203.0.113.66"));
+    assert_eq!(peer_of("forged-through-proxy"), "127.0.0.3");
+    for forged in ["203.0.113.66", "198.51.100.77", "198.51.100.78"] {
+        assert!(records.iter().all(|r| r["peer"] != forged), "{forged}");
+    }
     // Moat still serves.
     let after = raw::call_tool(
         &server.url,
@@ -337,7 +344,8 @@ async fn three_replicas_behind_nginx_share_limits_through_redis() {
     drop(nginx);
     drop(redis);
 
-    // Redis gone: calls fail closed within the backend's timeout.
+    // Redis gone: calls fail closed within the backend's timeout, with a
+    // status that says the service, not the caller, is the matter.
     let asked = Instant::now();
     let closed = raw::call_tool(
         &group[0].1.url,
@@ -346,7 +354,8 @@ async fn three_replicas_behind_nginx_share_limits_through_redis() {
         json!({ "message": "c" }),
     )
     .await;
-    assert_eq!(closed.status, 429, "{}", closed.body);
+    assert_eq!(closed.status, 503, "{}", closed.body);
+    assert_eq!(closed.header("retry-after"), Some("1"));
     assert!(
         closed
             .body
@@ -362,7 +371,7 @@ async fn three_replicas_behind_nginx_share_limits_through_redis() {
         asked.elapsed()
     );
     let refused = all_records(&group).into_iter().find(|(_, r)| {
-        r["kind"] == "rate_limited"
+        r["kind"] == "limits_unavailable"
             && r["reason"]
                 .as_str()
                 .unwrap_or("")
@@ -477,6 +486,27 @@ async fn replicas_share_the_tokenless_throttle_and_fall_back_to_their_own() {
     let spent = one.admit("alice", "hello.greet", true).await.err().unwrap();
     assert!(spent.reason.contains("rate limit of 60"), "{spent:?}");
 
+    // A script still queued when its call gave up (Redis paused past the
+    // timeout) takes a place when it runs at last; the place is given
+    // back, so the tenant is not locked out until the lease ends.
+    let impatient = LimitStore::new(&LimitBackend {
+        timeout: Duration::from_millis(100),
+        ..backend.clone()
+    })
+    .unwrap();
+    let capped = QuotaConfig {
+        max_concurrent_per_tenant: Some(1),
+        ..QuotaConfig::default()
+    };
+    let limits = SharedLimits::new(impatient, "paused", &capped);
+    drop(limits.admit("warm", "t", true).await.unwrap());
+    redis.cli(&["CLIENT", "PAUSE", "600", "ALL"]);
+    let timed_out = limits.admit("dave", "t", true).await.err().unwrap();
+    assert!(timed_out.unavailable, "{timed_out:?}");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let admitted = limits.admit("dave", "t", true).await;
+    assert!(admitted.is_ok(), "{:?}", admitted.err());
+
     // Redis down: the throttle falls back to this replica's own (a fresh
     // source is answered and recorded), and limits fail closed.
     redis.stop();
@@ -484,4 +514,51 @@ async fn replicas_share_the_tokenless_throttle_and_fall_back_to_their_own() {
     assert_eq!(a.check("top", fresh).await, Throttled::No);
     let closed = one.admit("carol", "hello.greet", true).await.err().unwrap();
     assert!(closed.reason.contains("cannot be reached"), "{closed:?}");
+}
+
+#[test]
+fn the_kubernetes_manifests_are_valid_and_keep_their_promises() {
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes");
+    let out = run_python(
+        tmp,
+        "validate_kubernetes.py",
+        |c| {
+            c.arg(&folder);
+        },
+        String::new,
+    );
+    for kind in [
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "Secret",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    ] {
+        assert!(out.contains(&format!("ok {kind} ")), "{kind}: {out}");
+    }
+    assert!(out.contains("ok the Deployment runs non-root"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_answers_for_health_checks_by_its_exit_code() {
+    let dir = Sandbox::builder().plugin("hello", "").write();
+    let server = MoatServer::start(dir.path(), &[]);
+    let probe = |url: String| {
+        std::process::Command::new(moat_tests::moat_bin())
+            .args(["probe", &url, "--timeout-ms", "2000"])
+            .output()
+            .unwrap()
+    };
+    let healthy = probe(format!("{}/healthz", server.base));
+    assert_eq!(healthy.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&healthy.stdout).contains("200 OK"));
+    let missing = probe(format!("{}/nothing-here", server.base));
+    assert_eq!(missing.status.code(), Some(1));
+    let closed = probe(format!("http://127.0.0.1:{}/healthz", free_port()));
+    assert_eq!(closed.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&closed.stderr).contains("cannot connect"));
+    let tls = probe("https://127.0.0.1:1/healthz".into());
+    assert_eq!(tls.status.code(), Some(2));
 }
