@@ -2,8 +2,8 @@
 #   docker build -t moat .        (or: podman build -t moat .)
 #   docker run --rm --read-only -p 127.0.0.1:8080:8080 moat
 #   -> http://127.0.0.1:8080/mcp, in demo mode: no authentication, so publish
-#      the port on loopback only. For anything else mount your own config
-#      with [auth] (see deploy/kubernetes/moat.toml and README "Deploy"):
+#      the port on loopback only. For anything else mount a config of your
+#      own with [auth] (README "Deploy" shows one):
 #   docker run --rm --read-only -p 8080:8080 -v ./moat.toml:/etc/moat/moat.toml:ro \
 #     moat serve --config /etc/moat/moat.toml
 #
@@ -26,7 +26,8 @@ RUN cargo build --release --locked --bin moat \
  && cp plugins/target/wasm32-wasip2/release/hello.wasm plugins/target/wasm32-wasip2/release/files.wasm /out/plugins/
 
 FROM ${RUNTIME_IMAGE} AS runtime
-RUN useradd --system --uid 10001 --user-group --home-dir /nonexistent --shell /usr/sbin/nologin moat \
+RUN groupadd --system --gid 10001 moat \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin moat \
  && mkdir -p /var/cache/moat \
  && chown moat:moat /var/cache/moat \
  && chmod 0700 /var/cache/moat
@@ -37,8 +38,11 @@ COPY deploy/moat.toml /etc/moat/moat.toml
 USER 10001:10001
 # Plugins are compiled now, as the user that serves them (the cache trusts
 # only its owner's entries), so that the container starts at once and runs
-# with a read-only root filesystem. Mounted plugins compile at start: give
-# them a writable cache (a volume or tmpfs at /var/cache/moat).
+# with a read-only root filesystem. The compiled code suits CPUs with the
+# build machine's features; on another CPU the entries are skipped and the
+# plugins compile at each start (logged). Mounted plugins compile at start
+# too: a named volume at /var/cache/moat (which starts as a copy of this
+# folder, owner included) keeps what they compile.
 ENV MOAT_CACHE_DIR=/var/cache/moat
 RUN ["moat", "check", "--config", "/etc/moat/moat.toml"]
 EXPOSE 8080

@@ -301,6 +301,11 @@ impl MoatServer {
         }
     }
 
+    /// `127.0.0.1:<port>`: where it listens, as a proxy's upstream names it.
+    pub fn authority(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
+
     /// Kills it at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

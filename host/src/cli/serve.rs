@@ -56,6 +56,16 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     transport::http::allow_lists(addr, &config.http)?;
+    // With the audit log on stdout, stdout holds records alone, so that
+    // `moat audit verify` can read what a log collector kept.
+    let audit_on_stdout = config.audit.as_ref().is_some_and(|a| a.stdout);
+    let say = |line: String| {
+        if audit_on_stdout {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     let ops = Operations::for_config(config)?;
     let services = ToolService::load_all(config, &ops).await?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -69,29 +79,29 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             Some(tenant) => format!("tenant {tenant}"),
             None => loaded.label.clone(),
         };
-        println!(
+        say(format!(
             "moat: serving {} tools from {whose} at {url}",
             service.tools().len()
-        );
+        ));
         match served.auth {
-            Some(auth) => println!(
+            Some(auth) => say(format!(
                 "moat: bearer tokens from {} for {} are required; metadata at {}",
                 auth.token.issuer,
                 auth.token.resource,
                 Endpoint::new(auth.clone()).metadata_url()
-            ),
-            None => println!(
+            )),
+            None => say(format!(
                 "moat: no authentication is configured: anyone who can reach {url} can call these tools"
-            ),
+            )),
         }
         mounts.push(Mount::new(served, service));
     }
     if let [only] = &mounts[..] {
         let url = format!("http://{local}{}", only.path);
-        println!(
+        say(format!(
             "moat: client configuration: {}",
             json!({ "mcpServers": { "moat": { "type": "http", "url": url } } })
-        );
+        ));
     }
     transport::http::serve(
         mounts,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 mod local;
+mod scripts;
 pub mod shared;
 pub use local::{LocalLimiter, RefusalThrottle, source};
 use shared::{SharedLimits, SharedThrottle, Slot};

@@ -19,6 +19,8 @@ mod loading;
 mod mcp;
 mod network;
 mod oauth_interop;
+mod proxy;
 mod python_interop;
 mod quotas;
+mod scaleout;
 mod tenants;
