@@ -33,25 +33,19 @@ pub enum ToolPattern {
 }
 
 impl ToolPattern {
-    /// Parses a pattern; `None` when it is not one of the three forms.
+    /// Parses a pattern; `None` when it is not one of the three forms:
+    /// `*`, `<prefix>.*` (every tool named `<prefix>.…`), or a tool's name
+    /// as clients see it.
     pub fn parse(pattern: &str) -> Option<ToolPattern> {
-        let valid = |s: &str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        };
         if pattern == "*" {
             return Some(ToolPattern::All);
         }
-        let (plugin, tool) = pattern.split_once('.')?;
-        if !valid(plugin) {
-            return None;
+        if let Some(prefix) = pattern.strip_suffix(".*") {
+            return crate::config::naming::valid_tool_name(prefix)
+                .then(|| ToolPattern::Plugin(prefix.to_string()));
         }
-        match tool {
-            "*" => Some(ToolPattern::Plugin(plugin.to_string())),
-            t if valid(t) => Some(ToolPattern::Exact(pattern.to_string())),
-            _ => None,
-        }
+        crate::config::naming::valid_tool_name(pattern)
+            .then(|| ToolPattern::Exact(pattern.to_string()))
     }
 
     fn matches(&self, tool: &str) -> bool {
@@ -184,7 +178,14 @@ mod tests {
             ToolPattern::parse("hello.greet"),
             Some(ToolPattern::Exact("hello.greet".into()))
         );
-        for bad in ["", "files", "*.read", "files.re*", "a.b.c", ".x", "x."] {
+        // Without a prefix, or renamed, a tool's name is any MCP tool name.
+        for exact in ["greet", "gh.issues.list"] {
+            assert_eq!(
+                ToolPattern::parse(exact),
+                Some(ToolPattern::Exact(exact.into()))
+            );
+        }
+        for bad in ["", "*.read", "files.re*", ".*", "a b", "x/y"] {
             assert_eq!(ToolPattern::parse(bad), None, "{bad}");
         }
     }

@@ -139,7 +139,13 @@ pub(super) async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     };
     let service = ToolService::load(runtime, one, &ops).await?;
     let plugin = &service.plugins()[0];
-    if !plugin.tools.iter().any(|t| t.name == args.tool) {
+    // The plugin's own tool name, or the name clients see.
+    let Some(name) = service
+        .tools()
+        .iter()
+        .find(|t| t.info.name == args.tool || t.name == args.tool)
+        .map(|t| t.name.clone())
+    else {
         let names: Vec<&str> = plugin.tools.iter().map(|t| t.name.as_str()).collect();
         anyhow::bail!(
             "plugin `{}` has no tool `{}`; it has: {}",
@@ -147,8 +153,7 @@ pub(super) async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
             args.tool,
             names.join(", ")
         );
-    }
-    let name = format!("{}.{}", plugin.name, args.tool);
+    };
     let outcome = service.call(CallContext::default(), &name, arguments).await;
     ops.close().await;
     if let Ok(report) = &outcome {

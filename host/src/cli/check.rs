@@ -37,7 +37,11 @@ pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             );
             println!("  tools");
             for tool in &plugin.tools {
-                println!("    {}.{}  {}", plugin.name, tool.name, tool.description);
+                println!(
+                    "    {}  {}",
+                    plugin.naming.exposed(&plugin.name, &tool.name),
+                    tool.description
+                );
             }
             print_grants(plugin);
         }

@@ -160,7 +160,7 @@ pub(super) fn parse(src: &Source, raw: RawAuth) -> Result<AuthConfig, ConfigErro
                 src.error(
                     pattern.span(),
                     format!("tool pattern {:?} is not valid", pattern.get_ref()),
-                    "use \"*\", \"plugin.*\" or \"plugin.tool\"",
+                    "use \"*\", \"prefix.*\" or a tool's name as clients see it, such as \"files.read\"",
                 )
             })?);
         }

@@ -7,10 +7,12 @@
 
 mod auth;
 mod http;
+pub mod naming;
 mod ops;
 mod tenant;
 
 pub use http::{HttpConfig, RESERVED_PATHS};
+pub use naming::Naming;
 pub use ops::{AdminConfig, AuditConfig, LimitBackend, QuotaConfig, ToolQuota};
 pub use tenant::{Served, TenantConfig};
 
@@ -73,7 +75,7 @@ impl Config {
 /// One `[[plugin]]` entry.
 #[derive(Debug, Clone)]
 pub struct PluginConfig {
-    /// Its tools are listed as `<name>.<tool>`.
+    /// Its name in the config (and, by default, its tools' prefix).
     pub name: String,
     /// The component file, resolved against the config file's folder.
     pub source: PathBuf,
@@ -81,6 +83,8 @@ pub struct PluginConfig {
     pub sha256: Option<String>,
     /// What each call of this plugin may touch and use.
     pub grants: Grants,
+    /// How its tools are named to clients.
+    pub naming: Naming,
     /// Where the entry is written, for errors found after parsing (at load).
     pub origin: Origin,
 }
@@ -146,6 +150,9 @@ struct RawPlugin {
     name: Spanned<String>,
     source: Spanned<String>,
     sha256: Option<Spanned<String>>,
+    prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    rename: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     grants: RawGrants,
 }
@@ -408,11 +415,13 @@ fn parse_plugin(
         }
     };
     let grants = Grants::parse(src, raw.grants).map_err(context)?;
+    let naming = naming::parse(src, raw.prefix, raw.rename).map_err(context)?;
     Ok(PluginConfig {
         name: name.clone(),
         source,
         sha256,
         grants,
+        naming,
         origin: src.origin(span.start),
     })
 }

@@ -31,6 +31,8 @@ pub struct Plugin {
     pub tools: Vec<ToolInfo>,
     /// What each call may touch and use (shared with every call).
     pub grants: Arc<Grants>,
+    /// How its tools are named to clients.
+    pub naming: crate::config::Naming,
     /// The interfaces the component imports (what it could use if granted).
     pub imports: Vec<String>,
     /// How loading went.
@@ -191,11 +193,24 @@ impl Runtime {
             }
         };
         let tools = check_tools(described).map_err(|m| fail(m, "fix the plugin's tool list"))?;
+        if let Some(unknown) = config
+            .naming
+            .renames
+            .keys()
+            .find(|old| !tools.iter().any(|t| &t.name == *old))
+        {
+            let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+            return Err(fail(
+                format!("[plugin.rename] names `{unknown}`, which the plugin does not have"),
+                &format!("rename one of its tools: {}", names.join(", ")),
+            ));
+        }
         Ok(Plugin {
             name: config.name.clone(),
             sha256,
             tools,
             grants: Arc::new(config.grants.clone()),
+            naming: config.naming.clone(),
             imports,
             load,
             pre,

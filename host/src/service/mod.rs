@@ -186,7 +186,7 @@ impl ToolService {
                     )
                 })?;
                 tools.push(ToolEntry {
-                    name: format!("{}.{}", plugin.name, info.name),
+                    name: plugin.naming.exposed(&plugin.name, &info.name),
                     plugin: index,
                     info: info.clone(),
                     validator,
@@ -195,6 +195,21 @@ impl ToolService {
             }
         }
         tools.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(pair) = tools.windows(2).find(|w| w[0].name == w[1].name) {
+            let source = |t: &ToolEntry| {
+                format!(
+                    "plugin `{}` (its tool `{}`)",
+                    plugins[t.plugin].name, t.info.name
+                )
+            };
+            anyhow::bail!(
+                "two tools would both be named `{}` at this endpoint: {} and {}; \
+                 give one of them another name with `prefix` or [plugin.rename]",
+                pair[0].name,
+                source(&pair[0]),
+                source(&pair[1])
+            );
+        }
         let by_name = tools
             .iter()
             .enumerate()

@@ -17,6 +17,7 @@ mod isolation;
 mod limits;
 mod loading;
 mod mcp;
+mod naming;
 mod network;
 mod oauth_interop;
 mod proxy;
