@@ -1,7 +1,8 @@
 //! Software none of us wrote, installed on first use under the target
 //! folder and reinstalled when its pinned versions change: the official
-//! MCP Python SDK in a venv (tests/python/requirements.txt) and a Node.js
-//! OpenID Provider and the MCP TypeScript SDK (tests/node/package-lock.json).
+//! MCP Python SDK in a venv (tests/python/requirements.txt), and a Node.js
+//! OpenID Provider, the MCP TypeScript SDK and the MCP conformance suite
+//! with the Node.js 22 it runs on (tests/node/package-lock.json).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

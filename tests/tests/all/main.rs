@@ -8,6 +8,7 @@ mod auth_http;
 mod auth_keys;
 mod cli;
 mod confirm;
+mod conformance;
 mod container;
 mod database;
 mod deploy;

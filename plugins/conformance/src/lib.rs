@@ -1,0 +1,85 @@
+//! The tools the official MCP conformance suite
+//! (`@modelcontextprotocol/conformance`) calls, served by Moat in
+//! tests/tests/all/conformance.rs with `prefix = ""` so that they keep the
+//! suite's names. Each returns exactly what its scenario asks for.
+
+use moat_plugin::prelude::*;
+
+/// A tool without arguments.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Nothing {}
+
+/// The arguments of `json_schema_2020_12_tool`: its schema must keep
+/// `$schema`, `$defs.address` and `additionalProperties: false`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Person {
+    /// A name.
+    name: Option<String>,
+    /// Where the person lives.
+    address: Option<Address>,
+}
+
+/// A postal address (listed under `$defs` as `address`).
+#[derive(Deserialize, JsonSchema)]
+#[schemars(rename = "address")]
+struct Address {
+    street: Option<String>,
+    city: Option<String>,
+}
+
+/// A 1×1 red PNG.
+const RED_PIXEL: &[u8] = &[
+    137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13, 73, 72, 68, 82, 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0,
+    0, 0, 144, 119, 83, 222, 0, 0, 0, 12, 73, 68, 65, 84, 120, 156, 99, 248, 207, 192, 0, 0, 3, 1,
+    1, 0, 201, 254, 146, 239, 0, 0, 0, 0, 73, 69, 78, 68, 174, 66, 96, 130,
+];
+
+fn image(_: Nothing) -> Output {
+    Output {
+        content: vec![Content::Image {
+            mime_type: "image/png".into(),
+            data: RED_PIXEL.to_vec(),
+        }],
+        structured: None,
+        is_error: false,
+    }
+}
+
+moat_plugin::plugin![
+    Tool::new(
+        "test_simple_text",
+        "Returns a fixed text (conformance: tools-call-simple-text).",
+        |_: Nothing| "This is a simple text response for testing."
+    )
+    .read_only(),
+    Tool::new(
+        "test_image_content",
+        "Returns a 1x1 red PNG (conformance: tools-call-image).",
+        image
+    )
+    .read_only(),
+    Tool::new(
+        "test_error_handling",
+        "Always reports an error (conformance: tools-call-error).",
+        |_: Nothing| Output::error("This tool intentionally returns an error for testing")
+    )
+    .read_only(),
+    Tool::new(
+        "json_schema_2020_12_tool",
+        "Tool with JSON Schema 2020-12 features",
+        |p: Person| format!(
+            "{} at {}",
+            p.name.unwrap_or_default(),
+            p.address
+                .map(|a| format!(
+                    "{}, {}",
+                    a.street.unwrap_or_default(),
+                    a.city.unwrap_or_default()
+                ))
+                .unwrap_or_default()
+        )
+    )
+    .read_only(),
+];
