@@ -38,9 +38,28 @@ pub struct Annotations {
     pub open_world_hint: Option<bool>,
 }
 
-/// One item of MCP content.
+/// One item of MCP content, with the annotations the plugin gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Content {
+    /// What it is.
+    pub kind: ContentKind,
+    /// Hints for clients (audience, priority, last change).
+    pub annotations: Option<ContentAnnotations>,
+}
+
+impl Content {
+    /// Text without annotations.
+    pub fn text(text: impl Into<String>) -> Content {
+        Content {
+            kind: ContentKind::Text(text.into()),
+            annotations: None,
+        }
+    }
+}
+
+/// The kinds of MCP content.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Content {
+pub enum ContentKind {
     /// Text.
     Text(String),
     /// An image.
@@ -50,6 +69,70 @@ pub enum Content {
         /// Raw bytes.
         data: Vec<u8>,
     },
+    /// Sound.
+    Audio {
+        /// MIME type, such as `audio/wav`.
+        mime_type: String,
+        /// Raw bytes.
+        data: Vec<u8>,
+    },
+    /// A pointer to a resource.
+    ResourceLink(ResourceLink),
+    /// A resource's contents, inline.
+    Resource {
+        /// Its URI.
+        uri: String,
+        /// Its MIME type.
+        mime_type: Option<String>,
+        /// Its contents.
+        body: ResourceBody,
+    },
+}
+
+/// A pointer to a resource the client may fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceLink {
+    /// Its URI.
+    pub uri: String,
+    /// Its programmatic name.
+    pub name: String,
+    /// A human-readable title.
+    pub title: Option<String>,
+    /// What it is.
+    pub description: Option<String>,
+    /// Its MIME type.
+    pub mime_type: Option<String>,
+    /// Its size in bytes.
+    pub size: Option<u64>,
+}
+
+/// What an embedded resource holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceBody {
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+/// Who content is meant for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The person.
+    User,
+    /// The model.
+    Assistant,
+}
+
+/// MCP content annotations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContentAnnotations {
+    /// Who the content is for; empty: not said.
+    pub audience: Vec<Role>,
+    /// Importance from 0 to 1.
+    pub priority: Option<f32>,
+    /// When it last changed (ISO 8601).
+    pub last_modified: Option<String>,
 }
 
 /// What a call that ran to completion returned.
@@ -67,7 +150,7 @@ impl ToolOutput {
     /// A result holding one text and the error flag.
     pub fn text(text: impl Into<String>, is_error: bool) -> Self {
         ToolOutput {
-            content: vec![Content::Text(text.into())],
+            content: vec![Content::text(text)],
             structured: None,
             is_error,
         }
@@ -78,9 +161,9 @@ impl ToolOutput {
         let texts: Vec<&str> = self
             .content
             .iter()
-            .filter_map(|c| match c {
-                Content::Text(t) => Some(t.as_str()),
-                Content::Image { .. } => None,
+            .filter_map(|c| match &c.kind {
+                ContentKind::Text(t) => Some(t.as_str()),
+                _ => None,
             })
             .collect();
         texts.join("\n")

@@ -3,14 +3,15 @@
 //! the policy wants one.
 
 mod confirm;
+mod content;
 
 use confirm::Unconfirmed;
 
 use crate::auth::policy::Caller;
 use crate::runtime::{CallError, CallReport};
 use crate::service::{AdmittedCall, CallContext, Refusal, SharedService};
-use crate::tool::{Content, ToolOutput};
-use base64::Engine as _;
+use crate::tool::ToolOutput;
+
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams, ServerCapabilities,
@@ -278,18 +279,14 @@ fn error_result(kind: &str, message: &str) -> CallToolResult {
     result
 }
 
+/// One content item as the JSON MCP carries (for the output cap's test).
+#[cfg(test)]
+pub(crate) fn content_json(item: crate::tool::Content) -> serde_json::Value {
+    serde_json::to_value(content::block(item)).expect("content serializes")
+}
+
 fn to_mcp_result(output: ToolOutput) -> CallToolResult {
-    let content = output
-        .content
-        .into_iter()
-        .map(|c| match c {
-            Content::Text(text) => ContentBlock::text(text),
-            Content::Image { mime_type, data } => ContentBlock::image(
-                base64::engine::general_purpose::STANDARD.encode(data),
-                mime_type,
-            ),
-        })
-        .collect();
+    let content = output.content.into_iter().map(content::block).collect();
     let mut result = if output.is_error {
         CallToolResult::error(content)
     } else {

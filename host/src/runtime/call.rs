@@ -2,7 +2,7 @@
 //! plugin's grants, with its budgets enforced; [`super::outcome`] names how
 //! it ended.
 
-use super::bindings::PluginPre;
+use super::bindings::Pre;
 use super::bindings::exports::moat::plugin::tools as wit;
 use super::bindings::moat::plugin::types::CallResult;
 use super::capture::Capture;
@@ -56,7 +56,7 @@ pub(super) enum Returned {
 /// One run of a plugin export, owning its inputs so that it can move to a
 /// thread of its own.
 pub(super) struct Job {
-    pub pre: PluginPre<CallState>,
+    pub pre: Pre,
     pub label: Arc<str>,
     pub grants: Arc<Grants>,
     pub env: Vec<(String, String)>,
@@ -216,14 +216,31 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
     // The epoch only interrupts running wasm; a guest waiting on host
     // I/O is ended by this timeout instead.
     let ran = tokio::time::timeout(limits.timeout, async {
-        let instance = pre.instantiate_async(&mut store).await?;
-        let tools = instance.moat_plugin_tools();
-        match entry {
-            Entry::Describe => tools.call_describe(&mut store).await.map(Returned::Tools),
-            Entry::Call { tool, arguments } => tools
-                .call_call(&mut store, &tool, &arguments)
-                .await
-                .map(Returned::Call),
+        match pre {
+            Pre::Current(pre) => {
+                let instance = pre.instantiate_async(&mut store).await?;
+                let tools = instance.moat_plugin_tools();
+                match entry {
+                    Entry::Describe => tools.call_describe(&mut store).await.map(Returned::Tools),
+                    Entry::Call { tool, arguments } => tools
+                        .call_call(&mut store, &tool, &arguments)
+                        .await
+                        .map(Returned::Call),
+                }
+            }
+            Pre::V0_1(pre) => {
+                let instance = pre.instantiate_async(&mut store).await?;
+                let tools = instance.moat_plugin_tools();
+                match entry {
+                    Entry::Describe => tools.call_describe(&mut store).await.map(|described| {
+                        Returned::Tools(described.into_iter().map(super::compat::tool).collect())
+                    }),
+                    Entry::Call { tool, arguments } => tools
+                        .call_call(&mut store, &tool, &arguments)
+                        .await
+                        .map(|answer| Returned::Call(super::compat::answer(answer))),
+                }
+            }
         }
     })
     .await;

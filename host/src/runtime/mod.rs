@@ -11,6 +11,7 @@ mod bindings;
 pub mod cache;
 mod call;
 mod capture;
+mod compat;
 pub mod engine;
 pub mod error;
 mod outcome;
@@ -103,6 +104,10 @@ impl Runtime {
         // everything the grant does not allow.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::moat::plugin::log::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s)?;
+        bindings::v0_1::moat::plugin::log::add_to_linker::<_, HasSelf<CallState>>(
+            &mut linker,
+            |s| s,
+        )?;
         let cache = match &options.cache_dir {
             None => None,
             Some(dir) => match CompileCache::open(dir, &engine) {

@@ -2,14 +2,17 @@
 //! [`CallError`] kinds, and a plugin's result is checked against the
 //! output cap and converted.
 
-use super::bindings::moat::plugin::types::{CallResult, Content as WitContent};
+use super::bindings::moat::plugin::types::{
+    CallResult, Content as WitContent, ContentAnnotations, ContentKind as WitKind, ResourceBody,
+    Role as WitRole,
+};
 use super::capture::printable;
 use super::error::{CallError, NotGranted};
 use super::state::{CallState, truncate};
 use crate::capabilities::Limits;
 use crate::capabilities::fs::writes::WriteLimit;
 use crate::capabilities::limits::DeadlineExceeded;
-use crate::tool::{Content, ToolOutput};
+use crate::tool::{self, Content, ContentKind, ToolOutput};
 use wasmtime::Trap;
 use wasmtime::component::ResourceTableError;
 
@@ -114,6 +117,15 @@ fn panic_message(stderr: &str) -> Option<String> {
 const TEXT_ITEM_BYTES: usize = 26;
 /// `{"type":"image","data":"","mimeType":""},`.
 const IMAGE_ITEM_BYTES: usize = 41;
+/// At least the framing of any other item (audio, a resource link, an
+/// embedded resource) with every optional field present: its size is
+/// bounded from above, not reproduced.
+const OTHER_ITEM_BYTES: usize = 160;
+/// At least the framing of annotations with every field present, beside
+/// the roles and the timestamp's text.
+const ANNOTATION_BYTES: usize = 96;
+/// At least one role of an audience, quoted, with its comma.
+const ROLE_BYTES: usize = 12;
 
 /// The length of `text` as the body of a JSON string (escapes included).
 fn json_len(text: &str) -> usize {
@@ -126,21 +138,102 @@ fn json_len(text: &str) -> usize {
         .sum()
 }
 
+/// Base64 of `n` bytes.
+fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+fn opt_len(text: &Option<String>) -> usize {
+    text.as_deref().map_or(0, json_len)
+}
+
+/// The bytes one item takes in the response: text and images exactly,
+/// the other kinds and annotations bounded from above.
+fn item_size(item: &WitContent) -> usize {
+    let kind = match &item.kind {
+        WitKind::Text(t) => TEXT_ITEM_BYTES + json_len(t),
+        WitKind::Image(i) => IMAGE_ITEM_BYTES + base64_len(i.data.len()) + json_len(&i.mime_type),
+        WitKind::Audio(a) => OTHER_ITEM_BYTES + base64_len(a.data.len()) + json_len(&a.mime_type),
+        WitKind::ResourceLink(l) => {
+            OTHER_ITEM_BYTES
+                + json_len(&l.uri)
+                + json_len(&l.name)
+                + opt_len(&l.title)
+                + opt_len(&l.description)
+                + opt_len(&l.mime_type)
+                + 20
+        }
+        WitKind::Resource(r) => {
+            OTHER_ITEM_BYTES
+                + json_len(&r.uri)
+                + opt_len(&r.mime_type)
+                + match &r.body {
+                    ResourceBody::Text(t) => json_len(t),
+                    ResourceBody::Blob(b) => base64_len(b.len()),
+                }
+        }
+    };
+    kind + item.annotations.as_ref().map_or(0, |a| {
+        ANNOTATION_BYTES + a.audience.len() * ROLE_BYTES + opt_len(&a.last_modified)
+    })
+}
+
 /// The bytes the result takes in the response: every item with its JSON
-/// framing and escapes, images as base64, and the structured content. An
-/// empty item costs its framing, so a flood of them meets the cap too.
+/// framing and escapes, binary data as base64, and the structured content.
+/// An empty item costs its framing, so a flood of them meets the cap too.
 fn wire_size(result: &CallResult) -> usize {
-    let content: usize = result
-        .content
-        .iter()
-        .map(|c| match c {
-            WitContent::Text(t) => TEXT_ITEM_BYTES + json_len(t),
-            WitContent::Image(i) => {
-                IMAGE_ITEM_BYTES + i.data.len().div_ceil(3) * 4 + json_len(&i.mime_type)
-            }
-        })
-        .sum();
+    let content: usize = result.content.iter().map(item_size).sum();
     content + result.structured.as_ref().map_or(0, String::len)
+}
+
+/// One item as the host keeps it.
+fn content(item: WitContent) -> Content {
+    let kind = match item.kind {
+        WitKind::Text(t) => ContentKind::Text(t),
+        WitKind::Image(i) => ContentKind::Image {
+            mime_type: i.mime_type,
+            data: i.data,
+        },
+        WitKind::Audio(a) => ContentKind::Audio {
+            mime_type: a.mime_type,
+            data: a.data,
+        },
+        WitKind::ResourceLink(l) => ContentKind::ResourceLink(tool::ResourceLink {
+            uri: l.uri,
+            name: l.name,
+            title: l.title,
+            description: l.description,
+            mime_type: l.mime_type,
+            size: l.size,
+        }),
+        WitKind::Resource(r) => ContentKind::Resource {
+            uri: r.uri,
+            mime_type: r.mime_type,
+            body: match r.body {
+                ResourceBody::Text(t) => tool::ResourceBody::Text(t),
+                ResourceBody::Blob(b) => tool::ResourceBody::Blob(b),
+            },
+        },
+    };
+    Content {
+        kind,
+        annotations: item.annotations.map(annotations),
+    }
+}
+
+fn annotations(a: ContentAnnotations) -> tool::ContentAnnotations {
+    tool::ContentAnnotations {
+        audience: a
+            .audience
+            .into_iter()
+            .map(|r| match r {
+                WitRole::User => tool::Role::User,
+                WitRole::Assistant => tool::Role::Assistant,
+            })
+            .collect(),
+        priority: a.priority,
+        last_modified: a.last_modified,
+    }
 }
 
 /// Converts the plugin's result, enforcing the output cap; also returns
@@ -165,17 +258,7 @@ pub(super) fn convert(
         })?),
     };
     let output = ToolOutput {
-        content: result
-            .content
-            .into_iter()
-            .map(|c| match c {
-                WitContent::Text(t) => Content::Text(t),
-                WitContent::Image(i) => Content::Image {
-                    mime_type: i.mime_type,
-                    data: i.data,
-                },
-            })
-            .collect(),
+        content: result.content.into_iter().map(content).collect(),
         structured,
         is_error: result.is_error,
     };
@@ -188,7 +271,11 @@ mod tests {
 
     #[test]
     fn the_output_size_is_what_the_response_carries() {
-        let text = |t: &str| WitContent::Text(t.to_string());
+        let item = |kind: WitKind| WitContent {
+            kind,
+            annotations: None,
+        };
+        let text = |t: &str| item(WitKind::Text(t.to_string()));
         let result = |content: Vec<WitContent>, structured: Option<&str>| CallResult {
             content,
             structured: structured.map(str::to_string),
@@ -201,12 +288,12 @@ mod tests {
                 Some(r#"{"a":1}"#),
             ),
             (
-                vec![WitContent::Image(
+                vec![item(WitKind::Image(
                     super::super::bindings::moat::plugin::types::Image {
                         mime_type: "image/png".into(),
                         data: vec![7; 10],
                     },
-                )],
+                ))],
                 None,
             ),
         ] {
@@ -214,19 +301,70 @@ mod tests {
             let items: Vec<serde_json::Value> = r
                 .content
                 .iter()
-                .map(|c| match c {
-                    WitContent::Text(t) => serde_json::json!({ "type": "text", "text": t }),
-                    WitContent::Image(i) => serde_json::json!({
+                .map(|c| match &c.kind {
+                    WitKind::Text(t) => serde_json::json!({ "type": "text", "text": t }),
+                    WitKind::Image(i) => serde_json::json!({
                         "type": "image",
                         "data": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &i.data),
                         "mimeType": i.mime_type,
                     }),
+                    _ => unreachable!("only text and images are measured exactly"),
                 })
                 .collect();
             // Each item's JSON plus its comma, and the structured text.
             let expected: usize = items.iter().map(|i| i.to_string().len() + 1).sum::<usize>()
                 + r.structured.as_ref().map_or(0, String::len);
             assert_eq!(wire_size(&r), expected);
+        }
+    }
+
+    #[test]
+    fn other_kinds_and_annotations_are_bounded_from_above() {
+        use super::super::bindings::moat::plugin::types::{Audio, EmbeddedResource, ResourceLink};
+        let long = "x\"y".repeat(300);
+        let annotations = ContentAnnotations {
+            audience: vec![WitRole::User, WitRole::Assistant],
+            priority: Some(0.123_456_79),
+            last_modified: Some("2026-12-02T01:02:03.456789+00:00".into()),
+        };
+        let items = [
+            WitKind::Audio(Audio {
+                mime_type: long.clone(),
+                data: vec![1; 1000],
+            }),
+            WitKind::ResourceLink(ResourceLink {
+                uri: long.clone(),
+                name: long.clone(),
+                title: Some(long.clone()),
+                description: Some(long.clone()),
+                mime_type: Some(long.clone()),
+                size: Some(u64::MAX),
+            }),
+            WitKind::Resource(EmbeddedResource {
+                uri: long.clone(),
+                mime_type: Some(long.clone()),
+                body: ResourceBody::Text(long.clone()),
+            }),
+            WitKind::Resource(EmbeddedResource {
+                uri: long.clone(),
+                mime_type: None,
+                body: ResourceBody::Blob(vec![0; 1001]),
+            }),
+        ];
+        for kind in items {
+            let item = WitContent {
+                kind,
+                annotations: Some(annotations.clone()),
+            };
+            let bound = item_size(&item);
+            // The JSON MCP carries for it, as rmcp writes it.
+            let converted = content(item);
+            let json = serde_json::to_string(&crate::mcp::content_json(converted)).unwrap();
+            assert!(
+                json.len() < bound,
+                "{} > {bound}: {json}",
+                json.len() + 1
+            );
         }
     }
 

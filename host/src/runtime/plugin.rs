@@ -1,7 +1,7 @@
 //! Loading a plugin: read, pin, compile, link, pre-instantiate, describe.
 
 use super::Runtime;
-use super::bindings::PluginPre;
+use super::bindings::Pre;
 use super::bindings::moat::plugin::types::Tool as WitTool;
 use super::cache::CacheOutcome;
 use super::call::{Entry, Job, Returned};
@@ -38,7 +38,7 @@ pub struct Plugin {
     /// How loading went.
     pub load: LoadStats,
     /// Pre-linked, so a call only instantiates.
-    pub(super) pre: PluginPre<super::state::CallState>,
+    pub(super) pre: Pre,
     /// The name, shared with every call's state for log attribution.
     pub(super) label: Arc<str>,
 }
@@ -153,12 +153,12 @@ impl Runtime {
             .map_err(|e| {
             fail(
                 format!("cannot be linked: {e:#}"),
-                "plugins may import only WASI 0.2 and moat:plugin/log; rebuild it against wit/ with the moat-plugin SDK",
+                "plugins may import only WASI 0.2 and moat:plugin/log (0.2.0 or 0.1.0); rebuild it against wit/ with the moat-plugin SDK",
             )
         })?;
-        let pre = PluginPre::new(instance_pre).map_err(|e| {
+        let pre = super::compat::pre(instance_pre).map_err(|e| {
             fail(
-                format!("does not export moat:plugin/tools@0.1.0: {e:#}"),
+                format!("exports neither moat:plugin/tools@0.2.0 nor @0.1.0: {e}"),
                 "build the plugin with the moat-plugin SDK (or export the interface in wit/)",
             )
         })?;

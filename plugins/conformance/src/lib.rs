@@ -36,15 +36,57 @@ const RED_PIXEL: &[u8] = &[
     1, 0, 201, 254, 146, 239, 0, 0, 0, 0, 73, 69, 78, 68, 174, 66, 96, 130,
 ];
 
-fn image(_: Nothing) -> Output {
+/// A WAV file of eight silent 8-bit samples.
+const SILENCE: &[u8] = &[
+    82, 73, 70, 70, 44, 0, 0, 0, 87, 65, 86, 69, 102, 109, 116, 32, 16, 0, 0, 0, 1, 0, 1, 0, 64,
+    31, 0, 0, 64, 31, 0, 0, 1, 0, 8, 0, 100, 97, 116, 97, 8, 0, 0, 0, 128, 128, 128, 128, 128, 128,
+    128, 128,
+];
+
+fn items(content: Vec<Content>) -> Output {
     Output {
-        content: vec![Content::Image {
-            mime_type: "image/png".into(),
-            data: RED_PIXEL.to_vec(),
-        }],
+        content,
         structured: None,
         is_error: false,
     }
+}
+
+fn red_pixel() -> Content {
+    Content::Image {
+        mime_type: "image/png".into(),
+        data: RED_PIXEL.to_vec(),
+    }
+}
+
+fn image(_: Nothing) -> Output {
+    items(vec![red_pixel()])
+}
+
+fn audio(_: Nothing) -> Output {
+    items(vec![Content::Audio {
+        mime_type: "audio/wav".into(),
+        data: SILENCE.to_vec(),
+    }])
+}
+
+fn embedded(_: Nothing) -> Output {
+    items(vec![Content::Resource {
+        uri: "test://embedded-resource".into(),
+        mime_type: Some("text/plain".into()),
+        body: Ok("This is an embedded resource content.".into()),
+    }])
+}
+
+fn mixed(_: Nothing) -> Output {
+    items(vec![
+        Content::Text("Multiple content types test:".into()),
+        red_pixel(),
+        Content::Resource {
+            uri: "test://mixed-content-resource".into(),
+            mime_type: Some("application/json".into()),
+            body: Ok(r#"{"test":"data","value":123}"#.into()),
+        },
+    ])
 }
 
 moat_plugin::plugin![
@@ -58,6 +100,24 @@ moat_plugin::plugin![
         "test_image_content",
         "Returns a 1x1 red PNG (conformance: tools-call-image).",
         image
+    )
+    .read_only(),
+    Tool::new(
+        "test_audio_content",
+        "Returns a short WAV file (conformance: tools-call-audio).",
+        audio
+    )
+    .read_only(),
+    Tool::new(
+        "test_embedded_resource",
+        "Returns an embedded text resource (conformance: tools-call-embedded-resource).",
+        embedded
+    )
+    .read_only(),
+    Tool::new(
+        "test_multiple_content_types",
+        "Returns text, an image and a resource (conformance: tools-call-mixed-content).",
+        mixed
     )
     .read_only(),
     Tool::new(

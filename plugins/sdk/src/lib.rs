@@ -28,12 +28,14 @@
 mod output;
 mod tool;
 
-pub use output::{Content, IntoOutput, Json, Output, Rendered};
+pub use output::{
+    Annotations, Audience, Content, IntoOutput, Json, Output, Rendered, ResourceLink,
+};
 pub use tool::Tool;
 
 /// Everything a plugin usually needs, in one import.
 pub mod prelude {
-    pub use crate::{Content, Json, Output, Rendered, Tool};
+    pub use crate::{Annotations, Audience, Content, Json, Output, Rendered, ResourceLink, Tool};
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};
 }

@@ -1,6 +1,9 @@
 //! What a tool returns, and how it becomes MCP content.
 
-use crate::bindings::moat::plugin::types::{CallResult, Content as WitContent, Image};
+use crate::bindings::moat::plugin::types::{
+    Audio, CallResult, Content as WitContent, ContentAnnotations, ContentKind, EmbeddedResource,
+    Image, ResourceBody, ResourceLink as WitResourceLink, Role,
+};
 use schemars::JsonSchema;
 use serde::Serialize;
 use std::fmt::Display;
@@ -16,6 +19,120 @@ pub enum Content {
         /// The raw bytes.
         data: Vec<u8>,
     },
+    /// Sound, for example a WAV file.
+    Audio {
+        /// The MIME type, such as `audio/wav`.
+        mime_type: String,
+        /// The raw bytes.
+        data: Vec<u8>,
+    },
+    /// A pointer to a resource the client may fetch.
+    ResourceLink(ResourceLink),
+    /// A resource's contents, inline: text, or bytes.
+    Resource {
+        /// Its URI.
+        uri: String,
+        /// Its MIME type.
+        mime_type: Option<String>,
+        /// Text (`Ok`) or bytes (`Err`).
+        body: Result<String, Vec<u8>>,
+    },
+    /// Content with hints for the client: who it is for, how important it
+    /// is, when it last changed (see [`Content::annotated`]).
+    Annotated(Box<Content>, Annotations),
+}
+
+/// A pointer to a resource.
+#[derive(Default)]
+pub struct ResourceLink {
+    /// Its URI.
+    pub uri: String,
+    /// Its programmatic name.
+    pub name: String,
+    /// A human-readable title.
+    pub title: Option<String>,
+    /// What it is.
+    pub description: Option<String>,
+    /// Its MIME type.
+    pub mime_type: Option<String>,
+    /// Its size in bytes.
+    pub size: Option<u64>,
+}
+
+/// MCP content annotations.
+#[derive(Default, Clone)]
+pub struct Annotations {
+    /// For the person (`user`) and/or the model (`assistant`); empty: not said.
+    pub audience: Vec<Audience>,
+    /// Importance from 0 (least) to 1 (most).
+    pub priority: Option<f32>,
+    /// When it last changed (ISO 8601).
+    pub last_modified: Option<String>,
+}
+
+/// Who content is for.
+#[derive(Clone, Copy)]
+pub enum Audience {
+    /// The person.
+    User,
+    /// The model.
+    Assistant,
+}
+
+impl Content {
+    /// This content with `annotations`.
+    pub fn annotated(self, annotations: Annotations) -> Content {
+        Content::Annotated(Box::new(self), annotations)
+    }
+
+    fn into_wit(self) -> WitContent {
+        let kind = match self {
+            Content::Annotated(inner, a) => {
+                return WitContent {
+                    annotations: Some(ContentAnnotations {
+                        audience: a
+                            .audience
+                            .iter()
+                            .map(|r| match r {
+                                Audience::User => Role::User,
+                                Audience::Assistant => Role::Assistant,
+                            })
+                            .collect(),
+                        priority: a.priority,
+                        last_modified: a.last_modified,
+                    }),
+                    ..inner.into_wit()
+                };
+            }
+            Content::Text(t) => ContentKind::Text(t),
+            Content::Image { mime_type, data } => ContentKind::Image(Image { mime_type, data }),
+            Content::Audio { mime_type, data } => ContentKind::Audio(Audio { mime_type, data }),
+            Content::ResourceLink(l) => ContentKind::ResourceLink(WitResourceLink {
+                uri: l.uri,
+                name: l.name,
+                title: l.title,
+                description: l.description,
+                mime_type: l.mime_type,
+                size: l.size,
+            }),
+            Content::Resource {
+                uri,
+                mime_type,
+                body,
+            } => ContentKind::Resource(EmbeddedResource {
+                uri,
+                mime_type,
+                body: match body {
+                    Ok(text) => ResourceBody::Text(text),
+                    Err(bytes) => ResourceBody::Blob(bytes),
+                },
+            }),
+        };
+        WitContent {
+            kind,
+            annotations: None,
+        }
+    }
 }
 
 /// A complete tool result: content, optional structured JSON, error flag.
@@ -48,16 +165,7 @@ impl Output {
 
     pub(crate) fn into_wit(self) -> CallResult {
         CallResult {
-            content: self
-                .content
-                .into_iter()
-                .map(|c| match c {
-                    Content::Text(t) => WitContent::Text(t),
-                    Content::Image { mime_type, data } => {
-                        WitContent::Image(Image { mime_type, data })
-                    }
-                })
-                .collect(),
+            content: self.content.into_iter().map(Content::into_wit).collect(),
             structured: self
                 .structured
                 .map(|v| serde_json::to_string(&v).expect("a JSON value always serializes")),

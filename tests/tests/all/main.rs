@@ -7,6 +7,7 @@ mod audit;
 mod auth_http;
 mod auth_keys;
 mod cli;
+mod compat;
 mod confirm;
 mod conformance;
 mod container;
