@@ -4,6 +4,7 @@
 
 mod confirm;
 mod content;
+mod notify;
 
 use confirm::Unconfirmed;
 
@@ -35,6 +36,9 @@ pub struct McpHandler {
     /// Whether the transport can send the client requests of its own
     /// (stdio and HTTP sessions can; stateless HTTP cannot).
     server_requests: bool,
+    /// The least level of plugin log records the client asked for with
+    /// `logging/setLevel`, for this session alone.
+    log_level: notify::SessionLevel,
 }
 
 impl McpHandler {
@@ -55,6 +59,15 @@ impl McpHandler {
             tools: Arc::new(tools),
             by_name: Arc::new(by_name),
             server_requests: true,
+            log_level: notify::SessionLevel::default(),
+        }
+    }
+
+    /// A handler for a new session: the same tools, its own log level.
+    pub fn for_session(&self) -> Self {
+        McpHandler {
+            log_level: notify::SessionLevel::default(),
+            ..self.clone()
         }
     }
 
@@ -141,12 +154,20 @@ fn to_mcp_tool(name: &str, info: &crate::tool::ToolInfo) -> Tool {
 }
 
 impl ServerHandler for McpHandler {
+    // Logging is deprecated for 2026-07-28 (SEP-2577); clients of
+    // 2025-11-25 and before still ask for plugins' log records with it.
+    #[allow(deprecated)]
     fn get_info(&self) -> ServerConfig {
-        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("moat", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "Tools run in WebAssembly sandboxes that can reach only what the operator granted.",
-            )
+        InitializeResult::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_logging()
+                .build(),
+        )
+        .with_server_info(Implementation::new("moat", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "Tools run in WebAssembly sandboxes that can reach only what the operator granted.",
+        )
     }
 
     async fn list_tools(
@@ -199,7 +220,18 @@ impl ServerHandler for McpHandler {
         } else {
             call
         };
-        answer(self.service.run(call).await).map(Into::into)
+        answer(notify::run_telling(&self.service, call, &context, &self.log_level).await)
+            .map(Into::into)
+    }
+
+    #[allow(deprecated)] // Logging is what clients of 2025-11-25 and before use.
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.log_level.set(request.level);
+        Ok(())
     }
 }
 

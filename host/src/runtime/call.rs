@@ -61,6 +61,8 @@ pub(super) struct Job {
     pub grants: Arc<Grants>,
     pub env: Vec<(String, String)>,
     pub entry: Entry,
+    /// Where progress and client-bound log records go, if anywhere.
+    pub events: Option<tokio::sync::mpsc::Sender<super::events::CallEvent>>,
 }
 
 /// How a run ended, what it cost, and what it was refused.
@@ -80,18 +82,20 @@ impl Runtime {
     /// Runs `tool` of `plugin` with `arguments` (a JSON object, serialized)
     /// in a fresh instance under the plugin's grants.
     pub async fn call(&self, plugin: &Plugin, tool: &str, arguments: &str) -> CallReport {
-        self.call_with_env(plugin, tool, arguments.to_string(), Vec::new())
+        self.call_with_env(plugin, tool, arguments.to_string(), Vec::new(), None)
             .await
     }
 
     /// [`Self::call`], with `env` added to the granted environment (the
-    /// caller's identity, for plugins granted it).
+    /// caller's identity, for plugins granted it), and its progress and
+    /// log records sent to `events` for the client.
     pub async fn call_with_env(
         &self,
         plugin: &Plugin,
         tool: &str,
         arguments: String,
         env: Vec<(String, String)>,
+        events: Option<tokio::sync::mpsc::Sender<super::events::CallEvent>>,
     ) -> CallReport {
         let start = Instant::now();
         if !plugin.tools.iter().any(|t| t.name == tool) {
@@ -112,6 +116,7 @@ impl Runtime {
                     tool: tool.to_string(),
                     arguments,
                 },
+                events,
             })
             .await;
         let result = returned.and_then(|r| match r {
@@ -196,6 +201,7 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
         grants,
         env,
         entry,
+        events,
     } = job;
     let limits = grants.limits;
     let stdout = Capture::default();
@@ -207,7 +213,8 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
     if let Err(e) = grants.apply(&mut wasi, &env) {
         return failed(CallError::Host(e.to_string()));
     }
-    let state = CallState::new(label, wasi.build(), stdout, stderr, &grants);
+    let mut state = CallState::new(label, wasi.build(), stdout, stderr, &grants);
+    state.events = events.map(super::events::EventSink::new);
     let mut store = Store::new(engine, state);
     if let Err(e) = limits.apply(&mut store) {
         return failed(CallError::Host(e.to_string()));

@@ -14,6 +14,7 @@ mod capture;
 mod compat;
 pub mod engine;
 pub mod error;
+pub mod events;
 mod outcome;
 mod plugin;
 mod state;
@@ -104,6 +105,10 @@ impl Runtime {
         // everything the grant does not allow.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::moat::plugin::log::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s)?;
+        bindings::moat::plugin::progress::add_to_linker::<_, HasSelf<CallState>>(
+            &mut linker,
+            |s| s,
+        )?;
         bindings::v0_1::moat::plugin::log::add_to_linker::<_, HasSelf<CallState>>(
             &mut linker,
             |s| s,

@@ -360,11 +360,7 @@ mod tests {
             // The JSON MCP carries for it, as rmcp writes it.
             let converted = content(item);
             let json = serde_json::to_string(&crate::mcp::content_json(converted)).unwrap();
-            assert!(
-                json.len() < bound,
-                "{} > {bound}: {json}",
-                json.len() + 1
-            );
+            assert!(json.len() < bound, "{} > {bound}: {json}", json.len() + 1);
         }
     }
 

@@ -180,6 +180,7 @@ impl Runtime {
                 grants: Arc::new(describe_grants),
                 env: Vec::new(),
                 entry: Entry::Describe,
+                events: None,
             })
             .await;
         let described = match returned {

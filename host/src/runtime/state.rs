@@ -41,6 +41,8 @@ pub struct CallState {
     pub outbound: Outbound,
     /// What the call may still write into its directories.
     writes: WriteBudget,
+    /// Where progress and log records go to the client, when one listens.
+    pub events: Option<super::events::EventSink>,
 }
 
 impl CallState {
@@ -68,6 +70,7 @@ impl CallState {
             stderr,
             plugin,
             log_budget: LOG_BUDGET,
+            events: None,
         }
     }
 }
@@ -99,6 +102,15 @@ impl LogHost for CallState {
         let message = truncate(&message, self.log_budget);
         self.log_budget -= message.len();
         let message = super::capture::printable(message);
+        if let Some(events) = &mut self.events {
+            let level = match level {
+                Level::Trace | Level::Debug => super::events::LogLevel::Debug,
+                Level::Info => super::events::LogLevel::Info,
+                Level::Warn => super::events::LogLevel::Warning,
+                Level::Error => super::events::LogLevel::Error,
+            };
+            events.log(level, &message);
+        }
         let plugin = &*self.plugin;
         match level {
             Level::Trace => tracing::trace!(target: "moat::plugin", plugin, "{message}"),
@@ -134,3 +146,17 @@ impl Budgeted for CallState {
         &self.writes
     }
 }
+
+impl super::bindings::moat::plugin::progress::Host for CallState {
+    fn report(&mut self, progress: f64, total: Option<f64>, message: Option<String>) {
+        if let Some(events) = &mut self.events {
+            let message = message.map(|m| {
+                super::capture::printable(truncate(&m, PROGRESS_MESSAGE_BYTES)).into_owned()
+            });
+            events.progress(progress, total, message);
+        }
+    }
+}
+
+/// Bytes of a progress message forwarded at most.
+const PROGRESS_MESSAGE_BYTES: usize = 1024;

@@ -69,6 +69,22 @@ pub struct AdmittedCall {
     pub(super) caller_key: String,
     /// Its place among the questions waiting for a person, while asked.
     pub(super) waiting: Option<super::accounting::Waiting>,
+    /// Where its progress and log records go to the client, if anywhere.
+    events: Option<tokio::sync::mpsc::Sender<crate::runtime::events::CallEvent>>,
+}
+
+impl AdmittedCall {
+    /// Sends the call's progress reports and log records to `events` while
+    /// it runs (a transport that can tell the client sets it).
+    pub fn tell(&mut self, events: tokio::sync::mpsc::Sender<crate::runtime::events::CallEvent>) {
+        self.events = Some(events);
+    }
+
+    /// The values of the call's secret-looking arguments, to keep out of
+    /// what goes back to the client while it runs.
+    pub fn secrets(&self) -> Vec<String> {
+        self.secrets.clone()
+    }
 }
 
 /// Where an admitted call stands with a person's confirmation.
@@ -164,6 +180,7 @@ impl ToolService {
                 permit,
                 caller_key,
                 waiting: None,
+                events: None,
             }),
             Err(refusal) => {
                 let refused = self.ops.finish(self.tenant(), name, record, Err(refusal));
@@ -236,6 +253,7 @@ impl ToolService {
                     &tool.info.name,
                     call.arguments.to_string(),
                     std::mem::take(&mut call.env),
+                    call.events.take(),
                 )
                 .await
         };

@@ -246,7 +246,7 @@ fn mcp_service(
     if http.stateless {
         handler = handler.without_server_requests();
     }
-    StreamableHttpService::new(move || Ok(handler.clone()), manager, config)
+    StreamableHttpService::new(move || Ok(handler.for_session()), manager, config)
 }
 
 /// What `/readyz` looks at.

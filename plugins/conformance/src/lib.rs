@@ -89,7 +89,38 @@ fn mixed(_: Nothing) -> Output {
     ])
 }
 
+fn with_progress(_: Nothing) -> &'static str {
+    for (i, step) in [0.0, 50.0, 100.0].into_iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        moat_plugin::progress::report(step, Some(100.0), None);
+    }
+    "Progress reported: 0, 50 and 100 of 100."
+}
+
+fn with_logging(_: Nothing) -> &'static str {
+    moat_plugin::log::info("Tool execution started");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    moat_plugin::log::info("Tool processing data");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    moat_plugin::log::info("Tool execution completed");
+    "Logged three messages."
+}
+
 moat_plugin::plugin![
+    Tool::new(
+        "test_tool_with_progress",
+        "Reports progress 0, 50 and 100 of 100 (conformance: tools-call-with-progress).",
+        with_progress
+    )
+    .read_only(),
+    Tool::new(
+        "test_tool_with_logging",
+        "Logs three messages at info level (conformance: tools-call-with-logging).",
+        with_logging
+    )
+    .read_only(),
     Tool::new(
         "test_simple_text",
         "Returns a fixed text (conformance: tools-call-simple-text).",

@@ -57,6 +57,15 @@ pub mod bindings {
 
 use bindings::exports::moat::plugin::tools::{self as wit, CallError, CallResult};
 
+/// Tells the client how far the call has come (when it asked to know).
+pub mod progress {
+    /// `progress` so far (increasing), of `total` when known, with an
+    /// optional `message`. Cheap when nobody listens: Moat drops it.
+    pub fn report(progress: f64, total: Option<f64>, message: Option<&str>) {
+        crate::bindings::moat::plugin::progress::report(progress, total, message);
+    }
+}
+
 /// Writes to the host's log, attributed to this plugin.
 pub mod log {
     use crate::bindings::moat::plugin::log::{Level, log};

@@ -67,6 +67,27 @@ struct Count {
     count: u32,
 }
 
+/// How much to tell the client, and a secret to (try to) leak with it.
+#[derive(Deserialize, JsonSchema)]
+struct Chatter {
+    count: u32,
+    api_key: String,
+}
+
+/// Reports progress `count` times as fast as it can and logs as often,
+/// each message quoting the secret argument.
+fn chatter(args: Chatter) -> String {
+    for i in 1..=args.count {
+        moat_plugin::progress::report(
+            f64::from(i),
+            Some(f64::from(args.count)),
+            Some(&format!("step {i} with {}", args.api_key)),
+        );
+        moat_plugin::log::info(&format!("step {i} with key {}", args.api_key));
+    }
+    format!("chattered {} times", args.count)
+}
+
 fn empty_items(args: Count) -> Output {
     Output {
         content: (0..args.count)
@@ -369,6 +390,11 @@ fn connect(args: Text) -> Result<String, String> {
 
 moat_plugin::plugin![
     Tool::new("spin", "Loops forever.", spin),
+    Tool::new(
+        "chatter",
+        "Reports progress and logs `count` times, quoting `api_key`.",
+        chatter
+    ),
     Tool::new("allocate", "Allocates memory without bound.", allocate),
     Tool::new(
         "recurse",

@@ -4,10 +4,14 @@
 //! own tool names (`prefix = ""`), over stateful and stateless HTTP. The
 //! suite checks its results against tests/node/conformance-expected-failures.yaml:
 //! a scenario that starts failing, or a listed one that starts passing,
-//! fails the test. One scenario cannot apply to a stateless server:
+//! fails the test. Two scenarios cannot apply to a stateless server:
 //! `server-sse-multiple-streams` opens several streams within one session,
 //! and a stateless server has none (the suite warns "Server did not
-//! provide session ID", which its baseline counts as a failure).
+//! provide session ID", which its baseline counts as a failure); and
+//! `tools-call-with-logging` sets the log level with one request
+//! (`logging/setLevel`) for the calls of later ones, which a server
+//! without sessions cannot remember (at 2026-07-28 each request carries
+//! its level in `_meta`, which Moat honours).
 
 use moat_tests::external::node_packages;
 use moat_tests::{MoatServer, Sandbox};
@@ -23,7 +27,8 @@ fn the_official_conformance_suite_passes_every_scenario_moat_implements() {
             .join("node/conformance-expected-failures.yaml"),
     )
     .unwrap();
-    let stateless_baseline = format!("{baseline}  - server-sse-multiple-streams\n");
+    let stateless_baseline =
+        format!("{baseline}  - server-sse-multiple-streams\n  - tools-call-with-logging\n");
     for (http, baseline) in [
         ("", baseline.as_str()),
         ("[http]\nstateless = true\n", stateless_baseline.as_str()),

@@ -21,6 +21,7 @@ mod loading;
 mod mcp;
 mod naming;
 mod network;
+mod notify;
 mod oauth_interop;
 mod proxy;
 mod python_interop;
