@@ -12,7 +12,7 @@ mod record;
 mod verify;
 
 use checkpoint::Signer;
-pub use record::{Record, Redacted, is_secret, redact, scrub, secrets};
+pub use record::{Record, Redacted, Secrets, is_secret, redact, secrets};
 pub use verify::{Broken, Verified, segments, verify};
 
 use crate::config::AuditConfig;

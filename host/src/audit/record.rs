@@ -134,9 +134,54 @@ fn redacted(map: &Map<String, Value>) -> Map<String, Value> {
         .collect()
 }
 
+/// The values under secret-looking keys of a call's arguments, to keep
+/// out of what goes back (error messages, notifications). Bounded in
+/// number and bytes, and replaced in one pass over the text, so that
+/// arguments cannot make redaction cost more than reading the text.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    /// Longest first, distinct.
+    values: Vec<String>,
+    /// Finds them all at once; `None` when there are none.
+    finder: Option<aho_corasick::AhoCorasick>,
+}
+
+/// Distinct secret values searched for at most (the longest kept).
+const MAX_SECRETS: usize = 64;
+/// Bytes of secret values searched for at most.
+const MAX_SECRET_BYTES: usize = 64 << 10;
+
+impl Secrets {
+    /// The values found, longest first.
+    pub fn values(&self) -> &[String] {
+        &self.values
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// `text` with every value replaced by `[redacted]` (the longest match
+    /// wins where two overlap).
+    pub fn scrub(&self, text: &str) -> String {
+        match &self.finder {
+            None => text.to_string(),
+            Some(finder) => {
+                let mut out = String::with_capacity(text.len());
+                finder.replace_all_with(text, &mut out, |_, _, out| {
+                    out.push_str("[redacted]");
+                    true
+                });
+                out
+            }
+        }
+    }
+}
+
 /// The values under secret-looking keys at any depth (strings, and
 /// numbers as written), long enough to find in a message.
-pub fn secrets(arguments: &Map<String, Value>) -> Vec<String> {
+pub fn secrets(arguments: &Map<String, Value>) -> Secrets {
     fn all(value: &Value, into: &mut Vec<String>) {
         match value {
             Value::String(s) => into.push(s.clone()),
@@ -170,21 +215,29 @@ pub fn secrets(arguments: &Map<String, Value>) -> Vec<String> {
         }
     }
     found.retain(|s| s.chars().count() >= MIN_SECRET_CHARS);
-    // Longest first, so a secret that contains another is replaced whole.
     found.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    found
+    found.dedup();
+    found.truncate(MAX_SECRETS);
+    let mut bytes = 0;
+    found.retain(|s| {
+        bytes += s.len();
+        bytes <= MAX_SECRET_BYTES
+    });
+    let finder = (!found.is_empty()).then(|| {
+        aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&found)
+            .expect("a bounded set of literal strings builds")
+    });
+    Secrets {
+        values: found,
+        finder,
+    }
 }
 
 /// Values shorter than this are not searched for in messages: they would
 /// match ordinary words.
 const MIN_SECRET_CHARS: usize = 4;
-
-/// `text` with every one of `secrets` replaced by `[redacted]`.
-pub fn scrub(text: &str, secrets: &[String]) -> String {
-    secrets.iter().fold(text.to_string(), |text, secret| {
-        text.replace(secret.as_str(), "[redacted]")
-    })
-}
 
 /// What an audit record keeps of a call's arguments.
 pub struct Redacted {
@@ -243,16 +296,41 @@ mod tests {
     }
 
     #[test]
+    fn many_or_repeated_secrets_cost_one_pass_and_are_bounded() {
+        // Values that match inside the marker must not grow the text: the
+        // replacement never scans what it inserted.
+        let mut token: Vec<Value> = vec![json!("step")];
+        token.extend(std::iter::repeat_n(json!("reda"), 100_000));
+        token.extend((0..1000).map(|i| json!(format!("secret-{i:04}"))));
+        let found = secrets(json!({ "token": token }).as_object().unwrap());
+        assert!(found.values().len() <= MAX_SECRETS);
+        assert_eq!(
+            found.values().iter().filter(|v| *v == "reda").count(),
+            0,
+            "longest kept"
+        );
+        let text = "step reda secret-0999 step";
+        let scrubbed = found.scrub(text);
+        assert!(scrubbed.len() < 3 * text.len(), "{scrubbed}");
+        // A marker already in the text is text like any other: one pass.
+        let few = secrets(json!({ "token": ["step", "reda"] }).as_object().unwrap());
+        assert_eq!(
+            few.scrub("step reda [redacted]"),
+            "[redacted] [redacted] [[redacted]cted]"
+        );
+    }
+
+    #[test]
     fn secret_values_are_found_and_scrubbed_from_messages() {
         let args = json!({
             "query": "public words", "api_key": "sk-LIVE-123456",
             "nested": { "password": 31337424242_u64, "list": [{ "token": ["abcd", "xy"] }] }
         });
         let found = secrets(args.as_object().unwrap());
-        assert_eq!(found, ["sk-LIVE-123456", "31337424242", "abcd"]);
+        assert_eq!(found.values(), ["sk-LIVE-123456", "31337424242", "abcd"]);
         let message = "invalid value: string \"sk-LIVE-123456\", expected 31337424242 or abcd; xy";
         assert_eq!(
-            scrub(message, &found),
+            found.scrub(message),
             "invalid value: string \"[redacted]\", expected [redacted] or [redacted]; xy"
         );
         // The digest is of the redacted arguments: the same for any secret.

@@ -139,11 +139,12 @@ pub(super) async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     };
     let service = ToolService::load(runtime, one, &ops).await?;
     let plugin = &service.plugins()[0];
-    // The plugin's own tool name, or the name clients see.
-    let Some(name) = service
-        .tools()
+    // The plugin's own tool name first, else the name clients see.
+    let tools = service.tools();
+    let Some(name) = tools
         .iter()
-        .find(|t| t.info.name == args.tool || t.name == args.tool)
+        .find(|t| t.info.name == args.tool)
+        .or_else(|| tools.iter().find(|t| t.name == args.tool))
         .map(|t| t.name.clone())
     else {
         let names: Vec<&str> = plugin.tools.iter().map(|t| t.name.as_str()).collect();

@@ -73,7 +73,36 @@ fn annotations(a: ContentAnnotations) -> Annotations {
             })
             .collect()
     });
-    out.priority = a.priority;
+    // The schema's range; a value outside it would make strict clients
+    // refuse the whole result.
+    out.priority = a
+        .priority
+        .filter(|p| p.is_finite())
+        .map(|p| p.clamp(0.0, 1.0));
     out.last_modified = a.last_modified;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_stay_within_the_schema() {
+        for (given, sent) in [
+            (Some(f32::NAN), None),
+            (Some(f32::INFINITY), None),
+            (Some(5.0), Some(1.0)),
+            (Some(-1.0), Some(0.0)),
+            (Some(0.5), Some(0.5)),
+        ] {
+            let a = annotations(ContentAnnotations {
+                audience: Vec::new(),
+                priority: given,
+                last_modified: None,
+            });
+            assert_eq!(a.priority, sent, "{given:?}");
+            assert!(a.audience.is_none());
+        }
+    }
 }

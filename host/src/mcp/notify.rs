@@ -1,7 +1,9 @@
 //! What a running call tells the client: its plugin's progress reports
 //! (when the request carried a progress token) and log records (at or
 //! above the level the client set), with the call's secret argument
-//! values redacted, sent before the result.
+//! values redacted. Progress goes on the request's own stream, before the
+//! result; over stateful HTTP, rmcp sends log records on the session's
+//! GET stream (the SDKs keep one open), where they may arrive after it.
 //!
 //! MCP logging is deprecated for protocol 2026-07-28 (SEP-2577) and rmcp
 //! marks its types so; clients of 2025-11-25 and before use it, hence the
@@ -9,7 +11,7 @@
 #![allow(deprecated)]
 
 use crate::runtime::CallReport;
-use crate::runtime::events::{CallEvent, LogLevel, QUEUE};
+use crate::runtime::events::{CallEvent, Listener, LogLevel, QUEUE};
 use crate::service::{AdmittedCall, Refusal, SharedService};
 use rmcp::RoleServer;
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam};
@@ -81,15 +83,24 @@ pub(super) async fn run_telling(
         return service.run(call).await;
     }
     let (sender, mut events) = tokio::sync::mpsc::channel(QUEUE);
-    call.tell(sender);
-    let secrets = call.secrets();
-    let scrub = move |text: String| {
-        if secrets.is_empty() {
-            text
+    // Records below the client's level are never queued: they would use
+    // up the call's share before the ones it wants.
+    let min_log = level.map(|least| match rank(least) {
+        0 => LogLevel::Debug,
+        1 | 2 => LogLevel::Info,
+        3 => LogLevel::Warning,
+        _ => LogLevel::Error,
+    });
+    call.tell(Listener {
+        sender,
+        secrets: call.secrets(),
+        min_log: if level.is_some_and(|l| rank(l) > rank(LoggingLevel::Error)) {
+            // Critical and above: no plugin record is that severe.
+            None
         } else {
-            crate::audit::scrub(&text, &secrets)
-        }
-    };
+            min_log
+        },
+    });
     let peer = context.peer.clone();
     let mut forward = tokio::spawn(async move {
         while let Some(event) = events.recv().await {
@@ -103,22 +114,18 @@ pub(super) async fn run_telling(
                     Some(token) => {
                         let mut note = ProgressNotificationParam::new(token.clone(), progress);
                         note.total = total;
-                        note.message = message.map(&scrub);
+                        note.message = message;
                         peer.notify_progress(note).await
                     }
                     None => Ok(()),
                 },
-                CallEvent::Log { level: at, message } => match level {
-                    Some(least) if rank(mcp_level(at)) >= rank(least) => {
-                        let data = serde_json::Value::String(scrub(message));
-                        peer.notify_logging_message(LoggingMessageNotificationParam::new(
-                            mcp_level(at),
-                            data,
-                        ))
-                        .await
-                    }
-                    _ => Ok(()),
-                },
+                CallEvent::Log { level: at, message } => {
+                    peer.notify_logging_message(LoggingMessageNotificationParam::new(
+                        mcp_level(at),
+                        serde_json::Value::String(message),
+                    ))
+                    .await
+                }
             };
         }
     });

@@ -62,7 +62,7 @@ pub(super) struct Job {
     pub env: Vec<(String, String)>,
     pub entry: Entry,
     /// Where progress and client-bound log records go, if anywhere.
-    pub events: Option<tokio::sync::mpsc::Sender<super::events::CallEvent>>,
+    pub events: Option<super::events::Listener>,
 }
 
 /// How a run ended, what it cost, and what it was refused.
@@ -95,7 +95,7 @@ impl Runtime {
         tool: &str,
         arguments: String,
         env: Vec<(String, String)>,
-        events: Option<tokio::sync::mpsc::Sender<super::events::CallEvent>>,
+        events: Option<super::events::Listener>,
     ) -> CallReport {
         let start = Instant::now();
         if !plugin.tools.iter().any(|t| t.name == tool) {

@@ -3,8 +3,20 @@
 //! bounded per call, so that a plugin cannot make Moat queue, send or
 //! hold more than a fixed amount on its behalf.
 
+use crate::audit::Secrets;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+/// Who listens to a call, and what they may hear.
+pub struct Listener {
+    /// Where events go.
+    pub sender: mpsc::Sender<CallEvent>,
+    /// Values kept out of every message.
+    pub secrets: Arc<Secrets>,
+    /// The least level of log records wanted; `None`: none.
+    pub min_log: Option<LogLevel>,
+}
 
 /// One thing to tell the client.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,9 +62,16 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(20);
 /// Log records forwarded per call at most.
 const MAX_LOGS: u32 = 500;
 
+/// Bytes of a progress message forwarded at most.
+const PROGRESS_MESSAGE_BYTES: usize = 1024;
+
 /// Where a call's events go, with what it may still send.
 pub struct EventSink {
     sender: mpsc::Sender<CallEvent>,
+    secrets: Arc<Secrets>,
+    min_log: Option<LogLevel>,
+    /// The last progress forwarded or held: reports must increase.
+    last_value: Option<f64>,
     progress_sent: u32,
     last_progress: Option<Instant>,
     logs_sent: u32,
@@ -62,10 +81,13 @@ pub struct EventSink {
 }
 
 impl EventSink {
-    /// Events sent into `sender`.
-    pub fn new(sender: mpsc::Sender<CallEvent>) -> Self {
+    /// Events for `listener`.
+    pub fn new(listener: Listener) -> Self {
         EventSink {
-            sender,
+            sender: listener.sender,
+            secrets: listener.secrets,
+            min_log: listener.min_log,
+            last_value: None,
             progress_sent: 0,
             last_progress: None,
             logs_sent: 0,
@@ -73,16 +95,26 @@ impl EventSink {
         }
     }
 
-    /// Forwards a progress report unless the call has sent its share, or
-    /// one a moment ago (unless this one completes the total).
-    pub fn progress(&mut self, progress: f64, total: Option<f64>, message: Option<String>) {
-        if !progress.is_finite() {
+    /// Secrets out first (so truncation or escaping cannot cut one in
+    /// two), then at most `max` bytes, printable.
+    fn clean(&self, text: &str, max: usize) -> String {
+        let scrubbed = self.secrets.scrub(text);
+        super::capture::printable(super::state::truncate(&scrubbed, max)).into_owned()
+    }
+
+    /// Forwards a progress report unless it does not increase, the call
+    /// has sent its share, or one went a moment ago (unless this one
+    /// completes a positive total).
+    pub fn progress(&mut self, progress: f64, total: Option<f64>, message: Option<&str>) {
+        if !progress.is_finite() || self.last_value.is_some_and(|last| progress <= last) {
             return;
         }
+        self.last_value = Some(progress);
+        let total = total.filter(|t| t.is_finite() && *t > 0.0);
         let event = CallEvent::Progress {
             progress,
-            total: total.filter(|t| t.is_finite()),
-            message,
+            total,
+            message: message.map(|m| self.clean(m, PROGRESS_MESSAGE_BYTES)),
         };
         let done = total.is_some_and(|t| progress >= t);
         let soon = self
@@ -103,15 +135,15 @@ impl EventSink {
         }
     }
 
-    /// Forwards a log record unless the call has sent its share (the
-    /// bytes are bounded by the log import's own budget).
-    pub fn log(&mut self, level: LogLevel, message: &str) {
-        if self.logs_sent >= MAX_LOGS {
+    /// Forwards a log record at or above the listener's level unless the
+    /// call has sent its share; `max` bytes of it at most.
+    pub fn log(&mut self, level: LogLevel, message: &str, max: usize) {
+        if self.logs_sent >= MAX_LOGS || self.min_log.is_none_or(|least| level < least) {
             return;
         }
         let event = CallEvent::Log {
             level,
-            message: message.to_string(),
+            message: self.clean(message, max),
         };
         if self.sender.try_send(event).is_ok() {
             self.logs_sent += 1;
@@ -141,31 +173,48 @@ mod tests {
 
     #[tokio::test]
     async fn progress_and_logs_are_bounded_per_call() {
+        let listen = |sender, min_log| Listener {
+            sender,
+            secrets: Arc::new(crate::audit::secrets(
+                serde_json::json!({ "api_key": "sk-LIVE-9" })
+                    .as_object()
+                    .unwrap(),
+            )),
+            min_log,
+        };
         let (tx, mut rx) = mpsc::channel(10_000);
-        let mut sink = EventSink::new(tx);
+        let mut sink = EventSink::new(listen(tx, Some(LogLevel::Info)));
         // A flood: only the first, and the one reaching the total, pass
         // within the interval; never more than the per-call share.
         for i in 0..1000 {
             sink.progress(f64::from(i), Some(1000.0), None);
         }
-        sink.progress(1000.0, Some(1000.0), Some("done".into()));
+        sink.progress(1000.0, Some(1000.0), Some("done"));
         sink.progress(f64::NAN, None, None);
+        sink.progress(999.0, None, None);
+        // Below the listener's level: not even queued.
         for _ in 0..(MAX_LOGS + 10) {
-            sink.log(LogLevel::Info, "x");
+            sink.log(LogLevel::Debug, "x", 100);
+        }
+        for _ in 0..(MAX_LOGS + 10) {
+            sink.log(LogLevel::Info, "key sk-LIVE-9\tend", 100);
         }
         let mut progress = Vec::new();
         let mut logs = 0;
         while let Ok(event) = rx.try_recv() {
             match event {
                 CallEvent::Progress { progress: p, .. } => progress.push(p),
-                CallEvent::Log { .. } => logs += 1,
+                CallEvent::Log { message, .. } => {
+                    assert_eq!(message, "key [redacted]\\tend");
+                    logs += 1;
+                }
             }
         }
         assert_eq!(progress, [0.0, 1000.0]);
         assert_eq!(logs, MAX_LOGS);
         // The latest report that could not go is sent when the call ends.
         let (tx, mut rx) = mpsc::channel(10);
-        let mut sink = EventSink::new(tx);
+        let mut sink = EventSink::new(listen(tx, None));
         sink.progress(1.0, Some(10.0), None);
         sink.progress(7.0, Some(10.0), None);
         drop(sink);
@@ -176,9 +225,9 @@ mod tests {
         assert_eq!(seen, [1.0, 7.0]);
         // A full queue drops, never blocks the plugin.
         let (tx, _rx) = mpsc::channel(1);
-        let mut sink = EventSink::new(tx);
-        sink.log(LogLevel::Info, "kept");
-        sink.log(LogLevel::Info, "dropped");
+        let mut sink = EventSink::new(listen(tx, Some(LogLevel::Debug)));
+        sink.log(LogLevel::Info, "kept", 100);
+        sink.log(LogLevel::Info, "dropped", 100);
         assert_eq!(sink.logs_sent, 1);
     }
 }

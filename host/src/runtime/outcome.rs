@@ -249,13 +249,30 @@ pub(super) fn convert(
             limit: limits.max_output_bytes,
         });
     }
-    let structured = match result.structured {
+    let raw_structured = result.structured.as_ref().map_or(0, String::len);
+    let structured: Option<serde_json::Value> = match result.structured {
         None => None,
         Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
             CallError::Tool(format!(
                 "the plugin returned structured content that is not JSON: {e}"
             ))
         })?),
+    };
+    // Written again, JSON can grow (`1e15` becomes `1000000000000000.0`):
+    // the cap is on what goes out.
+    let size = match &structured {
+        Some(value) => {
+            let written = serde_json::to_string(value).map_or(usize::MAX, |t| t.len());
+            let size = size - raw_structured + written;
+            if size > limits.max_output_bytes {
+                return Err(CallError::OutputTooLarge {
+                    size,
+                    limit: limits.max_output_bytes,
+                });
+            }
+            size
+        }
+        None => size,
     };
     let output = ToolOutput {
         content: result.content.into_iter().map(content).collect(),
@@ -362,6 +379,25 @@ mod tests {
             let json = serde_json::to_string(&crate::mcp::content_json(converted)).unwrap();
             assert!(json.len() < bound, "{} > {bound}: {json}", json.len() + 1);
         }
+    }
+
+    #[test]
+    fn structured_content_is_measured_as_it_goes_out() {
+        // 5 bytes each as the plugin wrote them, 18 as JSON writes them.
+        let numbers = format!("[{}]", vec!["1e15"; 1000].join(","));
+        let result = CallResult {
+            content: Vec::new(),
+            structured: Some(numbers.clone()),
+            is_error: false,
+        };
+        let limits = Limits {
+            max_output_bytes: numbers.len() * 2,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            convert(result, &limits),
+            Err(CallError::OutputTooLarge { size, .. }) if size > numbers.len() * 3
+        ));
     }
 
     #[test]

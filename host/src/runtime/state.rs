@@ -99,9 +99,6 @@ impl LogHost for CallState {
         if self.log_budget == 0 {
             return;
         }
-        let message = truncate(&message, self.log_budget);
-        self.log_budget -= message.len();
-        let message = super::capture::printable(message);
         if let Some(events) = &mut self.events {
             let level = match level {
                 Level::Trace | Level::Debug => super::events::LogLevel::Debug,
@@ -109,8 +106,11 @@ impl LogHost for CallState {
                 Level::Warn => super::events::LogLevel::Warning,
                 Level::Error => super::events::LogLevel::Error,
             };
-            events.log(level, &message);
+            events.log(level, &message, self.log_budget);
         }
+        let message = truncate(&message, self.log_budget);
+        self.log_budget -= message.len();
+        let message = super::capture::printable(message);
         let plugin = &*self.plugin;
         match level {
             Level::Trace => tracing::trace!(target: "moat::plugin", plugin, "{message}"),
@@ -150,13 +150,7 @@ impl Budgeted for CallState {
 impl super::bindings::moat::plugin::progress::Host for CallState {
     fn report(&mut self, progress: f64, total: Option<f64>, message: Option<String>) {
         if let Some(events) = &mut self.events {
-            let message = message.map(|m| {
-                super::capture::printable(truncate(&m, PROGRESS_MESSAGE_BYTES)).into_owned()
-            });
-            events.progress(progress, total, message);
+            events.progress(progress, total, message.as_deref());
         }
     }
 }
-
-/// Bytes of a progress message forwarded at most.
-const PROGRESS_MESSAGE_BYTES: usize = 1024;

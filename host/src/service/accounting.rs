@@ -253,6 +253,7 @@ impl Operations {
     pub(super) async fn finish(
         &self,
         tenant: Option<&str>,
+        plugin: Option<&str>,
         tool: &str,
         record: Option<Record>,
         result: Result<CallReport, Refusal>,
@@ -280,7 +281,7 @@ impl Operations {
                 metrics::get().ran(
                     CallLabels {
                         tenant: tenant_label.to_string(),
-                        plugin: tool.split('.').next().unwrap_or(tool).to_string(),
+                        plugin: plugin.unwrap_or_default().to_string(),
                         tool: tool.to_string(),
                         outcome: kind.to_string(),
                     },

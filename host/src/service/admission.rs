@@ -54,7 +54,7 @@ pub struct AdmittedCall {
     /// The audit record, completed when the call ends.
     pub(super) record: Option<crate::audit::Record>,
     /// Values of secret-looking arguments, kept out of error messages.
-    secrets: Vec<String>,
+    secrets: std::sync::Arc<crate::audit::Secrets>,
     /// The address of the service that admitted it, the only one that may
     /// run it (its tool index means nothing to another).
     admitted_by: usize,
@@ -70,19 +70,19 @@ pub struct AdmittedCall {
     /// Its place among the questions waiting for a person, while asked.
     pub(super) waiting: Option<super::accounting::Waiting>,
     /// Where its progress and log records go to the client, if anywhere.
-    events: Option<tokio::sync::mpsc::Sender<crate::runtime::events::CallEvent>>,
+    events: Option<crate::runtime::events::Listener>,
 }
 
 impl AdmittedCall {
     /// Sends the call's progress reports and log records to `events` while
     /// it runs (a transport that can tell the client sets it).
-    pub fn tell(&mut self, events: tokio::sync::mpsc::Sender<crate::runtime::events::CallEvent>) {
+    pub fn tell(&mut self, events: crate::runtime::events::Listener) {
         self.events = Some(events);
     }
 
     /// The values of the call's secret-looking arguments, to keep out of
     /// what goes back to the client while it runs.
-    pub fn secrets(&self) -> Vec<String> {
+    pub fn secrets(&self) -> std::sync::Arc<crate::audit::Secrets> {
         self.secrets.clone()
     }
 }
@@ -120,6 +120,7 @@ impl Drop for AdmittedCall {
             let _ = ops
                 .finish(
                     tenant.as_deref(),
+                    None,
                     &tool,
                     Some(record),
                     Err(Refusal::Abandoned),
@@ -144,7 +145,7 @@ impl ToolService {
         let mut record = self
             .ops
             .begin(self.tenant(), context.caller, peer, name, &arguments);
-        let secrets = crate::audit::secrets(&arguments);
+        let secrets = std::sync::Arc::new(crate::audit::secrets(&arguments));
         // Buckets are per endpoint; the key names it too, so that a store
         // shared by every endpoint (and replica) keeps them apart.
         let caller_key = format!(
@@ -183,7 +184,9 @@ impl ToolService {
                 events: None,
             }),
             Err(refusal) => {
-                let refused = self.ops.finish(self.tenant(), name, record, Err(refusal));
+                let refused = self
+                    .ops
+                    .finish(self.tenant(), None, name, record, Err(refusal));
                 Err(refused.await.expect_err("a refusal stays a refusal"))
             }
         }
@@ -263,10 +266,16 @@ impl ToolService {
             && let Some(text) = e.text_mut()
             && !call.secrets.is_empty()
         {
-            *text = crate::audit::scrub(text, &call.secrets);
+            *text = call.secrets.scrub(text);
         }
         self.ops
-            .finish(self.tenant(), &tool.name, call.record.take(), Ok(report))
+            .finish(
+                self.tenant(),
+                Some(&plugin.name),
+                &tool.name,
+                call.record.take(),
+                Ok(report),
+            )
             .await
     }
 
@@ -277,7 +286,7 @@ impl ToolService {
         call.accounts = None;
         let tool = &self.tools[call.tool].name;
         self.ops
-            .finish(self.tenant(), tool, call.record.take(), Err(refusal))
+            .finish(self.tenant(), None, tool, call.record.take(), Err(refusal))
             .await
             .expect_err("a refusal stays a refusal")
     }

@@ -164,6 +164,21 @@ impl ToolService {
                 Some(t) => anyhow::anyhow!("tenant `{t}`: {e}"),
                 None => e,
             })?;
+        if let Some(unknown) = served
+            .limits
+            .tools
+            .keys()
+            .find(|name| !service.by_name.contains_key(name.as_str()))
+        {
+            let names: Vec<&str> = service.tools.iter().map(|t| t.name.as_str()).collect();
+            anyhow::bail!(
+                "[limits.tools] names `{unknown}`, which no tool of {} is called; the tools are: {}",
+                served
+                    .tenant
+                    .map_or("this endpoint".to_string(), |t| format!("tenant `{t}`")),
+                names.join(", ")
+            );
+        }
         service.tenant = served.tenant.map(str::to_string);
         service.policy = served.auth.map(|a| a.policy.clone());
         service.gate = Some(ops.gate(served.tenant, served.limits));
@@ -195,21 +210,7 @@ impl ToolService {
             }
         }
         tools.sort_by(|a, b| a.name.cmp(&b.name));
-        if let Some(pair) = tools.windows(2).find(|w| w[0].name == w[1].name) {
-            let source = |t: &ToolEntry| {
-                format!(
-                    "plugin `{}` (its tool `{}`)",
-                    plugins[t.plugin].name, t.info.name
-                )
-            };
-            anyhow::bail!(
-                "two tools would both be named `{}` at this endpoint: {} and {}; \
-                 give one of them another name with `prefix` or [plugin.rename]",
-                pair[0].name,
-                source(&pair[0]),
-                source(&pair[1])
-            );
-        }
+        check_names(&plugins, &tools)?;
         let by_name = tools
             .iter()
             .enumerate()
@@ -290,6 +291,64 @@ fn endpoint_key(tenant: Option<&str>) -> String {
         Some(tenant) => format!("tenant:{tenant}"),
         None => "top".into(),
     }
+}
+
+/// Refuses names clients could not tell apart, and names that would fall
+/// under another plugin's prefix (where its policy patterns, limits and
+/// confirmations reach): two tools named alike ignoring case, or a tool
+/// named `p.…` by a plugin other than the one whose prefix or name `p` is.
+fn check_names(plugins: &[Plugin], tools: &[ToolEntry]) -> anyhow::Result<()> {
+    let source = |t: &ToolEntry| {
+        format!(
+            "plugin `{}` (its tool `{}`)",
+            plugins[t.plugin].name, t.info.name
+        )
+    };
+    let mut seen: HashMap<String, &ToolEntry> = HashMap::new();
+    for tool in tools {
+        if let Some(other) = seen.insert(tool.name.to_ascii_lowercase(), tool) {
+            anyhow::bail!(
+                "two tools would both be named `{}`{} at this endpoint: {} and {}; \
+                 give one of them another name with `prefix` or [plugin.rename]",
+                tool.name,
+                if other.name == tool.name {
+                    String::new()
+                } else {
+                    format!(" (or `{}`, which differs only in case)", other.name)
+                },
+                source(other),
+                source(tool)
+            );
+        }
+    }
+    // A plugin's namespaces: its name, and its prefix. A tool may sit in
+    // its own plugin's, never in another's.
+    let other_owner = |space: &str, plugin: usize| {
+        plugins.iter().enumerate().position(|(i, p)| {
+            i != plugin
+                && (p.name.eq_ignore_ascii_case(space)
+                    || p.naming
+                        .prefix
+                        .as_deref()
+                        .is_some_and(|q| q.eq_ignore_ascii_case(space)))
+        })
+    };
+    for tool in tools {
+        let Some((space, _)) = tool.name.split_once('.') else {
+            continue;
+        };
+        if let Some(other) = other_owner(space, tool.plugin) {
+            anyhow::bail!(
+                "{} would be listed as `{}`, under `{space}.`, which belongs to plugin `{}`: \
+                 patterns such as `{space}.*` in policy, limits and confirm would cover it; \
+                 choose a name outside another plugin's prefix",
+                source(tool),
+                tool.name,
+                plugins[other].name
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A shared handle, as transports hold it.

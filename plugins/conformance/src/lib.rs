@@ -73,7 +73,7 @@ fn embedded(_: Nothing) -> Output {
     items(vec![Content::Resource {
         uri: "test://embedded-resource".into(),
         mime_type: Some("text/plain".into()),
-        body: Ok("This is an embedded resource content.".into()),
+        body: Body::Text("This is an embedded resource content.".into()),
     }])
 }
 
@@ -84,7 +84,7 @@ fn mixed(_: Nothing) -> Output {
         Content::Resource {
             uri: "test://mixed-content-resource".into(),
             mime_type: Some("application/json".into()),
-            body: Ok(r#"{"test":"data","value":123}"#.into()),
+            body: Body::Text(r#"{"test":"data","value":123}"#.into()),
         },
     ])
 }

@@ -29,13 +29,15 @@ mod output;
 mod tool;
 
 pub use output::{
-    Annotations, Audience, Content, IntoOutput, Json, Output, Rendered, ResourceLink,
+    Annotations, Audience, Body, Content, IntoOutput, Json, Output, Rendered, ResourceLink,
 };
 pub use tool::Tool;
 
 /// Everything a plugin usually needs, in one import.
 pub mod prelude {
-    pub use crate::{Annotations, Audience, Content, Json, Output, Rendered, ResourceLink, Tool};
+    pub use crate::{
+        Annotations, Audience, Body, Content, Json, Output, Rendered, ResourceLink, Tool,
+    };
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};
 }

@@ -9,6 +9,8 @@ use serde::Serialize;
 use std::fmt::Display;
 
 /// One item of MCP content.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Content {
     /// Text shown to the model.
     Text(String),
@@ -34,16 +36,25 @@ pub enum Content {
         uri: String,
         /// Its MIME type.
         mime_type: Option<String>,
-        /// Text (`Ok`) or bytes (`Err`).
-        body: Result<String, Vec<u8>>,
+        /// Its text or bytes.
+        body: Body,
     },
     /// Content with hints for the client: who it is for, how important it
     /// is, when it last changed (see [`Content::annotated`]).
     Annotated(Box<Content>, Annotations),
 }
 
+/// What an embedded resource holds.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Text.
+    Text(String),
+    /// Bytes (Moat base64-encodes them).
+    Blob(Vec<u8>),
+}
+
 /// A pointer to a resource.
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ResourceLink {
     /// Its URI.
     pub uri: String,
@@ -60,18 +71,18 @@ pub struct ResourceLink {
 }
 
 /// MCP content annotations.
-#[derive(Default, Clone)]
+#[derive(Debug, Default, Clone)]
 pub struct Annotations {
     /// For the person (`user`) and/or the model (`assistant`); empty: not said.
     pub audience: Vec<Audience>,
-    /// Importance from 0 (least) to 1 (most).
+    /// Importance from 0 (least) to 1 (most); Moat clamps it to that range.
     pub priority: Option<f32>,
     /// When it last changed (ISO 8601).
     pub last_modified: Option<String>,
 }
 
 /// Who content is for.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub enum Audience {
     /// The person.
     User,
@@ -80,9 +91,12 @@ pub enum Audience {
 }
 
 impl Content {
-    /// This content with `annotations`.
+    /// This content with `annotations` (replacing any it had).
     pub fn annotated(self, annotations: Annotations) -> Content {
-        Content::Annotated(Box::new(self), annotations)
+        match self {
+            Content::Annotated(inner, _) => Content::Annotated(inner, annotations),
+            plain => Content::Annotated(Box::new(plain), annotations),
+        }
     }
 
     fn into_wit(self) -> WitContent {
@@ -123,8 +137,8 @@ impl Content {
                 uri,
                 mime_type,
                 body: match body {
-                    Ok(text) => ResourceBody::Text(text),
-                    Err(bytes) => ResourceBody::Blob(bytes),
+                    Body::Text(text) => ResourceBody::Text(text),
+                    Body::Blob(bytes) => ResourceBody::Blob(bytes),
                 },
             }),
         };

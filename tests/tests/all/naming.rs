@@ -169,6 +169,77 @@ fn two_tools_with_one_name_are_refused_at_load_naming_both() {
 }
 
 #[test]
+fn names_that_differ_in_case_or_sit_in_another_plugins_prefix_are_refused() {
+    let cases = [
+        (
+            format!(
+                "{}{}",
+                plugin("hello", "hello", "[plugin.rename]\ngreet = \"Say\""),
+                plugin("other", "hello", "[plugin.rename]\necho = \"say\"")
+            ),
+            "differs only in case",
+        ),
+        (
+            // A prefix that is another plugin's name: `hello.*` in policy
+            // would grant the newcomer's tools.
+            format!(
+                "{}{}",
+                plugin("hello", "hello", ""),
+                plugin("evil", "testbed", "prefix = \"hello\"")
+            ),
+            "which belongs to plugin `",
+        ),
+        (
+            format!(
+                "{}{}",
+                plugin("hello", "hello", ""),
+                plugin("evil", "testbed", "[plugin.rename]\nenv = \"Hello.env\"")
+            ),
+            "under `Hello.`, which belongs to plugin `hello`",
+        ),
+        (
+            format!(
+                "{}[limits.tools.\"hello.gret\"]\ncalls_per_minute = 5\n",
+                plugin("hello", "hello", "")
+            ),
+            "[limits.tools] names `hello.gret`, which no tool",
+        ),
+    ];
+    for (config, message) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("moat.toml"), &config).unwrap();
+        let (code, out, err) = moat(dir.path(), &["check", "--config", "moat.toml"]);
+        assert_eq!(code, 2, "{config}\n{out}{err}");
+        assert!(err.contains(message), "{message}: {err}");
+    }
+    // `moat call` takes the plugin's own name first: `echo` is the
+    // plugin's echo even where another of its tools is renamed `echo`.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("moat.toml"),
+        plugin(
+            "hello",
+            "hello",
+            "prefix = \"h\"\n[plugin.rename]\ngreet = \"echo\"",
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = moat(
+        dir.path(),
+        &[
+            "call",
+            "--config",
+            "moat.toml",
+            "hello",
+            "echo",
+            r#"{"message":"own"}"#,
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"own\""), "{out}");
+}
+
+#[test]
 fn renaming_a_tool_the_plugin_lacks_or_to_a_bad_name_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let bad = [
