@@ -24,6 +24,15 @@ fn moat(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `moat check` of `config`, which must fail: its stderr.
+fn refused(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("moat.toml"), config).unwrap();
+    let (code, out, err) = moat(dir.path(), &["check", "--config", "moat.toml"]);
+    assert_eq!(code, 2, "{config}\n{out}{err}");
+    err
+}
+
 /// A `[[plugin]]` table of `wasm` named `name`, with `lines` added.
 fn plugin(name: &str, wasm: &str, lines: &str) -> String {
     format!(
@@ -206,10 +215,7 @@ fn names_that_differ_in_case_or_sit_in_another_plugins_prefix_are_refused() {
         ),
     ];
     for (config, message) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("moat.toml"), &config).unwrap();
-        let (code, out, err) = moat(dir.path(), &["check", "--config", "moat.toml"]);
-        assert_eq!(code, 2, "{config}\n{out}{err}");
+        let err = refused(&config);
         assert!(err.contains(message), "{message}: {err}");
     }
     // `moat call` takes the plugin's own name first: `echo` is the
@@ -241,7 +247,6 @@ fn names_that_differ_in_case_or_sit_in_another_plugins_prefix_are_refused() {
 
 #[test]
 fn renaming_a_tool_the_plugin_lacks_or_to_a_bad_name_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
     let bad = [
         (
             plugin("hello", "hello", "[plugin.rename]\ngreeet = \"hi\""),
@@ -260,9 +265,7 @@ fn renaming_a_tool_the_plugin_lacks_or_to_a_bad_name_is_refused() {
         ),
     ];
     for (config, message, fix) in bad {
-        std::fs::write(dir.path().join("moat.toml"), &config).unwrap();
-        let (code, out, err) = moat(dir.path(), &["check", "--config", "moat.toml"]);
-        assert_eq!(code, 2, "{out}{err}");
+        let err = refused(&config);
         assert!(err.contains(message), "{err}");
         assert!(err.contains(fix), "{err}");
         assert!(err.contains("moat.toml:"), "names the place: {err}");
