@@ -291,7 +291,11 @@ impl SharedLimits {
         }
         let bucket_key = key("rate", &[&self.endpoint, scope, caller]);
         let cap_key = key("tenant", &[&self.endpoint]);
-        let member = uuid::Uuid::new_v4().to_string();
+        // A lease's name, needed only where there is a cap to hold.
+        let member = match self.tenant_cap {
+            Some(_) => uuid::Uuid::new_v4().to_string(),
+            None => String::new(),
+        };
         let args = [
             bucket.map_or(0, |b| b.interval_us).to_string(),
             bucket.map_or(1, |b| b.burst).to_string(),

@@ -113,6 +113,10 @@ fn panic_message(stderr: &str) -> Option<String> {
     Some(truncate(&message, 1024).to_string())
 }
 
+/// How many times longer JSON can become when parsed and written again
+/// (a number in exponent form written out in full), with room to spare.
+const MAX_JSON_GROWTH: usize = 5;
+
 /// Bytes a JSON string adds beyond its escaped text: `{"type":"text","text":""},`.
 const TEXT_ITEM_BYTES: usize = 26;
 /// `{"type":"image","data":"","mimeType":""},`.
@@ -258,10 +262,14 @@ pub(super) fn convert(
             ))
         })?),
     };
-    // Written again, JSON can grow (`1e15` becomes `1000000000000000.0`):
-    // the cap is on what goes out.
+    // Written again, JSON can grow (`1e15` becomes `1000000000000000.0`,
+    // 4.5 times its length; strings never grow): the cap is on what goes
+    // out. Measured only when that growth could pass the cap, so the
+    // usual result is not serialized twice.
+    let could_pass = size - raw_structured + raw_structured.saturating_mul(MAX_JSON_GROWTH)
+        > limits.max_output_bytes;
     let size = match &structured {
-        Some(value) => {
+        Some(value) if could_pass => {
             let written = serde_json::to_string(value).map_or(usize::MAX, |t| t.len());
             let size = size - raw_structured + written;
             if size > limits.max_output_bytes {
@@ -272,7 +280,7 @@ pub(super) fn convert(
             }
             size
         }
-        None => size,
+        _ => size,
     };
     let output = ToolOutput {
         content: result.content.into_iter().map(content).collect(),
