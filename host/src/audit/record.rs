@@ -20,8 +20,12 @@ pub struct Record {
     pub scopes: Vec<String>,
     /// The peer's IP address, over HTTP.
     pub peer: Option<std::net::IpAddr>,
-    /// `<plugin>.<tool>`, when known.
+    /// `<plugin>.<tool>`, when known; for another request (see `method`),
+    /// the prompt's name or the resource's URI.
     pub tool: Option<String>,
+    /// The MCP method, for requests other than `tools/call`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'static str>,
     /// SHA-256 of the plugin's component.
     pub plugin_sha256: Option<String>,
     /// SHA-256 of the arguments as received (before redaction).

@@ -59,6 +59,61 @@ impl ToolPattern {
     }
 }
 
+/// A resource URI pattern: `*`, a prefix ending in `*`
+/// (`notes://public/*`), or an exact URI or URI template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UriPattern {
+    /// Every resource.
+    All,
+    /// Every URI that starts with this.
+    Prefix(String),
+    /// One URI, or every URI of the template written exactly so.
+    Exact(String),
+}
+
+impl UriPattern {
+    /// Parses a pattern; `None` for an empty one or a `*` anywhere but
+    /// the end.
+    pub fn parse(pattern: &str) -> Option<UriPattern> {
+        if pattern == "*" {
+            return Some(UriPattern::All);
+        }
+        let (body, prefix) = match pattern.strip_suffix('*') {
+            Some(body) => (body, true),
+            None => (pattern, false),
+        };
+        if body.is_empty() || body.contains('*') || body.chars().any(char::is_whitespace) {
+            return None;
+        }
+        Some(if prefix {
+            UriPattern::Prefix(body.to_string())
+        } else {
+            UriPattern::Exact(body.to_string())
+        })
+    }
+
+    /// Whether the pattern covers `uri`, read through `template` when the
+    /// URI is one of a template's.
+    fn covers(&self, uri: &str, template: Option<&str>) -> bool {
+        match self {
+            UriPattern::All => true,
+            UriPattern::Prefix(p) => uri.starts_with(p.as_str()),
+            UriPattern::Exact(e) => e == uri || template == Some(e.as_str()),
+        }
+    }
+
+    /// Whether the pattern covers every URI of `template` (for listing
+    /// it): the template itself, or a prefix of its fixed start.
+    fn covers_template(&self, template: &str) -> bool {
+        let fixed = template.split('{').next().unwrap_or_default();
+        match self {
+            UriPattern::All => true,
+            UriPattern::Prefix(p) => fixed.starts_with(p.as_str()),
+            UriPattern::Exact(e) => e == template,
+        }
+    }
+}
+
 /// One `[[auth.rule]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -68,6 +123,12 @@ pub struct Rule {
     pub roles: BTreeSet<String>,
     /// The tools this rule grants.
     pub tools: Vec<ToolPattern>,
+    /// The resources this rule grants (to list, read, subscribe to and
+    /// complete).
+    pub resources: Vec<UriPattern>,
+    /// The prompts this rule grants (to list, get and complete), named as
+    /// clients see them.
+    pub prompts: Vec<ToolPattern>,
 }
 
 /// Every rule of an endpoint.
@@ -78,13 +139,35 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The rules that apply to `caller`.
+    fn held<'a>(&'a self, caller: &'a Caller) -> impl Iterator<Item = &'a Rule> {
+        self.rules.iter().filter(|rule| {
+            rule.scopes.is_subset(&caller.scopes) && rule.roles.is_subset(&caller.roles)
+        })
+    }
+
     /// Whether `caller` may see and call `tool`.
     pub fn allows(&self, caller: &Caller, tool: &str) -> bool {
-        self.rules.iter().any(|rule| {
-            rule.scopes.is_subset(&caller.scopes)
-                && rule.roles.is_subset(&caller.roles)
-                && rule.tools.iter().any(|p| p.matches(tool))
-        })
+        self.held(caller)
+            .any(|rule| rule.tools.iter().any(|p| p.matches(tool)))
+    }
+
+    /// Whether `caller` may read `uri` (one of `template`'s, if given).
+    pub fn allows_resource(&self, caller: &Caller, uri: &str, template: Option<&str>) -> bool {
+        self.held(caller)
+            .any(|rule| rule.resources.iter().any(|p| p.covers(uri, template)))
+    }
+
+    /// Whether `caller` may see and use every URI of `template`.
+    pub fn allows_template(&self, caller: &Caller, template: &str) -> bool {
+        self.held(caller)
+            .any(|rule| rule.resources.iter().any(|p| p.covers_template(template)))
+    }
+
+    /// Whether `caller` may see and get prompt `name`.
+    pub fn allows_prompt(&self, caller: &Caller, name: &str) -> bool {
+        self.held(caller)
+            .any(|rule| rule.prompts.iter().any(|p| p.matches(name)))
     }
 
     /// The scopes that would let a caller use `tool` (for the `scope` of a
@@ -113,6 +196,48 @@ mod tests {
                 .iter()
                 .map(|t| ToolPattern::parse(t).unwrap())
                 .collect(),
+            resources: Vec::new(),
+            prompts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn resource_patterns_cover_uris_and_whole_templates() {
+        let policy = Policy {
+            rules: vec![Rule {
+                resources: ["notes://public/*", "test://template/{id}/data", "x://one"]
+                    .iter()
+                    .map(|p| UriPattern::parse(p).unwrap())
+                    .collect(),
+                prompts: vec![ToolPattern::parse("notes.*").unwrap()],
+                ..rule(&["read"], &[], &[])
+            }],
+        };
+        let reader = caller(&["read"], &[]);
+        assert!(policy.allows_resource(&reader, "notes://public/a", None));
+        assert!(!policy.allows_resource(&reader, "notes://private/a", None));
+        assert!(policy.allows_resource(&reader, "x://one", None));
+        assert!(!policy.allows_resource(&reader, "x://one/two", None));
+        assert!(policy.allows_resource(
+            &reader,
+            "test://template/1/data",
+            Some("test://template/{id}/data")
+        ));
+        assert!(policy.allows_template(&reader, "notes://public/{name}"));
+        assert!(
+            !policy.allows_template(&reader, "notes://{folder}/{name}"),
+            "could reach private"
+        );
+        assert!(policy.allows_prompt(&reader, "notes.summarize"));
+        assert!(!policy.allows_prompt(&reader, "other.summarize"));
+        assert!(
+            !policy.allows(&reader, "notes.summarize"),
+            "prompts grant no tools"
+        );
+        let stranger = caller(&[], &[]);
+        assert!(!policy.allows_resource(&stranger, "notes://public/a", None));
+        for bad in ["", "a*b", "*x", "with space"] {
+            assert!(UriPattern::parse(bad).is_none(), "{bad:?}");
         }
     }
 

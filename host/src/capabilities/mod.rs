@@ -45,6 +45,25 @@ pub struct Grants {
     pub max_write_bytes: u64,
     /// Whether a call may create symlinks in its `rw` directories.
     pub allow_symlinks: bool,
+    /// Whether a call may ask the client's model for answers (MCP
+    /// sampling), and for how many tokens in all.
+    pub sampling: Option<SamplingGrant>,
+    /// Whether a call may ask the person for input (MCP elicitation).
+    pub elicitation: bool,
+}
+
+/// `sampling = { max_tokens = N }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SamplingGrant {
+    /// The sum of `max_tokens` over a call's sampling requests.
+    pub max_tokens: u32,
+}
+
+/// `sampling` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSampling {
+    max_tokens: Spanned<u64>,
 }
 
 /// The default of `max_write_bytes`.
@@ -61,6 +80,8 @@ impl Default for Grants {
             caller_identity: false,
             max_write_bytes: DEFAULT_MAX_WRITE_BYTES,
             allow_symlinks: false,
+            sampling: None,
+            elicitation: false,
         }
     }
 }
@@ -88,6 +109,9 @@ pub struct RawGrants {
     max_write_bytes: Option<Spanned<u64>>,
     #[serde(default)]
     allow_symlinks: bool,
+    sampling: Option<RawSampling>,
+    #[serde(default)]
+    elicitation: bool,
 }
 
 impl Grants {
@@ -122,6 +146,14 @@ impl Grants {
                 None => DEFAULT_MAX_WRITE_BYTES,
             },
             allow_symlinks: raw.allow_symlinks,
+            sampling: match &raw.sampling {
+                Some(s) => Some(SamplingGrant {
+                    max_tokens: src.ranged(&s.max_tokens, "sampling.max_tokens", 1, 1 << 24)?
+                        as u32,
+                }),
+                None => None,
+            },
+            elicitation: raw.elicitation,
         })
     }
 

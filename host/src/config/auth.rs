@@ -2,7 +2,7 @@
 //! they must say, and which tools each scope or role unlocks.
 
 use crate::auth::AuthConfig;
-use crate::auth::policy::{Policy, Rule, ToolPattern};
+use crate::auth::policy::{Policy, Rule, ToolPattern, UriPattern};
 use crate::auth::token::TokenRules;
 use crate::diagnostics::{ConfigError, Source};
 use jsonwebtoken::Algorithm;
@@ -40,7 +40,12 @@ struct RawRule {
     scopes: Vec<String>,
     #[serde(default)]
     roles: Vec<String>,
+    #[serde(default)]
     tools: Vec<Spanned<String>>,
+    #[serde(default)]
+    resources: Vec<Spanned<String>>,
+    #[serde(default)]
+    prompts: Vec<Spanned<String>>,
 }
 
 /// Algorithms accepted when `algorithms` is not written.
@@ -152,22 +157,56 @@ pub(super) fn parse(src: &Source, raw: RawAuth) -> Result<AuthConfig, ConfigErro
         (None, false) => None,
     };
 
+    // Every pattern of a rule, parsed, or the error at the first bad one.
+    fn patterns<P>(
+        src: &Source,
+        written: &[Spanned<String>],
+        what: &str,
+        parse: fn(&str) -> Option<P>,
+        hint: &str,
+    ) -> Result<Vec<P>, ConfigError> {
+        written
+            .iter()
+            .map(|pattern| {
+                parse(pattern.get_ref()).ok_or_else(|| {
+                    src.error(
+                        pattern.span(),
+                        format!("{what} pattern {:?} is not valid", pattern.get_ref()),
+                        hint,
+                    )
+                })
+            })
+            .collect()
+    }
     let mut rules = Vec::with_capacity(raw.rules.len());
     for rule in raw.rules {
-        let mut tools = Vec::with_capacity(rule.tools.len());
-        for pattern in &rule.tools {
-            tools.push(ToolPattern::parse(pattern.get_ref()).ok_or_else(|| {
-                src.error(
-                    pattern.span(),
-                    format!("tool pattern {:?} is not valid", pattern.get_ref()),
-                    "use \"*\", \"prefix.*\" or a tool's name as clients see it, such as \"files.read\"",
-                )
-            })?);
-        }
+        let tools = patterns(
+            src,
+            &rule.tools,
+            "tool",
+            ToolPattern::parse,
+            "use \"*\", \"prefix.*\" or a tool's name as clients see it, such as \"files.read\"",
+        )?;
+        let prompts = patterns(
+            src,
+            &rule.prompts,
+            "prompt",
+            ToolPattern::parse,
+            "use \"*\", \"prefix.*\" or a prompt's name as clients see it",
+        )?;
+        let resources = patterns(
+            src,
+            &rule.resources,
+            "resource",
+            UriPattern::parse,
+            "use \"*\", a URI prefix ending in `*` such as \"notes://public/*\", or an exact URI or URI template",
+        )?;
         rules.push(Rule {
             scopes: rule.scopes.into_iter().collect(),
             roles: rule.roles.into_iter().collect(),
             tools,
+            resources,
+            prompts,
         });
     }
 

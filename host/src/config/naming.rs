@@ -30,6 +30,18 @@ impl Naming {
     }
 }
 
+impl Naming {
+    /// The name clients see for prompt `name` of the plugin named
+    /// `plugin`: the prefix applies as to tools (renames are for tools).
+    pub fn prefixed(&self, plugin: &str, name: &str) -> String {
+        match self.prefix.as_deref() {
+            None => format!("{plugin}.{name}"),
+            Some("") => name.to_string(),
+            Some(prefix) => format!("{prefix}.{name}"),
+        }
+    }
+}
+
 /// Whether `name` is a tool name MCP clients take: 1 to 128 characters
 /// from A-Z, a-z, 0-9, `_`, `-` and `.`.
 pub fn valid_tool_name(name: &str) -> bool {

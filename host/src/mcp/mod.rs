@@ -5,6 +5,7 @@
 mod confirm;
 mod content;
 mod notify;
+mod requests;
 
 use confirm::Unconfirmed;
 
@@ -15,8 +16,8 @@ use crate::tool::ToolOutput;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams, ServerCapabilities,
-    ServerConfig, Tool, ToolAnnotations,
+    InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams, ServerConfig, Tool,
+    ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -39,6 +40,8 @@ pub struct McpHandler {
     /// The least level of plugin log records the client asked for with
     /// `logging/setLevel`, for this session alone.
     log_level: notify::SessionLevel,
+    /// The resources this session subscribed to.
+    subscriptions: requests::Subscriptions,
 }
 
 impl McpHandler {
@@ -60,6 +63,7 @@ impl McpHandler {
             by_name: Arc::new(by_name),
             server_requests: true,
             log_level: notify::SessionLevel::default(),
+            subscriptions: requests::Subscriptions::default(),
         }
     }
 
@@ -67,6 +71,7 @@ impl McpHandler {
     pub fn for_session(&self) -> Self {
         McpHandler {
             log_level: notify::SessionLevel::default(),
+            subscriptions: requests::Subscriptions::default(),
             ..self.clone()
         }
     }
@@ -158,16 +163,11 @@ impl ServerHandler for McpHandler {
     // 2025-11-25 and before still ask for plugins' log records with it.
     #[allow(deprecated)]
     fn get_info(&self) -> ServerConfig {
-        InitializeResult::new(
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_logging()
-                .build(),
-        )
-        .with_server_info(Implementation::new("moat", env!("CARGO_PKG_VERSION")))
-        .with_instructions(
-            "Tools run in WebAssembly sandboxes that can reach only what the operator granted.",
-        )
+        InitializeResult::new(self.capabilities())
+            .with_server_info(Implementation::new("moat", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Tools run in WebAssembly sandboxes that can reach only what the operator granted.",
+            )
     }
 
     async fn list_tools(
@@ -220,8 +220,125 @@ impl ServerHandler for McpHandler {
         } else {
             call
         };
+        let mut call = call;
+        // Server-to-client requests need a session, and 2026-07-28
+        // forbids them.
+        let round_trips = context
+            .protocol_version()
+            .is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28);
+        if self.server_requests && !round_trips {
+            call.relay(crate::runtime::client::Relay {
+                peer: context.peer.clone(),
+            });
+        }
         answer(notify::run_telling(&self.service, call, &context, &self.log_level).await)
             .map(Into::into)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, ErrorData> {
+        Ok(self.resource_list(caller(&context)))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourceTemplatesResult, ErrorData> {
+        Ok(self.template_list(caller(&context)))
+    }
+
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, ErrorData> {
+        let report = self
+            .service
+            .read_resource(&call_context(&context), &request.uri)
+            .await
+            .map_err(refusal_error)?;
+        requests::read_result(report).map(Into::into)
+    }
+
+    async fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.service
+            .check_resource(&call_context(&context), &request.uri)
+            .map_err(refusal_error)?;
+        self.subscriptions.add(request.uri)
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: rmcp::model::UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.subscriptions.remove(&request.uri);
+        Ok(())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListPromptsResult, ErrorData> {
+        Ok(self.prompt_list(caller(&context)))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: rmcp::model::GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetPromptResponse, ErrorData> {
+        let arguments = requests::prompt_arguments(request.arguments)?;
+        let report = self
+            .service
+            .get_prompt(&call_context(&context), &request.name, arguments)
+            .await
+            .map_err(refusal_error)?;
+        requests::prompt_result(report).map(Into::into)
+    }
+
+    async fn complete(
+        &self,
+        request: rmcp::model::CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CompleteResult, ErrorData> {
+        let reference = match request.r#ref {
+            rmcp::model::Reference::Prompt(p) => crate::service::Reference::Prompt(p.name),
+            rmcp::model::Reference::Resource(r) => crate::service::Reference::Template(r.uri),
+            _ => {
+                return Err(ErrorData::invalid_params(
+                    "completions are for prompts (ref/prompt) and resource templates (ref/resource)",
+                    None,
+                ));
+            }
+        };
+        let chosen = request
+            .context
+            .and_then(|c| c.arguments)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let report = self
+            .service
+            .complete(
+                &call_context(&context),
+                &reference,
+                &request.argument.name,
+                &request.argument.value,
+                chosen,
+            )
+            .await
+            .map_err(refusal_error)?;
+        requests::completion_result(report)
     }
 
     #[allow(deprecated)] // Logging is what clients of 2025-11-25 and before use.
@@ -257,6 +374,12 @@ fn refusal_error(refusal: Refusal) -> ErrorData {
     match refusal {
         Refusal::UnknownTool(name) => {
             ErrorData::invalid_params(message, Some(json!({ "tool": name })))
+        }
+        Refusal::UnknownResource(uri) => {
+            ErrorData::resource_not_found(message, Some(json!({ "uri": uri })))
+        }
+        Refusal::UnknownPrompt(name) => {
+            ErrorData::invalid_params(message, Some(json!({ "prompt": name })))
         }
         Refusal::NotAllowed(name) => {
             ErrorData::invalid_request(message, Some(json!({ "tool": name })))

@@ -2,9 +2,17 @@
 //! current contract, and 0.1.0, whose plugins keep working (see
 //! [`super::compat`]).
 
+use exports::moat::plugin::{prompts, resources, tools};
+use wasmtime::component::InstancePre;
+
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
+    imports: {
+        // Both wait for the client's answer.
+        "moat:plugin/client.sample": async,
+        "moat:plugin/client.elicit": async,
+    },
     exports: { default: async },
 });
 
@@ -17,11 +25,34 @@ pub mod v0_1 {
     });
 }
 
+/// A plugin of the current contract, linked: `tools` is required,
+/// `resources` and `prompts` are served only when the component exports
+/// them (a plugin written against the WIT by hand need not).
+#[derive(Clone)]
+pub struct CurrentPre {
+    pub pre: InstancePre<super::state::CallState>,
+    pub tools: tools::GuestIndices,
+    pub resources: Option<resources::GuestIndices>,
+    pub prompts: Option<prompts::GuestIndices>,
+}
+
+impl CurrentPre {
+    /// `Err` when the component does not export the current `tools`.
+    pub fn new(pre: InstancePre<super::state::CallState>) -> wasmtime::Result<Self> {
+        Ok(CurrentPre {
+            tools: tools::GuestIndices::new(&pre)?,
+            resources: resources::GuestIndices::new(&pre).ok(),
+            prompts: prompts::GuestIndices::new(&pre).ok(),
+            pre,
+        })
+    }
+}
+
 /// A linked plugin, ready to instantiate, by the contract it exports.
 #[derive(Clone)]
 pub enum Pre {
     /// The current contract.
-    Current(PluginPre<super::state::CallState>),
+    Current(CurrentPre),
     /// `moat:plugin@0.1.0`.
     V0_1(v0_1::PluginPre<super::state::CallState>),
 }

@@ -4,6 +4,7 @@
 
 use super::bindings::Pre;
 use super::bindings::exports::moat::plugin::tools as wit;
+use super::bindings::moat::plugin::types as wt;
 use super::bindings::moat::plugin::types::CallResult;
 use super::capture::Capture;
 use super::error::CallError;
@@ -11,7 +12,7 @@ use super::outcome::{classify, convert, log_captured};
 use super::state::CallState;
 use super::{Plugin, Runtime};
 use crate::capabilities::Grants;
-use crate::tool::ToolOutput;
+use crate::tool::{Answer, Completion, PromptOutput, Role, ToolOutput};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::{Engine, Store};
@@ -30,27 +31,71 @@ pub struct CallStats {
     pub output_bytes: usize,
 }
 
-/// The outcome of a call and what it cost.
+/// The outcome of a call (or of another request a plugin answers) and
+/// what it cost.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CallReport {
-    /// The tool's output, or why there is none.
-    pub result: Result<ToolOutput, CallError>,
+pub struct CallReport<T = ToolOutput> {
+    /// The plugin's answer, or why there is none.
+    pub result: Result<T, CallError>,
     /// Resources used.
     pub stats: CallStats,
     /// Capabilities the call asked for and was refused.
     pub denied: Vec<String>,
+    /// What the call asked the client (sampling, elicitation), one line
+    /// per request.
+    pub asked: Vec<String>,
+}
+
+/// A request to a plugin other than a tool call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `resources/read` of `uri`.
+    Read { uri: String },
+    /// `prompts/get` of the plugin's prompt `name`.
+    Prompt {
+        name: String,
+        arguments: Vec<(String, String)>,
+    },
+    /// `completion/complete` of `argument` of a prompt or template.
+    Complete {
+        target: Completing,
+        argument: String,
+        value: String,
+        context: Vec<(String, String)>,
+    },
+}
+
+/// What a completion is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completing {
+    /// The plugin's prompt of this name.
+    Prompt(String),
+    /// The plugin's resource template with this URI template.
+    Template(String),
 }
 
 /// Which export to run.
 pub(super) enum Entry {
     Describe,
     Call { tool: String, arguments: String },
+    Other(Request),
+}
+
+/// Everything a plugin says about itself at load.
+pub(super) struct Described {
+    pub tools: Vec<wit::Tool>,
+    pub resources: Vec<wt::ResourceLink>,
+    pub templates: Vec<wt::ResourceTemplate>,
+    pub prompts: Vec<wt::Prompt>,
 }
 
 /// What the export returned.
 pub(super) enum Returned {
-    Tools(Vec<wit::Tool>),
+    Described(Described),
     Call(Result<CallResult, wit::CallError>),
+    Read(Result<Vec<wt::EmbeddedResource>, wt::ReadError>),
+    Prompt(Result<wt::PromptResult, wt::PromptError>),
+    Completion(wt::Completion),
 }
 
 /// One run of a plugin export, owning its inputs so that it can move to a
@@ -63,14 +108,57 @@ pub(super) struct Job {
     pub entry: Entry,
     /// Where progress and client-bound log records go, if anywhere.
     pub events: Option<super::events::Listener>,
+    /// How the call asks its client, where the transport can.
+    pub relay: Option<super::client::Relay>,
 }
 
-/// How a run ended, what it cost, and what it was refused.
-type Ran = (Result<Returned, CallError>, CallStats, Vec<String>);
+impl Job {
+    /// A run of `entry` of `plugin` under its grants, with `env` added,
+    /// telling and asking the client nothing.
+    fn new(plugin: &Plugin, env: Vec<(String, String)>, entry: Entry) -> Job {
+        Job {
+            pre: plugin.pre.clone(),
+            label: plugin.label.clone(),
+            grants: plugin.grants.clone(),
+            env,
+            entry,
+            events: None,
+            relay: None,
+        }
+    }
+}
+
+impl<T> CallReport<T> {
+    /// The report of a run that started at `start`.
+    fn new(
+        result: Result<T, CallError>,
+        mut stats: CallStats,
+        traces: Traces,
+        start: Instant,
+    ) -> Self {
+        stats.duration = start.elapsed();
+        CallReport {
+            result,
+            stats,
+            denied: traces.denied,
+            asked: traces.asked,
+        }
+    }
+}
+
+/// What a run was refused and what it asked the client.
+#[derive(Default)]
+pub(super) struct Traces {
+    denied: Vec<String>,
+    asked: Vec<String>,
+}
+
+/// How a run ended, what it cost, and what it was refused or asked.
+type Ran = (Result<Returned, CallError>, CallStats, Traces);
 
 /// A run that ended with `error` before it cost anything.
 fn failed(error: CallError) -> Ran {
-    (Err(error), CallStats::default(), Vec::new())
+    (Err(error), CallStats::default(), Traces::default())
 }
 
 /// How long past its deadline a call on its own thread may take to report
@@ -82,13 +170,14 @@ impl Runtime {
     /// Runs `tool` of `plugin` with `arguments` (a JSON object, serialized)
     /// in a fresh instance under the plugin's grants.
     pub async fn call(&self, plugin: &Plugin, tool: &str, arguments: &str) -> CallReport {
-        self.call_with_env(plugin, tool, arguments.to_string(), Vec::new(), None)
+        self.call_with_env(plugin, tool, arguments.to_string(), Vec::new(), None, None)
             .await
     }
 
     /// [`Self::call`], with `env` added to the granted environment (the
-    /// caller's identity, for plugins granted it), and its progress and
-    /// log records sent to `events` for the client.
+    /// caller's identity, for plugins granted it), its progress and log
+    /// records sent to `events` for the client, and its requests to the
+    /// client (where granted) sent through `relay`.
     pub async fn call_with_env(
         &self,
         plugin: &Plugin,
@@ -96,6 +185,7 @@ impl Runtime {
         arguments: String,
         env: Vec<(String, String)>,
         events: Option<super::events::Listener>,
+        relay: Option<super::client::Relay>,
     ) -> CallReport {
         let start = Instant::now();
         if !plugin.tools.iter().any(|t| t.name == tool) {
@@ -103,20 +193,19 @@ impl Runtime {
                 result: Err(CallError::UnknownTool(tool.to_string())),
                 stats: CallStats::default(),
                 denied: Vec::new(),
+                asked: Vec::new(),
             };
         }
         let limits = plugin.grants.limits;
-        let (returned, mut stats, denied) = self
+        let entry = Entry::Call {
+            tool: tool.to_string(),
+            arguments,
+        };
+        let (returned, mut stats, traces) = self
             .run(Job {
-                pre: plugin.pre.clone(),
-                label: plugin.label.clone(),
-                grants: plugin.grants.clone(),
-                env,
-                entry: Entry::Call {
-                    tool: tool.to_string(),
-                    arguments,
-                },
                 events,
+                relay,
+                ..Job::new(plugin, env, entry)
             })
             .await;
         let result = returned.and_then(|r| match r {
@@ -129,14 +218,29 @@ impl Runtime {
                 wit::CallError::InvalidArguments(m) => CallError::InvalidArguments(m),
                 wit::CallError::Failed(m) => CallError::Tool(m),
             }),
-            Returned::Tools(_) => unreachable!("a call entry returns a call result"),
+            _ => unreachable!("a call entry returns a call result"),
         });
-        stats.duration = start.elapsed();
-        CallReport {
-            result,
-            stats,
-            denied,
-        }
+        CallReport::new(result, stats, traces, start)
+    }
+
+    /// Runs `request` of `plugin` in a fresh instance under the plugin's
+    /// grants and budgets, like a tool call.
+    pub async fn serve(
+        &self,
+        plugin: &Plugin,
+        request: Request,
+        env: Vec<(String, String)>,
+    ) -> CallReport<Answer> {
+        let start = Instant::now();
+        let limits = plugin.grants.limits;
+        let (returned, mut stats, traces) =
+            self.run(Job::new(plugin, env, Entry::Other(request))).await;
+        let result = returned.and_then(|r| {
+            let (answer, size) = answer(r, &limits)?;
+            stats.output_bytes = size;
+            Ok(answer)
+        });
+        CallReport::new(result, stats, traces, start)
     }
 
     /// Runs `job` in a fresh instance once a slot is free.
@@ -202,6 +306,7 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
         env,
         entry,
         events,
+        relay,
     } = job;
     let limits = grants.limits;
     let stdout = Capture::default();
@@ -215,6 +320,7 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
     }
     let mut state = CallState::new(label, wasi.build(), stdout, stderr, &grants);
     state.events = events.map(super::events::EventSink::new);
+    state.asking = super::client::Asking::new(&grants, relay);
     let mut store = Store::new(engine, state);
     if let Err(e) = limits.apply(&mut store) {
         return failed(CallError::Host(e.to_string()));
@@ -224,28 +330,24 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
     // I/O is ended by this timeout instead.
     let ran = tokio::time::timeout(limits.timeout, async {
         match pre {
-            Pre::Current(pre) => {
-                let instance = pre.instantiate_async(&mut store).await?;
-                let tools = instance.moat_plugin_tools();
-                match entry {
-                    Entry::Describe => tools.call_describe(&mut store).await.map(Returned::Tools),
-                    Entry::Call { tool, arguments } => tools
-                        .call_call(&mut store, &tool, &arguments)
-                        .await
-                        .map(Returned::Call),
-                }
-            }
+            Pre::Current(pre) => run_current(&pre, &mut store, entry).await,
             Pre::V0_1(pre) => {
                 let instance = pre.instantiate_async(&mut store).await?;
                 let tools = instance.moat_plugin_tools();
                 match entry {
                     Entry::Describe => tools.call_describe(&mut store).await.map(|described| {
-                        Returned::Tools(described.into_iter().map(super::compat::tool).collect())
+                        Returned::Described(Described {
+                            tools: described.into_iter().map(super::compat::tool).collect(),
+                            resources: Vec::new(),
+                            templates: Vec::new(),
+                            prompts: Vec::new(),
+                        })
                     }),
                     Entry::Call { tool, arguments } => tools
                         .call_call(&mut store, &tool, &arguments)
                         .await
                         .map(|answer| Returned::Call(super::compat::answer(answer))),
+                    Entry::Other(_) => Err(no_export("resources or prompts")),
                 }
             }
         }
@@ -260,7 +362,10 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
     };
     let state = store.data();
     let stderr_text = log_captured(state);
-    let denied = state.outbound.denials();
+    let traces = Traces {
+        denied: state.outbound.denials(),
+        asked: state.asking.asked.clone(),
+    };
     let result = match ran {
         Err(_elapsed) => Err(CallError::TimedOut {
             limit: limits.timeout,
@@ -268,5 +373,172 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
         Ok(Ok(returned)) => Ok(returned),
         Ok(Err(e)) => Err(classify(&e, &limits, state.limiter.hit, &stderr_text)),
     };
-    (result, stats, denied)
+    (result, stats, traces)
+}
+
+/// A request routed to a plugin that does not export what answers it
+/// (Moat routes only to what a plugin listed, so this is a host fault).
+fn no_export(what: &str) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("the plugin does not export {what}"))
+}
+
+/// Runs `entry` in a fresh instance of a plugin of the current contract.
+async fn run_current(
+    pre: &super::bindings::CurrentPre,
+    store: &mut Store<CallState>,
+    entry: Entry,
+) -> wasmtime::Result<Returned> {
+    let instance = pre.pre.instantiate_async(&mut *store).await?;
+    let resources = match &pre.resources {
+        Some(indices) => Some(indices.load(&mut *store, &instance)?),
+        None => None,
+    };
+    let prompts = match &pre.prompts {
+        Some(indices) => Some(indices.load(&mut *store, &instance)?),
+        None => None,
+    };
+    match entry {
+        Entry::Describe => {
+            let tools = pre.tools.load(&mut *store, &instance)?;
+            let mut described = Described {
+                tools: tools.call_describe(&mut *store).await?,
+                resources: Vec::new(),
+                templates: Vec::new(),
+                prompts: Vec::new(),
+            };
+            if let Some(resources) = &resources {
+                described.resources = resources.call_list(&mut *store).await?;
+                described.templates = resources.call_templates(&mut *store).await?;
+            }
+            if let Some(prompts) = &prompts {
+                described.prompts = prompts.call_list(&mut *store).await?;
+            }
+            Ok(Returned::Described(described))
+        }
+        Entry::Call { tool, arguments } => pre
+            .tools
+            .load(&mut *store, &instance)?
+            .call_call(&mut *store, &tool, &arguments)
+            .await
+            .map(Returned::Call),
+        Entry::Other(Request::Read { uri }) => resources
+            .ok_or_else(|| no_export("resources"))?
+            .call_read(&mut *store, &uri)
+            .await
+            .map(Returned::Read),
+        Entry::Other(Request::Prompt { name, arguments }) => prompts
+            .ok_or_else(|| no_export("prompts"))?
+            .call_get(&mut *store, &name, &arguments)
+            .await
+            .map(Returned::Prompt),
+        Entry::Other(Request::Complete {
+            target,
+            argument,
+            value,
+            context,
+        }) => match target {
+            Completing::Prompt(name) => {
+                prompts
+                    .ok_or_else(|| no_export("prompts"))?
+                    .call_complete(&mut *store, &name, &argument, &value, &context)
+                    .await
+            }
+            Completing::Template(template) => {
+                resources
+                    .ok_or_else(|| no_export("resources"))?
+                    .call_complete(&mut *store, &template, &argument, &value, &context)
+                    .await
+            }
+        }
+        .map(Returned::Completion),
+    }
+}
+
+/// Most completion values MCP allows in one answer.
+const MAX_COMPLETION_VALUES: usize = 100;
+
+/// What a plugin returned to a request other than a call, as the host
+/// keeps it, under the same output cap as a call's result; also returns
+/// its size in bytes.
+fn answer(
+    returned: Returned,
+    limits: &crate::capabilities::Limits,
+) -> Result<(Answer, usize), CallError> {
+    let as_result = |content: Vec<wt::Content>| CallResult {
+        content,
+        structured: None,
+        is_error: false,
+    };
+    match returned {
+        Returned::Read(Ok(contents)) => {
+            let items = contents
+                .into_iter()
+                .map(|r| wt::Content {
+                    kind: wt::ContentKind::Resource(r),
+                    annotations: None,
+                })
+                .collect();
+            let (output, size) = convert(as_result(items), limits)?;
+            Ok((Answer::Read(output.content), size))
+        }
+        Returned::Read(Err(wt::ReadError::NotFound(m))) => Err(CallError::NotFound(m)),
+        Returned::Read(Err(wt::ReadError::Failed(m))) => Err(CallError::Tool(m)),
+        Returned::Prompt(Ok(prompt)) => {
+            let roles: Vec<Role> = prompt
+                .messages
+                .iter()
+                .map(|m| match m.role {
+                    wt::Role::User => Role::User,
+                    wt::Role::Assistant => Role::Assistant,
+                })
+                .collect();
+            let items = prompt.messages.into_iter().map(|m| m.content).collect();
+            let (output, size) = convert(as_result(items), limits)?;
+            let description_size = prompt.description.as_ref().map_or(0, String::len);
+            if size + description_size > limits.max_output_bytes {
+                return Err(CallError::OutputTooLarge {
+                    size: size + description_size,
+                    limit: limits.max_output_bytes,
+                });
+            }
+            Ok((
+                Answer::Prompt(PromptOutput {
+                    description: prompt.description,
+                    messages: roles.into_iter().zip(output.content).collect(),
+                }),
+                size + description_size,
+            ))
+        }
+        Returned::Prompt(Err(wt::PromptError::UnknownPrompt(m))) => Err(CallError::NotFound(m)),
+        Returned::Prompt(Err(wt::PromptError::InvalidArguments(m))) => {
+            Err(CallError::InvalidArguments(m))
+        }
+        Returned::Prompt(Err(wt::PromptError::Failed(m))) => Err(CallError::Tool(m)),
+        Returned::Completion(c) => {
+            if c.values.len() > MAX_COMPLETION_VALUES {
+                return Err(CallError::Tool(format!(
+                    "the plugin suggested {} values; MCP allows at most {MAX_COMPLETION_VALUES}",
+                    c.values.len()
+                )));
+            }
+            let size: usize = c.values.iter().map(|v| v.len() + 3).sum();
+            if size > limits.max_output_bytes {
+                return Err(CallError::OutputTooLarge {
+                    size,
+                    limit: limits.max_output_bytes,
+                });
+            }
+            Ok((
+                Answer::Completion(Completion {
+                    values: c.values,
+                    total: c.total,
+                    has_more: c.has_more,
+                }),
+                size,
+            ))
+        }
+        Returned::Described(_) | Returned::Call(_) => {
+            unreachable!("a request entry returns its own answer")
+        }
+    }
 }

@@ -75,7 +75,7 @@ pub(super) fn answer(
 pub(super) fn pre(
     instance_pre: wasmtime::component::InstancePre<CallState>,
 ) -> Result<Pre, String> {
-    match super::bindings::PluginPre::new(instance_pre.clone()) {
+    match super::bindings::CurrentPre::new(instance_pre.clone()) {
         Ok(pre) => Ok(Pre::Current(pre)),
         Err(current) => super::bindings::v0_1::PluginPre::new(instance_pre)
             .map(Pre::V0_1)

@@ -15,6 +15,10 @@ pub enum CallError {
     /// The plugin has no tool by this name.
     #[error("unknown tool `{0}`")]
     UnknownTool(String),
+    /// The plugin has no resource at this URI, or no prompt by this name
+    /// (it said so when asked).
+    #[error("not found: {0}")]
+    NotFound(String),
     /// The plugin could not use the arguments.
     #[error("invalid arguments: {0}")]
     InvalidArguments(String),
@@ -85,6 +89,7 @@ impl CallError {
     pub fn text_mut(&mut self) -> Option<&mut String> {
         match self {
             CallError::Tool(text)
+            | CallError::NotFound(text)
             | CallError::InvalidArguments(text)
             | CallError::NotGranted(text)
             | CallError::HostRefused(text)
@@ -99,6 +104,7 @@ impl CallError {
         match self {
             CallError::Tool(_) => "tool_error",
             CallError::UnknownTool(_) => "unknown_tool",
+            CallError::NotFound(_) => "not_found",
             CallError::InvalidArguments(_) => "invalid_arguments",
             CallError::OutOfFuel { .. } => "out_of_fuel",
             CallError::TimedOut { .. } => "timed_out",

@@ -11,6 +11,7 @@ mod bindings;
 pub mod cache;
 mod call;
 mod capture;
+pub mod client;
 mod compat;
 pub mod engine;
 pub mod error;
@@ -20,7 +21,7 @@ mod plugin;
 mod state;
 
 pub use cache::CacheOutcome;
-pub use call::{CallReport, CallStats};
+pub use call::{CallReport, CallStats, Completing, Request};
 pub use capture::printable;
 pub use engine::Allocator;
 pub use error::{CallError, LoadError};
@@ -109,6 +110,7 @@ impl Runtime {
             &mut linker,
             |s| s,
         )?;
+        bindings::moat::plugin::client::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s)?;
         bindings::v0_1::moat::plugin::log::add_to_linker::<_, HasSelf<CallState>>(
             &mut linker,
             |s| s,

@@ -2,14 +2,15 @@
 
 use super::Runtime;
 use super::bindings::Pre;
+use super::bindings::moat::plugin::types as wt;
 use super::bindings::moat::plugin::types::Tool as WitTool;
 use super::cache::CacheOutcome;
-use super::call::{Entry, Job, Returned};
+use super::call::{Described, Entry, Job, Returned};
 use super::error::{LoadError, NotGranted};
 use super::state::CallState;
 use crate::capabilities::{Grants, Limits, Mode, fs};
 use crate::config::PluginConfig;
-use crate::tool::{Annotations, ToolInfo};
+use crate::tool::{Annotations, PromptArgument, PromptInfo, ResourceLink, TemplateInfo, ToolInfo};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -29,6 +30,12 @@ pub struct Plugin {
     pub sha256: String,
     /// Its tools, as it described them at load.
     pub tools: Vec<ToolInfo>,
+    /// Its resources at fixed URIs.
+    pub resources: Vec<ResourceLink>,
+    /// Its resource templates.
+    pub templates: Vec<TemplateInfo>,
+    /// Its prompts.
+    pub prompts: Vec<PromptInfo>,
     /// What each call may touch and use (shared with every call).
     pub grants: Arc<Grants>,
     /// How its tools are named to clients.
@@ -181,11 +188,12 @@ impl Runtime {
                 env: Vec::new(),
                 entry: Entry::Describe,
                 events: None,
+                relay: None,
             })
             .await;
         let described = match returned {
-            Ok(Returned::Tools(tools)) => tools,
-            Ok(Returned::Call(_)) => unreachable!("describe returns tools"),
+            Ok(Returned::Described(described)) => described,
+            Ok(_) => unreachable!("describe returns descriptions"),
             Err(e) => {
                 return Err(fail(
                     format!("failed while describing its tools: {e}"),
@@ -193,7 +201,28 @@ impl Runtime {
                 ));
             }
         };
-        let tools = check_tools(described).map_err(|m| fail(m, "fix the plugin's tool list"))?;
+        let Described {
+            tools,
+            resources,
+            templates,
+            prompts,
+        } = described;
+        let size = described_size(&resources, &templates, &prompts);
+        if size > MAX_DESCRIBE_BYTES {
+            return Err(fail(
+                format!(
+                    "its resource and prompt lists take {size} bytes, more than {MAX_DESCRIBE_BYTES}"
+                ),
+                "list fewer resources (a template covers many)",
+            ));
+        }
+        let tools = check_tools(tools).map_err(|m| fail(m, "fix the plugin's tool list"))?;
+        let resources = check_resources(resources, &templates)
+            .map_err(|m| fail(m, "fix the plugin's resource list"))?;
+        let templates = check_templates(templates)
+            .map_err(|m| fail(m, "fix the plugin's resource templates"))?;
+        let prompts =
+            check_prompts(prompts).map_err(|m| fail(m, "fix the plugin's prompt list"))?;
         if let Some(unknown) = config
             .naming
             .renames
@@ -210,6 +239,9 @@ impl Runtime {
             name: config.name.clone(),
             sha256,
             tools,
+            resources,
+            templates,
+            prompts,
             grants: Arc::new(config.grants.clone()),
             naming: config.naming.clone(),
             imports,
@@ -235,12 +267,7 @@ fn check_tools(described: Vec<WitTool>) -> Result<Vec<ToolInfo>, String> {
     let mut tools = Vec::with_capacity(described.len());
     for tool in described {
         let name = tool.name;
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        if !plain_name(&name) {
             return Err(format!(
                 "tool name {name:?} is not 1 to 64 characters from A-Z, a-z, 0-9, `_` and `-`"
             ));
@@ -272,6 +299,184 @@ fn check_tools(described: Vec<WitTool>) -> Result<Vec<ToolInfo>, String> {
         });
     }
     Ok(tools)
+}
+
+/// The bytes of what a plugin lists besides its tools.
+fn described_size(
+    resources: &[wt::ResourceLink],
+    templates: &[wt::ResourceTemplate],
+    prompts: &[wt::Prompt],
+) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    let resources: usize = resources
+        .iter()
+        .map(|r| {
+            r.uri.len() + r.name.len() + opt(&r.title) + opt(&r.description) + opt(&r.mime_type)
+        })
+        .sum();
+    let templates: usize = templates
+        .iter()
+        .map(|t| {
+            t.uri_template.len()
+                + t.name.len()
+                + opt(&t.title)
+                + opt(&t.description)
+                + opt(&t.mime_type)
+        })
+        .sum();
+    let prompts: usize = prompts
+        .iter()
+        .map(|p| {
+            p.name.len()
+                + opt(&p.title)
+                + opt(&p.description)
+                + p.arguments
+                    .iter()
+                    .map(|a| a.name.len() + opt(&a.description))
+                    .sum::<usize>()
+        })
+        .sum();
+    resources + templates + prompts
+}
+
+/// Longest resource URI or template a plugin may list.
+const MAX_URI_BYTES: usize = 2048;
+
+/// Whether `uri` is an absolute URI: a scheme (a letter, then letters,
+/// digits, `+`, `-`, `.`), `:`, and no whitespace or control characters.
+fn absolute_uri(uri: &str) -> bool {
+    let Some((scheme, _)) = uri.split_once(':') else {
+        return false;
+    };
+    scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && uri.len() <= MAX_URI_BYTES
+        && !uri.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Validates the resources a plugin lists at fixed URIs.
+fn check_resources(
+    listed: Vec<wt::ResourceLink>,
+    templates: &[wt::ResourceTemplate],
+) -> Result<Vec<ResourceLink>, String> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(listed.len());
+    for r in listed {
+        if !absolute_uri(&r.uri) {
+            return Err(format!(
+                "resource URI {:?} is not an absolute URI (a scheme, `:`, no spaces, at most {MAX_URI_BYTES} bytes)",
+                r.uri
+            ));
+        }
+        if r.uri.contains('{') || templates.iter().any(|t| t.uri_template == r.uri) {
+            return Err(format!(
+                "resource {:?} looks like a template: list it with `templates`",
+                r.uri
+            ));
+        }
+        if !seen.insert(r.uri.clone()) {
+            return Err(format!("resource {:?} is listed twice", r.uri));
+        }
+        if r.name.is_empty() {
+            return Err(format!("resource {:?} has no name", r.uri));
+        }
+        out.push(ResourceLink {
+            uri: r.uri,
+            name: r.name,
+            title: r.title,
+            description: r.description,
+            mime_type: r.mime_type,
+            size: r.size,
+        });
+    }
+    Ok(out)
+}
+
+/// Validates a plugin's resource templates (see [`crate::tool::template`]).
+fn check_templates(listed: Vec<wt::ResourceTemplate>) -> Result<Vec<TemplateInfo>, String> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(listed.len());
+    for t in listed {
+        crate::tool::template::parse(&t.uri_template)
+            .map_err(|why| format!("resource template {:?}: {why}", t.uri_template))?;
+        if !absolute_uri(&t.uri_template) {
+            return Err(format!(
+                "resource template {:?} does not start with a URI scheme and `:`",
+                t.uri_template
+            ));
+        }
+        if !seen.insert(t.uri_template.clone()) {
+            return Err(format!(
+                "resource template {:?} is listed twice",
+                t.uri_template
+            ));
+        }
+        if t.name.is_empty() {
+            return Err(format!(
+                "resource template {:?} has no name",
+                t.uri_template
+            ));
+        }
+        out.push(TemplateInfo {
+            uri_template: t.uri_template,
+            name: t.name,
+            title: t.title,
+            description: t.description,
+            mime_type: t.mime_type,
+        });
+    }
+    Ok(out)
+}
+
+/// Validates a plugin's prompts: names as tools have them, arguments
+/// named once.
+fn check_prompts(listed: Vec<wt::Prompt>) -> Result<Vec<PromptInfo>, String> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(listed.len());
+    for p in listed {
+        if !plain_name(&p.name) {
+            return Err(format!(
+                "prompt name {:?} is not 1 to 64 characters from A-Z, a-z, 0-9, `_` and `-`",
+                p.name
+            ));
+        }
+        if !seen.insert(p.name.clone()) {
+            return Err(format!("prompt `{}` is declared twice", p.name));
+        }
+        let mut names = HashSet::new();
+        if let Some(a) = p.arguments.iter().find(|a| !names.insert(a.name.as_str())) {
+            return Err(format!(
+                "prompt `{}` names argument `{}` twice",
+                p.name, a.name
+            ));
+        }
+        out.push(PromptInfo {
+            name: p.name,
+            title: p.title,
+            description: p.description,
+            arguments: p
+                .arguments
+                .into_iter()
+                .map(|a| PromptArgument {
+                    name: a.name,
+                    description: a.description,
+                    required: a.required,
+                })
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// 1 to 64 characters from A-Z, a-z, 0-9, `_` and `-`.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// MCP requires tool schemas to describe JSON objects.

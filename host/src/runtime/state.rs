@@ -43,6 +43,8 @@ pub struct CallState {
     writes: WriteBudget,
     /// Where progress and log records go to the client, when one listens.
     pub events: Option<super::events::EventSink>,
+    /// What the call may still ask the client (see [`super::client`]).
+    pub asking: super::client::Asking,
 }
 
 impl CallState {
@@ -71,6 +73,7 @@ impl CallState {
             plugin,
             log_budget: LOG_BUDGET,
             events: None,
+            asking: super::client::Asking::new(grants, None),
         }
     }
 }

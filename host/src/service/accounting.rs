@@ -250,14 +250,14 @@ impl Operations {
 
     /// Completes, writes and counts the record of a call; with a failing
     /// audit log (failing closed) a result is withheld.
-    pub(super) async fn finish(
+    pub(super) async fn finish<T: crate::tool::Reported>(
         &self,
         tenant: Option<&str>,
         plugin: Option<&str>,
         tool: &str,
         record: Option<Record>,
-        result: Result<CallReport, Refusal>,
-    ) -> Result<CallReport, Refusal> {
+        result: Result<CallReport<T>, Refusal>,
+    ) -> Result<CallReport<T>, Refusal> {
         let tenant_label = metrics::tenant_label(tenant);
         let (outcome, kind, reason) = match &result {
             Err(refusal) => {
@@ -274,7 +274,7 @@ impl Operations {
             }
             Ok(report) => {
                 let (outcome, kind, reason) = match &report.result {
-                    Ok(output) if output.is_error => ("error", "tool_error", None),
+                    Ok(output) if output.is_error() => ("error", "tool_error", None),
                     Ok(_) => ("ok", "ok", None),
                     Err(e) => ("error", e.kind(), Some(e.to_string())),
                 };
@@ -326,6 +326,20 @@ impl Operations {
                 }
             },
         }
+    }
+
+    /// Completes, writes and counts the record of a request refused before
+    /// it ran; returns the refusal.
+    pub(super) async fn refuse(
+        &self,
+        tenant: Option<&str>,
+        tool: &str,
+        record: Option<Record>,
+        refusal: Refusal,
+    ) -> Refusal {
+        self.finish::<crate::tool::ToolOutput>(tenant, None, tool, record, Err(refusal))
+            .await
+            .expect_err("a refusal stays a refusal")
     }
 
     /// Audits and counts a request from `peer` refused for want of a

@@ -71,6 +71,8 @@ pub struct AdmittedCall {
     pub(super) waiting: Option<super::accounting::Waiting>,
     /// Where its progress and log records go to the client, if anywhere.
     events: Option<crate::runtime::events::Listener>,
+    /// How the plugin asks the client (sampling, elicitation), if it can.
+    relay: Option<crate::runtime::client::Relay>,
 }
 
 impl AdmittedCall {
@@ -78,6 +80,12 @@ impl AdmittedCall {
     /// it runs (a transport that can tell the client sets it).
     pub fn tell(&mut self, events: crate::runtime::events::Listener) {
         self.events = Some(events);
+    }
+
+    /// Lets the plugin ask the client through `relay` while it runs (a
+    /// transport with a session sets it; the grants decide what it may ask).
+    pub fn relay(&mut self, relay: crate::runtime::client::Relay) {
+        self.relay = Some(relay);
     }
 
     /// The values of the call's secret-looking arguments, to keep out of
@@ -117,14 +125,7 @@ impl Drop for AdmittedCall {
             return;
         };
         runtime.spawn(async move {
-            let _ = ops
-                .finish(
-                    tenant.as_deref(),
-                    None,
-                    &tool,
-                    Some(record),
-                    Err(Refusal::Abandoned),
-                )
+            ops.refuse(tenant.as_deref(), &tool, Some(record), Refusal::Abandoned)
                 .await;
         });
     }
@@ -182,13 +183,9 @@ impl ToolService {
                 caller_key,
                 waiting: None,
                 events: None,
+                relay: None,
             }),
-            Err(refusal) => {
-                let refused = self
-                    .ops
-                    .finish(self.tenant(), None, name, record, Err(refusal));
-                Err(refused.await.expect_err("a refusal stays a refusal"))
-            }
+            Err(refusal) => Err(self.ops.refuse(self.tenant(), name, record, refusal).await),
         }
     }
 
@@ -257,6 +254,7 @@ impl ToolService {
                     call.arguments.to_string(),
                     std::mem::take(&mut call.env),
                     call.events.take(),
+                    call.relay.take(),
                 )
                 .await
         };
@@ -286,9 +284,8 @@ impl ToolService {
         call.accounts = None;
         let tool = &self.tools[call.tool].name;
         self.ops
-            .finish(self.tenant(), None, tool, call.record.take(), Err(refusal))
+            .refuse(self.tenant(), tool, call.record.take(), refusal)
             .await
-            .expect_err("a refusal stays a refusal")
     }
 
     /// This service's identity, for [`AdmittedCall::admitted_by`].

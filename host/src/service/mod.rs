@@ -11,9 +11,11 @@
 mod accounting;
 mod admission;
 mod confirmation;
+mod requests;
 
 pub use accounting::Operations;
 pub use admission::{AdmittedCall, CallContext};
+pub use requests::{PromptEntry, Reference, ResourceEntry, TemplateEntry};
 
 use crate::auth::policy::{Caller, Policy};
 use crate::config::{Config, Served};
@@ -44,6 +46,12 @@ pub enum Refusal {
     /// No tool has this name.
     #[error("unknown tool `{0}`")]
     UnknownTool(String),
+    /// No resource has this URI, and no template fits it.
+    #[error("unknown resource `{0}`")]
+    UnknownResource(String),
+    /// No prompt has this name.
+    #[error("unknown prompt `{0}`")]
+    UnknownPrompt(String),
     /// The policy does not grant the tool to this caller.
     #[error("the caller may not use `{0}`")]
     NotAllowed(String),
@@ -81,6 +89,8 @@ impl Refusal {
     pub fn kind(&self) -> &'static str {
         match self {
             Refusal::UnknownTool(_) => "unknown_tool",
+            Refusal::UnknownResource(_) => "unknown_resource",
+            Refusal::UnknownPrompt(_) => "unknown_prompt",
             Refusal::NotAllowed(_) => "forbidden",
             Refusal::InvalidArguments { .. } => "invalid_arguments",
             Refusal::RateLimited(_) => "rate_limited",
@@ -119,6 +129,12 @@ pub struct ToolService {
     plugins: Vec<Plugin>,
     tools: Vec<ToolEntry>,
     by_name: HashMap<String, usize>,
+    /// Resources at fixed URIs, sorted by URI.
+    resources: Vec<ResourceEntry>,
+    /// Resource templates, in plugin order.
+    templates: Vec<TemplateEntry>,
+    /// Prompts, sorted by name.
+    prompts: Vec<PromptEntry>,
 }
 
 impl ToolService {
@@ -216,6 +232,7 @@ impl ToolService {
             .enumerate()
             .map(|(i, t)| (t.name.clone(), i))
             .collect();
+        let (resources, templates, prompts) = requests::entries(&plugins)?;
         Ok(ToolService {
             runtime,
             tenant: None,
@@ -225,6 +242,9 @@ impl ToolService {
             plugins,
             tools,
             by_name,
+            resources,
+            templates,
+            prompts,
         })
     }
 

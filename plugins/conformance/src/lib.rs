@@ -1,9 +1,11 @@
-//! The tools the official MCP conformance suite
-//! (`@modelcontextprotocol/conformance`) calls, served by Moat in
+//! The tools, resources and prompts the official MCP conformance suite
+//! (`@modelcontextprotocol/conformance`) asks for, served by Moat in
 //! tests/tests/all/conformance.rs with `prefix = ""` so that they keep the
 //! suite's names. Each returns exactly what its scenario asks for.
 
+use moat_plugin::client::{ClientError, Elicited};
 use moat_plugin::prelude::*;
+use moat_plugin::serde_json;
 
 /// A tool without arguments.
 #[derive(Deserialize, JsonSchema)]
@@ -108,7 +110,189 @@ fn with_logging(_: Nothing) -> &'static str {
     "Logged three messages."
 }
 
+/// The arguments of `test_sampling`.
+#[derive(Deserialize, JsonSchema)]
+struct Sampling {
+    /// The prompt to send to the model.
+    prompt: String,
+}
+
+/// The arguments of `test_elicitation`.
+#[derive(Deserialize, JsonSchema)]
+struct Elicitation {
+    /// The message to show the person.
+    message: String,
+}
+
+fn sampling(args: Sampling) -> Result<String, ClientError> {
+    let answer = moat_plugin::client::sample_text(&args.prompt, 100)?;
+    Ok(format!("LLM response: {answer}"))
+}
+
+/// Asks with `schema` and reports what the person did.
+fn elicit(message: &str, schema: serde_json::Value) -> Result<String, ClientError> {
+    Ok(match moat_plugin::client::elicit(message, &schema)? {
+        Elicited::Accepted(content) => format!("User response: action=accept, content={content}"),
+        Elicited::Declined => "User response: action=decline".into(),
+        Elicited::Cancelled => "User response: action=cancel".into(),
+    })
+}
+
+fn elicitation(args: Elicitation) -> Result<String, ClientError> {
+    elicit(
+        &args.message,
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "username": { "type": "string", "description": "User's response" },
+                "email": { "type": "string", "description": "User's email address" }
+            },
+            "required": ["username", "email"]
+        }),
+    )
+}
+
+fn elicitation_defaults(_: Nothing) -> Result<String, ClientError> {
+    elicit(
+        "Test client default value handling - please accept with defaults",
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "name": { "type": "string", "description": "User name", "default": "John Doe" },
+                "age": { "type": "integer", "description": "User age", "default": 30 },
+                "score": { "type": "number", "description": "User score", "default": 95.5 },
+                "status": {
+                    "type": "string",
+                    "description": "User status",
+                    "enum": ["active", "inactive", "pending"],
+                    "default": "active"
+                },
+                "verified": { "type": "boolean", "description": "Verification status", "default": true }
+            }
+        }),
+    )
+}
+
+fn elicitation_enums(_: Nothing) -> Result<String, ClientError> {
+    elicit(
+        "Choose options",
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "untitledSingle": { "type": "string", "enum": ["option1", "option2", "option3"] },
+                "titledSingle": {
+                    "type": "string",
+                    "oneOf": [
+                        { "const": "value1", "title": "First Option" },
+                        { "const": "value2", "title": "Second Option" },
+                        { "const": "value3", "title": "Third Option" }
+                    ]
+                },
+                "legacyEnum": {
+                    "type": "string",
+                    "enum": ["opt1", "opt2", "opt3"],
+                    "enumNames": ["Option One", "Option Two", "Option Three"]
+                },
+                "untitledMulti": {
+                    "type": "array",
+                    "items": { "type": "string", "enum": ["option1", "option2", "option3"] }
+                },
+                "titledMulti": {
+                    "type": "array",
+                    "items": {
+                        "anyOf": [
+                            { "const": "value1", "title": "First Choice" },
+                            { "const": "value2", "title": "Second Choice" },
+                            { "const": "value3", "title": "Third Choice" }
+                        ]
+                    }
+                }
+            }
+        }),
+    )
+}
+
 moat_plugin::plugin![
+    Tool::new(
+        "test_sampling",
+        "Asks the client's model to answer a prompt (conformance: tools-call-sampling).",
+        sampling
+    ),
+    Tool::new(
+        "test_elicitation",
+        "Asks the person for a username and email (conformance: tools-call-elicitation).",
+        elicitation
+    ),
+    Tool::new(
+        "test_elicitation_sep1034_defaults",
+        "Asks with a default for every primitive type (conformance: elicitation-sep1034-defaults).",
+        elicitation_defaults
+    ),
+    Tool::new(
+        "test_elicitation_sep1330_enums",
+        "Asks with all five kinds of enum (conformance: elicitation-sep1330-enums).",
+        elicitation_enums
+    ),
+    Resource::new("test://static-text", "static-text", |_| {
+        Ok("This is the content of the static text resource.")
+    })
+    .description("A fixed text (conformance: resources-read-text).")
+    .mime_type("text/plain"),
+    Resource::new("test://static-binary", "static-binary", |_| Ok(RED_PIXEL.to_vec()))
+        .description("A 1x1 red PNG (conformance: resources-read-binary).")
+        .mime_type("image/png"),
+    Resource::new("test://watched-resource", "watched-resource", |_| {
+        Ok("A resource clients subscribe to.")
+    })
+    .description("A resource to subscribe to (conformance: resources-subscribe).")
+    .mime_type("text/plain"),
+    Resource::template("test://template/{id}/data", "template", |_, vars| {
+        Ok(serde_json::json!({
+            "id": vars["id"],
+            "templateTest": true,
+            "data": format!("Data for ID: {}", vars["id"]),
+        })
+        .to_string())
+    })
+    .description("Data for any ID (conformance: resources-templates-read).")
+    .mime_type("application/json")
+    .complete("id", |value, _| moat_plugin::starting_with(value, ["123", "124", "200"])),
+    Prompt::new("test_simple_prompt", "A prompt without arguments.", |_| {
+        Ok(vec![Message::user("This is a simple prompt for testing.")])
+    }),
+    Prompt::new(
+        "test_prompt_with_arguments",
+        "A prompt with two arguments.",
+        |args| Ok(vec![Message::user(format!(
+            "Prompt with arguments: arg1='{}', arg2='{}'",
+            args["arg1"], args["arg2"]
+        ))])
+    )
+    .argument("arg1", "First test argument")
+    .argument("arg2", "Second test argument")
+    .complete("arg1", |value, _| moat_plugin::starting_with(
+        value,
+        ["paris", "park", "party", "test", "testing"]
+    )),
+    Prompt::new(
+        "test_prompt_with_embedded_resource",
+        "A prompt that embeds a resource.",
+        |args| Ok(vec![
+            Message::user(Content::Resource {
+                uri: args["resourceUri"].clone(),
+                mime_type: Some("text/plain".into()),
+                body: Body::Text("Embedded resource content for testing.".into()),
+            }),
+            Message::user("Please process the embedded resource above."),
+        ])
+    )
+    .argument("resourceUri", "URI of the resource to embed"),
+    Prompt::new("test_prompt_with_image", "A prompt with an image.", |_| {
+        Ok(vec![
+            Message::user(red_pixel()),
+            Message::user("Please analyze the image above."),
+        ])
+    }),
     Tool::new(
         "test_tool_with_progress",
         "Reports progress 0, 50 and 100 of 100 (conformance: tools-call-with-progress).",

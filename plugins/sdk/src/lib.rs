@@ -21,22 +21,44 @@
 //! moat_plugin::plugin![Tool::new("greet", "Greets someone.", greet).read_only()];
 //! ```
 //!
+//! The same list takes resources and prompts:
+//!
+//! ```ignore
+//! moat_plugin::plugin![
+//!     Tool::new("greet", "Greets someone.", greet),
+//!     Resource::new("hello://motd", "motd", |_| Ok("Be kind.")).mime_type("text/plain"),
+//!     Resource::template("hello://people/{name}", "person", |_, vars| {
+//!         Ok(format!("{} is here.", vars["name"]))
+//!     }),
+//!     Prompt::new("welcome", "Welcomes someone.", |args| {
+//!         Ok(vec![Message::user(format!("Please welcome {}.", args["name"]))])
+//!     })
+//!     .argument("name", "Who to welcome"),
+//! ];
+//! ```
+//!
 //! Every call runs in a fresh instance with only the capabilities the
 //! operator granted: files under the granted guest paths (`std::fs`),
 //! granted environment variables (`std::env::var`), nothing else.
 
+pub mod client;
 mod output;
+mod prompt;
+mod resource;
 mod tool;
 
 pub use output::{
     Annotations, Audience, Body, Content, IntoOutput, Json, Output, Rendered, ResourceLink,
 };
+pub use prompt::{Args, Message, Prompt, Values};
+pub use resource::{Resource, Vars, starting_with};
 pub use tool::Tool;
 
 /// Everything a plugin usually needs, in one import.
 pub mod prelude {
     pub use crate::{
-        Annotations, Audience, Body, Content, Json, Output, Rendered, ResourceLink, Tool,
+        Annotations, Args, Audience, Body, Content, Json, Message, Output, Prompt, Rendered,
+        Resource, ResourceLink, Tool, Vars,
     };
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};
@@ -57,7 +79,10 @@ pub mod bindings {
     });
 }
 
+use bindings::exports::moat::plugin::prompts as wit_prompts;
+use bindings::exports::moat::plugin::resources as wit_resources;
 use bindings::exports::moat::plugin::tools::{self as wit, CallError, CallResult};
+use bindings::moat::plugin::types::{Completion, EmbeddedResource, PromptResult};
 
 /// Tells the client how far the call has come (when it asked to know).
 pub mod progress {
@@ -90,37 +115,162 @@ pub mod log {
     }
 }
 
+/// One thing a plugin offers: a tool, a resource (or template) or a prompt.
+pub enum Item {
+    Tool(Tool),
+    Resource(Resource),
+    Prompt(Prompt),
+}
+
+impl From<Tool> for Item {
+    fn from(tool: Tool) -> Item {
+        Item::Tool(tool)
+    }
+}
+
+impl From<Resource> for Item {
+    fn from(resource: Resource) -> Item {
+        Item::Resource(resource)
+    }
+}
+
+impl From<Prompt> for Item {
+    fn from(prompt: Prompt) -> Item {
+        Item::Prompt(prompt)
+    }
+}
+
 /// Implemented by [`plugin!`]; not for direct use.
 #[doc(hidden)]
 pub trait Plugin {
-    fn tools() -> Vec<Tool>;
+    fn items() -> Vec<Item>;
+
+    fn tools() -> impl Iterator<Item = Tool> {
+        Self::items().into_iter().filter_map(|i| match i {
+            Item::Tool(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    fn resources() -> impl Iterator<Item = Resource> {
+        Self::items().into_iter().filter_map(|i| match i {
+            Item::Resource(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    fn prompts() -> impl Iterator<Item = Prompt> {
+        Self::items().into_iter().filter_map(|i| match i {
+            Item::Prompt(p) => Some(p),
+            _ => None,
+        })
+    }
+}
+
+fn pairs(list: Vec<(String, String)>) -> std::collections::BTreeMap<String, String> {
+    list.into_iter().collect()
 }
 
 impl<P: Plugin> wit::Guest for P {
     fn describe() -> Vec<wit::Tool> {
-        P::tools().iter().map(Tool::describe).collect()
+        P::tools().map(|t| t.describe()).collect()
     }
 
     fn call(name: String, arguments: String) -> Result<CallResult, CallError> {
-        let tools = P::tools();
-        let tool = tools
-            .iter()
+        let tool = P::tools()
             .find(|t| t.name == name)
             .ok_or(CallError::UnknownTool(name))?;
         tool.call(&arguments)
     }
 }
 
-/// Declares the plugin's tools and exports them to Moat. Use it once, at the
-/// crate root, with one [`Tool`] expression per tool.
+impl<P: Plugin> wit_resources::Guest for P {
+    fn list() -> Vec<wit_resources::ResourceLink> {
+        P::resources()
+            .filter(|r| !r.is_template())
+            .map(|r| r.link())
+            .collect()
+    }
+
+    fn templates() -> Vec<wit_resources::ResourceTemplate> {
+        P::resources()
+            .filter(Resource::is_template)
+            .map(|r| r.described_template())
+            .collect()
+    }
+
+    fn read(uri: String) -> Result<Vec<EmbeddedResource>, wit_resources::ReadError> {
+        // A fixed URI first: it is more specific than any template.
+        let mut resources: Vec<Resource> = P::resources().collect();
+        resources.sort_by_key(Resource::is_template);
+        for resource in &resources {
+            if let Some(vars) = resource.fits(&uri) {
+                return resource.read(&uri, &vars).map(|r| vec![r]);
+            }
+        }
+        Err(wit_resources::ReadError::NotFound(format!("no resource at {uri}")))
+    }
+
+    fn complete(
+        template: String,
+        argument: String,
+        value: String,
+        context: Vec<(String, String)>,
+    ) -> Completion {
+        P::resources()
+            .find(|r| r.uri == template)
+            .map(|r| r.completion(&argument, &value, &pairs(context)))
+            .unwrap_or(Completion {
+                values: Vec::new(),
+                total: Some(0),
+                has_more: false,
+            })
+    }
+}
+
+impl<P: Plugin> wit_prompts::Guest for P {
+    fn list() -> Vec<wit_prompts::Prompt> {
+        P::prompts().map(|p| p.describe()).collect()
+    }
+
+    fn get(
+        name: String,
+        arguments: Vec<(String, String)>,
+    ) -> Result<PromptResult, wit_prompts::PromptError> {
+        let prompt = P::prompts()
+            .find(|p| p.name == name)
+            .ok_or(wit_prompts::PromptError::UnknownPrompt(name))?;
+        prompt.get(&pairs(arguments))
+    }
+
+    fn complete(
+        prompt: String,
+        argument: String,
+        value: String,
+        context: Vec<(String, String)>,
+    ) -> Completion {
+        P::prompts()
+            .find(|p| p.name == prompt)
+            .map(|p| p.completion(&argument, &value, &pairs(context)))
+            .unwrap_or(Completion {
+                values: Vec::new(),
+                total: Some(0),
+                has_more: false,
+            })
+    }
+}
+
+/// Declares what the plugin offers and exports it to Moat. Use it once, at
+/// the crate root, with one [`Tool`], [`Resource`] or [`Prompt`]
+/// expression per item.
 #[macro_export]
 macro_rules! plugin {
-    ($($tool:expr),* $(,)?) => {
+    ($($item:expr),* $(,)?) => {
         struct __MoatPlugin;
 
         impl $crate::Plugin for __MoatPlugin {
-            fn tools() -> ::std::vec::Vec<$crate::Tool> {
-                ::std::vec![$($tool),*]
+            fn items() -> ::std::vec::Vec<$crate::Item> {
+                ::std::vec![$($crate::Item::from($item)),*]
             }
         }
 

@@ -99,7 +99,7 @@ impl Content {
         }
     }
 
-    fn into_wit(self) -> WitContent {
+    pub(crate) fn into_wit(self) -> WitContent {
         let kind = match self {
             Content::Annotated(inner, a) => {
                 return WitContent {

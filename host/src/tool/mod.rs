@@ -1,6 +1,8 @@
 //! Tools and their results as the host sees them: plain data shaped like
 //! MCP's, independent of wasmtime and of any transport.
 
+pub mod template;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -167,5 +169,93 @@ impl ToolOutput {
             })
             .collect();
         texts.join("\n")
+    }
+}
+
+/// A family of resources whose URIs fit a template, as its plugin listed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateInfo {
+    /// An RFC 6570 template, such as `notes://{folder}/{name}`.
+    pub uri_template: String,
+    /// Its programmatic name.
+    pub name: String,
+    /// A human-readable title.
+    pub title: Option<String>,
+    /// What the resources are.
+    pub description: Option<String>,
+    /// Their MIME type.
+    pub mime_type: Option<String>,
+}
+
+/// One prompt of a loaded plugin, as described by the plugin at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptInfo {
+    /// The plugin's own name for it.
+    pub name: String,
+    /// A human-readable title.
+    pub title: Option<String>,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Its arguments.
+    pub arguments: Vec<PromptArgument>,
+}
+
+/// One argument of a prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptArgument {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Whether the prompt needs it.
+    pub required: bool,
+}
+
+/// A prompt, filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptOutput {
+    /// What this filled-in prompt is.
+    pub description: Option<String>,
+    /// Its messages: who says each, and what.
+    pub messages: Vec<(Role, Content)>,
+}
+
+/// Suggested values for an argument.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Completion {
+    /// Best first.
+    pub values: Vec<String>,
+    /// How many there are in all, if known.
+    pub total: Option<u32>,
+    /// Whether there are more than `values`.
+    pub has_more: bool,
+}
+
+/// What a plugin answered to a request other than a tool call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// A resource's contents: embedded-resource items.
+    Read(Vec<Content>),
+    /// A prompt, filled in.
+    Prompt(PromptOutput),
+    /// Completion values.
+    Completion(Completion),
+}
+
+/// What [`crate::service`] needs to know of an answer to record it.
+pub trait Reported {
+    /// The plugin reports failure in the answer itself.
+    fn is_error(&self) -> bool;
+}
+
+impl Reported for ToolOutput {
+    fn is_error(&self) -> bool {
+        self.is_error
+    }
+}
+
+impl Reported for Answer {
+    fn is_error(&self) -> bool {
+        false
     }
 }
