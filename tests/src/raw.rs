@@ -45,8 +45,19 @@ impl Answer {
 /// A `tools/call` of `tool` with `args`, outside any session (for a
 /// stateless endpoint).
 pub async fn call_tool(url: &str, token: Option<&str>, tool: &str, args: Value) -> Answer {
-    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": { "name": tool, "arguments": args } });
+    request(
+        url,
+        token,
+        "tools/call",
+        json!({ "name": tool, "arguments": args }),
+    )
+    .await
+}
+
+/// A request of `method` with `params`, outside any session (for a
+/// stateless endpoint).
+pub async fn request(url: &str, token: Option<&str>, method: &str, params: Value) -> Answer {
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
     let response = post(url, token)
         .header("mcp-protocol-version", "2025-11-25")
         .body(body.to_string())

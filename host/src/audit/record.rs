@@ -51,6 +51,13 @@ pub struct Record {
     /// Capabilities the call asked for and was refused (such as a host
     /// not in `allow_hosts`).
     pub denied: Vec<String>,
+    /// What the call asked the client (sampling, elicitation), one line per
+    /// request.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub asked: Vec<String>,
+    /// The resources the plugin said the call changed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
     /// For a checkpoint record: the signature over its place in the chain.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<super::checkpoint::Checkpoint>,

@@ -43,6 +43,7 @@ pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
                     tool.description
                 );
             }
+            print_offers(plugin);
             print_grants(plugin);
         }
     }
@@ -54,6 +55,44 @@ pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         loaded.label
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plugin's resources, templates and prompts, if it offers any.
+fn print_offers(plugin: &Plugin) {
+    if plugin.naming.hide_resources {
+        println!("  resources not served (resources = false)");
+    } else {
+        for (kind, uri, about) in resource_lines(plugin) {
+            println!("  {kind:<8} {uri}  {about}");
+        }
+    }
+    for p in &plugin.prompts {
+        println!(
+            "  prompt   {}  {}",
+            plugin.naming.prefixed(&plugin.name, &p.name),
+            p.description.as_deref().unwrap_or_default()
+        );
+    }
+}
+
+/// Each resource and template of `plugin`: its kind, URI (or template)
+/// and what it is.
+fn resource_lines(plugin: &Plugin) -> impl Iterator<Item = (&'static str, &str, &str)> {
+    fn about<'a>(description: &'a Option<String>, name: &'a str) -> &'a str {
+        description.as_deref().unwrap_or(name)
+    }
+    let fixed = plugin
+        .resources
+        .iter()
+        .map(move |r| ("resource", r.uri.as_str(), about(&r.description, &r.name)));
+    let templated = plugin.templates.iter().map(move |t| {
+        (
+            "template",
+            t.uri_template.as_str(),
+            about(&t.description, &t.name),
+        )
+    });
+    fixed.chain(templated)
 }
 
 /// The audit log, limits and metrics settings, as they will apply.
@@ -192,6 +231,12 @@ fn print_grants(plugin: &Plugin) {
             net.request_timeout.as_millis()
         );
     }
+    if let Some(sampling) = g.sampling {
+        println!("    sampling {} tokens per call", sampling.max_tokens);
+    }
+    if g.elicitation {
+        println!("    elicitation allowed");
+    }
     if g.caller_identity {
         println!(
             "    identity {}",
@@ -232,6 +277,9 @@ pub(super) async fn inspect(path: &Path, as_json: bool) -> anyhow::Result<ExitCo
         let value = json!({
             "sha256": plugin.sha256,
             "tools": plugin.tools,
+            "resources": plugin.resources,
+            "resourceTemplates": plugin.templates,
+            "prompts": plugin.prompts,
             "imports": plugin.imports,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -252,6 +300,28 @@ pub(super) async fn inspect(path: &Path, as_json: bool) -> anyhow::Result<ExitCo
         );
         if let Some(schema) = &tool.output_schema {
             println!("    output schema  {}", serde_json::to_string(schema)?);
+        }
+    }
+    if !plugin.resources.is_empty() || !plugin.templates.is_empty() {
+        println!("resources");
+        for (_, uri, about) in resource_lines(&plugin) {
+            println!("  {uri}  {about}");
+        }
+    }
+    if !plugin.prompts.is_empty() {
+        println!("prompts");
+        for p in &plugin.prompts {
+            let arguments: Vec<String> = p
+                .arguments
+                .iter()
+                .map(|a| format!("{}{}", a.name, if a.required { "" } else { "?" }))
+                .collect();
+            println!(
+                "  {}({})  {}",
+                p.name,
+                arguments.join(", "),
+                p.description.as_deref().unwrap_or_default()
+            );
         }
     }
     println!("imports (what it could use if granted)");

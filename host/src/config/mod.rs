@@ -153,6 +153,9 @@ struct RawPlugin {
     prefix: Option<Spanned<String>>,
     #[serde(default)]
     rename: BTreeMap<String, Spanned<String>>,
+    /// `false`: serve none of the plugin's resources (a second copy of a
+    /// plugin, under another name and grants, would claim the same URIs).
+    resources: Option<bool>,
     #[serde(default)]
     grants: RawGrants,
 }
@@ -415,7 +418,8 @@ fn parse_plugin(
         }
     };
     let grants = Grants::parse(src, raw.grants).map_err(context)?;
-    let naming = naming::parse(src, raw.prefix, raw.rename).map_err(context)?;
+    let mut naming = naming::parse(src, raw.prefix, raw.rename).map_err(context)?;
+    naming.hide_resources = raw.resources == Some(false);
     Ok(PluginConfig {
         name: name.clone(),
         source,

@@ -14,23 +14,19 @@ pub struct Naming {
     pub prefix: Option<String>,
     /// The plugin's tool name, and the whole name clients see instead.
     pub renames: BTreeMap<String, String>,
+    /// Serve none of its resources (`resources = false`).
+    pub hide_resources: bool,
 }
 
 impl Naming {
     /// The name clients see for `tool` of the plugin named `plugin`.
     pub fn exposed(&self, plugin: &str, tool: &str) -> String {
-        if let Some(name) = self.renames.get(tool) {
-            return name.clone();
-        }
-        match self.prefix.as_deref() {
-            None => format!("{plugin}.{tool}"),
-            Some("") => tool.to_string(),
-            Some(prefix) => format!("{prefix}.{tool}"),
+        match self.renames.get(tool) {
+            Some(name) => name.clone(),
+            None => self.prefixed(plugin, tool),
         }
     }
-}
 
-impl Naming {
     /// The name clients see for prompt `name` of the plugin named
     /// `plugin`: the prefix applies as to tools (renames are for tools).
     pub fn prefixed(&self, plugin: &str, name: &str) -> String {
@@ -85,6 +81,7 @@ pub(super) fn parse(
     Ok(Naming {
         prefix: prefix.map(Spanned::into_inner),
         renames: out,
+        hide_resources: false,
     })
 }
 
@@ -97,6 +94,7 @@ mod tests {
         let naming = |prefix: Option<&str>| Naming {
             prefix: prefix.map(str::to_string),
             renames: [("list".to_string(), "issues.list".to_string())].into(),
+            hide_resources: false,
         };
         let cases = [
             (None, "greet", "github.greet"),

@@ -193,6 +193,27 @@ impl Confirmations {
         )
     }
 
+    /// A state carrying `payload` for a call bound as `binding`, valid for
+    /// the timeout: the client cannot read or alter it, nor use it for
+    /// another call.
+    pub fn seal_payload(&self, payload: &[u8], binding: &[u8]) -> String {
+        self.codec.seal_with(
+            payload,
+            &SealOptions::new()
+                .associated_data(binding)
+                .ttl(self.timeout),
+        )
+    }
+
+    /// The payload of a state sealed by [`Self::seal_payload`] for
+    /// `binding`.
+    pub fn open_payload(&self, state: &str, binding: &[u8]) -> Result<Vec<u8>, StateError> {
+        self.codec.open_with(state, binding).map_err(|e| match e {
+            RequestStateError::Expired => StateError::Expired,
+            _ => StateError::Invalid,
+        })
+    }
+
     /// Opens `state` for a call bound as `binding`; when `claim`, marks it
     /// used (counted against `caller`), or says it was used before.
     pub async fn redeem(

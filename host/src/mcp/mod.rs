@@ -6,6 +6,7 @@ mod confirm;
 mod content;
 mod notify;
 mod requests;
+mod rounds;
 
 use confirm::Unconfirmed;
 
@@ -63,7 +64,7 @@ impl McpHandler {
             by_name: Arc::new(by_name),
             server_requests: true,
             log_level: notify::SessionLevel::default(),
-            subscriptions: requests::Subscriptions::default(),
+            subscriptions: requests::Subscriptions::new(Arc::default()),
         }
     }
 
@@ -71,7 +72,7 @@ impl McpHandler {
     pub fn for_session(&self) -> Self {
         McpHandler {
             log_level: notify::SessionLevel::default(),
-            subscriptions: requests::Subscriptions::default(),
+            subscriptions: requests::Subscriptions::new(self.subscriptions.all()),
             ..self.clone()
         }
     }
@@ -211,28 +212,33 @@ impl ServerHandler for McpHandler {
             }
         }
         .map_err(refusal_error)?;
-        let call = if call.needs_confirmation() {
+        let confirmed = call.needs_confirmation();
+        let (mut call, state, responses) = if confirmed {
             match self.confirm(call, state, responses, &context).await {
-                Ok(call) => call,
+                Ok(call) => (call, None, None),
                 Err(Unconfirmed::Asking(input)) => return Ok(input.into()),
                 Err(Unconfirmed::Refused(refusal)) => return answer(Err(refusal)).map(Into::into),
             }
         } else {
-            call
+            (call, state, responses)
         };
-        let mut call = call;
-        // Server-to-client requests need a session, and 2026-07-28
-        // forbids them.
-        let round_trips = context
-            .protocol_version()
-            .is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28);
-        if self.server_requests && !round_trips {
-            call.relay(crate::runtime::client::Relay {
-                peer: context.peer.clone(),
-            });
+        let relaying = match self.relaying(&call, confirmed, state, responses, &context) {
+            Ok(relaying) => relaying,
+            Err(refusal) => {
+                return answer(Err(self.service.refuse_call(call, refusal).await)).map(Into::into);
+            }
+        };
+        if let Some(relay) = relaying.relay.clone() {
+            call.relay(relay);
         }
-        answer(notify::run_telling(&self.service, call, &context, &self.log_level).await)
-            .map(Into::into)
+        let mut outcome = notify::run_telling(&self.service, call, &context, &self.log_level).await;
+        if let Ok(report) = &mut outcome {
+            self.subscriptions.updated(&report.changed);
+            if let Some(pending) = report.pending.take() {
+                return self.asking(&relaying, pending).map(Into::into);
+            }
+        }
+        answer(outcome).map(Into::into)
     }
 
     async fn list_resources(
@@ -269,10 +275,18 @@ impl ServerHandler for McpHandler {
         request: rmcp::model::SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        if !self.server_requests {
+            // Nothing could carry the notification: no session.
+            return Err(ErrorData::invalid_request(
+                "subscriptions need a session; this endpoint is stateless ([http] stateless = true)",
+                None,
+            ));
+        }
         self.service
-            .check_resource(&call_context(&context), &request.uri)
+            .subscribe(&call_context(&context), &request.uri)
+            .await
             .map_err(refusal_error)?;
-        self.subscriptions.add(request.uri)
+        self.subscriptions.add(request.uri, context.peer)
     }
 
     async fn unsubscribe(

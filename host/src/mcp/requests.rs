@@ -7,36 +7,163 @@ use crate::runtime::{CallError, CallReport};
 use crate::tool::{Answer, ContentKind, ResourceBody, Role};
 use base64::Engine as _;
 use rmcp::ErrorData;
+use rmcp::model::ResourceUpdatedNotificationParam;
 use rmcp::model::{
     CompleteResult, GetPromptResult, ListPromptsResult, ListResourceTemplatesResult,
     ListResourcesResult, ReadResourceResult, ServerCapabilities,
 };
+use rmcp::{Peer, RoleServer};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Most resources one session may subscribe to.
 const MAX_SUBSCRIPTIONS: usize = 256;
 
-/// The resources a session subscribed to.
-#[derive(Clone, Default)]
-pub(super) struct Subscriptions(Arc<Mutex<HashSet<String>>>);
+/// Most subscriptions an endpoint keeps, all sessions together.
+const MAX_ALL_SUBSCRIPTIONS: usize = 100_000;
+
+/// Notifications on their way at once, all sessions together; past it
+/// new ones are dropped (a client that does not read its stream must not
+/// make the host pile up tasks).
+const MAX_SENDING: usize = 1_024;
+
+/// How long one notification may wait for its session's stream.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A session that subscribed: its number, and how to reach it.
+type Subscriber = (u64, Peer<RoleServer>);
+
+/// Who subscribed to which resource, at one endpoint: the sessions to
+/// tell when a plugin says a resource changed.
+pub(super) struct Subscribers {
+    by_uri: Mutex<(HashMap<String, Vec<Subscriber>>, usize)>,
+    next_session: AtomicU64,
+    sending: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Subscribers {
+    fn default() -> Self {
+        Subscribers {
+            by_uri: Mutex::default(),
+            next_session: AtomicU64::new(0),
+            sending: Arc::new(tokio::sync::Semaphore::new(MAX_SENDING)),
+        }
+    }
+}
+
+impl Subscribers {
+    /// Tells the sessions subscribed to each of `uris`.
+    fn updated(&self, uris: &[String]) {
+        let by_uri = self.by_uri.lock().expect("subscribers");
+        for uri in uris {
+            for (_, peer) in by_uri.0.get(uri).into_iter().flatten() {
+                let Ok(permit) = self.sending.clone().try_acquire_owned() else {
+                    tracing::debug!("a resource notification was dropped: too many on their way");
+                    return;
+                };
+                let (peer, uri) = (peer.clone(), uri.clone());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    // A slow or gone client is not the call's concern.
+                    let notify =
+                        peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri));
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, notify).await;
+                });
+            }
+        }
+    }
+
+    /// Forgets `session`'s subscriptions to `uris`.
+    fn forget<'a>(&self, session: u64, uris: impl Iterator<Item = &'a String>) {
+        let mut guard = self.by_uri.lock().expect("subscribers");
+        let (by_uri, count) = &mut *guard;
+        for uri in uris {
+            if let Some(peers) = by_uri.get_mut(uri) {
+                let before = peers.len();
+                peers.retain(|(s, _)| *s != session);
+                *count -= before - peers.len();
+                if peers.is_empty() {
+                    by_uri.remove(uri);
+                }
+            }
+        }
+    }
+}
+
+/// One session's subscriptions; forgotten when the session ends (its last
+/// handler drops).
+struct Session {
+    id: u64,
+    uris: Mutex<HashSet<String>>,
+    all: Arc<Subscribers>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let uris = std::mem::take(&mut *self.uris.lock().expect("subscriptions"));
+        self.all.forget(self.id, uris.iter());
+    }
+}
+
+/// The resources one session subscribed to.
+#[derive(Clone)]
+pub(super) struct Subscriptions(Arc<Session>);
 
 impl Subscriptions {
-    pub(super) fn add(&self, uri: String) -> Result<(), ErrorData> {
-        let mut set = self.0.lock().expect("subscriptions");
-        if set.len() >= MAX_SUBSCRIPTIONS && !set.contains(&uri) {
+    /// A new session's, among `all`.
+    pub(super) fn new(all: Arc<Subscribers>) -> Self {
+        Subscriptions(Arc::new(Session {
+            id: all.next_session.fetch_add(1, Ordering::Relaxed),
+            uris: Mutex::default(),
+            all,
+        }))
+    }
+
+    /// Every session's subscriptions at this endpoint.
+    pub(super) fn all(&self) -> Arc<Subscribers> {
+        self.0.all.clone()
+    }
+
+    /// Tells the sessions subscribed to each of `uris`.
+    pub(super) fn updated(&self, uris: &[String]) {
+        if !uris.is_empty() {
+            self.0.all.updated(uris);
+        }
+    }
+
+    pub(super) fn add(&self, uri: String, peer: Peer<RoleServer>) -> Result<(), ErrorData> {
+        let mut uris = self.0.uris.lock().expect("subscriptions");
+        if uris.contains(&uri) {
+            return Ok(());
+        }
+        let mut guard = self.0.all.by_uri.lock().expect("subscribers");
+        let (by_uri, count) = &mut *guard;
+        if uris.len() >= MAX_SUBSCRIPTIONS || *count >= MAX_ALL_SUBSCRIPTIONS {
             return Err(ErrorData::invalid_request(
-                format!("a session may subscribe to at most {MAX_SUBSCRIPTIONS} resources"),
+                format!(
+                    "a session may subscribe to at most {MAX_SUBSCRIPTIONS} resources \
+                     (and this endpoint keeps at most {MAX_ALL_SUBSCRIPTIONS})"
+                ),
                 None,
             ));
         }
-        set.insert(uri);
+        by_uri
+            .entry(uri.clone())
+            .or_default()
+            .push((self.0.id, peer));
+        *count += 1;
+        uris.insert(uri);
         Ok(())
     }
 
     pub(super) fn remove(&self, uri: &str) {
-        self.0.lock().expect("subscriptions").remove(uri);
+        if self.0.uris.lock().expect("subscriptions").remove(uri) {
+            self.0
+                .all
+                .forget(self.0.id, std::iter::once(&uri.to_string()));
+        }
     }
 }
 
@@ -48,10 +175,17 @@ fn object(mut value: Value) -> Value {
     value
 }
 
-/// A list result built from JSON items (the rmcp types are built the
-/// same way from the wire).
+/// A result built from its JSON (as rmcp builds it from the wire), marked
+/// complete: 2026-07-28 requires `resultType`, and rmcp leaves it out for
+/// older protocols.
+fn result<T: serde::de::DeserializeOwned>(mut value: Value) -> T {
+    value["resultType"] = json!("complete");
+    serde_json::from_value(value).expect("results deserialize")
+}
+
+/// A list result of `items` under `key`.
 fn list<T: serde::de::DeserializeOwned>(key: &str, items: Vec<Value>) -> T {
-    serde_json::from_value(json!({ key: items })).expect("list results deserialize")
+    result(json!({ key: items }))
 }
 
 impl McpHandler {
@@ -191,7 +325,7 @@ pub(super) fn read_result(report: CallReport<Answer>) -> Result<ReadResourceResu
             _ => None,
         })
         .collect();
-    Ok(serde_json::from_value(json!({ "contents": contents })).expect("contents deserialize"))
+    Ok(result(json!({ "contents": contents })))
 }
 
 pub(super) fn prompt_result(report: CallReport<Answer>) -> Result<GetPromptResult, ErrorData> {
@@ -208,19 +342,17 @@ pub(super) fn prompt_result(report: CallReport<Answer>) -> Result<GetPromptResul
             })
         })
         .collect();
-    Ok(serde_json::from_value(object(json!({
+    Ok(result(object(json!({
         "description": prompt.description,
         "messages": messages,
-    })))
-    .expect("prompt results deserialize"))
+    }))))
 }
 
 pub(super) fn completion_result(report: CallReport<Answer>) -> Result<CompleteResult, ErrorData> {
     let Answer::Completion(c) = answer(report)? else {
         unreachable!("a completion answers with values")
     };
-    Ok(serde_json::from_value(json!({
+    Ok(result(json!({
         "completion": object(json!({ "values": c.values, "total": c.total, "hasMore": c.has_more })),
-    }))
-    .expect("completion results deserialize"))
+    })))
 }

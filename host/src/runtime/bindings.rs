@@ -9,9 +9,10 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
     imports: {
-        // Both wait for the client's answer.
-        "moat:plugin/client.sample": async,
-        "moat:plugin/client.elicit": async,
+        // Both wait for the client's answer, or end the run until the
+        // client's retry brings it (2026-07-28).
+        "moat:plugin/client.sample": async | trappable,
+        "moat:plugin/client.elicit": async | trappable,
     },
     exports: { default: async },
 });

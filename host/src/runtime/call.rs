@@ -44,6 +44,11 @@ pub struct CallReport<T = ToolOutput> {
     /// What the call asked the client (sampling, elicitation), one line
     /// per request.
     pub asked: Vec<String>,
+    /// The request to the client the call ended on (2026-07-28), to be
+    /// answered in the client's retry.
+    pub pending: Option<super::client::Pending>,
+    /// Resource URIs the plugin said changed.
+    pub changed: Vec<String>,
 }
 
 /// A request to a plugin other than a tool call.
@@ -142,15 +147,19 @@ impl<T> CallReport<T> {
             stats,
             denied: traces.denied,
             asked: traces.asked,
+            pending: traces.pending,
+            changed: traces.changed,
         }
     }
 }
 
-/// What a run was refused and what it asked the client.
+/// What a run was refused, asked the client and said it changed.
 #[derive(Default)]
 pub(super) struct Traces {
     denied: Vec<String>,
     asked: Vec<String>,
+    pending: Option<super::client::Pending>,
+    changed: Vec<String>,
 }
 
 /// How a run ended, what it cost, and what it was refused or asked.
@@ -194,6 +203,8 @@ impl Runtime {
                 stats: CallStats::default(),
                 denied: Vec::new(),
                 asked: Vec::new(),
+                pending: None,
+                changed: Vec::new(),
             };
         }
         let limits = plugin.grants.limits;
@@ -365,12 +376,15 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
     let traces = Traces {
         denied: state.outbound.denials(),
         asked: state.asking.asked.clone(),
+        pending: state.asking.pending.clone(),
+        changed: state.changed.clone(),
     };
     let result = match ran {
         Err(_elapsed) => Err(CallError::TimedOut {
             limit: limits.timeout,
         }),
         Ok(Ok(returned)) => Ok(returned),
+        Ok(Err(_)) if traces.pending.is_some() => Err(CallError::AwaitingClient),
         Ok(Err(e)) => Err(classify(&e, &limits, state.limiter.hit, &stderr_text)),
     };
     (result, stats, traces)

@@ -78,6 +78,10 @@ pub enum CallError {
     /// The plugin crashed (a panic or another trap).
     #[error("plugin crashed: {0}")]
     Trap(String),
+    /// The call asked the client (2026-07-28) and ended, to run again when
+    /// the client's retry brings the answer.
+    #[error("awaiting the client: the call asked the client and runs again with its answer")]
+    AwaitingClient,
     /// The host could not set up or finish the call.
     #[error("the host could not run the call: {0}")]
     Host(String),
@@ -117,6 +121,7 @@ impl CallError {
             CallError::HostRefused(_) => "host_refused",
             CallError::Exited(_) => "exited",
             CallError::Trap(_) => "trap",
+            CallError::AwaitingClient => "input_required",
             CallError::Host(_) => "host_error",
         }
     }

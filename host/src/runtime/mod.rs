@@ -25,7 +25,7 @@ pub use call::{CallReport, CallStats, Completing, Request};
 pub use capture::printable;
 pub use engine::Allocator;
 pub use error::{CallError, LoadError};
-pub use plugin::{LoadStats, Plugin};
+pub use plugin::{LoadStats, MAX_URI_BYTES, Plugin};
 
 use crate::capabilities::limits::MAX_MEMORY_MIB;
 use crate::config::Config;
@@ -111,6 +111,10 @@ impl Runtime {
             |s| s,
         )?;
         bindings::moat::plugin::client::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s)?;
+        bindings::moat::plugin::changes::add_to_linker::<_, HasSelf<CallState>>(
+            &mut linker,
+            |s| s,
+        )?;
         bindings::v0_1::moat::plugin::log::add_to_linker::<_, HasSelf<CallState>>(
             &mut linker,
             |s| s,

@@ -340,7 +340,7 @@ fn described_size(
 }
 
 /// Longest resource URI or template a plugin may list.
-const MAX_URI_BYTES: usize = 2048;
+pub const MAX_URI_BYTES: usize = 2048;
 
 /// Whether `uri` is an absolute URI: a scheme (a letter, then letters,
 /// digits, `+`, `-`, `.`), `:`, and no whitespace or control characters.
@@ -394,8 +394,18 @@ fn check_resources(
     Ok(out)
 }
 
+/// Most resource templates a plugin may list: every read is matched
+/// against all of them.
+const MAX_TEMPLATES: usize = 256;
+
 /// Validates a plugin's resource templates (see [`crate::tool::template`]).
 fn check_templates(listed: Vec<wt::ResourceTemplate>) -> Result<Vec<TemplateInfo>, String> {
+    if listed.len() > MAX_TEMPLATES {
+        return Err(format!(
+            "it lists {} resource templates, more than {MAX_TEMPLATES}",
+            listed.len()
+        ));
+    }
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(listed.len());
     for t in listed {

@@ -45,7 +45,12 @@ pub struct CallState {
     pub events: Option<super::events::EventSink>,
     /// What the call may still ask the client (see [`super::client`]).
     pub asking: super::client::Asking,
+    /// Resource URIs the plugin said changed (at most [`MAX_CHANGED`]).
+    pub changed: Vec<String>,
 }
+
+/// Resource changes a call may report.
+pub const MAX_CHANGED: usize = 64;
 
 impl CallState {
     /// State for a call of `plugin` with `wasi`, under `grants` (its
@@ -74,6 +79,7 @@ impl CallState {
             log_budget: LOG_BUDGET,
             events: None,
             asking: super::client::Asking::new(grants, None),
+            changed: Vec::new(),
         }
     }
 }
@@ -93,6 +99,19 @@ impl WasiHttpView for CallState {
             ctx: &mut self.http,
             table: &mut self.table,
             hooks: &mut self.outbound,
+        }
+    }
+}
+
+impl super::bindings::moat::plugin::changes::Host for CallState {
+    fn resource_updated(&mut self, uri: String) {
+        // Which URIs are the plugin's is checked when the call ends (the
+        // endpoint knows the routes); here only what the host keeps.
+        if self.changed.len() < MAX_CHANGED
+            && uri.len() <= crate::runtime::MAX_URI_BYTES
+            && !self.changed.contains(&uri)
+        {
+            self.changed.push(uri);
         }
     }
 }

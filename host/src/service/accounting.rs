@@ -313,6 +313,8 @@ impl Operations {
             record.peak_memory_bytes = stats.peak_memory_bytes;
             record.output_bytes = stats.output_bytes;
             record.denied = report.denied.clone();
+            record.asked = report.asked.clone();
+            record.changed = report.changed.clone();
         }
         match audit.write(&record).await {
             Ok(()) => result,

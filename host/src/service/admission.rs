@@ -73,6 +73,8 @@ pub struct AdmittedCall {
     events: Option<crate::runtime::events::Listener>,
     /// How the plugin asks the client (sampling, elicitation), if it can.
     relay: Option<crate::runtime::client::Relay>,
+    /// Its plugin holds a grant to ask the client.
+    may_ask: bool,
 }
 
 impl AdmittedCall {
@@ -80,6 +82,12 @@ impl AdmittedCall {
     /// it runs (a transport that can tell the client sets it).
     pub fn tell(&mut self, events: crate::runtime::events::Listener) {
         self.events = Some(events);
+    }
+
+    /// Whether the call's plugin may ask the client at all (it holds the
+    /// `sampling` or `elicitation` grant): without, no relay is needed.
+    pub fn may_ask(&self) -> bool {
+        self.may_ask
     }
 
     /// Lets the plugin ask the client through `relay` while it runs (a
@@ -184,6 +192,10 @@ impl ToolService {
                 waiting: None,
                 events: None,
                 relay: None,
+                may_ask: {
+                    let grants = &self.plugins[self.tools[tool].plugin].grants;
+                    grants.sampling.is_some() || grants.elicitation
+                },
             }),
             Err(refusal) => Err(self.ops.refuse(self.tenant(), name, record, refusal).await),
         }
@@ -258,6 +270,12 @@ impl ToolService {
                 )
                 .await
         };
+        // A plugin tells of changes to its own resources only: never makes
+        // clients re-read another plugin's.
+        report.changed.retain(|uri| {
+            self.route(uri)
+                .is_some_and(|(owner, _)| owner == tool.plugin)
+        });
         // A plugin's message may quote its arguments (serde's do); it goes
         // to the log, the audit record and the client.
         if let Err(e) = &mut report.result

@@ -89,6 +89,40 @@ impl ToolService {
             .await
     }
 
+    /// What a state of `call`'s round trips with the client (2026-07-28)
+    /// is bound to: its caller, tenant, tool and arguments, kept apart
+    /// from confirmation states.
+    pub fn rounds_binding(&self, call: &AdmittedCall, context: &CallContext<'_>) -> Vec<u8> {
+        // The plugin's digest too: answers given to one build of a plugin
+        // are not replayed into another.
+        let mut binding = b"moat:client-requests\0".to_vec();
+        binding.extend(self.plugins[self.tools[call.tool].plugin].sha256.as_bytes());
+        binding.extend(self.binding(call, context));
+        binding
+    }
+
+    /// A state carrying `payload` for the round trips bound as `binding`.
+    pub fn seal_rounds(&self, binding: &[u8], payload: &[u8]) -> String {
+        self.ops.confirmations().seal_payload(payload, binding)
+    }
+
+    /// The payload of a state the client echoed, if it is one sealed for
+    /// `binding` and still valid.
+    pub fn open_rounds(&self, binding: &[u8], state: &str) -> Result<Vec<u8>, StateError> {
+        self.ops.confirmations().open_payload(state, binding)
+    }
+
+    /// The name clients call `call`'s tool by.
+    pub fn tool_name(&self, call: &AdmittedCall) -> &str {
+        &self.tools[call.tool].name
+    }
+
+    /// Ends `call` without running it, for `refusal` found by the
+    /// transport (such as a retry whose state is not valid); recorded.
+    pub async fn refuse_call(&self, call: AdmittedCall, refusal: Refusal) -> Refusal {
+        self.refuse(call, refusal).await
+    }
+
     /// How long a person has to answer.
     pub fn confirm_timeout(&self) -> std::time::Duration {
         self.ops.confirmations().timeout()

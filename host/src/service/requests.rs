@@ -5,7 +5,7 @@
 
 use super::{Refusal, ToolService, endpoint_key};
 use crate::capabilities::identity;
-use crate::runtime::{CallReport, Completing, Plugin, Request};
+use crate::runtime::{CallReport, Completing, MAX_URI_BYTES, Plugin, Request};
 use crate::service::CallContext;
 use crate::tool::template;
 use crate::tool::{Answer, PromptInfo, ResourceLink, TemplateInfo};
@@ -24,6 +24,8 @@ pub struct TemplateEntry {
     /// What its plugin said about it.
     pub info: TemplateInfo,
     plugin: usize,
+    /// Parsed once, at load.
+    parsed: template::Template,
 }
 
 /// A prompt, as served.
@@ -56,13 +58,20 @@ pub(super) fn entries(
     let mut names: HashMap<String, usize> = HashMap::new();
     let clash = |what: &str, a: usize, b: usize| {
         anyhow::anyhow!(
-            "{what} is offered by both plugin `{}` and plugin `{}`; serve them at different endpoints, or leave one out",
+            "{what} is offered by both plugin `{}` and plugin `{}`; serve them at different \
+             endpoints, or set `resources = false` in one's [[plugin]] (a copy of the same \
+             plugin under another name)",
             plugins[a].name,
             plugins[b].name
         )
     };
     for (index, plugin) in plugins.iter().enumerate() {
-        for info in &plugin.resources {
+        let (listed, templated) = if plugin.naming.hide_resources {
+            (&[][..], &[][..])
+        } else {
+            (&plugin.resources[..], &plugin.templates[..])
+        };
+        for info in listed {
             if let Some(&other) = uris.get(info.uri.as_str()) {
                 return Err(clash(&format!("resource `{}`", info.uri), other, index));
             }
@@ -72,7 +81,7 @@ pub(super) fn entries(
                 plugin: index,
             });
         }
-        for info in &plugin.templates {
+        for info in templated {
             if let Some(&other) = uris.get(info.uri_template.as_str()) {
                 return Err(clash(
                     &format!("resource template `{}`", info.uri_template),
@@ -84,6 +93,9 @@ pub(super) fn entries(
             templates.push(TemplateEntry {
                 info: info.clone(),
                 plugin: index,
+                parsed: template::parse(&info.uri_template).map_err(|why| {
+                    anyhow::anyhow!("resource template `{}`: {why}", info.uri_template)
+                })?,
             });
         }
         for info in &plugin.prompts {
@@ -177,14 +189,25 @@ impl ToolService {
         }
         let mut best: Option<(usize, &TemplateEntry)> = None;
         for entry in &self.templates {
-            let Ok(parsed) = template::parse(&entry.info.uri_template) else {
-                continue;
-            };
+            let parsed = &entry.parsed;
             if parsed.matches(uri) && best.is_none_or(|(len, _)| parsed.literal_len() > len) {
                 best = Some((parsed.literal_len(), entry));
             }
         }
         best.map(|(_, e)| (e.plugin, Some(e.info.uri_template.as_str())))
+    }
+
+    /// Refuses a URI longer than any a plugin may list: none could match,
+    /// and matching it would cost the host for nothing.
+    fn bounded(uri: &str) -> Result<(), Refusal> {
+        if uri.len() > MAX_URI_BYTES {
+            return Err(Refusal::InvalidArguments {
+                tool: "resources".into(),
+                field: "/uri".into(),
+                message: format!("the URI is longer than {MAX_URI_BYTES} bytes"),
+            });
+        }
+        Ok(())
     }
 
     /// `resources/read` of `uri` for the caller of `context`.
@@ -196,6 +219,7 @@ impl ToolService {
         let mut audit = Map::new();
         audit.insert("uri".into(), Value::from(uri));
         self.answer(context, "resources/read", uri, audit, |service| {
+            Self::bounded(uri)?;
             let route = service.route(uri);
             if !service.allows_resource(context.caller, uri, route.and_then(|r| r.1)) {
                 return Err(Refusal::NotAllowed(uri.to_string()));
@@ -211,16 +235,68 @@ impl ToolService {
         .await
     }
 
-    /// Whether `uri` is one the caller may read: `Ok` when it is at a
-    /// fixed URI or fits a template (for `resources/subscribe`).
-    pub fn check_resource(&self, context: &CallContext<'_>, uri: &str) -> Result<(), Refusal> {
-        let route = self.route(uri);
-        if !self.allows_resource(context.caller, uri, route.and_then(|r| r.1)) {
-            return Err(Refusal::NotAllowed(uri.to_string()));
+    /// `resources/subscribe` to `uri`: allowed when the caller may read it
+    /// and it is at a fixed URI or fits a template; rate-limited and
+    /// audited like a read (no plugin runs).
+    pub async fn subscribe(&self, context: &CallContext<'_>, uri: &str) -> Result<(), Refusal> {
+        let method = "resources/subscribe";
+        let mut audit = Map::new();
+        audit.insert("uri".into(), Value::from(uri));
+        let peer = context.peer.map(|p| p.ip());
+        let mut record = self
+            .ops
+            .begin(self.tenant(), context.caller, peer, uri, &audit);
+        if let Some(record) = &mut record {
+            record.method = Some(method);
         }
-        route
-            .map(|_| ())
-            .ok_or_else(|| Refusal::UnknownResource(uri.to_string()))
+        let checked = async {
+            self.ops.check_audit()?;
+            Self::bounded(uri)?;
+            let route = self.route(uri);
+            if !self.allows_resource(context.caller, uri, route.and_then(|r| r.1)) {
+                return Err(Refusal::NotAllowed(uri.to_string()));
+            }
+            let (plugin, _) = route.ok_or_else(|| Refusal::UnknownResource(uri.to_string()))?;
+            if let Some(gate) = &self.gate {
+                gate.admit(&self.caller_key(context), method)
+                    .await
+                    .map_err(Refusal::from)?;
+            }
+            Ok(plugin)
+        }
+        .await;
+        match checked {
+            Err(refusal) => Err(self
+                .ops
+                .refuse(self.tenant(), method, record, refusal)
+                .await),
+            Ok(plugin) => {
+                if let Some(record) = &mut record {
+                    record.plugin_sha256 = Some(self.plugins[plugin].sha256.clone());
+                }
+                let report = CallReport {
+                    result: Ok(()),
+                    stats: Default::default(),
+                    denied: Vec::new(),
+                    asked: Vec::new(),
+                    pending: None,
+                    changed: Vec::new(),
+                };
+                self.ops
+                    .finish(self.tenant(), None, method, record, Ok(report))
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
+
+    /// Whom limits count a request against.
+    fn caller_key(&self, context: &CallContext<'_>) -> String {
+        format!(
+            "{} {}",
+            endpoint_key(self.tenant()),
+            context.limit_key(self.ops.ipv6_prefix())
+        )
     }
 
     /// `prompts/get` of `name` with `arguments`.
@@ -277,6 +353,7 @@ impl ToolService {
                     (entry.plugin, Completing::Prompt(entry.info.name.clone()))
                 }
                 Reference::Template(template) => {
+                    Self::bounded(template)?;
                     if !service.allows_template(context.caller, template) {
                         return Err(Refusal::NotAllowed(template.clone()));
                     }
@@ -334,11 +411,7 @@ impl ToolService {
             record.method = Some(method);
         }
         let secrets = crate::audit::secrets(&audit);
-        let caller_key = format!(
-            "{} {}",
-            endpoint_key(self.tenant()),
-            context.limit_key(self.ops.ipv6_prefix())
-        );
+        let caller_key = self.caller_key(context);
         let checked = async {
             self.ops.check_audit()?;
             let (plugin, request) = find(self)?;
@@ -371,10 +444,28 @@ impl ToolService {
         } else {
             Vec::new()
         };
+        let plugin_index = self.plugins.iter().position(|p| std::ptr::eq(p, plugin));
         let mut report = {
             let _running = self.ops.running();
             self.runtime.serve(plugin, request, env).await
         };
+        // A read answers with the plugin's own resources only: never with
+        // contents labelled as another plugin's.
+        if let Ok(Answer::Read(items)) = &report.result
+            && let Some(foreign) = items.iter().find_map(|item| match &item.kind {
+                crate::tool::ContentKind::Resource { uri, .. }
+                    if self.route(uri).map(|r| r.0) != plugin_index =>
+                {
+                    Some(uri.clone())
+                }
+                _ => None,
+            })
+        {
+            report.result = Err(crate::runtime::CallError::Tool(format!(
+                "the plugin answered with contents for `{}`, which is not one of its resources",
+                printable_uri(&foreign)
+            )));
+        }
         if let Err(e) = &mut report.result
             && let Some(text) = e.text_mut()
             && !secrets.is_empty()
@@ -437,4 +528,9 @@ fn too_many(target: &str) -> Refusal {
         field: String::new(),
         message: format!("more than {MAX_ARGUMENTS} arguments"),
     }
+}
+
+/// A URI as error messages quote it: cut short, control characters out.
+fn printable_uri(uri: &str) -> String {
+    crate::runtime::printable(&uri.chars().take(200).collect::<String>()).into_owned()
 }

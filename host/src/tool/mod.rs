@@ -92,7 +92,8 @@ pub enum ContentKind {
 }
 
 /// A pointer to a resource the client may fetch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ResourceLink {
     /// Its URI.
     pub uri: String,
@@ -173,7 +174,8 @@ impl ToolOutput {
 }
 
 /// A family of resources whose URIs fit a template, as its plugin listed it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TemplateInfo {
     /// An RFC 6570 template, such as `notes://{folder}/{name}`.
     pub uri_template: String,
@@ -188,7 +190,7 @@ pub struct TemplateInfo {
 }
 
 /// One prompt of a loaded plugin, as described by the plugin at load.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PromptInfo {
     /// The plugin's own name for it.
     pub name: String,
@@ -201,7 +203,7 @@ pub struct PromptInfo {
 }
 
 /// One argument of a prompt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PromptArgument {
     /// Its name.
     pub name: String,
@@ -255,6 +257,12 @@ impl Reported for ToolOutput {
 }
 
 impl Reported for Answer {
+    fn is_error(&self) -> bool {
+        false
+    }
+}
+
+impl Reported for () {
     fn is_error(&self) -> bool {
         false
     }

@@ -8,25 +8,25 @@ const MAX_VARIABLES: usize = 16;
 
 /// One piece of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Part<'a> {
-    Literal(&'a str),
+enum Part {
+    Literal(String),
     Variable,
 }
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template<'a> {
-    parts: Vec<Part<'a>>,
+pub struct Template {
+    parts: Vec<Part>,
 }
 
 /// Parses `template`: `Err` says what is wrong.
-pub fn parse(template: &str) -> Result<Template<'_>, String> {
+pub fn parse(template: &str) -> Result<Template, String> {
     let mut parts = Vec::new();
     let mut rest = template;
     while !rest.is_empty() {
         match rest.find(['{', '}']) {
             None => {
-                parts.push(Part::Literal(rest));
+                parts.push(Part::Literal(rest.to_string()));
                 break;
             }
             Some(i) if rest.as_bytes()[i] == b'}' => {
@@ -34,7 +34,7 @@ pub fn parse(template: &str) -> Result<Template<'_>, String> {
             }
             Some(i) => {
                 if i > 0 {
-                    parts.push(Part::Literal(&rest[..i]));
+                    parts.push(Part::Literal(rest[..i].to_string()));
                 }
                 let end = rest[i..].find('}').ok_or("has a `{` without its `}`")?;
                 let name = &rest[i + 1..i + end];
@@ -64,7 +64,7 @@ pub fn parse(template: &str) -> Result<Template<'_>, String> {
     Ok(Template { parts })
 }
 
-impl Template<'_> {
+impl Template {
     /// Bytes of literal text: of two templates that fit a URI, the one
     /// with more is the more specific.
     pub fn literal_len(&self) -> usize {

@@ -5,14 +5,55 @@
 //! once, so a tool can say what it could not do.
 
 pub use crate::bindings::moat::plugin::client::{
-    ClientError, ElicitAction, Message, MessageContent, SamplingRequest, SamplingResponse,
+    ElicitAction, Message, MessageContent, SamplingRequest, SamplingResponse,
 };
-use crate::bindings::moat::plugin::client::{elicit as wit_elicit, sample as wit_sample};
+use crate::bindings::moat::plugin::client::{
+    ClientError as WitError, elicit as wit_elicit, sample as wit_sample,
+};
 use crate::bindings::moat::plugin::types::Role;
+use std::fmt;
+
+/// Why the client was not asked, or did not answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// The operator did not grant it to the plugin, or the request goes
+    /// past the grant (such as more tokens than are left).
+    NotGranted(String),
+    /// The client cannot answer such requests.
+    Unsupported(String),
+    /// The request is malformed.
+    Invalid(String),
+    /// The client answered with an error, or not in time.
+    Failed(String),
+}
+
+impl From<WitError> for ClientError {
+    fn from(e: WitError) -> Self {
+        match e {
+            WitError::NotGranted(m) => ClientError::NotGranted(m),
+            WitError::Unsupported(m) => ClientError::Unsupported(m),
+            WitError::Invalid(m) => ClientError::Invalid(m),
+            WitError::Failed(m) => ClientError::Failed(m),
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::NotGranted(m) => write!(f, "not granted: {m}"),
+            ClientError::Unsupported(m) => write!(f, "unsupported: {m}"),
+            ClientError::Invalid(m) => write!(f, "invalid request: {m}"),
+            ClientError::Failed(m) => write!(f, "failed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
 
 /// Asks the client's model for one answer to `request`.
 pub fn sample(request: &SamplingRequest) -> Result<SamplingResponse, ClientError> {
-    wit_sample(request)
+    wit_sample(request).map_err(Into::into)
 }
 
 /// Asks the client's model to answer `prompt` in at most `max_tokens`
@@ -50,7 +91,7 @@ pub enum Elicited {
 /// JSON Schema object of flat string, number, integer, boolean and enum
 /// properties.
 pub fn elicit(message: &str, schema: &serde_json::Value) -> Result<Elicited, ClientError> {
-    let answer = wit_elicit(message, &schema.to_string())?;
+    let answer = wit_elicit(message, &schema.to_string()).map_err(ClientError::from)?;
     Ok(match answer.action {
         ElicitAction::Accept => Elicited::Accepted(
             answer

@@ -93,6 +93,12 @@ pub mod progress {
     }
 }
 
+/// Tells clients subscribed to one of this plugin's resources that it
+/// changed (`notifications/resources/updated`, sent once the call ends).
+pub fn resource_updated(uri: &str) {
+    bindings::moat::plugin::changes::resource_updated(uri);
+}
+
 /// Writes to the host's log, attributed to this plugin.
 pub mod log {
     use crate::bindings::moat::plugin::log::{Level, log};

@@ -388,7 +388,120 @@ fn connect(args: Text) -> Result<String, String> {
         .map_err(|e| format!("{}: {e}", args.text))
 }
 
+/// The arguments of `ask_many`.
+#[derive(Deserialize, JsonSchema)]
+struct Asks {
+    /// How many sampling requests to make.
+    count: u32,
+    /// The tokens each asks for.
+    max_tokens: u32,
+}
+
+fn ask_many(args: Asks) -> String {
+    let (mut answered, mut refused) = (0, Vec::new());
+    for i in 0..args.count {
+        match moat_plugin::client::sample_text(&format!("question {i}"), args.max_tokens) {
+            Ok(_) => answered += 1,
+            Err(e) => refused.push(format!("{e:?}")),
+        }
+    }
+    format!(
+        "answered {answered}, refused {}: {}",
+        refused.len(),
+        refused.first().map_or("", String::as_str)
+    )
+}
+
+fn ask_huge(_: Nothing) -> String {
+    use moat_plugin::client::{Message, MessageContent, SamplingRequest};
+    let request = SamplingRequest {
+        messages: vec![Message {
+            role: moat_plugin::bindings::moat::plugin::types::Role::User,
+            content: MessageContent::Text("hi".into()),
+        }],
+        system_prompt: None,
+        max_tokens: 1,
+        temperature: None,
+        stop_sequences: Vec::new(),
+        // Empty, so nearly free in the plugin's memory; each would be an
+        // object in the host's.
+        model_hints: vec![String::new(); 100_000],
+    };
+    format!("{:?}", moat_plugin::client::sample(&request).map(|_| ()))
+}
+
+fn ask_form(_: Nothing) -> String {
+    match moat_plugin::client::elicit(
+        "Your name?",
+        &moat_plugin::serde_json::json!({
+            "type": "object",
+            "properties": { "name": { "type": "string" } }
+        }),
+    ) {
+        Ok(answer) => format!("{answer:?}"),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+/// `%2F` and `%2E` decoded, so that a URI can name any path.
+fn decoded(text: &str) -> String {
+    text.replace("%2F", "/").replace("%2f", "/").replace("%2E", ".").replace("%2e", ".")
+}
+
+fn spin_read(_: &str) -> Result<String, String> {
+    let mut n = 0u64;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
 moat_plugin::plugin![
+    Resource::template("testbed://files/{name}", "file", |_, vars| {
+        std::fs::read_to_string(format!("/data/{}", decoded(&vars["name"])))
+            .map_err(|e| format!("cannot read {}: {e}", vars["name"]))
+    })
+    .description("A file under /data; `%2F` in the name is a `/`.")
+    .mime_type("text/plain")
+    .complete("name", |value, _| {
+        std::fs::read_dir("/data")
+            .map(|dir| {
+                dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.starts_with(value))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }),
+    Resource::new("testbed://env", "env", |_| {
+        Ok(std::env::var("MOAT_SECRET").unwrap_or_else(|_| "unset".into()))
+    })
+    .description("The MOAT_SECRET environment variable, if granted."),
+    Resource::new("testbed://huge", "huge", |_| Ok(vec![7u8; 8 << 20]))
+        .description("Eight MiB of bytes."),
+    Resource::new("testbed://spin", "spin", spin_read).description("Loops forever."),
+    Prompt::new("leak", "Quotes a file into the prompt.", |args| {
+        let text = std::fs::read_to_string(&args["path"]).map_err(|e| format!("{e}"))?;
+        Ok(vec![Message::user(text)])
+    })
+    .argument("path", "The file to quote."),
+    Tool::new(
+        "ask_many",
+        "Asks the client's model `count` times for `max_tokens` tokens.",
+        ask_many
+    ),
+    Tool::new("ask_form", "Asks the person for a name.", ask_form),
+    Tool::new(
+        "ask_huge",
+        "Asks with 100 000 empty model hints.",
+        ask_huge
+    ),
+    Tool::new(
+        "touch",
+        "Says the resource at URI `text` changed.",
+        |args: Text| {
+            moat_plugin::resource_updated(&args.text);
+            "touched"
+        }
+    ),
     Tool::new("spin", "Loops forever.", spin),
     Tool::new(
         "chatter",

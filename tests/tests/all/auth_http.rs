@@ -279,7 +279,11 @@ async fn only_plugins_granted_caller_identity_learn_who_called() {
     let issuer = TestIssuer::start(&[&key]).await;
     let dir = Sandbox::builder()
         .plugin_from("whoami", "testbed", "caller_identity = true")
-        .plugin_from("anon", "testbed", "")
+        // The same plugin again: its resources are the first copy's.
+        .toml(&format!(
+            "[[plugin]]\nname = \"anon\"\nsource = {:?}\nresources = false\n",
+            moat_tests::plugin_wasm("testbed").display().to_string()
+        ))
         .toml(&format!(
             "[auth]\nissuer = \"{base}\"\njwks_uri = \"{base}/keys\"\nresource = \"{RESOURCE}\"\nalgorithms = [\"EdDSA\"]\n[[auth.rule]]\nscopes = [\"tools:read\"]\ntools = [\"*\"]\n",
             base = issuer.base

@@ -384,3 +384,48 @@ fn without_a_config_the_embedded_default_serves_hello_and_files() {
         "notes.md"
     );
 }
+
+#[test]
+fn inspect_and_check_show_resources_prompts_and_client_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let conformance = plugin_wasm("conformance").display().to_string();
+    let out = moat(&["inspect", &conformance], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for expected in [
+        "resources\n",
+        "  test://static-text  A fixed text",
+        "  test://template/{id}/data  Data for any ID",
+        "prompts\n",
+        "  test_prompt_with_arguments(arg1, arg2)  A prompt with two arguments.",
+        "moat:plugin/client@0.2.0",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let info = stdout_json(&moat(&["inspect", "--json", &conformance], dir.path()));
+    assert_eq!(
+        info["resourceTemplates"][0]["uriTemplate"],
+        "test://template/{id}/data"
+    );
+    assert_eq!(info["prompts"][1]["arguments"][0]["required"], true);
+
+    std::fs::write(
+        dir.path().join("moat.toml"),
+        format!(
+            "[[plugin]]\nname = \"c\"\nsource = {conformance:?}\n[plugin.grants]\n\
+             sampling = {{ max_tokens = 300 }}\nelicitation = true\n"
+        ),
+    )
+    .unwrap();
+    let out = moat(&["check", "--config", "moat.toml"], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for expected in [
+        "  template test://template/{id}/data",
+        "  prompt   c.test_simple_prompt",
+        "    sampling 300 tokens per call",
+        "    elicitation allowed",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}

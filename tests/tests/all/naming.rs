@@ -271,3 +271,33 @@ fn renaming_a_tool_the_plugin_lacks_or_to_a_bad_name_is_refused() {
         assert!(err.contains("moat.toml:"), "names the place: {err}");
     }
 }
+
+#[test]
+fn a_resource_uri_or_prompt_two_plugins_claim_is_refused_at_load() {
+    // The same plugin twice under other names: its resource URIs clash
+    // (its prompts do not: the prefix keeps them apart, as its tools).
+    let twice = format!(
+        "{}{}",
+        plugin("one", "testbed", ""),
+        plugin("two", "testbed", "")
+    );
+    let err = refused(&twice);
+    assert!(
+        err.contains("resource `testbed://env` is offered by both plugin `one` and plugin `two`"),
+        "{err}"
+    );
+    assert!(err.contains("resources = false"), "the fix: {err}");
+    // The fix works: the second copy serves tools and prompts, no resources.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("moat.toml"),
+        format!(
+            "{}{}",
+            plugin("one", "testbed", ""),
+            plugin("two", "testbed", "resources = false")
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = moat(dir.path(), &["check", "--config", "moat.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
