@@ -21,7 +21,7 @@ import json
 import sys
 
 import mcp.types as types
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
 
@@ -97,7 +97,8 @@ async def features(url, mode):
                 assert e.code == -32602 and "requestState is not one Moat sealed" in str(e), e
             again = await client.call_tool("test_sampling", {"prompt": "What is 2+2?"})
             assert text(again) == "LLM response: four", again
-        print(f"ok features mode={mode} protocol={client.protocol_version}")
+        where = "stdio" if isinstance(url, StdioServerParameters) else "http"
+        print(f"ok features {where} mode={mode} protocol={client.protocol_version}")
 
 
 async def ungranted(url, mode):
@@ -148,8 +149,10 @@ async def stateless(url):
 
 
 async def main():
-    granted, bare, no_sessions = sys.argv[1:4]
+    granted, bare, no_sessions, moat, config = sys.argv[1:6]
+    stdio = StdioServerParameters(command=moat, args=["serve", "--stdio", "--config", config])
     for mode in ("legacy", "auto"):
+        await features(stdio, mode)
         await features(granted, mode)
         await ungranted(bare, mode)
     await budget(granted)

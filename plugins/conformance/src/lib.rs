@@ -238,9 +238,11 @@ moat_plugin::plugin![
     })
     .description("A fixed text (conformance: resources-read-text).")
     .mime_type("text/plain"),
-    Resource::new("test://static-binary", "static-binary", |_| Ok(RED_PIXEL.to_vec()))
-        .description("A 1x1 red PNG (conformance: resources-read-binary).")
-        .mime_type("image/png"),
+    Resource::new("test://static-binary", "static-binary", |_| Ok(
+        RED_PIXEL.to_vec()
+    ))
+    .description("A 1x1 red PNG (conformance: resources-read-binary).")
+    .mime_type("image/png"),
     Resource::new("test://watched-resource", "watched-resource", |_| {
         Ok("A resource clients subscribe to.")
     })
@@ -256,7 +258,10 @@ moat_plugin::plugin![
     })
     .description("Data for any ID (conformance: resources-templates-read).")
     .mime_type("application/json")
-    .complete("id", |value, _| moat_plugin::starting_with(value, ["123", "124", "200"])),
+    .complete("id", |value, _| moat_plugin::starting_with(
+        value,
+        ["123", "124", "200"]
+    )),
     Prompt::new("test_simple_prompt", "A prompt without arguments.", |_| {
         Ok(vec![Message::user("This is a simple prompt for testing.")])
     }),

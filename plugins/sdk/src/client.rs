@@ -4,11 +4,11 @@
 //! and the client supports it; otherwise the call returns an error at
 //! once, so a tool can say what it could not do.
 
-pub use crate::bindings::moat::plugin::client::{
-    ElicitAction, Message, MessageContent, SamplingRequest, SamplingResponse,
-};
 use crate::bindings::moat::plugin::client::{
     ClientError as WitError, elicit as wit_elicit, sample as wit_sample,
+};
+pub use crate::bindings::moat::plugin::client::{
+    ElicitAction, Message, MessageContent, SamplingRequest, SamplingResponse,
 };
 use crate::bindings::moat::plugin::types::Role;
 use std::fmt;
@@ -72,7 +72,9 @@ pub fn sample_text(prompt: &str, max_tokens: u32) -> Result<String, ClientError>
     })?;
     match answer.content {
         MessageContent::Text(text) => Ok(text),
-        _ => Err(ClientError::Failed("the model answered with something other than text".into())),
+        _ => Err(ClientError::Failed(
+            "the model answered with something other than text".into(),
+        )),
     }
 }
 

@@ -214,7 +214,9 @@ impl<P: Plugin> wit_resources::Guest for P {
                 return resource.read(&uri, &vars).map(|r| vec![r]);
             }
         }
-        Err(wit_resources::ReadError::NotFound(format!("no resource at {uri}")))
+        Err(wit_resources::ReadError::NotFound(format!(
+            "no resource at {uri}"
+        )))
     }
 
     fn complete(

@@ -1,8 +1,7 @@
 //! Prompts: message templates a client fills in with arguments.
 
 use crate::bindings::moat::plugin::types::{
-    Completion, Prompt as WitPrompt, PromptArgument, PromptError, PromptMessage, PromptResult,
-    Role,
+    Completion, Prompt as WitPrompt, PromptArgument, PromptError, PromptMessage, PromptResult, Role,
 };
 use crate::output::Content;
 use std::collections::BTreeMap;

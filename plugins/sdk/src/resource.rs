@@ -34,7 +34,11 @@ impl Resource {
         name: &'static str,
         reader: impl Fn(&str) -> Result<B, String> + 'static,
     ) -> Self {
-        Resource::build(uri, name, Box::new(move |uri, _| reader(uri).map(Into::into)))
+        Resource::build(
+            uri,
+            name,
+            Box::new(move |uri, _| reader(uri).map(Into::into)),
+        )
     }
 
     /// The resources whose URIs fit `template`: `{name}` stands for one or
@@ -45,7 +49,11 @@ impl Resource {
         name: &'static str,
         reader: impl Fn(&str, &Vars) -> Result<B, String> + 'static,
     ) -> Self {
-        Resource::build(template, name, Box::new(move |uri, vars| reader(uri, vars).map(Into::into)))
+        Resource::build(
+            template,
+            name,
+            Box::new(move |uri, vars| reader(uri, vars).map(Into::into)),
+        )
     }
 
     fn build(uri: &'static str, name: &'static str, reader: Reader) -> Self {
@@ -209,7 +217,10 @@ mod tests {
         let vars = fill("test://template/{id}/data", "test://template/123/data").unwrap();
         assert_eq!(vars["id"], "123");
         let vars = fill("notes://{folder}/{name}.md", "notes://a/b.c.md").unwrap();
-        assert_eq!((vars["folder"].as_str(), vars["name"].as_str()), ("a", "b.c"));
+        assert_eq!(
+            (vars["folder"].as_str(), vars["name"].as_str()),
+            ("a", "b.c")
+        );
         assert!(fill("test://template/{id}/data", "test://template/1/2/data").is_none());
         assert!(fill("test://template/{id}/data", "test://template//data").is_none());
     }

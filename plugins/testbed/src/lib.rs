@@ -445,7 +445,10 @@ fn ask_form(_: Nothing) -> String {
 
 /// `%2F` and `%2E` decoded, so that a URI can name any path.
 fn decoded(text: &str) -> String {
-    text.replace("%2F", "/").replace("%2f", "/").replace("%2E", ".").replace("%2e", ".")
+    text.replace("%2F", "/")
+        .replace("%2f", "/")
+        .replace("%2E", ".")
+        .replace("%2e", ".")
 }
 
 fn spin_read(_: &str) -> Result<String, String> {
@@ -489,11 +492,7 @@ moat_plugin::plugin![
         ask_many
     ),
     Tool::new("ask_form", "Asks the person for a name.", ask_form),
-    Tool::new(
-        "ask_huge",
-        "Asks with 100 000 empty model hints.",
-        ask_huge
-    ),
+    Tool::new("ask_huge", "Asks with 100 000 empty model hints.", ask_huge),
     Tool::new(
         "touch",
         "Says the resource at URI `text` changed.",

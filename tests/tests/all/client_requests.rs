@@ -27,13 +27,17 @@ fn the_python_sdk_answers_a_plugins_requests_only_where_granted() {
     let granted = served("", grants);
     let bare = served("", "");
     let stateless = served("[http]\nstateless = true\n", grants);
+    // Its own folder (and audit log) for the process the client launches.
+    let local = served("", grants);
     let servers = [&granted, &bare, &stateless].map(|dir| MoatServer::start(dir.path(), &[]));
     let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
     let out = run_python(
         tmp,
         "client_requests.py",
         |c| {
-            c.args(servers.iter().map(|s| &s.url));
+            c.args(servers.iter().map(|s| &s.url))
+                .arg(moat_tests::moat_bin())
+                .arg(local.path().join("moat.toml"));
         },
         || {
             servers
@@ -44,8 +48,10 @@ fn the_python_sdk_answers_a_plugins_requests_only_where_granted() {
         },
     );
     for line in [
-        "ok features mode=legacy",
-        "ok features mode=auto protocol=2026-07-28",
+        "ok features http mode=legacy",
+        "ok features http mode=auto protocol=2026-07-28",
+        "ok features stdio mode=legacy",
+        "ok features stdio mode=auto protocol=2026-07-28",
         "ok ungranted mode=legacy",
         "ok ungranted mode=auto",
         "ok budget",
