@@ -69,16 +69,27 @@ impl McpHandler {
             .protocol_version()
             .is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28);
         if !round_trips {
+            let way = if self.server_requests {
+                Way::Session(context.peer.clone())
+            } else {
+                Way::Closed(
+                    "this endpoint has no sessions ([http] stateless = true), and before \
+                     protocol 2026-07-28 only a session can carry a request to the client"
+                        .into(),
+                )
+            };
             return Ok(Relaying {
-                relay: self
-                    .server_requests
-                    .then(|| relay(Way::Session(context.peer.clone()))),
+                relay: Some(relay(way)),
                 binding: None,
             });
         }
         if confirmed {
             return Ok(Relaying {
-                relay: None,
+                relay: Some(relay(Way::Closed(
+                    "at 2026-07-28 a tool that needs a person's confirmation cannot also ask \
+                     the client (the round trips carry the confirmation)"
+                        .into(),
+                ))),
                 binding: None,
             });
         }

@@ -55,6 +55,8 @@ pub enum Way {
     Session(Peer<RoleServer>),
     /// In the round trips of 2026-07-28: the answers so far, in order.
     Rounds(Vec<Answered>),
+    /// Nothing can carry a request, for this reason.
+    Closed(String),
 }
 
 /// A request of an earlier round and the client's answer to it.
@@ -125,12 +127,12 @@ impl Asking {
         }
         let Some(relay) = &self.relay else {
             return Err(ClientError::Unsupported(
-                "this request cannot ask the client: it is not a tool call, or it came without \
-                 a session (stateless HTTP) at a protocol before 2026-07-28, or its tool needs \
-                 a person's confirmation at 2026-07-28"
-                    .into(),
+                "there is no client to ask: only a tool call from an MCP client can ask it".into(),
             ));
         };
+        if let Way::Closed(why) = &relay.way {
+            return Err(ClientError::Unsupported(why.clone()));
+        }
         let (capable, what) = if method == SAMPLING {
             (relay.sampling, "sampling")
         } else {
@@ -208,6 +210,7 @@ impl Asking {
                     }
                 }
             }
+            Way::Closed(_) => unreachable!("can_ask refuses a closed way"),
         };
         self.asked.push(format!(
             "{what}: {}",

@@ -428,4 +428,22 @@ fn inspect_and_check_show_resources_prompts_and_client_grants() {
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
+    // `moat call` has no client: the plugin is told so, by its grant.
+    let out = moat(
+        &[
+            "call",
+            "-c",
+            "moat.toml",
+            "c",
+            "test_sampling",
+            r#"{"prompt":"x"}"#,
+        ],
+        dir.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("unsupported: there is no client to ask"),
+        "{text}"
+    );
 }
