@@ -89,7 +89,18 @@ pub struct Admitted {
     _in_flight: Option<OwnedSemaphorePermit>,
     _tenant: Option<OwnedSemaphorePermit>,
     /// The place under a tenant's cap shared by every replica.
-    _shared: Option<Slot>,
+    shared: Option<Slot>,
+}
+
+impl Admitted {
+    /// Gives the places back, waiting until a place shared by every
+    /// replica is back in the store (dropping gives it back in the
+    /// background, after the answer may have reached the caller).
+    pub async fn release(mut self) {
+        if let Some(slot) = self.shared.take() {
+            slot.release().await;
+        }
+    }
 }
 
 /// A retry hint for concurrency limits: calls usually end within it.
@@ -122,10 +133,7 @@ impl Gate {
             }
             Limiter::Shared(shared) => shared.admit(caller, tool, true).await?,
         };
-        Ok(Admitted {
-            _shared: shared,
-            ..local
-        })
+        Ok(Admitted { shared, ..local })
     }
 
     /// A place under the concurrency caps (no rate is counted), waited for
@@ -160,7 +168,7 @@ impl Gate {
             Ok::<_, Limited>(Admitted {
                 _in_flight: in_flight,
                 _tenant: tenant,
-                _shared: shared().await?,
+                shared: shared().await?,
             })
         };
         match tokio::time::timeout(patience, all).await {
@@ -192,7 +200,7 @@ impl Gate {
         Ok(Admitted {
             _in_flight: take(&self.in_flight, "on this server")?,
             _tenant: take(&self.tenant, "for this tenant")?,
-            _shared: None,
+            shared: None,
         })
     }
 }

@@ -126,23 +126,26 @@ impl LimitStore {
 
     /// Gives a place under a tenant's cap back (best effort: an unreturned
     /// place frees itself when its lease ends).
+    async fn give_back(&self, key: &str, member: &str) {
+        let work = async {
+            let mut connection = self.connection.get()?.clone();
+            redis::cmd("ZREM")
+                .arg(key)
+                .arg(member)
+                .query_async::<i64>(&mut connection)
+                .await
+                .ok()
+        };
+        let _ = tokio::time::timeout(self.timeout, work).await;
+    }
+
+    /// [`Self::give_back`], on a task of its own (from a `Drop`).
     fn release(self: &Arc<Self>, key: String, member: String) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let store = self.clone();
-        handle.spawn(async move {
-            let work = async {
-                let mut connection = store.connection.get()?.clone();
-                redis::cmd("ZREM")
-                    .arg(&key)
-                    .arg(&member)
-                    .query_async::<i64>(&mut connection)
-                    .await
-                    .ok()
-            };
-            let _ = tokio::time::timeout(store.timeout, work).await;
-        });
+        handle.spawn(async move { store.give_back(&key, &member).await });
     }
 
     /// What a call gets when the store cannot decide: refused, or admitted
@@ -244,9 +247,27 @@ impl Slot {
     }
 }
 
+impl Slot {
+    /// Gives the place back and waits until the store has it, so that
+    /// the caller's next call, sent as soon as this one is answered, finds
+    /// it free on any replica.
+    pub async fn release(mut self) {
+        self.renewal.abort();
+        let (key, member) = (
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.member),
+        );
+        self.store.give_back(&key, &member).await;
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.renewal.abort();
+        // Given back already by `release`.
+        if self.key.is_empty() {
+            return;
+        }
         self.store.release(
             std::mem::take(&mut self.key),
             std::mem::take(&mut self.member),

@@ -270,6 +270,11 @@ impl ToolService {
                 )
                 .await
         };
+        // The call's places under the caps are free before it is answered:
+        // a caller's next call must not find its own last one still running.
+        if let Some(permit) = call.permit.take() {
+            permit.release().await;
+        }
         // A plugin tells of changes to its own resources only: never makes
         // clients re-read another plugin's.
         report.changed.retain(|uri| {

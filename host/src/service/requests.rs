@@ -426,7 +426,7 @@ impl ToolService {
             Ok((plugin, request, permit))
         }
         .await;
-        let (plugin, request, _permit) = match checked {
+        let (plugin, request, permit) = match checked {
             Ok(checked) => checked,
             Err(refusal) => {
                 return Err(self
@@ -449,6 +449,9 @@ impl ToolService {
             let _running = self.ops.running();
             self.runtime.serve(plugin, request, env).await
         };
+        if let Some(permit) = permit {
+            permit.release().await;
+        }
         // A read answers with the plugin's own resources only: never with
         // contents labelled as another plugin's.
         if let Ok(Answer::Read(items)) = &report.result
