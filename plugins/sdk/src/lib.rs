@@ -228,11 +228,7 @@ impl<P: Plugin> wit_resources::Guest for P {
         P::resources()
             .find(|r| r.uri == template)
             .map(|r| r.completion(&argument, &value, &pairs(context)))
-            .unwrap_or(Completion {
-                values: Vec::new(),
-                total: Some(0),
-                has_more: false,
-            })
+            .unwrap_or_else(prompt::no_values)
     }
 }
 
@@ -260,11 +256,7 @@ impl<P: Plugin> wit_prompts::Guest for P {
         P::prompts()
             .find(|p| p.name == prompt)
             .map(|p| p.completion(&argument, &value, &pairs(context)))
-            .unwrap_or(Completion {
-                values: Vec::new(),
-                total: Some(0),
-                has_more: false,
-            })
+            .unwrap_or_else(prompt::no_values)
     }
 }
 

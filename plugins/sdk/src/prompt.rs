@@ -147,6 +147,15 @@ impl Prompt {
     }
 }
 
+/// No suggestions (for a prompt or template the plugin does not have).
+pub(crate) fn no_values() -> Completion {
+    Completion {
+        values: Vec::new(),
+        total: Some(0),
+        has_more: false,
+    }
+}
+
 /// Most values one completion answer carries (MCP's limit).
 const MAX_VALUES: usize = 100;
 
