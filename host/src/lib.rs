@@ -8,6 +8,9 @@
 //! - [`capabilities`]: one module per thing a plugin can be granted
 //!   (filesystem, environment, network, identity, limits): its grant type,
 //!   how it is parsed, and how it applies itself to a fresh call.
+//! - [`source`]: where plugins come from (files, HTTPS pinned by digest,
+//!   OCI registries), the download store, publishers' signatures and
+//!   `moat.lock`.
 //! - [`runtime`]: the sandbox. One wasmtime engine (pooling allocator,
 //!   fuel, epochs, compile cache); plugins are compiled and pre-linked once
 //!   and every call runs in a fresh instance.
@@ -43,6 +46,7 @@ pub mod metrics;
 pub mod quota;
 pub mod runtime;
 pub mod service;
+pub mod source;
 pub mod tls;
 pub mod tool;
 pub mod transport;

@@ -19,6 +19,13 @@ use moat_tests::{MoatServer, Sandbox, free_port};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+/// reqwest, with the TLS feature Moat's downloads turn on, needs rustls's
+/// process-wide provider before any client is built, rmcp's included.
+#[ctor::ctor(unsafe)]
+fn rustls_provider() {
+    moat::source::install_crypto();
+}
+
 /// The allocator the `moat` binary ships with.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

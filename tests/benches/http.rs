@@ -12,6 +12,7 @@
 //! Run: cargo bench -p moat-tests --bench http
 
 use moat::config::Config;
+use moat::runtime::{Runtime, RuntimeOptions};
 use moat::service::{Operations, ToolService};
 use moat::transport::http::Mount;
 use moat_tests::auth::{TestIssuer, TestKey, claims};
@@ -30,6 +31,13 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// reqwest, with the TLS feature Moat's downloads turn on, needs rustls's
+/// process-wide provider before any client is built, rmcp's included.
+#[ctor::ctor(unsafe)]
+fn rustls_provider() {
+    moat::source::install_crypto();
+}
 
 /// The allocator the `moat` binary ships with, for both sides alike.
 #[global_allocator]
@@ -202,7 +210,8 @@ async fn serve_moat_with(dir: &Path, corpus: &Path, http: &str, extra: &str) -> 
     );
     let config = Config::parse(&dir.join("moat.toml"), &text).unwrap();
     let ops = Operations::for_config(&config).unwrap();
-    let mounts = ToolService::load_all(&config, &ops)
+    let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(&config)).unwrap());
+    let mounts = ToolService::load_all(&config, runtime, &ops)
         .await
         .unwrap()
         .into_iter()

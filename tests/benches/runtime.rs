@@ -9,6 +9,13 @@ use moat::runtime::{Allocator, Runtime, RuntimeOptions};
 use moat_tests::plugin_wasm;
 use std::time::{Duration, Instant};
 
+/// reqwest, with the TLS feature Moat's downloads turn on, needs rustls's
+/// process-wide provider before any client is built, rmcp's included.
+#[ctor::ctor(unsafe)]
+fn rustls_provider() {
+    moat::source::install_crypto();
+}
+
 /// The allocator the `moat` binary ships with.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -8,6 +8,16 @@ use serde_json::Value;
 /// A connected rmcp client without handlers of its own.
 pub type Client = RunningService<RoleClient, ()>;
 
+/// An rmcp client connected to the Streamable HTTP endpoint `url`.
+pub async fn connect(url: &str) -> Client {
+    use rmcp::ServiceExt;
+    ().serve(rmcp::transport::StreamableHttpClientTransport::from_uri(
+        url.to_string(),
+    ))
+    .await
+    .expect("connecting to moat")
+}
+
 /// The tools the client sees, sorted by name.
 pub async fn tool_names(client: &Client) -> Vec<String> {
     let mut names: Vec<String> = client

@@ -6,9 +6,12 @@ pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod external;
+pub mod https;
+pub mod minisign;
 pub mod nginx;
 pub mod raw;
 pub mod redis;
+pub mod registry;
 
 use moat::config::Config;
 use moat::runtime::{CallError, CallReport, Plugin, Runtime, RuntimeOptions};

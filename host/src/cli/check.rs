@@ -5,9 +5,12 @@ use super::{CallArgs, load_config};
 use crate::config::Config;
 use crate::runtime::{Plugin, Runtime, RuntimeOptions};
 use crate::service::{Operations, ToolService};
+use crate::source::Provenance;
+use crate::source::lock::Lock;
 use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Loads every plugin of a config and prints its tools and grants.
 pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -15,7 +18,8 @@ pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config = &loaded.config;
     // The same loading as `serve` (schemas compiled, names checked), with
     // no audit log: a running server may hold it.
-    let services = ToolService::load_all(config, &Operations::default()).await?;
+    let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(config))?);
+    let services = ToolService::load_all(config, runtime, &Operations::default()).await?;
     let mut tools = 0;
     for (served, service) in &services {
         let auth = served.auth.map_or("no authentication".to_string(), |a| {
@@ -25,11 +29,10 @@ pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             Some(tenant) => println!("tenant {tenant} at {} ({auth})", served.path),
             None => println!("endpoint {} ({auth})", served.path),
         }
-        for (cfg, plugin) in served.plugins.iter().zip(service.plugins()) {
+        for plugin in service.plugins() {
             tools += plugin.tools.len();
             println!("plugin {}", plugin.name);
-            println!("  source   {}", cfg.source.display());
-            println!("  sha256   {}", plugin.sha256);
+            print_provenance(&plugin.provenance);
             println!(
                 "  compile  {:.1} ms ({:?})",
                 plugin.load.compile.as_secs_f64() * 1e3,
@@ -48,6 +51,21 @@ pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         }
     }
     print_operations(config);
+    let found: Vec<&Provenance> = services
+        .iter()
+        .flat_map(|(_, service)| service.plugins())
+        .map(|p| &p.provenance)
+        .collect();
+    let drift = match path.map(Lock::beside).filter(|lock| lock.exists()) {
+        Some(lock) => print_drift(&Lock::read(&lock)?, &found),
+        None => 0,
+    };
+    if drift > 0 {
+        println!(
+            "drift: {drift} plugin(s) differ from the lock file; review them, then run `moat lock`, or `moat serve --locked` refuses them"
+        );
+        return Ok(ExitCode::from(1));
+    }
     println!(
         "ok: {} endpoint(s), {} plugin(s), {tools} tool(s) from {}",
         config.served().len(),
@@ -55,6 +73,97 @@ pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         loaded.label
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Compares what each source gives now with what `lock` says; prints
+/// each difference and returns how many there are.
+fn print_drift(lock: &Lock, found: &[&Provenance]) -> usize {
+    let mut drift = 0;
+    for now in found {
+        match lock.entry(&now.source) {
+            None => {
+                drift += 1;
+                println!(
+                    "drift    {} is not in {}",
+                    now.source,
+                    lock.path().display()
+                );
+            }
+            Some(locked) if locked.sha256 != now.sha256 || locked.resolved != now.resolved => {
+                drift += 1;
+                println!(
+                    "drift    {} now resolves to {} (sha256 {}); {} says {} (sha256 {})",
+                    now.source,
+                    now.resolved,
+                    now.sha256,
+                    lock.path().display(),
+                    locked.resolved,
+                    locked.sha256
+                );
+            }
+            Some(locked) if locked.signer != now.signer => {
+                drift += 1;
+                println!(
+                    "drift    {} is now signed by {}; {} says {}",
+                    now.source,
+                    now.signer.as_deref().unwrap_or("no checked publisher"),
+                    lock.path().display(),
+                    locked.signer.as_deref().unwrap_or("no checked publisher")
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    if drift == 0 {
+        println!(
+            "lock     {}: every plugin is as locked",
+            lock.path().display()
+        );
+    }
+    drift
+}
+
+/// `moat lock`: loads every plugin as `serve` would (fetched, verified,
+/// compiled, described) and writes what each source resolved to.
+pub(super) async fn lock(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = crate::config::Config::load(path)?;
+    let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(&config))?);
+    let services = ToolService::load_all(&config, runtime, &Operations::default()).await?;
+    let entries: Vec<Provenance> = services
+        .iter()
+        .flat_map(|(_, service)| service.plugins())
+        .map(|p| p.provenance.clone())
+        .collect();
+    for entry in &entries {
+        println!(
+            "{}\n  resolved {}\n  sha256   {}\n  signer   {}",
+            entry.source,
+            entry.resolved,
+            entry.sha256,
+            entry.signer.as_deref().unwrap_or("none checked")
+        );
+    }
+    let lock = Lock::beside(path);
+    Lock::write(&lock, entries)?;
+    println!("wrote {}", lock.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where a plugin came from and who signed it.
+fn print_provenance(p: &crate::source::Provenance) {
+    println!("  source   {}", p.source);
+    if p.resolved != p.source {
+        println!("  resolved {}", p.resolved);
+    }
+    println!("  sha256   {}", p.sha256);
+    println!(
+        "  signer   {}",
+        p.signer
+            .as_ref()
+            .map_or("none checked".to_string(), |s| format!(
+                "publisher `{s}` (signature verified)"
+            ))
+    );
 }
 
 /// The plugin's resources, templates and prompts, if it offers any.

@@ -1,4 +1,4 @@
-//! The `moat` command line: `serve`, `check`, `inspect` and `call`.
+//! The `moat` command line: `serve`, `check`, `lock`, `inspect` and `call`.
 //!
 //! Without `--config`, commands use the embedded default configuration
 //! (see [`crate::defaults`]). Exit codes: 0 success; 1 the call's result is
@@ -50,6 +50,14 @@ enum Command {
         /// The config file (default: the embedded configuration).
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Resolve every plugin source (tags, URLs, files) to the digest it has
+    /// now, check its signature, and write the lock file beside the config
+    /// (`moat.toml` → `moat.lock`), which `serve --locked` runs exactly.
+    Lock {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Show a plugin's tools, schemas and the interfaces it imports.
     Inspect {
@@ -125,6 +133,10 @@ struct ServeArgs {
     /// ones.
     #[arg(long, requires = "stdio")]
     tenant: Option<String>,
+    /// Run only what the lock file beside the config (`moat lock`) names:
+    /// every plugin at its locked digest, signed by its locked signer.
+    #[arg(long, requires = "config")]
+    locked: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -182,6 +194,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::serve(args).await,
             Command::Check { config } => check::check(config.as_deref()).await,
+            Command::Lock { config } => check::lock(&config).await,
             Command::Inspect { plugin, json } => check::inspect(&plugin, json).await,
             Command::Call(args) => call::call(args).await,
             Command::Audit(AuditCommand::Verify { file, key, closed }) => {

@@ -5,6 +5,7 @@ use crate::auth::endpoint::Endpoint;
 use crate::config::Config;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::service::{Operations, ToolService};
+use crate::source::lock::Lock;
 use crate::transport;
 use crate::transport::http::Mount;
 use anyhow::Context;
@@ -35,7 +36,8 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         });
     }
     if args.stdio {
-        return serve_stdio(config, args.tenant.as_deref(), &loaded.label).await;
+        let options = runtime_options(config, &args)?;
+        return serve_stdio(config, options, args.tenant.as_deref(), &loaded.label).await;
     }
     let Some(addr) = args.http.or(config.http.listen) else {
         anyhow::bail!(
@@ -67,7 +69,8 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let ops = Operations::for_config(config)?;
-    let services = ToolService::load_all(config, &ops).await?;
+    let runtime = Arc::new(Runtime::new(&runtime_options(config, &args)?)?);
+    let services = ToolService::load_all(config, runtime, &ops).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -118,6 +121,7 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// process that launched Moat is trusted with every tool of the endpoint.
 async fn serve_stdio(
     config: &Config,
+    options: RuntimeOptions,
     tenant: Option<&str>,
     label: &str,
 ) -> anyhow::Result<ExitCode> {
@@ -139,7 +143,7 @@ async fn serve_stdio(
         );
     }
     let ops = Operations::for_config(config)?;
-    let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(config))?);
+    let runtime = Arc::new(Runtime::new(&options)?);
     let service = Arc::new(ToolService::load(runtime, served, &ops).await?);
     // stdout carries the protocol: everything else goes to stderr.
     eprintln!(
@@ -150,6 +154,21 @@ async fn serve_stdio(
     transport::stdio::serve(service).await?;
     ops.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The runtime for `config`; with `--locked`, bound to the lock file
+/// beside the config.
+fn runtime_options(config: &Config, args: &ServeArgs) -> anyhow::Result<RuntimeOptions> {
+    let options = RuntimeOptions::for_config(config);
+    if !args.locked {
+        return Ok(options);
+    }
+    let path = args
+        .config
+        .as_deref()
+        .map(Lock::beside)
+        .expect("clap requires --config with --locked");
+    Ok(options.locked(Arc::new(Lock::read(&path)?)))
 }
 
 /// Descriptors kept for everything but calls: listeners, connections,

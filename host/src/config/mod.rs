@@ -21,6 +21,8 @@ use crate::capabilities::env::{RawFrom, RawValue, from_source};
 use crate::capabilities::{Grants, RawGrants};
 use crate::confirm::{ConfirmPolicy, ConfirmSettings};
 use crate::diagnostics::{ConfigError, Origin, Source};
+use crate::source::signature::{RawTrust, SignatureAt, parse_trust};
+use crate::source::{PluginSource, RegistryConfig, Signing, Trust};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
@@ -52,6 +54,8 @@ pub struct Config {
     pub confirm: ConfirmPolicy,
     /// How confirmations are asked, for every endpoint.
     pub confirmation: ConfirmSettings,
+    /// How OCI registries are reached.
+    pub registries: RegistryConfig,
 }
 
 impl Config {
@@ -77,10 +81,14 @@ impl Config {
 pub struct PluginConfig {
     /// Its name in the config (and, by default, its tools' prefix).
     pub name: String,
-    /// The component file, resolved against the config file's folder.
-    pub source: PathBuf,
-    /// When set, the file's SHA-256 must equal this (lowercase hex).
+    /// Where the component comes from.
+    pub source: PluginSource,
+    /// `source` as the config writes it (the key of its lock entry).
+    pub source_text: String,
+    /// When set, the component's SHA-256 must equal this (lowercase hex).
     pub sha256: Option<String>,
+    /// What its publisher's signature must be.
+    pub signing: Signing,
     /// What each call of this plugin may touch and use.
     pub grants: Grants,
     /// How its tools are named to clients.
@@ -97,6 +105,8 @@ pub struct RuntimeConfig {
     /// Instances that may exist at once (the pooling allocator's size, and
     /// so the bound on concurrent calls).
     pub max_instances: u32,
+    /// Bytes a plugin's component may have (a download is cut off there).
+    pub max_plugin_bytes: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -104,6 +114,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             cache_dir: default_cache_dir(),
             max_instances: 128,
+            max_plugin_bytes: crate::source::DEFAULT_MAX_PLUGIN_BYTES,
         }
     }
 }
@@ -142,6 +153,8 @@ struct RawConfig {
     confirm_timeout_ms: Option<Spanned<u64>>,
     confirm_state_key: Option<Spanned<RawFrom>>,
     confirm_store: Option<Spanned<RawValue>>,
+    registries: Option<crate::source::config::RawRegistries>,
+    trust: Option<RawTrust>,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +163,11 @@ struct RawPlugin {
     name: Spanned<String>,
     source: Spanned<String>,
     sha256: Option<Spanned<String>>,
+    /// A detached minisign signature: a file, or an https:// URL.
+    signature: Option<Spanned<String>>,
+    /// Only this trusted publisher's signature counts.
+    publisher: Option<Spanned<String>>,
+    require_signature: Option<bool>,
     prefix: Option<Spanned<String>>,
     #[serde(default)]
     rename: BTreeMap<String, Spanned<String>>,
@@ -166,6 +184,7 @@ struct RawRuntime {
     cache_dir: Option<Spanned<String>>,
     cache: Option<bool>,
     max_instances: Option<Spanned<u32>>,
+    max_plugin_mib: Option<Spanned<u64>>,
 }
 
 impl Config {
@@ -204,14 +223,24 @@ impl Config {
                 "add a [[plugin]] table with `name` and `source` (see README.md, \"Configuration\")",
             ));
         }
-        let plugins = parse_plugins(&src, raw.plugins)?;
+        let trust = raw
+            .trust
+            .map(|t| parse_trust(&src, t))
+            .transpose()?
+            .unwrap_or_default();
+        let registries = raw
+            .registries
+            .map(|r| crate::source::parse_registries(&src, r))
+            .transpose()?
+            .unwrap_or_default();
+        let plugins = parse_plugins(&src, raw.plugins, &trust)?;
         let tenant_spans: Vec<Range<usize>> = raw.tenants.values().map(|t| t.span()).collect();
         let limits = match raw.limits {
             Some(l) => ops::parse_quota(&src, l)?,
             None => QuotaConfig::default(),
         };
         let confirm = parse_confirm(&src, raw.confirm, raw.confirm_destructive.unwrap_or(false))?;
-        let tenants = tenant::parse(&src, raw.tenants, &limits, confirm.destructive)?;
+        let tenants = tenant::parse(&src, raw.tenants, &limits, confirm.destructive, &trust)?;
         let key_span = raw.confirm_state_key.as_ref().map(|k| k.span());
         let mut confirmation =
             parse_confirmation(&src, raw.confirm_timeout_ms, raw.confirm_state_key, &http)?;
@@ -244,6 +273,7 @@ impl Config {
             },
             confirm,
             confirmation,
+            registries,
         };
         config.check_endpoints(&src, &tenant_spans)?;
         Ok(config)
@@ -321,12 +351,13 @@ fn parse_confirmation(
 fn parse_plugins(
     src: &Source,
     raw: Vec<Spanned<RawPlugin>>,
+    trust: &Trust,
 ) -> Result<Vec<PluginConfig>, ConfigError> {
     let mut seen = HashSet::new();
     let mut plugins = Vec::with_capacity(raw.len());
     for entry in raw {
         let span = entry.span();
-        let plugin = parse_plugin(src, span.clone(), entry.into_inner())?;
+        let plugin = parse_plugin(src, span.clone(), entry.into_inner(), trust)?;
         if !seen.insert(plugin.name.clone()) {
             return Err(src.error(
                 span,
@@ -372,6 +403,9 @@ fn parse_runtime(src: &Source, raw: RawRuntime) -> Result<RuntimeConfig, ConfigE
         }
         runtime.max_instances = *n.get_ref();
     }
+    if let Some(mib) = raw.max_plugin_mib {
+        runtime.max_plugin_bytes = src.ranged(&mib, "max_plugin_mib", 1, 4096)? << 20;
+    }
     Ok(runtime)
 }
 
@@ -379,6 +413,7 @@ fn parse_plugin(
     src: &Source,
     span: Range<usize>,
     raw: RawPlugin,
+    trust: &Trust,
 ) -> Result<PluginConfig, ConfigError> {
     let name = raw.name.get_ref();
     if let Err(why) = check_name(name) {
@@ -392,17 +427,7 @@ fn parse_plugin(
         message: format!("plugin `{name}`: {}", e.message),
         ..e
     };
-    let source = src.resolve(raw.source.get_ref());
-    if !source.is_file() {
-        return Err(context(src.error(
-            raw.source.span(),
-            format!("source `{}` is not a file", raw.source.get_ref()),
-            format!(
-                "build the plugin, or correct `source` (resolved to {}; relative paths start at the config file's folder)",
-                source.display()
-            ),
-        )));
-    }
+    let signing = parse_signing(src, &raw, trust).map_err(context)?;
     let sha256 = match raw.sha256 {
         None => None,
         Some(pin) => {
@@ -417,16 +442,83 @@ fn parse_plugin(
             Some(hex)
         }
     };
+    let source =
+        crate::source::parse_source(src, &raw.source, sha256.is_some()).map_err(context)?;
     let grants = Grants::parse(src, raw.grants).map_err(context)?;
     let mut naming = naming::parse(src, raw.prefix, raw.rename).map_err(context)?;
     naming.hide_resources = raw.resources == Some(false);
     Ok(PluginConfig {
         name: name.clone(),
         source,
+        source_text: raw.source.get_ref().trim().to_string(),
         sha256,
+        signing,
         grants,
         naming,
         origin: src.origin(span.start),
+    })
+}
+
+/// `signature`, `publisher` and `require_signature` of a plugin under the
+/// endpoint's `trust`.
+fn parse_signing(src: &Source, raw: &RawPlugin, trust: &Trust) -> Result<Signing, ConfigError> {
+    let publisher = match &raw.publisher {
+        None => None,
+        Some(name) if trust.publishers.iter().any(|p| p.name == *name.get_ref()) => {
+            Some(name.get_ref().clone())
+        }
+        Some(name) => {
+            return Err(src.error(
+                name.span(),
+                format!("publisher `{}` is not trusted at this endpoint", name.get_ref()),
+                "add it under [[trust.publisher]] (for a tenant, [[tenants.<name>.trust.publisher]]) with its minisign public key",
+            ));
+        }
+    };
+    let signature = match &raw.signature {
+        None => None,
+        Some(at) => {
+            let text = at.get_ref().trim();
+            if text.starts_with("https://") {
+                Some(SignatureAt::Url(url::Url::parse(text).map_err(|e| {
+                    src.error(
+                        at.span(),
+                        format!("signature `{text}` is not a URL: {e}"),
+                        "write the https:// URL of the .minisig file",
+                    )
+                })?))
+            } else if text.contains("://") {
+                return Err(src.error(
+                    at.span(),
+                    format!("signature `{text}` is neither a file nor an https:// URL"),
+                    "write the path or https:// URL of the .minisig file",
+                ));
+            } else {
+                Some(SignatureAt::File(src.resolve(text)))
+            }
+        }
+    };
+    let required =
+        trust.require_signature || raw.require_signature == Some(true) || publisher.is_some();
+    if required && trust.publishers.is_empty() {
+        return Err(src.error(
+            raw.source.span(),
+            "a signature is required, but no publisher is trusted",
+            "add [[trust.publisher]] with the name and minisign public key of the plugin's publisher",
+        ));
+    }
+    if raw.require_signature == Some(false) && trust.require_signature {
+        return Err(src.error(
+            raw.source.span(),
+            "require_signature = false, but [trust] requires a signature of every plugin",
+            "sign the plugin, or serve it at an endpoint whose [trust] does not require signatures",
+        ));
+    }
+    Ok(Signing {
+        publishers: trust.publishers.clone(),
+        required,
+        publisher,
+        signature,
     })
 }
 
@@ -473,7 +565,7 @@ mod tests {
         .unwrap();
         let plugin = &config.plugins[0];
         assert_eq!(plugin.name, "p");
-        assert_eq!(plugin.source, dir.path().join("p.wasm"));
+        assert_eq!(plugin.source, PluginSource::File(dir.path().join("p.wasm")));
         assert_eq!(plugin.grants, Grants::default());
         assert_eq!(plugin.origin.line, 1);
     }

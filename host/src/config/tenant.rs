@@ -50,6 +50,7 @@ pub(super) struct RawTenant {
     #[serde(default)]
     confirm: Vec<Spanned<String>>,
     confirm_destructive: Option<bool>,
+    trust: Option<crate::source::signature::RawTrust>,
 }
 
 pub(super) fn parse(
@@ -57,6 +58,7 @@ pub(super) fn parse(
     raw: BTreeMap<Spanned<String>, Spanned<RawTenant>>,
     top_limits: &QuotaConfig,
     top_destructive: bool,
+    top_trust: &crate::source::Trust,
 ) -> Result<Vec<TenantConfig>, ConfigError> {
     let mut tenants = Vec::with_capacity(raw.len());
     for (name, table) in raw {
@@ -87,7 +89,12 @@ pub(super) fn parse(
                 ),
             )));
         }
-        let plugins = parse_plugins(src, table.plugins).map_err(context)?;
+        // A tenant without [trust] of its own trusts whom the top level does.
+        let trust = match table.trust {
+            Some(raw) => crate::source::signature::parse_trust(src, raw).map_err(context)?,
+            None => top_trust.clone(),
+        };
+        let plugins = parse_plugins(src, table.plugins, &trust).map_err(context)?;
         let auth = table
             .auth
             .map(|a| auth::parse(src, a))

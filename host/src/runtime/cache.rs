@@ -117,7 +117,8 @@ impl CompileCache {
     }
 }
 
-fn check_owned(meta: &cap_std::fs::Metadata, what: &str) -> anyhow::Result<()> {
+/// Refuses a file or folder another user could have written.
+pub(crate) fn check_owned(meta: &cap_std::fs::Metadata, what: &str) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me {

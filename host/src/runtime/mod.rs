@@ -29,6 +29,8 @@ pub use plugin::{LoadStats, MAX_URI_BYTES, Plugin};
 
 use crate::capabilities::limits::MAX_MEMORY_MIB;
 use crate::config::Config;
+use crate::source::lock::Lock;
+use crate::source::{FetchOptions, Fetcher};
 use cache::CompileCache;
 use engine::EpochTicker;
 use state::CallState;
@@ -47,6 +49,8 @@ pub struct RuntimeOptions {
     pub max_instances: u32,
     /// The compile cache folder, if any.
     pub cache_dir: Option<PathBuf>,
+    /// How plugins are fetched.
+    pub fetch: FetchOptions,
 }
 
 impl RuntimeOptions {
@@ -65,7 +69,19 @@ impl RuntimeOptions {
             },
             max_instances: config.runtime.max_instances,
             cache_dir: config.runtime.cache_dir.clone(),
+            fetch: FetchOptions {
+                store: downloads(config.runtime.cache_dir.as_deref()),
+                max_bytes: config.runtime.max_plugin_bytes,
+                registries: config.registries.clone(),
+                lock: None,
+            },
         }
+    }
+
+    /// The same options, running only what `lock` names (`--locked`).
+    pub fn locked(mut self, lock: Arc<Lock>) -> Self {
+        self.fetch.lock = Some(lock);
+        self
     }
 
     /// Options for running any plugin with any grant (used by `inspect`).
@@ -76,9 +92,20 @@ impl RuntimeOptions {
                 max_memory_bytes: (MAX_MEMORY_MIB as usize) << 20,
             },
             max_instances: 16,
+            fetch: FetchOptions {
+                store: downloads(cache_dir.as_deref()),
+                max_bytes: crate::source::DEFAULT_MAX_PLUGIN_BYTES,
+                registries: Default::default(),
+                lock: None,
+            },
             cache_dir,
         }
     }
+}
+
+/// Where downloaded plugins are kept: beside the compiled code.
+fn downloads(cache_dir: Option<&std::path::Path>) -> Option<PathBuf> {
+    cache_dir.map(|dir| dir.join("downloads"))
 }
 
 /// The engine, the linker every plugin is linked with, and what bounds
@@ -88,7 +115,9 @@ pub struct Runtime {
     /// WASI 0.2, wasi:http and the log import (see `linker_for` for
     /// plugins without a network grant).
     linker: Linker<CallState>,
-    cache: Option<CompileCache>,
+    cache: Option<Arc<CompileCache>>,
+    /// Where plugins' bytes come from.
+    fetcher: Fetcher,
     /// One permit per instance slot, so a burst of calls queues instead of
     /// failing on an exhausted pool.
     slots: Arc<Semaphore>,
@@ -122,7 +151,7 @@ impl Runtime {
         let cache = match &options.cache_dir {
             None => None,
             Some(dir) => match CompileCache::open(dir, &engine) {
-                Ok(cache) => Some(cache),
+                Ok(cache) => Some(Arc::new(cache)),
                 Err(e) => {
                     tracing::warn!("compile cache disabled: {e:#}");
                     None
@@ -134,6 +163,7 @@ impl Runtime {
             engine,
             linker,
             cache,
+            fetcher: Fetcher::new(&options.fetch),
             slots: Arc::new(Semaphore::new(options.max_instances as usize)),
             _ticker: ticker,
         })

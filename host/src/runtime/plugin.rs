@@ -10,9 +10,9 @@ use super::error::{LoadError, NotGranted};
 use super::state::CallState;
 use crate::capabilities::{Grants, Limits, Mode, fs};
 use crate::config::PluginConfig;
+use crate::source::Provenance;
 use crate::tool::{Annotations, PromptArgument, PromptInfo, ResourceLink, TemplateInfo, ToolInfo};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +28,8 @@ pub struct Plugin {
     pub name: String,
     /// SHA-256 of its component bytes (lowercase hex).
     pub sha256: String,
+    /// Where its bytes came from and who signed them.
+    pub provenance: Provenance,
     /// Its tools, as it described them at load.
     pub tools: Vec<ToolInfo>,
     /// Its resources at fixed URIs.
@@ -113,32 +115,27 @@ impl Runtime {
             message,
             fix: fix.to_string(),
         };
-        let bytes = std::fs::read(&config.source).map_err(|e| {
-            fail(
-                format!("cannot read {}: {e}", config.source.display()),
-                "check `source` and the file's permissions",
-            )
-        })?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        if let Some(pinned) = &config.sha256
-            && *pinned != sha256
-        {
-            return Err(fail(
-                format!(
-                    "digest mismatch: the config pins sha256 {pinned}, but {} has sha256 {sha256}",
-                    config.source.display()
-                ),
-                "restore the pinned build, or, if you trust the new file, set sha256 to the new digest",
-            ));
-        }
+        let artifact = self
+            .fetcher
+            .fetch(config)
+            .await
+            .map_err(|e| fail(e.message, &e.fix))?;
+        let provenance = artifact.provenance;
+        let sha256 = provenance.sha256.clone();
+        let bytes = artifact.bytes;
 
         let started = Instant::now();
-        let compiled = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, &bytes, &sha256),
-            None => Component::new(&self.engine, &bytes)
+        // Compiling takes seconds of CPU: on a blocking thread, so that a
+        // reload does not stall the calls being served.
+        let (engine, cache, digest) = (self.engine.clone(), self.cache.clone(), sha256.clone());
+        let compiled = tokio::task::spawn_blocking(move || match cache {
+            Some(cache) => cache.load_or_compile(&engine, &bytes, &digest),
+            None => Component::new(&engine, &bytes)
                 .map(|c| (c, CacheOutcome::Disabled))
                 .map_err(anyhow::Error::from),
-        };
+        })
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the compiler stopped: {e}")));
         let (component, cache) = compiled.map_err(|e| {
             fail(
                 format!("not a valid WebAssembly component: {e:#}"),
@@ -238,6 +235,7 @@ impl Runtime {
         Ok(Plugin {
             name: config.name.clone(),
             sha256,
+            provenance,
             tools,
             resources,
             templates,

@@ -20,7 +20,7 @@ pub use requests::{PromptEntry, Reference, ResourceEntry, TemplateEntry};
 use crate::auth::policy::{Caller, Policy};
 use crate::config::{Config, Served};
 use crate::quota::{Gate, Limited};
-use crate::runtime::{Plugin, Runtime, RuntimeOptions};
+use crate::runtime::{Plugin, Runtime};
 use crate::tool::ToolInfo;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -138,14 +138,14 @@ pub struct ToolService {
 }
 
 impl ToolService {
-    /// Builds a runtime for `config` and loads every endpoint's plugins
-    /// into it, under `ops`; fails on the first plugin that cannot be
+    /// Loads every endpoint's plugins of `config` into `runtime` (built
+    /// for it), under `ops`; fails on the first plugin that cannot be
     /// loaded (never half-configured).
     pub async fn load_all<'c>(
         config: &'c Config,
+        runtime: Arc<Runtime>,
         ops: &Operations,
     ) -> anyhow::Result<Vec<(Served<'c>, SharedService)>> {
-        let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(config))?);
         let mut services = Vec::new();
         for served in config.served() {
             let service = Self::load(runtime.clone(), served, ops).await?;

@@ -206,7 +206,8 @@ env = { DB_PATH = "/data/shop.sqlite" }"#;
         ))
         .write();
     let config = Config::load(&dir.path().join("moat.toml")).unwrap();
-    let services = ToolService::load_all(&config, &Operations::default())
+    let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(&config)).unwrap());
+    let services = ToolService::load_all(&config, runtime, &Operations::default())
         .await
         .unwrap();
     let marked: Vec<(Option<&str>, Vec<&str>)> = services

@@ -29,4 +29,12 @@ mod python_interop;
 mod quotas;
 mod resources;
 mod scaleout;
+mod sources;
 mod tenants;
+
+/// reqwest, with the TLS feature Moat's downloads turn on, needs rustls's
+/// process-wide provider before any client is built, rmcp's included.
+#[ctor::ctor(unsafe)]
+fn rustls_provider() {
+    moat::source::install_crypto();
+}
