@@ -23,6 +23,8 @@
 //!   policy, the prompt and the sealed multi round-trip state.
 //! - [`audit`]: the hash-chained audit log and its verifier.
 //! - [`quota`]: rate limits and concurrency caps.
+//! - [`reload`]: re-reading the config while serving (SIGHUP, `moat
+//!   reload`), swapping each endpoint's plugins without dropping a call.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`mcp`]: the MCP server handler over the service.
 //! - [`transport`]: stdio and Streamable HTTP, adapting to [`mcp`].
@@ -44,6 +46,7 @@ pub mod diagnostics;
 pub mod mcp;
 pub mod metrics;
 pub mod quota;
+pub mod reload;
 pub mod runtime;
 pub mod service;
 pub mod source;

@@ -73,6 +73,15 @@ pub struct Metrics {
     pub load_seconds: Family<LoadLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Look-ups in the shared limit store (Redis) that failed or timed out.
     pub limit_store_errors: Counter,
+    /// Config reloads, by outcome (`ok`, `failed`).
+    pub reloads: Family<ReloadLabels, Counter>,
+}
+
+/// A reload's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `ok`, or `failed` (the running plugins were kept).
+    pub outcome: String,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -135,8 +144,15 @@ impl Metrics {
             "Look-ups in the shared limit store (Redis) that failed or timed out",
             limit_store_errors.clone(),
         );
+        let reloads = Family::default();
+        registry.register(
+            "reloads",
+            "Config reloads (SIGHUP or moat reload), by outcome; a failed one kept the running plugins",
+            reloads.clone(),
+        );
         Metrics {
             registry,
+            reloads,
             calls,
             duration,
             fuel,

@@ -315,6 +315,12 @@ impl MoatServer {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGHUP (reload the config).
+    pub fn hangup(&self) {
+        // SAFETY: kill(2) on our child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP) };
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         // SAFETY: kill(2) on our child's pid has no memory-safety preconditions.

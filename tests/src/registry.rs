@@ -137,6 +137,17 @@ impl Registry {
         digest(&body)
     }
 
+    /// Deletes the manifest `digest` of `repo` (and so every tag on it).
+    pub async fn delete_manifest(&self, repo: &str, digest: &str) {
+        let deleted = self
+            .http
+            .delete(format!("http://{}/v2/{repo}/manifests/{digest}", self.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 202, "{:?}", deleted.text().await);
+    }
+
     /// Pushes `wasm` as a WebAssembly artifact tagged `tag`; returns the
     /// manifest digest.
     pub async fn push_wasm(&self, repo: &str, tag: &str, wasm: &[u8]) -> String {

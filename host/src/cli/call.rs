@@ -85,6 +85,7 @@ pub(super) async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     let loaded = if bare_wasm {
         Loaded {
             config: adhoc_config(&args)?,
+            text: None,
             label: args.plugin.clone(),
             _default: None,
         }
@@ -137,7 +138,7 @@ pub(super) async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
         ),
         (true, Some(_)) => Operations::for_config(config)?,
     };
-    let service = ToolService::load(runtime, one, &ops).await?;
+    let service = Arc::new(ToolService::load(runtime, one, &ops).await?);
     let plugin = &service.plugins()[0];
     // The plugin's own tool name first, else the name clients see.
     let tools = service.tools();

@@ -18,7 +18,9 @@ pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config = &loaded.config;
     // The same loading as `serve` (schemas compiled, names checked), with
     // no audit log: a running server may hold it.
-    let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(config))?);
+    let runtime = Arc::new(Runtime::new(
+        &RuntimeOptions::for_config(config).fresh_tags(),
+    )?);
     let services = ToolService::load_all(config, runtime, &Operations::default()).await?;
     let mut tools = 0;
     for (served, service) in &services {
@@ -126,8 +128,17 @@ fn print_drift(lock: &Lock, found: &[&Provenance]) -> usize {
 /// `moat lock`: loads every plugin as `serve` would (fetched, verified,
 /// compiled, described) and writes what each source resolved to.
 pub(super) async fn lock(path: &Path) -> anyhow::Result<ExitCode> {
+    let lock = Lock::beside(path);
+    if lock == path {
+        anyhow::bail!(
+            "the lock file would be written over the config {}; name the config *.toml",
+            path.display()
+        );
+    }
     let config = crate::config::Config::load(path)?;
-    let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(&config))?);
+    let runtime = Arc::new(Runtime::new(
+        &RuntimeOptions::for_config(&config).fresh_tags(),
+    )?);
     let services = ToolService::load_all(&config, runtime, &Operations::default()).await?;
     let entries: Vec<Provenance> = services
         .iter()
@@ -143,7 +154,6 @@ pub(super) async fn lock(path: &Path) -> anyhow::Result<ExitCode> {
             entry.signer.as_deref().unwrap_or("none checked")
         );
     }
-    let lock = Lock::beside(path);
     Lock::write(&lock, entries)?;
     println!("wrote {}", lock.display());
     Ok(ExitCode::SUCCESS)

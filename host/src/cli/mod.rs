@@ -1,4 +1,5 @@
-//! The `moat` command line: `serve`, `check`, `lock`, `inspect` and `call`.
+//! The `moat` command line: `serve`, `reload`, `check`, `lock`, `inspect`
+//! and `call`.
 //!
 //! Without `--config`, commands use the embedded default configuration
 //! (see [`crate::defaults`]). Exit codes: 0 success; 1 the call's result is
@@ -66,6 +67,21 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Ask a running `moat serve` to re-read its config (as SIGHUP does):
+    /// new, removed and changed plugins are swapped in without dropping a
+    /// call. Exit 0 when it reloaded, 1 when it kept the running plugins.
+    Reload {
+        /// The admin address of the running server (default: `[admin]
+        /// listen` of --config).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<SocketAddr>,
+        /// The config whose `[admin] listen` names the address.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// How long to wait for the reload, in milliseconds.
+        #[arg(long, default_value_t = 300_000)]
+        timeout_ms: u64,
     },
     /// Run one tool once and print its result as JSON.
     Call(CallArgs),
@@ -201,6 +217,18 @@ pub fn main() -> ExitCode {
                 audit::verify_chain(&file, key.as_deref(), closed)
             }
             Command::Audit(AuditCommand::Keygen { file }) => audit::keygen(&file),
+            Command::Reload {
+                admin,
+                config,
+                timeout_ms,
+            } => {
+                probe::reload(
+                    admin,
+                    config.as_deref(),
+                    std::time::Duration::from_millis(timeout_ms),
+                )
+                .await
+            }
             Command::Probe { url, timeout_ms } => {
                 probe::probe(&url, std::time::Duration::from_millis(timeout_ms)).await
             }
@@ -250,6 +278,8 @@ fn init_logging(format: LogFormat, command: &Command) {
 /// A configuration and, for the embedded one, the folder it lives in.
 struct Loaded {
     config: Config,
+    /// The file's text as parsed; `None` for the embedded configuration.
+    text: Option<String>,
     /// Where it came from, for messages.
     label: String,
     _default: Option<DefaultConfig>,
@@ -257,15 +287,20 @@ struct Loaded {
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Loaded> {
     match path {
-        Some(path) => Ok(Loaded {
-            config: Config::load(path)?,
-            label: path.display().to_string(),
-            _default: None,
-        }),
+        Some(path) => {
+            let (config, text) = Config::load_text(path)?;
+            Ok(Loaded {
+                config,
+                text: Some(text),
+                label: path.display().to_string(),
+                _default: None,
+            })
+        }
         None => {
             let default = DefaultConfig::unpack()?;
             Ok(Loaded {
                 config: default.config.clone(),
+                text: None,
                 label: "the embedded default configuration".into(),
                 _default: Some(default),
             })

@@ -1,8 +1,9 @@
-//! `moat probe`: one GET over plain HTTP, for health checks inside images
-//! that carry no HTTP client of their own.
+//! `moat probe` and `moat reload`: one request over plain HTTP, for health
+//! checks inside images that carry no HTTP client of their own, and for
+//! the admin address.
 
 use anyhow::{Context, bail};
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use std::process::ExitCode;
@@ -14,9 +15,29 @@ pub(super) async fn probe(url: &str, timeout: Duration) -> anyhow::Result<ExitCo
     let uri: http::Uri = url
         .parse()
         .with_context(|| format!("{url:?} is not a URL"))?;
-    let (Some("http"), Some(authority)) = (uri.scheme_str(), uri.authority().cloned()) else {
+    let (Some("http"), Some(_)) = (uri.scheme_str(), uri.authority()) else {
         bail!("{url:?}: probe takes an http:// URL (TLS is the proxy's, in front of Moat)");
     };
+    let (status, _) = ask(http::Method::GET, &uri, timeout).await?;
+    println!("{url}: {status}");
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Bytes of an answer kept: a reload's summary or error is short.
+const MAX_ANSWER_BYTES: usize = 64 << 10;
+
+/// Sends `method` to `uri` within `timeout`: the status and the body (at
+/// most [`MAX_ANSWER_BYTES`]).
+async fn ask(
+    method: http::Method,
+    uri: &http::Uri,
+    timeout: Duration,
+) -> anyhow::Result<(http::StatusCode, String)> {
+    let authority = uri.authority().cloned().context("the URL names no host")?;
     let ask = async {
         let tcp =
             tokio::net::TcpStream::connect((authority.host(), authority.port_u16().unwrap_or(80)))
@@ -25,15 +46,50 @@ pub(super) async fn probe(url: &str, timeout: Duration) -> anyhow::Result<ExitCo
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
         tokio::spawn(connection);
-        let request = http::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+        let request = http::Request::builder()
+            .method(method)
+            .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
             .header(http::header::HOST, authority.as_str())
             .body(Empty::<Bytes>::new())?;
-        Ok::<_, anyhow::Error>(sender.send_request(request).await?.status())
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
+            .to_bytes();
+        Ok::<_, anyhow::Error>((status, String::from_utf8_lossy(&body).into_owned()))
     };
-    let status = tokio::time::timeout(timeout, ask)
+    tokio::time::timeout(timeout, ask)
         .await
-        .map_err(|_| anyhow::anyhow!("{url}: no answer within {} ms", timeout.as_millis()))??;
-    println!("{url}: {status}");
+        .map_err(|_| anyhow::anyhow!("{uri}: no answer within {} ms", timeout.as_millis()))?
+}
+
+/// `moat reload`: POSTs `/reload` to the admin address; exit 0 when the
+/// server reloaded, 1 when it kept its plugins (the reason is printed).
+pub(super) async fn reload(
+    admin: Option<std::net::SocketAddr>,
+    config: Option<&std::path::Path>,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    let addr = match (admin, config) {
+        (Some(addr), _) => addr,
+        (None, Some(path)) => crate::config::Config::load(path)?
+            .admin
+            .listen
+            .with_context(|| {
+                format!(
+                    "{} has no [admin] listen; give the address with --admin",
+                    path.display()
+                )
+            })?,
+        (None, None) => bail!(
+            "give the running server's admin address with --admin (or --config with [admin] listen)"
+        ),
+    };
+    let uri: http::Uri = format!("http://{addr}/reload").parse()?;
+    let (status, body) = ask(http::Method::POST, &uri, timeout).await?;
+    println!("{}", body.trim_end());
     Ok(if status.is_success() {
         ExitCode::SUCCESS
     } else {

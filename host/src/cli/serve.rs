@@ -1,9 +1,12 @@
 //! `moat serve`: MCP over stdio or Streamable HTTP.
 
-use super::{ServeArgs, load_config};
+use super::{Loaded, ServeArgs, load_config};
 use crate::auth::endpoint::Endpoint;
 use crate::config::Config;
+use crate::mcp::{LiveEndpoint, Serving};
+use crate::reload::Reloader;
 use crate::runtime::{Runtime, RuntimeOptions};
+use crate::service::Live;
 use crate::service::{Operations, ToolService};
 use crate::source::lock::Lock;
 use crate::transport;
@@ -23,21 +26,22 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .max()
         .unwrap_or_default();
     raise_open_file_limit(config.runtime.max_instances, handles);
-    if let Some(addr) = args.admin.or(config.admin.listen) {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} for /metrics"))?;
-        // Over stdio, stdout is the protocol's.
-        eprintln!("moat: metrics at http://{}/metrics", listener.local_addr()?);
-        tokio::spawn(async move {
-            if let Err(e) = transport::admin::serve(listener).await {
-                tracing::error!("the admin listener failed: {e:#}");
-            }
-        });
-    }
+    let admin = match args.admin.or(config.admin.listen) {
+        None => None,
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for /metrics"))?;
+            // Over stdio, stdout is the protocol's.
+            eprintln!(
+                "moat: metrics at http://{0}/metrics; POST http://{0}/reload re-reads the config",
+                listener.local_addr()?
+            );
+            Some(listener)
+        }
+    };
     if args.stdio {
-        let options = runtime_options(config, &args)?;
-        return serve_stdio(config, options, args.tenant.as_deref(), &loaded.label).await;
+        return serve_stdio(&loaded, &args, admin).await;
     }
     let Some(addr) = args.http.or(config.http.listen) else {
         anyhow::bail!(
@@ -69,13 +73,15 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let ops = Operations::for_config(config)?;
-    let runtime = Arc::new(Runtime::new(&runtime_options(config, &args)?)?);
-    let services = ToolService::load_all(config, runtime, &ops).await?;
+    let options = runtime_options(config, &args)?;
+    let runtime = Arc::new(Runtime::new(&options)?);
+    let services = ToolService::load_all(config, runtime.clone(), &ops).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     let mut mounts = Vec::with_capacity(services.len());
+    let mut endpoints = Vec::with_capacity(services.len());
     for (served, service) in services {
         let url = format!("http://{local}{}", served.path);
         let whose = match served.tenant {
@@ -97,8 +103,13 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 "moat: no authentication is configured: anyone who can reach {url} can call these tools"
             )),
         }
-        mounts.push(Mount::new(served, service));
+        let mount = Mount::new(served, service);
+        endpoints.push((served.tenant.map(str::to_string), mount.live.clone()));
+        mounts.push(mount);
     }
+    let reloader = reloader(&loaded, &args, options, runtime, &ops, endpoints);
+    start_admin(admin, reloader.clone());
+    reload_on_hangup(reloader);
     if let [only] = &mounts[..] {
         let url = format!("http://{local}{}", only.path);
         say(format!(
@@ -120,11 +131,11 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// Serves one endpoint's tools over stdio, without tokens or policy: the
 /// process that launched Moat is trusted with every tool of the endpoint.
 async fn serve_stdio(
-    config: &Config,
-    options: RuntimeOptions,
-    tenant: Option<&str>,
-    label: &str,
+    loaded: &Loaded,
+    args: &ServeArgs,
+    admin: Option<tokio::net::TcpListener>,
 ) -> anyhow::Result<ExitCode> {
+    let (config, label, tenant) = (&loaded.config, &loaded.label, args.tenant.as_deref());
     let Some(mut served) = config.endpoint(tenant) else {
         let tenants: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
         anyhow::bail!(
@@ -143,17 +154,80 @@ async fn serve_stdio(
         );
     }
     let ops = Operations::for_config(config)?;
+    let options = runtime_options(config, args)?;
     let runtime = Arc::new(Runtime::new(&options)?);
-    let service = Arc::new(ToolService::load(runtime, served, &ops).await?);
+    let service = Arc::new(ToolService::load(runtime.clone(), served, &ops).await?);
     // stdout carries the protocol: everything else goes to stderr.
     eprintln!(
         "moat: serving {} tools from {} over stdio",
         service.tools().len(),
         tenant.map_or(label.to_string(), |t| format!("tenant {t} of {label}"))
     );
-    transport::stdio::serve(service).await?;
+    let live = Live::new(Serving::new(service));
+    let endpoints = vec![(tenant.map(str::to_string), live.clone())];
+    let reloader = reloader(loaded, args, options, runtime, &ops, endpoints);
+    start_admin(admin, reloader.clone());
+    reload_on_hangup(reloader);
+    transport::stdio::serve(live).await?;
     ops.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The reloader of the config file served; `None` for the embedded
+/// configuration, which cannot change.
+fn reloader(
+    loaded: &Loaded,
+    args: &ServeArgs,
+    options: RuntimeOptions,
+    runtime: Arc<Runtime>,
+    ops: &Operations,
+    endpoints: Vec<(Option<String>, LiveEndpoint)>,
+) -> Option<Arc<Reloader>> {
+    let (path, text) = (args.config.clone()?, loaded.text.clone()?);
+    Some(Arc::new(Reloader::new(
+        path,
+        args.locked,
+        text,
+        options,
+        runtime,
+        ops.clone(),
+        endpoints,
+    )))
+}
+
+/// Serves `/metrics` and `/reload` on the admin listener, if there is one.
+fn start_admin(listener: Option<tokio::net::TcpListener>, reloader: Option<Arc<Reloader>>) {
+    if let Some(listener) = listener {
+        tokio::spawn(async move {
+            if let Err(e) = transport::admin::serve(listener, reloader).await {
+                tracing::error!("the admin listener failed: {e:#}");
+            }
+        });
+    }
+}
+
+/// Reloads at each SIGHUP (which would otherwise end the process).
+fn reload_on_hangup(reloader: Option<Arc<Reloader>>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP; reload with `moat reload`: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match &reloader {
+                // The outcome is logged and counted by the reload itself.
+                Some(reloader) => {
+                    let _ = reloader.reload().await;
+                }
+                None => tracing::warn!(
+                    "SIGHUP: nothing to reload; the embedded default configuration is served (start with --config to reload one)"
+                ),
+            }
+        }
+    });
 }
 
 /// The runtime for `config`; with `--locked`, bound to the lock file

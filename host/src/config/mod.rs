@@ -190,6 +190,12 @@ struct RawRuntime {
 impl Config {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_text(path).map(|(config, _)| config)
+    }
+
+    /// Reads and validates the config file at `path`; also returns its
+    /// text as parsed.
+    pub fn load_text(path: &Path) -> Result<(Config, String), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             origin: Origin {
                 file: path.to_path_buf(),
@@ -199,7 +205,7 @@ impl Config {
             message: format!("cannot read the config file: {e}"),
             fix: "check the path given with --config".into(),
         })?;
-        Config::parse(path, &text)
+        Ok((Config::parse(path, &text)?, text))
     }
 
     /// Validates `text` as if read from `file` (relative paths are resolved
@@ -480,13 +486,21 @@ fn parse_signing(src: &Source, raw: &RawPlugin, trust: &Trust) -> Result<Signing
         Some(at) => {
             let text = at.get_ref().trim();
             if text.starts_with("https://") {
-                Some(SignatureAt::Url(url::Url::parse(text).map_err(|e| {
+                let url = url::Url::parse(text).map_err(|e| {
                     src.error(
                         at.span(),
                         format!("signature `{text}` is not a URL: {e}"),
                         "write the https:// URL of the .minisig file",
                     )
-                })?))
+                })?;
+                if !url.username().is_empty() || url.password().is_some() {
+                    return Err(src.error(
+                        at.span(),
+                        "the signature's URL carries credentials",
+                        "serve the signature without credentials in its URL",
+                    ));
+                }
+                Some(SignatureAt::Url(url))
             } else if text.contains("://") {
                 return Err(src.error(
                     at.span(),

@@ -36,7 +36,7 @@ impl McpHandler {
         responses: Option<InputResponses>,
         context: &RequestContext<RoleServer>,
     ) -> Result<AdmittedCall, Unconfirmed> {
-        let service = &self.service;
+        let service = call.service().clone();
         let whom = whom(context);
         let round_trips = context
             .protocol_version()

@@ -12,7 +12,7 @@ use confirm::Unconfirmed;
 
 use crate::auth::policy::Caller;
 use crate::runtime::{CallError, CallReport};
-use crate::service::{AdmittedCall, CallContext, Refusal, SharedService};
+use crate::service::{AdmittedCall, CallContext, Live, Refusal, SharedService};
 use crate::tool::ToolOutput;
 
 use rmcp::model::{
@@ -26,15 +26,48 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// One version of an endpoint as MCP shows it: its service, and its tool
+/// list built once (a reload builds the next version's).
+pub struct Serving {
+    /// The plugins and the one call path.
+    pub service: SharedService,
+    /// The MCP tool list.
+    tools: Vec<Tool>,
+    /// Index into `tools` by name (rmcp looks tools up on every request).
+    by_name: HashMap<String, usize>,
+}
+
+impl Serving {
+    /// `service` as MCP shows it.
+    pub fn new(service: SharedService) -> Arc<Serving> {
+        let tools: Vec<Tool> = service
+            .tools()
+            .iter()
+            .map(|t| to_mcp_tool(&t.name, &t.info))
+            .collect();
+        let by_name = tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.to_string(), i))
+            .collect();
+        Arc::new(Serving {
+            service,
+            tools,
+            by_name,
+        })
+    }
+}
+
+/// An endpoint that a reload can replace.
+pub type LiveEndpoint = Live<Serving>;
+
 /// Serves the tools of a [`ToolService`] over MCP. Cheap to clone: every
 /// session of the HTTP transport gets a clone.
 #[derive(Clone)]
 pub struct McpHandler {
-    service: SharedService,
-    /// The MCP tool list, built once: it never changes while serving.
-    tools: Arc<Vec<Tool>>,
-    /// Index into `tools` by name (rmcp looks tools up on every request).
-    by_name: Arc<HashMap<String, usize>>,
+    /// The endpoint now: each request takes the version live when it
+    /// starts.
+    live: LiveEndpoint,
     /// Whether the transport can send the client requests of its own
     /// (stdio and HTTP sessions can; stateless HTTP cannot).
     server_requests: bool,
@@ -46,26 +79,19 @@ pub struct McpHandler {
 }
 
 impl McpHandler {
-    /// A handler over `service`, which enforces its policy.
-    pub fn new(service: SharedService) -> Self {
-        let tools: Vec<Tool> = service
-            .tools()
-            .iter()
-            .map(|t| to_mcp_tool(&t.name, &t.info))
-            .collect();
-        let by_name = tools
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.to_string(), i))
-            .collect();
+    /// A handler over `live`, whose services enforce their policy.
+    pub fn new(live: LiveEndpoint) -> Self {
         McpHandler {
-            service,
-            tools: Arc::new(tools),
-            by_name: Arc::new(by_name),
+            live,
             server_requests: true,
             log_level: notify::SessionLevel::default(),
             subscriptions: requests::Subscriptions::new(Arc::default()),
         }
+    }
+
+    /// The service now, for one request.
+    fn service(&self) -> SharedService {
+        self.live.current().service.clone()
     }
 
     /// A handler for a new session: the same tools, its own log level.
@@ -177,17 +203,19 @@ impl ServerHandler for McpHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let caller = caller(&context);
-        let visible = self
+        let now = self.live.current();
+        let visible = now
             .tools
             .iter()
-            .filter(|t| self.service.allows(caller, &t.name))
+            .filter(|t| now.service.allows(caller, &t.name))
             .cloned()
             .collect();
         Ok(ListToolsResult::with_all_items(visible))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.by_name.get(name).map(|&i| self.tools[i].clone())
+        let now = self.live.current();
+        now.by_name.get(name).map(|&i| now.tools[i].clone())
     }
 
     async fn call_tool(
@@ -206,7 +234,7 @@ impl ServerHandler for McpHandler {
             Some(admitted) => admitted,
             None => {
                 let arguments = request.arguments.unwrap_or_default();
-                self.service
+                self.service()
                     .admit(&call_context(&context), &request.name, arguments)
                     .await
             }
@@ -225,13 +253,14 @@ impl ServerHandler for McpHandler {
         let relaying = match self.relaying(&call, confirmed, state, responses, &context) {
             Ok(relaying) => relaying,
             Err(refusal) => {
-                return answer(Err(self.service.refuse_call(call, refusal).await)).map(Into::into);
+                let service = call.service().clone();
+                return answer(Err(service.refuse_call(call, refusal).await)).map(Into::into);
             }
         };
         if let Some(relay) = relaying.relay.clone() {
             call.relay(relay);
         }
-        let mut outcome = notify::run_telling(&self.service, call, &context, &self.log_level).await;
+        let mut outcome = notify::run_telling(call, &context, &self.log_level).await;
         if let Ok(report) = &mut outcome {
             self.subscriptions.updated(&report.changed);
             if let Some(pending) = report.pending.take() {
@@ -263,7 +292,7 @@ impl ServerHandler for McpHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::ReadResourceResponse, ErrorData> {
         let report = self
-            .service
+            .service()
             .read_resource(&call_context(&context), &request.uri)
             .await
             .map_err(refusal_error)?;
@@ -282,7 +311,7 @@ impl ServerHandler for McpHandler {
                 None,
             ));
         }
-        self.service
+        self.service()
             .subscribe(&call_context(&context), &request.uri)
             .await
             .map_err(refusal_error)?;
@@ -313,7 +342,7 @@ impl ServerHandler for McpHandler {
     ) -> Result<rmcp::model::GetPromptResponse, ErrorData> {
         let arguments = requests::prompt_arguments(request.arguments)?;
         let report = self
-            .service
+            .service()
             .get_prompt(&call_context(&context), &request.name, arguments)
             .await
             .map_err(refusal_error)?;
@@ -342,7 +371,7 @@ impl ServerHandler for McpHandler {
             .into_iter()
             .collect();
         let report = self
-            .service
+            .service()
             .complete(
                 &call_context(&context),
                 &reference,
@@ -353,6 +382,77 @@ impl ServerHandler for McpHandler {
             .await
             .map_err(refusal_error)?;
         requests::completion_result(report)
+    }
+
+    /// A session begins: it hears of each reload until it ends.
+    async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        if !self.server_requests {
+            return;
+        }
+        let mut changes = self.live.changes();
+        let ended = self.subscriptions.ended();
+        let peer = context.peer;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = ended.cancelled() => return,
+                    changed = changes.changed() => if changed.is_err() { return },
+                }
+                // Every list may have changed; a client that has none of a
+                // kind ignores the notice. A closed session ends the watch.
+                if peer.notify_tool_list_changed().await.is_err()
+                    || peer.notify_prompt_list_changed().await.is_err()
+                    || peer.notify_resource_list_changed().await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// `subscriptions/listen` (2026-07-28): the list changes a reload
+    /// makes. Resource updates stay with `resources/subscribe`.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &rmcp::model::SubscriptionFilter,
+    ) -> Option<rmcp::model::SubscriptionFilter> {
+        let mut accepted = requested.clone();
+        accepted.resource_subscriptions = None;
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: rmcp::service::SubscriptionContext) -> Result<(), ErrorData> {
+        let mut changes = self.live.changes();
+        let accepted = context.accepted().clone();
+        let sink = context.sink().clone();
+        loop {
+            tokio::select! {
+                () = context.cancelled() => return Ok(()),
+                changed = changes.changed() => if changed.is_err() { return Ok(()) },
+            }
+            let sent = [
+                (
+                    accepted.tools_list_changed,
+                    sink.notify_tool_list_changed().await,
+                ),
+                (
+                    accepted.prompts_list_changed,
+                    sink.notify_prompt_list_changed().await,
+                ),
+                (
+                    accepted.resources_list_changed,
+                    sink.notify_resource_list_changed().await,
+                ),
+            ];
+            // A stream whose client is gone ends; a kind not accepted was
+            // never sent.
+            if sent
+                .iter()
+                .any(|(wanted, r)| *wanted == Some(true) && r.is_err())
+            {
+                return Ok(());
+            }
+        }
     }
 
     #[allow(deprecated)] // Logging is what clients of 2025-11-25 and before use.

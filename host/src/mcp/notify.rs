@@ -12,7 +12,7 @@
 
 use crate::runtime::CallReport;
 use crate::runtime::events::{CallEvent, Listener, LogLevel, QUEUE};
-use crate::service::{AdmittedCall, Refusal, SharedService};
+use crate::service::{AdmittedCall, Refusal};
 use rmcp::RoleServer;
 use rmcp::model::{LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam};
 use rmcp::service::RequestContext;
@@ -67,7 +67,6 @@ fn mcp_level(level: LogLevel) -> LoggingLevel {
 /// listens: progress when the request has a progress token, log records
 /// when the session (or, at 2026-07-28, the request) set a level.
 pub(super) async fn run_telling(
-    service: &SharedService,
     mut call: AdmittedCall,
     context: &RequestContext<RoleServer>,
     session: &SessionLevel,
@@ -79,6 +78,7 @@ pub(super) async fn run_telling(
         .get(LOG_LEVEL_META)
         .and_then(|v| serde_json::from_value::<LoggingLevel>(v.clone()).ok());
     let level = requested.or_else(|| session.get());
+    let service = call.service().clone();
     if token.is_none() && level.is_none() {
         return service.run(call).await;
     }

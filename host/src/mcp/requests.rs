@@ -98,10 +98,13 @@ struct Session {
     id: u64,
     uris: Mutex<HashSet<String>>,
     all: Arc<Subscribers>,
+    /// Cancelled when the session ends: what watches for it stops.
+    ended: tokio_util::sync::CancellationToken,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
+        self.ended.cancel();
         let uris = std::mem::take(&mut *self.uris.lock().expect("subscriptions"));
         self.all.forget(self.id, uris.iter());
     }
@@ -118,7 +121,13 @@ impl Subscriptions {
             id: all.next_session.fetch_add(1, Ordering::Relaxed),
             uris: Mutex::default(),
             all,
+            ended: tokio_util::sync::CancellationToken::new(),
         }))
+    }
+
+    /// Cancelled when the session ends.
+    pub(super) fn ended(&self) -> tokio_util::sync::CancellationToken {
+        self.0.ended.clone()
     }
 
     /// Every session's subscriptions at this endpoint.
@@ -193,27 +202,31 @@ impl McpHandler {
     /// prompts and completions when a plugin offers them; subscriptions
     /// where there is a session to keep them.
     pub(super) fn capabilities(&self) -> ServerCapabilities {
-        let mut caps = json!({ "tools": {}, "logging": {} });
-        let has_resources =
-            !self.service.resources().is_empty() || !self.service.templates().is_empty();
+        // A reload can change every list; only a session (or a 2026-07-28
+        // listen stream, which needs one here) can carry the news.
+        let changes = self.server_requests;
+        let mut caps = json!({ "tools": { "listChanged": changes }, "logging": {} });
+        let service = self.service();
+        let has_resources = !service.resources().is_empty() || !service.templates().is_empty();
         if has_resources {
-            caps["resources"] = json!({ "subscribe": self.server_requests });
+            caps["resources"] =
+                json!({ "subscribe": self.server_requests, "listChanged": changes });
         }
-        if !self.service.prompts().is_empty() {
-            caps["prompts"] = json!({});
+        if !service.prompts().is_empty() {
+            caps["prompts"] = json!({ "listChanged": changes });
         }
-        if has_resources || !self.service.prompts().is_empty() {
+        if has_resources || !service.prompts().is_empty() {
             caps["completions"] = json!({});
         }
         serde_json::from_value(caps).expect("capabilities deserialize")
     }
 
     pub(super) fn resource_list(&self, caller: Option<&Caller>) -> ListResourcesResult {
-        let items = self
-            .service
+        let service = self.service();
+        let items = service
             .resources()
             .iter()
-            .filter(|r| self.service.allows_resource(caller, &r.info.uri, None))
+            .filter(|r| service.allows_resource(caller, &r.info.uri, None))
             .map(|r| {
                 let i = &r.info;
                 object(json!({
@@ -226,11 +239,11 @@ impl McpHandler {
     }
 
     pub(super) fn template_list(&self, caller: Option<&Caller>) -> ListResourceTemplatesResult {
-        let items = self
-            .service
+        let service = self.service();
+        let items = service
             .templates()
             .iter()
-            .filter(|t| self.service.allows_template(caller, &t.info.uri_template))
+            .filter(|t| service.allows_template(caller, &t.info.uri_template))
             .map(|t| {
                 let i = &t.info;
                 object(json!({
@@ -243,11 +256,11 @@ impl McpHandler {
     }
 
     pub(super) fn prompt_list(&self, caller: Option<&Caller>) -> ListPromptsResult {
-        let items = self
-            .service
+        let service = self.service();
+        let items = service
             .prompts()
             .iter()
-            .filter(|p| self.service.allows_prompt(caller, &p.name))
+            .filter(|p| service.allows_prompt(caller, &p.name))
             .map(|p| {
                 let i = &p.info;
                 let arguments: Vec<Value> = i

@@ -93,16 +93,17 @@ impl McpHandler {
                 binding: None,
             });
         }
-        let binding = self.service.rounds_binding(call, &call_context(context));
+        let service = call.service();
+        let binding = service.rounds_binding(call, &call_context(context));
         let answered = match state {
             None => Vec::new(),
             Some(state) => {
                 let refused = |message: String| Refusal::InvalidArguments {
-                    tool: self.service.tool_name(call).to_string(),
+                    tool: service.tool_name(call).to_string(),
                     field: "/requestState".into(),
                     message,
                 };
-                let payload = self.service.open_rounds(&binding, &state).map_err(|e| {
+                let payload = service.open_rounds(&binding, &state).map_err(|e| {
                     refused(match e {
                         StateError::Expired => {
                             "the requestState has expired; call the tool again".into()
@@ -164,7 +165,7 @@ impl McpHandler {
             digest: pending.digest,
         };
         let payload = serde_json::to_vec(&saved).expect("a state serializes");
-        let state = self.service.seal_rounds(binding, &payload);
+        let state = self.service().seal_rounds(binding, &payload);
         Ok(InputRequiredResult::new(
             Some(InputRequests::from([(key, request)])),
             Some(state),

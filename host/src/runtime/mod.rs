@@ -74,8 +74,16 @@ impl RuntimeOptions {
                 max_bytes: config.runtime.max_plugin_bytes,
                 registries: config.registries.clone(),
                 lock: None,
+                cached_tags: true,
             },
         }
+    }
+
+    /// The same options, asking registries for every tag (for `moat
+    /// check` and `moat lock`, which report what a tag names now).
+    pub fn fresh_tags(mut self) -> Self {
+        self.fetch.cached_tags = false;
+        self
     }
 
     /// The same options, running only what `lock` names (`--locked`).
@@ -97,6 +105,7 @@ impl RuntimeOptions {
                 max_bytes: crate::source::DEFAULT_MAX_PLUGIN_BYTES,
                 registries: Default::default(),
                 lock: None,
+                cached_tags: false,
             },
             cache_dir,
         }
@@ -116,8 +125,9 @@ pub struct Runtime {
     /// plugins without a network grant).
     linker: Linker<CallState>,
     cache: Option<Arc<CompileCache>>,
-    /// Where plugins' bytes come from.
-    fetcher: Fetcher,
+    /// Where plugins' bytes come from; a reload may replace it (other
+    /// registries, another lock).
+    fetcher: std::sync::RwLock<Arc<Fetcher>>,
     /// One permit per instance slot, so a burst of calls queues instead of
     /// failing on an exhausted pool.
     slots: Arc<Semaphore>,
@@ -163,7 +173,7 @@ impl Runtime {
             engine,
             linker,
             cache,
-            fetcher: Fetcher::new(&options.fetch),
+            fetcher: std::sync::RwLock::new(Arc::new(Fetcher::new(&options.fetch))),
             slots: Arc::new(Semaphore::new(options.max_instances as usize)),
             _ticker: ticker,
         })
@@ -172,5 +182,22 @@ impl Runtime {
     /// The engine (for benchmarks and inspection).
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Fetches with `options` from now on; returns the fetcher it replaced
+    /// (for [`Self::restore_fetcher`] should the reload fail).
+    pub fn replace_fetcher(&self, options: &FetchOptions) -> Arc<Fetcher> {
+        let next = Arc::new(Fetcher::new(options));
+        std::mem::replace(&mut *self.fetcher.write().expect("fetcher"), next)
+    }
+
+    /// Puts back a fetcher [`Self::replace_fetcher`] replaced.
+    pub fn restore_fetcher(&self, fetcher: Arc<Fetcher>) {
+        *self.fetcher.write().expect("fetcher") = fetcher;
+    }
+
+    /// The fetcher now.
+    fn fetcher(&self) -> Arc<Fetcher> {
+        self.fetcher.read().expect("fetcher").clone()
     }
 }

@@ -116,7 +116,7 @@ impl Runtime {
             fix: fix.to_string(),
         };
         let artifact = self
-            .fetcher
+            .fetcher()
             .fetch(config)
             .await
             .map_err(|e| fail(e.message, &e.fix))?;

@@ -55,9 +55,10 @@ pub struct AdmittedCall {
     pub(super) record: Option<crate::audit::Record>,
     /// Values of secret-looking arguments, kept out of error messages.
     secrets: std::sync::Arc<crate::audit::Secrets>,
-    /// The address of the service that admitted it, the only one that may
-    /// run it (its tool index means nothing to another).
-    admitted_by: usize,
+    /// The version of the endpoint that admitted it, the only one that may
+    /// run it (its tool index means nothing to another): a reload while it
+    /// waits or runs leaves it on the plugins it was admitted for.
+    service: std::sync::Arc<ToolService>,
     /// Where its record goes should it be dropped without running.
     pub(super) accounts: Option<Accounts>,
     /// Whether a person must confirm it first, and did.
@@ -78,6 +79,11 @@ pub struct AdmittedCall {
 }
 
 impl AdmittedCall {
+    /// The version of the endpoint that admitted it: the one to run it on.
+    pub fn service(&self) -> &std::sync::Arc<ToolService> {
+        &self.service
+    }
+
     /// Sends the call's progress reports and log records to `events` while
     /// it runs (a transport that can tell the client sets it).
     pub fn tell(&mut self, events: crate::runtime::events::Listener) {
@@ -145,7 +151,7 @@ impl ToolService {
     /// input schema, in that order. A refusal is audited and counted
     /// before it is returned.
     pub async fn admit(
-        &self,
+        self: &std::sync::Arc<Self>,
         context: &CallContext<'_>,
         name: &str,
         arguments: Map<String, Value>,
@@ -169,7 +175,7 @@ impl ToolService {
             Ok((tool, arguments, permit)) => Ok(AdmittedCall {
                 tool,
                 secrets,
-                admitted_by: self.address(),
+                service: self.clone(),
                 arguments,
                 env: if self.plugins[self.tools[tool].plugin].grants.caller_identity {
                     identity::env(context.caller, self.tenant.as_deref())
@@ -244,9 +250,8 @@ impl ToolService {
     /// Runs a call [`Self::admit`] let through, in a fresh sandbox; its
     /// record is written before this returns.
     pub async fn run(&self, mut call: AdmittedCall) -> Result<CallReport, Refusal> {
-        assert_eq!(
-            call.admitted_by,
-            self.address(),
+        assert!(
+            std::ptr::eq(std::sync::Arc::as_ptr(&call.service), self),
             "a call runs on the service that admitted it"
         );
         let tool = &self.tools[call.tool];
@@ -311,15 +316,10 @@ impl ToolService {
             .await
     }
 
-    /// This service's identity, for [`AdmittedCall::admitted_by`].
-    fn address(&self) -> usize {
-        std::ptr::from_ref(self) as usize
-    }
-
     /// Admits and runs tool `name` with `arguments` for the caller of
     /// `context`.
     pub async fn call(
-        &self,
+        self: &std::sync::Arc<Self>,
         context: CallContext<'_>,
         name: &str,
         arguments: Map<String, Value>,

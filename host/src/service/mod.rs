@@ -11,10 +11,12 @@
 mod accounting;
 mod admission;
 mod confirmation;
+mod live;
 mod requests;
 
 pub use accounting::Operations;
 pub use admission::{AdmittedCall, CallContext};
+pub use live::Live;
 pub use requests::{PromptEntry, Reference, ResourceEntry, TemplateEntry};
 
 use crate::auth::policy::{Caller, Policy};
@@ -246,6 +248,13 @@ impl ToolService {
             templates,
             prompts,
         })
+    }
+
+    /// Counts this service's calls against `previous`'s limits (the same
+    /// endpoint before a reload): its rate buckets and concurrency caps go
+    /// on, and calls still running there keep their places.
+    pub fn keep_limits(&mut self, previous: &ToolService) {
+        self.gate = previous.gate.clone();
     }
 
     /// Every tool, sorted by name.

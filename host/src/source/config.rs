@@ -171,6 +171,14 @@ pub fn parse_source(
                 "write the full https:// URL of the .wasm file",
             )
         })?;
+        if !url.username().is_empty() || url.password().is_some() {
+            // It would be printed in messages and written to the lock.
+            return Err(src.error(
+                source.span(),
+                format!("source `{}` carries credentials", url.host_str().unwrap_or_default()),
+                "serve the release file without credentials in its URL; a pinned digest is what protects it",
+            ));
+        }
         if !pinned {
             // What a URL serves can change under it: only a digest says
             // which bytes were meant.

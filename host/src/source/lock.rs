@@ -41,6 +41,14 @@ impl Lock {
         let file: File = toml::from_str(&text).map_err(|e| {
             anyhow::anyhow!("{} is not a lock file Moat wrote: {e}", path.display())
         })?;
+        let mut sources = std::collections::HashSet::new();
+        if let Some(twice) = file.entries.iter().find(|e| !sources.insert(&e.source)) {
+            anyhow::bail!(
+                "{} names source `{}` twice; run `moat lock` again",
+                path.display(),
+                twice.source
+            );
+        }
         if file.version != VERSION {
             anyhow::bail!(
                 "{} has version {}; this Moat reads version {VERSION}: run `moat lock` again",
@@ -54,8 +62,24 @@ impl Lock {
         })
     }
 
-    /// Writes `entries` (one per source) to `path`, atomically.
+    /// Writes `entries` (one per source) to `path`, atomically; two entries
+    /// for one source (two endpoints) must agree.
     pub fn write(path: &Path, mut entries: Vec<Provenance>) -> anyhow::Result<()> {
+        if let Some((a, b)) = entries.iter().enumerate().find_map(|(i, a)| {
+            entries[i + 1..]
+                .iter()
+                .find(|b| b.source == a.source && *b != a)
+                .map(|b| (a, b))
+        }) {
+            anyhow::bail!(
+                "source `{}` resolves to two things at two endpoints ({} signed by {:?}, and {} signed by {:?}); give them different sources",
+                a.source,
+                a.resolved,
+                a.signer,
+                b.resolved,
+                b.signer
+            );
+        }
         entries.sort_by(|a, b| a.source.cmp(&b.source));
         entries.dedup_by(|a, b| a.source == b.source);
         let body = toml::to_string(&File {

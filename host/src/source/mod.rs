@@ -65,6 +65,9 @@ pub struct FetchError {
     pub message: String,
     /// What the operator should do.
     pub fix: String,
+    /// Nothing answered (no connection, or no answer in time), as opposed
+    /// to an answer that refused or was wrong.
+    pub unreachable: bool,
 }
 
 impl FetchError {
@@ -72,6 +75,7 @@ impl FetchError {
         FetchError {
             message: message.into(),
             fix: fix.into(),
+            unreachable: false,
         }
     }
 }

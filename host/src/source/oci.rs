@@ -14,9 +14,11 @@ use super::config::RegistryConfig;
 use super::store::{download, too_large};
 use super::{FetchError, sha256_hex};
 use base64::Engine as _;
+use oci_client::errors::OciDistributionError;
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
+use sha2::{Digest, Sha256};
 use std::fmt;
 use std::time::Duration;
 
@@ -39,6 +41,18 @@ const MANIFEST_TYPES: [&str; 2] = [
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
+
+/// Bytes a manifest kept in the store may have (a real one has about 500).
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+/// How long a registry may take to answer for a manifest or a signature.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a layer's download may take in all.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Characters of a registry's error text kept in a message.
+const MAX_ERROR_CHARS: usize = 300;
 
 /// A parsed `oci://` reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +88,12 @@ impl OciRef {
     /// The manifest digest it names, if it names one.
     pub fn digest(&self) -> Option<&str> {
         self.0.digest()
+    }
+
+    /// Whether `other` names the same repository of the same registry.
+    pub fn same_repository(&self, other: &OciRef) -> bool {
+        self.0.resolve_registry() == other.0.resolve_registry()
+            && self.0.repository() == other.0.repository()
     }
 
     /// The same repository at `digest`.
@@ -135,39 +155,46 @@ impl Registries {
     /// The credentials for `registry`: a `[[registries.login]]`, else the
     /// credentials file's entry, else none.
     fn auth(&self, registry: &str) -> Result<RegistryAuth, FetchError> {
-        if let Some(login) = self.config.logins.iter().find(|l| l.registry == registry) {
-            return Ok(RegistryAuth::Basic(
-                login.username.clone(),
-                login.password.clone(),
+        // Docker Hub is written docker.io and reached as index.docker.io.
+        let named = |written: &str| {
+            written == registry || (written == "docker.io" && registry == "index.docker.io")
+        };
+        let auth = match self.config.logins.iter().find(|l| named(&l.registry)) {
+            Some(login) => RegistryAuth::Basic(login.username.clone(), login.password.clone()),
+            None => match &self.config.credentials {
+                Some(path) => docker_credentials(path, registry)?,
+                None => RegistryAuth::Anonymous,
+            },
+        };
+        if auth != RegistryAuth::Anonymous && self.config.insecure.iter().any(|i| named(i)) {
+            return Err(FetchError::new(
+                format!(
+                    "credentials for {registry} would cross the network in the clear: it is listed in [registries] insecure"
+                ),
+                "serve the registry over HTTPS, or pull from it anonymously",
             ));
         }
-        let Some(path) = &self.config.credentials else {
-            return Ok(RegistryAuth::Anonymous);
-        };
-        docker_credentials(path, registry)
-    }
-
-    /// The digest `reference` names now (asking the registry for a tag).
-    pub async fn resolve(&self, reference: &OciRef) -> Result<String, FetchError> {
-        if let Some(digest) = reference.digest() {
-            return Ok(digest.to_string());
-        }
-        let auth = self.auth(reference.registry())?;
-        self.client
-            .fetch_manifest_digest(&reference.0, &auth)
-            .await
-            .map_err(|e| unreachable_registry(reference, &e))
+        Ok(auth)
     }
 
     /// The manifest of `reference` (checked against its digest when it
     /// names one) and its digest.
     pub async fn manifest(&self, reference: &OciRef) -> Result<(Vec<u8>, String), FetchError> {
         let auth = self.auth(reference.registry())?;
-        let (body, digest) = self
+        let pulled = self
             .client
-            .pull_manifest_raw(&reference.0, &auth, &MANIFEST_TYPES)
-            .await
-            .map_err(|e| unreachable_registry(reference, &e))?;
+            .pull_manifest_raw(&reference.0, &auth, &MANIFEST_TYPES);
+        let (body, _) = in_time(reference, ANSWER_TIMEOUT, pulled).await?;
+        // The digest is the body's sha256, whatever the registry says it is.
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+        if let Some(named) = reference.digest()
+            && named != digest
+        {
+            return Err(FetchError::new(
+                format!("digest mismatch: {reference} answered a manifest with digest {digest}"),
+                "the registry serves other bytes than the digest names; do not pull from it until you know why",
+            ));
+        }
         Ok((body.to_vec(), digest))
     }
 
@@ -184,16 +211,21 @@ impl Registries {
         if u64::try_from(layer.size).unwrap_or(u64::MAX) > limit {
             return Err(too_large(&what, limit));
         }
-        let stream = self
-            .client
-            .pull_blob_stream(&reference.0, layer)
+        let pull = async {
+            let stream = self
+                .client
+                .pull_blob_stream(&reference.0, layer)
+                .await
+                .map_err(|e| registry_error(reference, &e))?;
+            if stream.content_length.is_some_and(|n| n > limit) {
+                return Err(too_large(&what, limit));
+            }
+            let size = u64::try_from(layer.size).ok();
+            download(stream, size, limit, sha256, &what).await
+        };
+        tokio::time::timeout(DOWNLOAD_TIMEOUT, pull)
             .await
-            .map_err(|e| unreachable_registry(reference, &e))?;
-        if stream.content_length.is_some_and(|n| n > limit) {
-            return Err(too_large(&what, limit));
-        }
-        let size = u64::try_from(layer.size).ok();
-        download(stream, size, limit, sha256, &what).await
+            .unwrap_or_else(|_| Err(timed_out(reference, DOWNLOAD_TIMEOUT)))
     }
 
     /// The text of the signature tagged `sha256-<hex>.sig` beside the
@@ -206,21 +238,17 @@ impl Registries {
         let tag = signature_tag(digest);
         let tagged = OciRef(reference.tagged(tag.clone()));
         let auth = self.auth(reference.registry())?;
-        let body = match self
-            .client
-            .pull_manifest_raw(&tagged.0, &auth, &MANIFEST_TYPES)
-            .await
-        {
+        let pulled = tokio::time::timeout(
+            ANSWER_TIMEOUT,
+            self.client
+                .pull_manifest_raw(&tagged.0, &auth, &MANIFEST_TYPES),
+        )
+        .await
+        .map_err(|_| timed_out(&tagged, ANSWER_TIMEOUT))?;
+        let body = match pulled {
             Ok((body, _)) => body,
-            Err(oci_client::errors::OciDistributionError::ImageManifestNotFoundError(_)) => {
-                return Ok(None);
-            }
-            Err(e)
-                if e.to_string().contains("MANIFEST_UNKNOWN") || e.to_string().contains("404") =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(unreachable_registry(&tagged, &e)),
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(registry_error(&tagged, &e)),
         };
         let manifest: OciImageManifest = serde_json::from_slice(&body).map_err(|e| {
             FetchError::new(
@@ -253,20 +281,19 @@ impl Registries {
                 "attach the .minisig file of the component",
             ));
         }
-        let stream = self
-            .client
-            .pull_blob_stream(&tagged.0, layer)
+        let pull = async {
+            let stream = self
+                .client
+                .pull_blob_stream(&tagged.0, layer)
+                .await
+                .map_err(|e| registry_error(&tagged, &e))?;
+            let size = u64::try_from(layer.size).ok();
+            let what = format!("the signature {tagged}");
+            download(stream, size, limit, &sha256, &what).await
+        };
+        let bytes = tokio::time::timeout(ANSWER_TIMEOUT, pull)
             .await
-            .map_err(|e| unreachable_registry(&tagged, &e))?;
-        let size = u64::try_from(layer.size).ok();
-        let bytes = download(
-            stream,
-            size,
-            limit,
-            &sha256,
-            &format!("the signature {tagged}"),
-        )
-        .await?;
+            .unwrap_or_else(|_| Err(timed_out(&tagged, ANSWER_TIMEOUT)))?;
         String::from_utf8(bytes).map(Some).map_err(|_| {
             FetchError::new(
                 format!("{tagged} is not a minisign signature (not text)"),
@@ -326,14 +353,65 @@ pub(super) fn wasm_layer(
     }
 }
 
-fn unreachable_registry(
+/// `pulled`, or the refusal of a registry that did not answer in `limit`.
+async fn in_time<T>(
     reference: &OciRef,
-    e: &oci_client::errors::OciDistributionError,
-) -> FetchError {
-    FetchError::new(
-        format!("cannot pull {reference}: {}", super::https::error_chain(e)),
-        "check the reference, the registry's address and credentials ([registries]); a registry on plain HTTP must be listed in [registries] insecure",
-    )
+    limit: Duration,
+    pulled: impl std::future::Future<Output = Result<T, OciDistributionError>>,
+) -> Result<T, FetchError> {
+    match tokio::time::timeout(limit, pulled).await {
+        Ok(pulled) => pulled.map_err(|e| registry_error(reference, &e)),
+        Err(_) => Err(timed_out(reference, limit)),
+    }
+}
+
+fn timed_out(reference: &OciRef, limit: Duration) -> FetchError {
+    FetchError {
+        unreachable: true,
+        ..FetchError::new(
+            format!(
+                "cannot pull {reference}: the registry did not answer within {} s",
+                limit.as_secs()
+            ),
+            "check the registry's address and the network",
+        )
+    }
+}
+
+/// Whether the registry said there is no such manifest.
+fn not_found(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| e.code == oci_client::errors::OciErrorCode::ManifestUnknown),
+        _ => false,
+    }
+}
+
+/// What a registry (or the way to it) did wrong, in a message of bounded
+/// length with its control characters escaped (a registry's words reach
+/// the log).
+fn registry_error(reference: &OciRef, e: &OciDistributionError) -> FetchError {
+    let unreachable =
+        matches!(e, OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout());
+    let text = super::https::error_chain(e);
+    let mut text: String = crate::runtime::printable(&text)
+        .chars()
+        .take(MAX_ERROR_CHARS)
+        .collect();
+    if text.len() < super::https::error_chain(e).len() {
+        text.push('…');
+    }
+    FetchError {
+        unreachable,
+        ..FetchError::new(
+            format!("cannot pull {reference}: {text}"),
+            "check the reference, the registry's address and credentials ([registries]); a registry on plain HTTP must be listed in [registries] insecure",
+        )
+    }
 }
 
 /// The entry for `registry` in a Docker-style `config.json`.
@@ -372,10 +450,14 @@ fn docker_credentials(path: &std::path::Path, registry: &str) -> Result<Registry
     ) {
         return Ok(RegistryAuth::Basic(user.into(), pass.into()));
     }
-    let encoded = entry
-        .get("auth")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| fail(format!("has an entry for {registry} without \"auth\"")))?;
+    let Some(encoded) = entry.get("auth").and_then(|v| v.as_str()) else {
+        // A credential helper (credsStore) keeps it: Moat runs no helpers.
+        tracing::warn!(
+            "{} names {registry} without \"auth\" (a credential helper's entry?); pulling anonymously",
+            path.display()
+        );
+        return Ok(RegistryAuth::Anonymous);
+    };
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .ok()

@@ -115,6 +115,18 @@ pub(crate) fn parse_trust(src: &Source, raw: RawTrust) -> Result<Trust, ConfigEr
                 "paste the second line of the publisher's minisign.pub (it starts with RW)",
             ));
         };
+        if let Some(other) = publishers.iter().find(|p| p.key_id == key_id) {
+            // A signature names its key by ID: two publishers with one ID
+            // could not be told apart.
+            return Err(src.error(
+                entry.key.span(),
+                format!(
+                    "the key of publisher `{name}` has key ID {key_id}, as publisher `{}`'s has",
+                    other.name
+                ),
+                "list each key once; a publisher with several keys needs a distinct name for each",
+            ));
+        }
         publishers.push(Publisher {
             name: name.clone(),
             key,

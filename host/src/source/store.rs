@@ -8,6 +8,7 @@
 //! trusted only when this user wrote them (as the compile cache's are).
 
 use super::FetchError;
+use super::signature::MAX_SIGNATURE_BYTES;
 use crate::runtime::cache::check_owned;
 use bytes::Bytes;
 use cap_std::ambient_authority;
@@ -39,11 +40,11 @@ impl Store {
         })
     }
 
-    /// The bytes kept for `sha256`, if an entry exists, belongs to this
-    /// user and still hashes to it.
-    pub fn blob(&self, sha256: &str) -> Option<Vec<u8>> {
+    /// The bytes kept for `sha256`, if an entry of at most `limit` bytes
+    /// exists, belongs to this user and still hashes to it.
+    pub fn blob(&self, sha256: &str, limit: u64) -> Option<Vec<u8>> {
         let name = blob_name(sha256);
-        let bytes = self.read(&name)?;
+        let bytes = self.bytes(&name, limit)?;
         if hex::encode(Sha256::digest(&bytes)) == sha256 {
             Some(bytes)
         } else {
@@ -53,23 +54,30 @@ impl Store {
         }
     }
 
-    /// A small text entry (a signature, a manifest, a tag's digest).
+    /// A small text entry (a signature, a tag's digest).
     pub fn text(&self, name: &str) -> Option<String> {
-        String::from_utf8(self.read(name)?).ok()
+        String::from_utf8(self.bytes(name, MAX_SIGNATURE_BYTES)?).ok()
     }
 
-    fn read(&self, name: &str) -> Option<Vec<u8>> {
-        let meta = self.dir.metadata(name).ok()?;
+    /// An entry of at most `limit` bytes that this user wrote.
+    pub fn bytes(&self, name: &str, limit: u64) -> Option<Vec<u8>> {
+        let mut file = self.dir.open(name).ok()?;
+        let meta = file.metadata().ok()?;
         if let Err(e) = check_owned(&meta, name) {
             tracing::warn!(store = %self.path.display(), "ignoring {name}: {e:#}");
             return None;
         }
-        self.dir.read(name).ok()
+        if !meta.is_file() || meta.len() > limit {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, limit), &mut bytes).ok()?;
+        Some(bytes)
     }
 
-    /// Keeps a small text entry (best effort: the store is a cache).
-    pub fn put_text(&self, name: &str, text: &str) {
-        if let Err(e) = self.write(name, |file| file.write_all(text.as_bytes())) {
+    /// Keeps a small entry (best effort: the store is a cache).
+    pub fn put_bytes(&self, name: &str, bytes: &[u8]) {
+        if let Err(e) = self.write(name, |file| file.write_all(bytes)) {
             tracing::warn!(store = %self.path.display(), "could not keep {name}: {e}");
         }
     }

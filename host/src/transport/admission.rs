@@ -9,7 +9,8 @@ use super::rebinding::Expected;
 use super::sessions::{self, Sessions};
 use crate::auth::endpoint::{Challenge, Endpoint};
 use crate::mcp::HttpAdmission;
-use crate::service::{CallContext, Refusal, SharedService};
+use crate::mcp::LiveEndpoint;
+use crate::service::{CallContext, Refusal};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::Method;
@@ -75,7 +76,7 @@ pub struct EndpointState {
     /// Token checks and tool policy, when `[auth]` is configured.
     pub auth: Option<Arc<Endpoint>>,
     /// The endpoint's tools, for limits and the audit of refusals.
-    pub service: SharedService,
+    pub live: LiveEndpoint,
     /// Session owners; `None` in stateless mode.
     pub sessions: Option<Arc<Sessions>>,
     /// What rmcp's service will take.
@@ -98,7 +99,9 @@ pub async fn admit(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let service = &state.service;
+    // The version live now admits; a call runs on the version that
+    // admitted it.
+    let service = &state.live.current().service.clone();
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

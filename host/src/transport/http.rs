@@ -17,8 +17,8 @@ use super::sessions::Sessions;
 use crate::auth::AuthConfig;
 use crate::auth::endpoint::Endpoint;
 use crate::config::{HttpConfig, Served};
-use crate::mcp::McpHandler;
-use crate::service::SharedService;
+use crate::mcp::{LiveEndpoint, McpHandler, Serving};
+use crate::service::{Live, SharedService};
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::State;
@@ -74,8 +74,8 @@ pub fn allow_lists(
 pub struct Mount {
     /// Its path, such as `/mcp` or `/t/acme/mcp`.
     pub path: String,
-    /// Its tools.
-    pub service: SharedService,
+    /// Its tools, as a reload replaces them.
+    pub live: LiveEndpoint,
     /// Its token rules; `None`: no authentication.
     pub auth: Option<AuthConfig>,
 }
@@ -85,7 +85,7 @@ impl Mount {
     pub fn new(served: Served<'_>, service: SharedService) -> Mount {
         Mount {
             path: served.path.to_string(),
-            service,
+            live: Live::new(Serving::new(service)),
             auth: served.auth.cloned(),
         }
     }
@@ -106,7 +106,7 @@ pub async fn serve(
     let in_flight = Arc::new(InFlight::default());
     let ready = Arc::new(Readiness {
         serving: AtomicBool::new(true),
-        services: mounts.iter().map(|m| m.service.clone()).collect(),
+        services: mounts.iter().map(|m| m.live.clone()).collect(),
     });
     let expected = Arc::new(Expected::new(&hosts, &origins));
     let mut app = Router::new();
@@ -115,7 +115,7 @@ pub async fn serve(
         let auth = mount.auth.map(|a| Arc::new(Endpoint::new(a)));
         let manager = Arc::new(LocalSessionManager::default());
         let mcp = mcp_service(
-            mount.service.clone(),
+            mount.live.clone(),
             manager.clone(),
             http,
             &hosts,
@@ -128,7 +128,7 @@ pub async fn serve(
             in_flight: in_flight.clone(),
             max_body_bytes: http.max_body_bytes,
             auth: auth.clone(),
-            service: mount.service.clone(),
+            live: mount.live.clone(),
         };
         let mcp = ServiceBuilder::new()
             .layer(TimeoutLayer::with_status_code(
@@ -223,7 +223,7 @@ fn without_nagle(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)
 /// rmcp's Streamable HTTP service over `service`, with its own sessions
 /// (a session of one endpoint is unknown at every other).
 fn mcp_service(
-    service: SharedService,
+    live: LiveEndpoint,
     manager: Arc<LocalSessionManager>,
     http: &HttpConfig,
     hosts: &[String],
@@ -242,7 +242,7 @@ fn mcp_service(
     } else {
         config.with_allowed_hosts(hosts.to_vec())
     };
-    let mut handler = McpHandler::new(service);
+    let mut handler = McpHandler::new(live);
     if http.stateless {
         handler = handler.without_server_requests();
     }
@@ -254,7 +254,7 @@ struct Readiness {
     /// False once shutdown has begun.
     serving: AtomicBool,
     /// Every endpoint: each must be able to audit its calls.
-    services: Vec<SharedService>,
+    services: Vec<LiveEndpoint>,
 }
 
 /// 200 while calls can be served; 503 while shutting down or while an
@@ -265,7 +265,7 @@ async fn readyz(State(ready): State<Arc<Readiness>>) -> (StatusCode, String) {
     }
     for service in &ready.services {
         // The error names a host path: it goes to the log, not the peer.
-        if let Err(e) = service.ready().await {
+        if let Err(e) = service.current().service.ready().await {
             tracing::debug!("not ready: {e}");
             return (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -139,9 +139,11 @@ async fn annotations_add_confirmations_and_a_call_that_needs_one_never_runs_unas
     let config = Config::load(&dir.path().join("moat.toml")).unwrap();
     let runtime = Arc::new(Runtime::new(&RuntimeOptions::for_config(&config)).unwrap());
     let served = config.endpoint(None).unwrap();
-    let service = ToolService::load(runtime, served, &Operations::default())
-        .await
-        .unwrap();
+    let service = Arc::new(
+        ToolService::load(runtime, served, &Operations::default())
+            .await
+            .unwrap(),
+    );
     let marked: Vec<(&str, bool)> = service
         .tools()
         .iter()

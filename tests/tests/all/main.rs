@@ -27,6 +27,7 @@ mod oauth_interop;
 mod proxy;
 mod python_interop;
 mod quotas;
+mod reload;
 mod resources;
 mod scaleout;
 mod sources;

@@ -112,6 +112,29 @@ async fn plugins_are_pulled_by_tag_and_by_digest_and_start_offline_from_the_cach
         let out = ok(&greet(dir.path(), plugin));
         assert!(out.contains("Hello, registry!"), "{out}");
     }
+    // check and lock say what a tag names now: without the registry they
+    // cannot, and say so.
+    let out = refused(&moat(dir.path(), &["check", "-c", "moat.toml"]));
+    assert!(
+        out.contains(&format!("cannot pull oci://{addr}/org/hello:1.0.0")),
+        "{out}"
+    );
+
+    // A registry that answers "no such tag" is believed: the cached digest
+    // stands in only for a registry that cannot be reached.
+    registry.restart();
+    registry.delete_manifest("org/hello", &manifest).await;
+    let out = refused(&greet(dir.path(), "hello"));
+    assert!(
+        out.contains(&format!("cannot pull oci://{addr}/org/hello:1.0.0")),
+        "{out}"
+    );
+    assert!(
+        out.contains("MANIFEST_UNKNOWN") || out.contains("manifest unknown"),
+        "{out}"
+    );
+    registry.push_wasm("org/hello", "1.0.0", &wasm).await;
+    registry.stop();
 
     // Without the cache, the registry's absence is a refusal that names
     // the plugin and the reference.
@@ -145,6 +168,22 @@ async fn a_registry_over_plain_http_must_be_listed_as_insecure() {
         "{out}"
     );
     assert!(out.contains("insecure"), "{out}");
+    // Credentials are never sent in the clear.
+    write_config(
+        dir.path(),
+        addr,
+        &format!(
+            "[[registries.login]]\nregistry = \"{addr}\"\nusername = \"me\"\npassword = {{ from_file = \"token\" }}\n\
+             [[plugin]]\nname = \"hello\"\nsource = \"oci://{addr}/org/hello:1\"\n"
+        ),
+    );
+    std::fs::write(dir.path().join("token"), "s3cret").unwrap();
+    let out = refused(&greet(dir.path(), "hello"));
+    assert!(
+        out.contains("would cross the network in the clear"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cret"), "{out}");
     write_config(
         dir.path(),
         addr,
@@ -220,6 +259,21 @@ async fn a_moved_tag_is_drift_and_locked_serving_runs_only_the_locked_digest() {
     assert!(out.contains("is not in"), "{out}");
     assert!(out.contains("moat lock"), "{out}");
 
+    // A lock that points the source at another repository.
+    write_config(
+        dir.path(),
+        &addr,
+        &format!("[[plugin]]\nname = \"tool\"\nsource = \"{source}\"\n"),
+    );
+    let elsewhere = lock.replace("org/tool@", "org/other@");
+    std::fs::write(dir.path().join("moat.lock"), &elsewhere).unwrap();
+    let out = refused(&moat(
+        dir.path(),
+        &["serve", "--stdio", "-c", "moat.toml", "--locked"],
+    ));
+    assert!(out.contains("which is not oci://"), "{out}");
+    assert!(out.contains("repository by digest"), "{out}");
+
     // A lock whose digest is not what the locked reference holds.
     write_config(
         dir.path(),
@@ -232,7 +286,7 @@ async fn a_moved_tag_is_drift_and_locked_serving_runs_only_the_locked_digest() {
         dir.path(),
         &["serve", "--stdio", "-c", "moat.toml", "--locked"],
     ));
-    assert!(out.contains("digest mismatch: moat.lock says"), "{out}");
+    assert!(out.contains("digest mismatch: the lock file says"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
