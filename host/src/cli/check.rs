@@ -1,7 +1,6 @@
 //! `moat check` and `moat inspect`: what a config or a plugin offers.
 
-use super::call::adhoc_config;
-use super::{CallArgs, load_config};
+use super::load_config;
 use crate::config::Config;
 use crate::runtime::{Plugin, Runtime, RuntimeOptions};
 use crate::service::{Operations, ToolService};
@@ -291,6 +290,55 @@ fn print_operations(config: &Config) {
     }
 }
 
+/// A one-plugin config for `inspect`: `source` with every grant denied,
+/// and `[registries]`, `[trust]` and `[runtime]` from `config` (whose
+/// folder its relative paths start from).
+fn inspect_config(
+    source: &str,
+    sha256: Option<&str>,
+    config: Option<&Path>,
+) -> anyhow::Result<crate::config::Config> {
+    let mut table = toml::Table::new();
+    if let Some(path) = config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let raw: toml::Table = text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{} is not TOML: {e}", path.display()))?;
+        for key in ["registries", "trust", "runtime"] {
+            if let Some(value) = raw.get(key) {
+                table.insert(key.into(), value.clone());
+            }
+        }
+    }
+    let remote = source.contains("://");
+    let mut plugin = toml::Table::new();
+    plugin.insert("name".into(), "plugin".into());
+    plugin.insert(
+        "source".into(),
+        if remote {
+            source.to_string()
+        } else {
+            std::path::absolute(source)?.to_string_lossy().into_owned()
+        }
+        .into(),
+    );
+    if let Some(pin) = sha256 {
+        plugin.insert("sha256".into(), pin.into());
+    }
+    table.insert(
+        "plugin".into(),
+        toml::Value::Array(vec![toml::Value::Table(plugin)]),
+    );
+    let text = toml::to_string(&table)?;
+    match config {
+        Some(path) => Ok(crate::config::Config::parse(path, &text)?),
+        // No file to point into: the error names the plugin instead.
+        None => crate::config::Config::parse(&std::env::current_dir()?.join("moat.toml"), &text)
+            .map_err(|e| anyhow::anyhow!("{source}: {}\n  fix: {}", e.message, e.fix)),
+    }
+}
+
 fn print_grants(plugin: &Plugin) {
     let g = &plugin.grants;
     println!("  grants");
@@ -374,27 +422,25 @@ fn print_grants(plugin: &Plugin) {
 }
 
 /// Prints a plugin file's tools, schemas and imports.
-pub(super) async fn inspect(path: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
-    let config = adhoc_config(&CallArgs {
-        config: None,
-        tenant: None,
-        plugin: path.to_string_lossy().into_owned(),
-        tool: String::new(),
-        arguments: String::new(),
-        dirs: vec![],
-        env: vec![],
-        fuel: None,
-        memory_mib: None,
-        timeout_ms: None,
-        audit: false,
-    })?;
-    let runtime = Runtime::new(&RuntimeOptions::permissive(
-        config.runtime.cache_dir.clone(),
-    ))?;
+pub(super) async fn inspect(
+    source: &str,
+    sha256: Option<&str>,
+    config: Option<&Path>,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = inspect_config(source, sha256, config)?;
+    let mut options = RuntimeOptions::permissive(config.runtime.cache_dir.clone()).fresh_tags();
+    options.fetch.registries = config.registries.clone();
+    options.fetch.max_bytes = config.runtime.max_plugin_bytes;
+    let runtime = Runtime::new(&options)?;
     let plugin = runtime.load(&config.plugins[0]).await?;
+    let p = &plugin.provenance;
     if as_json {
         let value = json!({
-            "sha256": plugin.sha256,
+            "source": p.source,
+            "resolved": p.resolved,
+            "sha256": p.sha256,
+            "signer": p.signer,
             "tools": plugin.tools,
             "resources": plugin.resources,
             "resourceTemplates": plugin.templates,
@@ -404,8 +450,18 @@ pub(super) async fn inspect(path: &Path, as_json: bool) -> anyhow::Result<ExitCo
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}", path.display());
-    println!("sha256  {}", plugin.sha256);
+    println!("{}", p.source);
+    if p.resolved != p.source {
+        println!("resolved {}", p.resolved);
+    }
+    println!("sha256  {}", p.sha256);
+    println!(
+        "signer  {}",
+        p.signer.as_deref().map_or_else(
+            || "none checked (--config with [[trust.publisher]] checks one)".to_string(),
+            |s| format!("publisher `{s}` (signature verified)")
+        )
+    );
     println!("tools");
     for tool in &plugin.tools {
         println!("  {}  {}", tool.name, tool.description);

@@ -62,8 +62,16 @@ enum Command {
     },
     /// Show a plugin's tools, schemas and the interfaces it imports.
     Inspect {
-        /// The component file (.wasm).
-        plugin: PathBuf,
+        /// The plugin: a component file (.wasm), an oci:// reference, or an
+        /// https:// URL (with --sha256).
+        plugin: String,
+        /// The digest an https:// source must have.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Take [registries], [trust] and [runtime] from this config: how
+        /// to reach the registry, and whose signature to check.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -211,7 +219,12 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve::serve(args).await,
             Command::Check { config } => check::check(config.as_deref()).await,
             Command::Lock { config } => check::lock(&config).await,
-            Command::Inspect { plugin, json } => check::inspect(&plugin, json).await,
+            Command::Inspect {
+                plugin,
+                sha256,
+                config,
+                json,
+            } => check::inspect(&plugin, sha256.as_deref(), config.as_deref(), json).await,
             Command::Call(args) => call::call(args).await,
             Command::Audit(AuditCommand::Verify { file, key, closed }) => {
                 audit::verify_chain(&file, key.as_deref(), closed)

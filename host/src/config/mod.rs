@@ -763,4 +763,119 @@ mod tests {
         let text = "[runtime]\ncache = false\n[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n";
         assert_eq!(parse_in(dir.path(), text).unwrap().runtime.cache_dir, None);
     }
+
+    /// A minisign public key with key ID `id` (its bytes `id` repeated).
+    fn key(id: u8) -> String {
+        use base64::Engine as _;
+        let mut bytes = b"Ed".to_vec();
+        bytes.extend([id; 8]);
+        bytes.extend([7u8; 32]);
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    #[test]
+    fn trust_is_per_endpoint_and_tenants_inherit_the_top_level_one() {
+        let dir = fixture();
+        let text = format!(
+            "[trust]\nrequire_signature = true\n[[trust.publisher]]\nname = \"acme\"\nkey = \"{}\"\n\
+             [[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n\
+             [tenants.a]\n[[tenants.a.plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n\
+             [tenants.b.trust]\n[[tenants.b.trust.publisher]]\nname = \"bee\"\nkey = \"{}\"\n\
+             [[tenants.b.plugin]]\nname = \"p\"\nsource = \"p.wasm\"\npublisher = \"bee\"\n",
+            key(1),
+            key(2)
+        );
+        let config = parse_in(dir.path(), &text).unwrap();
+        let top = &config.plugins[0].signing;
+        assert!(top.required);
+        assert_eq!(top.publishers[0].name, "acme");
+        assert_eq!(top.publishers[0].key_id, "0101010101010101");
+        let a = &config.tenants[0].plugins[0].signing;
+        assert!(a.required, "tenant a inherits [trust]");
+        assert_eq!(a.publishers[0].name, "acme");
+        let b = &config.tenants[1].plugins[0].signing;
+        assert_eq!(b.publishers.len(), 1);
+        assert_eq!(b.publishers[0].name, "bee");
+        assert_eq!(b.publisher.as_deref(), Some("bee"));
+        assert!(b.required, "naming a publisher requires its signature");
+    }
+
+    #[test]
+    fn trust_errors_name_the_line_and_the_fix() {
+        let dir = fixture();
+        let plugin = "[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n";
+        let cases: Vec<(String, usize, &str, &str)> = vec![
+            (
+                format!("{plugin}publisher = \"acme\"\n"),
+                4,
+                "publisher `acme` is not trusted",
+                "[[trust.publisher]]",
+            ),
+            (
+                format!("{plugin}require_signature = true\n"),
+                3,
+                "no publisher is trusted",
+                "[[trust.publisher]]",
+            ),
+            (
+                format!("[[trust.publisher]]\nname = \"a\"\nkey = \"RWQ nonsense\"\n{plugin}"),
+                3,
+                "not a minisign public key",
+                "starts with RW",
+            ),
+            (
+                format!(
+                    "[[trust.publisher]]\nname = \"a\"\nkey = \"{}\"\n[[trust.publisher]]\nname = \"b\"\nkey = \"{}\"\n{plugin}",
+                    key(3),
+                    key(3)
+                ),
+                6,
+                "as publisher `a`'s has",
+                "list each key once",
+            ),
+            (
+                format!("[trust]\nrequire_signature = true\n[[trust.publisher]]\nname = \"a\"\nkey = \"{}\"\n{plugin}require_signature = false\n", key(4)),
+                8,
+                "requires a signature of every plugin",
+                "sign the plugin",
+            ),
+            (
+                "[[plugin]]\nname = \"p\"\nsource = \"https://u:pw@example.com/p.wasm\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n".into(),
+                3,
+                "carries credentials",
+                "without credentials",
+            ),
+            (
+                "[[plugin]]\nname = \"p\"\nsource = \"http://example.com/p.wasm\"\n".into(),
+                3,
+                "scheme `http`",
+                "plain http:// is refused",
+            ),
+            (
+                "[[plugin]]\nname = \"p\"\nsource = \"oci://tool:1.0\"\n".into(),
+                3,
+                "not an OCI reference",
+                "oci://<registry>/<repository>:<tag>",
+            ),
+            (
+                "[registries]\ninsecure = [\"a b\"]\n[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n".into(),
+                2,
+                "is not a host[:port]",
+                "127.0.0.1:5000",
+            ),
+            (
+                "[[registries.login]]\nregistry = \"ghcr.io\"\nusername = \"me\"\npassword = \"hunter2\"\n[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n".into(),
+                4,
+                "written in the config itself",
+                "from_env",
+            ),
+        ];
+        for (text, line, message, fix) in &cases {
+            let err = parse_in(dir.path(), text).unwrap_err();
+            assert_eq!(err.origin.line, *line, "{text:?}: {err}");
+            assert!(err.message.contains(message), "{text:?}: {err}");
+            assert!(err.fix.contains(fix), "{text:?}: {err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+    }
 }

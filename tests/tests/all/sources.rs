@@ -408,6 +408,17 @@ async fn registry_signatures_are_checked_against_the_trusted_publisher() {
         out.contains("signer   publisher `acme` (signature verified)"),
         "{out}"
     );
+    // inspect shows the same, before anything is installed.
+    let reference = format!("oci://{addr}/org/hello:good");
+    let out = moat(
+        dir.path(),
+        &["inspect", "--json", &reference, "-c", "moat.toml"],
+    );
+    assert!(out.status.success(), "{}", said(&out));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["signer"], "acme");
+    assert_eq!(shown["sha256"], sha256(&wasm));
+    assert_eq!(shown["resolved"], format!("oci://{addr}/org/hello@{good}"));
 
     // Missing: no signature tag beside the manifest.
     let unsigned = registry
@@ -594,4 +605,32 @@ async fn https_sources_need_a_pin_and_are_held_to_it() {
     ));
     assert!(out.contains(&format!("cannot download {url}")), "{out}");
     ok(&call());
+
+    // A publisher's signature beside the URL.
+    let acme = Key::generate(dir.path(), "acme");
+    let local = dir.path().join("hello.wasm");
+    std::fs::write(&local, &wasm).unwrap();
+    server.put("/hello.wasm.minisig", acme.sign(&local));
+    std::fs::write(
+        dir.path().join("moat.toml"),
+        format!(
+            "[runtime]\ncache_dir = \"cache\"\n[[trust.publisher]]\nname = \"acme\"\nkey = \"{}\"\n\
+             [[plugin]]\nname = \"hello\"\nsource = \"{url}\"\nsha256 = \"{}\"\npublisher = \"acme\"\n",
+            acme.public,
+            sha256(&wasm)
+        ),
+    )
+    .unwrap();
+    let check = || moat_env(dir.path(), &["check", "-c", "moat.toml"], &trust_ca);
+    let out = ok(&check());
+    assert!(out.contains("signer   publisher `acme`"), "{out}");
+    std::fs::remove_dir_all(dir.path().join("cache")).unwrap();
+    server.put("/hello.wasm.minisig", "untrusted comment: no\n");
+    let out = refused(&check());
+    assert!(
+        out.contains(&format!(
+            "the signature at {url}.minisig is not a minisign signature"
+        )),
+        "{out}"
+    );
 }
