@@ -18,7 +18,7 @@
 use crate::config::Config;
 use crate::mcp::{LiveEndpoint, Serving};
 use crate::metrics::ReloadLabels;
-use crate::runtime::{Runtime, RuntimeOptions};
+use crate::runtime::{Allocator, Runtime, RuntimeOptions};
 use crate::service::{Operations, ToolService};
 use crate::source::lock::Lock;
 use std::path::PathBuf;
@@ -38,6 +38,9 @@ const RELOADABLE: [&str; 5] = [
 pub struct Reloader {
     path: PathBuf,
     locked: bool,
+    /// Served over stdio, where the launching process is trusted: no
+    /// token, so no policy (as at the start).
+    stdio: bool,
     runtime: Arc<Runtime>,
     ops: Operations,
     /// The served endpoints, by tenant (`None`: the top-level one).
@@ -69,9 +72,11 @@ pub struct Reloaded {
 impl Reloader {
     /// A reloader of the config at `path` (read as `text`, with
     /// `options`), whose `endpoints` are served.
+    #[allow(clippy::too_many_arguments)] // One call site: `moat serve`.
     pub fn new(
         path: PathBuf,
         locked: bool,
+        stdio: bool,
         text: String,
         options: RuntimeOptions,
         runtime: Arc<Runtime>,
@@ -81,6 +86,7 @@ impl Reloader {
         Reloader {
             path,
             locked,
+            stdio,
             runtime,
             ops,
             endpoints,
@@ -115,18 +121,19 @@ impl Reloader {
     }
 
     async fn apply(&self) -> anyhow::Result<Reloaded> {
-        let mut running = self.running.lock().await;
+        let mut running = match self.running.try_lock() {
+            Ok(running) => running,
+            Err(_) => anyhow::bail!("a reload is running already; ask again once it has answered"),
+        };
         let text = std::fs::read_to_string(&self.path).map_err(|e| {
             anyhow::anyhow!("cannot read the config file {}: {e}", self.path.display())
         })?;
         let config = Config::parse(&self.path, &text)?;
         fixed_parts_unchanged(&running.text, &text)?;
         let mut options = RuntimeOptions::for_config(&config);
-        if options.allocator != running.options.allocator
-            || options.max_instances != running.options.max_instances
-        {
+        if !fits(options.allocator, running.options.allocator) {
             anyhow::bail!(
-                "restart to apply this config: its plugins' memory_mib needs instance slots of another size than the running pool's"
+                "restart to apply this config: a plugin's memory_mib is larger than the running pool's instance slots"
             );
         }
         if self.locked {
@@ -160,7 +167,7 @@ impl Reloader {
     async fn load(&self, config: &Config) -> anyhow::Result<Vec<Arc<Serving>>> {
         let mut next = Vec::with_capacity(self.endpoints.len());
         for (tenant, live) in &self.endpoints {
-            let served = config.endpoint(tenant.as_deref()).ok_or_else(|| {
+            let mut served = config.endpoint(tenant.as_deref()).ok_or_else(|| {
                 anyhow::anyhow!(
                     "restart to apply this config: it no longer has {}",
                     tenant
@@ -168,6 +175,9 @@ impl Reloader {
                         .map_or("top-level plugins".to_string(), |t| format!("tenant `{t}`"))
                 )
             })?;
+            if self.stdio {
+                served.auth = None;
+            }
             let mut service = ToolService::load(self.runtime.clone(), served, &self.ops).await?;
             // The same limits (a reload cannot change them): calls running
             // on the old version keep counting against the new one's caps.
@@ -175,6 +185,23 @@ impl Reloader {
             next.push(Serving::new(Arc::new(service)));
         }
         Ok(next)
+    }
+}
+
+/// Whether plugins that need `new` fit the running pool, `running`.
+fn fits(new: Allocator, running: Allocator) -> bool {
+    match (new, running) {
+        (
+            Allocator::Pooling {
+                max_memory_bytes: new,
+                ..
+            },
+            Allocator::Pooling {
+                max_memory_bytes: slots,
+                ..
+            },
+        ) => new <= slots,
+        (new, running) => new == running,
     }
 }
 

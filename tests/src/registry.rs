@@ -55,6 +55,29 @@ impl Registry {
         registry
     }
 
+    /// Stops it and starts it again over TLS with `ca`'s certificate,
+    /// refusing pulls without the basic-auth credentials `user`,
+    /// `password` (an htpasswd file with a bcrypt hash, as the registry
+    /// takes them); its storage is kept.
+    pub fn secure(&mut self, ca: &crate::nginx::TestCa, user: &str, password: &str) {
+        self.stop();
+        let dir = self.config.parent().unwrap();
+        let htpasswd = dir.join("htpasswd");
+        let hash = bcrypt::hash_with_result(password, 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoA);
+        std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
+        let mut config = std::fs::read_to_string(&self.config).unwrap();
+        config.push_str(&format!(
+            "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: moat-test\n    path: {}\n",
+            ca.cert_pem.display(),
+            ca.key_pem.display(),
+            htpasswd.display()
+        ));
+        std::fs::write(&self.config, config).unwrap();
+        self.restart();
+    }
+
     /// Starts it again after [`Registry::stop`], with the same storage.
     pub fn restart(&mut self) {
         let child = Command::new("docker-registry")

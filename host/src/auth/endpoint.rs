@@ -5,7 +5,7 @@
 
 use super::AuthConfig;
 use super::keys::IssuerKeys;
-use super::policy::Caller;
+use super::policy::{Caller, Policy};
 use super::token::metadata_path;
 use http::{HeaderMap, StatusCode, Uri};
 use serde_json::{Value, json};
@@ -195,16 +195,11 @@ impl Endpoint {
         Ok(caller)
     }
 
-    /// Whether `caller` may use `tool`.
-    pub fn allows(&self, caller: &Caller, tool: &str) -> bool {
-        self.config.policy.allows(caller, tool)
-    }
-
-    /// The 403 for a caller that may not use `tool`.
-    pub fn forbidden(&self, tool: &str) -> Challenge {
-        let scope = self
-            .config
-            .policy
+    /// The 403 for a caller that may not use `tool` under `policy` (the
+    /// endpoint's now: a reload may have changed its rules).
+    pub fn forbidden(&self, tool: &str, policy: Option<&Policy>) -> Challenge {
+        let scope = policy
+            .unwrap_or(&self.config.policy)
             .scopes_for(tool)
             .map(|s| s.iter().cloned().collect::<Vec<_>>().join(" "));
         self.challenge(

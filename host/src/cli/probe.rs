@@ -50,6 +50,7 @@ async fn ask(
             .method(method)
             .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
             .header(http::header::HOST, authority.as_str())
+            .header(crate::transport::admin::RELOAD_HEADER, "1")
             .body(Empty::<Bytes>::new())?;
         let response = sender.send_request(request).await?;
         let status = response.status();
@@ -65,8 +66,31 @@ async fn ask(
         .map_err(|_| anyhow::anyhow!("{uri}: no answer within {} ms", timeout.as_millis()))?
 }
 
+/// `[admin] listen` of the config at `path`.
+fn admin_listen(path: &std::path::Path) -> anyhow::Result<std::net::SocketAddr> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not TOML", path.display()))?;
+    let listen = table
+        .get("admin")
+        .and_then(|a| a.get("listen"))
+        .and_then(|l| l.as_str())
+        .with_context(|| {
+            format!(
+                "{} has no [admin] listen; give the address with --admin",
+                path.display()
+            )
+        })?;
+    listen
+        .parse()
+        .with_context(|| format!("[admin] listen = {listen:?} is not an address"))
+}
+
 /// `moat reload`: POSTs `/reload` to the admin address; exit 0 when the
-/// server reloaded, 1 when it kept its plugins (the reason is printed).
+/// server reloaded, 1 when it kept its plugins (the reason is printed),
+/// 2 when it could not be asked.
 pub(super) async fn reload(
     admin: Option<std::net::SocketAddr>,
     config: Option<&std::path::Path>,
@@ -74,15 +98,9 @@ pub(super) async fn reload(
 ) -> anyhow::Result<ExitCode> {
     let addr = match (admin, config) {
         (Some(addr), _) => addr,
-        (None, Some(path)) => crate::config::Config::load(path)?
-            .admin
-            .listen
-            .with_context(|| {
-                format!(
-                    "{} has no [admin] listen; give the address with --admin",
-                    path.display()
-                )
-            })?,
+        // Only the address is read: the file may hold an edit the server
+        // is about to be asked to load, with mistakes the server reports.
+        (None, Some(path)) => admin_listen(path)?,
         (None, None) => bail!(
             "give the running server's admin address with --admin (or --config with [admin] listen)"
         ),

@@ -187,6 +187,7 @@ fn reloader(
     Some(Arc::new(Reloader::new(
         path,
         args.locked,
+        args.stdio,
         text,
         options,
         runtime,

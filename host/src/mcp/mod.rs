@@ -35,6 +35,108 @@ pub struct Serving {
     tools: Vec<Tool>,
     /// Index into `tools` by name (rmcp looks tools up on every request).
     by_name: HashMap<String, usize>,
+    /// What its lists are, to tell which a reload changed.
+    lists: Lists,
+}
+
+/// The lists a client can be told changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum List {
+    Tools,
+    Prompts,
+    Resources,
+}
+
+/// A digest of each list of one version.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Lists {
+    tools: [u8; 32],
+    prompts: Option<[u8; 32]>,
+    resources: Option<[u8; 32]>,
+}
+
+impl Lists {
+    fn of(service: &crate::service::ToolService, tools: &[Tool]) -> Lists {
+        fn digest<T: serde::Serialize>(items: impl Iterator<Item = T>) -> [u8; 32] {
+            use sha2::Digest;
+            let mut hasher = sha2::Sha256::new();
+            for item in items {
+                hasher.update(serde_json::to_vec(&item).expect("list items serialize"));
+                hasher.update(b"\n");
+            }
+            hasher.finalize().into()
+        }
+        let prompts = service.prompts();
+        let (resources, templates) = (service.resources(), service.templates());
+        Lists {
+            tools: digest(tools.iter()),
+            prompts: (!prompts.is_empty())
+                .then(|| digest(prompts.iter().map(|p| (&p.name, &p.info)))),
+            resources: (!resources.is_empty() || !templates.is_empty()).then(|| {
+                digest(
+                    resources
+                        .iter()
+                        .map(|r| serde_json::to_value(&r.info))
+                        .chain(templates.iter().map(|t| serde_json::to_value(&t.info)))
+                        .map(|v| v.expect("list items serialize")),
+                )
+            }),
+        }
+    }
+
+    /// The kinds a session was told of at its start.
+    fn declared(&self) -> Vec<List> {
+        let mut kinds = vec![List::Tools];
+        if self.prompts.is_some() {
+            kinds.push(List::Prompts);
+        }
+        if self.resources.is_some() {
+            kinds.push(List::Resources);
+        }
+        kinds
+    }
+
+    /// The kinds that differ in `now`.
+    fn changed(&self, now: &Lists) -> Vec<List> {
+        [
+            (self.tools != now.tools, List::Tools),
+            (self.prompts != now.prompts, List::Prompts),
+            (self.resources != now.resources, List::Resources),
+        ]
+        .into_iter()
+        .filter_map(|(changed, kind)| changed.then_some(kind))
+        .collect()
+    }
+}
+
+/// `subscriptions/listen` streams an endpoint keeps open at once.
+const MAX_LISTENERS: usize = 1024;
+
+/// How long one change notice may wait for the client's stream.
+const NOTICE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether `send` went out (`Ok`, or `true`) within [`NOTICE_TIMEOUT`].
+async fn timeout<T: Sent>(send: impl std::future::Future<Output = T>) -> bool {
+    tokio::time::timeout(NOTICE_TIMEOUT, send)
+        .await
+        .is_ok_and(|sent| sent.sent())
+}
+
+/// What a send returns, as went out or not.
+trait Sent {
+    fn sent(&self) -> bool;
+}
+
+impl Sent for bool {
+    fn sent(&self) -> bool {
+        *self
+    }
+}
+
+impl<E> Sent for Result<(), E> {
+    fn sent(&self) -> bool {
+        self.is_ok()
+    }
 }
 
 impl Serving {
@@ -50,10 +152,12 @@ impl Serving {
             .enumerate()
             .map(|(i, t)| (t.name.to_string(), i))
             .collect();
+        let lists = Lists::of(&service, &tools);
         Arc::new(Serving {
             service,
             tools,
             by_name,
+            lists,
         })
     }
 }
@@ -76,6 +180,8 @@ pub struct McpHandler {
     log_level: notify::SessionLevel,
     /// The resources this session subscribed to.
     subscriptions: requests::Subscriptions,
+    /// Places for `subscriptions/listen` streams, shared by every session.
+    listeners: Arc<tokio::sync::Semaphore>,
 }
 
 impl McpHandler {
@@ -86,6 +192,7 @@ impl McpHandler {
             server_requests: true,
             log_level: notify::SessionLevel::default(),
             subscriptions: requests::Subscriptions::new(Arc::default()),
+            listeners: Arc::new(tokio::sync::Semaphore::new(MAX_LISTENERS)),
         }
     }
 
@@ -384,28 +491,43 @@ impl ServerHandler for McpHandler {
         requests::completion_result(report)
     }
 
-    /// A session begins: it hears of each reload until it ends.
+    /// A session begins: it hears of each reload that changes a list it
+    /// was told of (tools always; prompts and resources when there were
+    /// any at the start), until it ends.
     async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
         if !self.server_requests {
             return;
         }
         let mut changes = self.live.changes();
+        let live = self.live.clone();
         let ended = self.subscriptions.ended();
         let peer = context.peer;
+        let mut seen = live.current().lists;
+        let declared = seen.declared();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     () = ended.cancelled() => return,
                     changed = changes.changed() => if changed.is_err() { return },
                 }
-                // Every list may have changed; a client that has none of a
-                // kind ignores the notice. A closed session ends the watch.
-                if peer.notify_tool_list_changed().await.is_err()
-                    || peer.notify_prompt_list_changed().await.is_err()
-                    || peer.notify_resource_list_changed().await.is_err()
+                let now = live.current().lists;
+                for kind in seen
+                    .changed(&now)
+                    .into_iter()
+                    .filter(|k| declared.contains(k))
                 {
-                    return;
+                    let sent = match kind {
+                        List::Tools => timeout(peer.notify_tool_list_changed()).await,
+                        List::Prompts => timeout(peer.notify_prompt_list_changed()).await,
+                        List::Resources => timeout(peer.notify_resource_list_changed()).await,
+                    };
+                    // A closed session, or one whose events nobody reads,
+                    // ends the watch.
+                    if !sent {
+                        return;
+                    }
                 }
+                seen = now;
             }
         });
     }
@@ -422,36 +544,46 @@ impl ServerHandler for McpHandler {
     }
 
     async fn listen(&self, context: rmcp::service::SubscriptionContext) -> Result<(), ErrorData> {
+        let Ok(_stream) = self.listeners.clone().try_acquire_owned() else {
+            return Err(ErrorData::invalid_request(
+                format!(
+                    "this endpoint keeps at most {MAX_LISTENERS} subscriptions/listen streams open; close one"
+                ),
+                None,
+            ));
+        };
         let mut changes = self.live.changes();
         let accepted = context.accepted().clone();
         let sink = context.sink().clone();
+        let mut seen = self.live.current().lists;
         loop {
             tokio::select! {
                 () = context.cancelled() => return Ok(()),
                 changed = changes.changed() => if changed.is_err() { return Ok(()) },
             }
-            let sent = [
-                (
-                    accepted.tools_list_changed,
-                    sink.notify_tool_list_changed().await,
-                ),
-                (
-                    accepted.prompts_list_changed,
-                    sink.notify_prompt_list_changed().await,
-                ),
-                (
-                    accepted.resources_list_changed,
-                    sink.notify_resource_list_changed().await,
-                ),
-            ];
-            // A stream whose client is gone ends; a kind not accepted was
-            // never sent.
-            if sent
-                .iter()
-                .any(|(wanted, r)| *wanted == Some(true) && r.is_err())
-            {
-                return Ok(());
+            let now = self.live.current().lists;
+            for kind in seen.changed(&now) {
+                let (wanted, sent) = match kind {
+                    List::Tools => (
+                        accepted.tools_list_changed,
+                        timeout(async { sink.notify_tool_list_changed().await.is_ok() }).await,
+                    ),
+                    List::Prompts => (
+                        accepted.prompts_list_changed,
+                        timeout(async { sink.notify_prompt_list_changed().await.is_ok() }).await,
+                    ),
+                    List::Resources => (
+                        accepted.resources_list_changed,
+                        timeout(async { sink.notify_resource_list_changed().await.is_ok() }).await,
+                    ),
+                };
+                // A stream whose client is gone ends; a kind not accepted
+                // was never sent.
+                if wanted == Some(true) && !sent {
+                    return Ok(());
+                }
             }
+            seen = now;
         }
     }
 

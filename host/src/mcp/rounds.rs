@@ -165,6 +165,7 @@ impl McpHandler {
             digest: pending.digest,
         };
         let payload = serde_json::to_vec(&saved).expect("a state serializes");
+        // The sealing key is the process's (every version shares it).
         let state = self.service().seal_rounds(binding, &payload);
         Ok(InputRequiredResult::new(
             Some(InputRequests::from([(key, request)])),

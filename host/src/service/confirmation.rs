@@ -53,17 +53,20 @@ impl ToolService {
     }
 
     /// What the sealed state of a confirmation of `call` is bound to: the
-    /// caller, this endpoint, the tool and the arguments.
+    /// caller, this endpoint, the tool (and the digest of the plugin that
+    /// would run it: a "yes" to one build does not run another after a
+    /// reload) and the arguments.
     fn binding(&self, call: &AdmittedCall, context: &CallContext<'_>) -> Vec<u8> {
         // JSON, so that no issuer, subject or client can run into another.
         let caller = match context.caller {
             Some(c) => serde_json::json!([c.issuer, c.subject, c.client_id]).to_string(),
             None => "anonymous".into(),
         };
+        let tool = &self.tools[call.tool];
         confirm::binding(
             &caller,
             self.tenant(),
-            &self.tools[call.tool].name,
+            &format!("{} {}", tool.name, self.plugins[tool.plugin].sha256),
             &call.arguments,
         )
     }

@@ -267,6 +267,11 @@ impl ToolService {
         &self.plugins
     }
 
+    /// Who may use which tool here; `None` when everyone may.
+    pub fn policy(&self) -> Option<&Policy> {
+        self.policy.as_ref()
+    }
+
     /// The tenant served; `None` for the top-level endpoint.
     pub fn tenant(&self) -> Option<&str> {
         self.tenant.as_deref()

@@ -176,6 +176,9 @@ pub async fn admit(
             return refusal;
         }
     };
+    // A listen stream lasts as long as its client wants: shutdown does not
+    // wait for it (closing the sessions ends it).
+    let guard = (!body.listen).then_some(guard);
     if let (Some(sessions), None, true) = (&state.sessions, &session, body.initialize)
         && sessions.full(&owner).await
     {
@@ -205,7 +208,7 @@ pub async fn admit(
         let admission = service.admit(&context, &tool, arguments).await;
         match (&admission, &state.auth) {
             (Err(Refusal::NotAllowed(tool)), Some(endpoint)) => {
-                return refuse(&endpoint.forbidden(tool));
+                return refuse(&endpoint.forbidden(tool, service.policy()));
             }
             (Err(refusal @ Refusal::RateLimited(limited)), _) => {
                 return too_many(&refusal.to_string(), limited.retry_after);
@@ -287,7 +290,7 @@ fn retry_later(status: http::StatusCode, reason: &str, retry_after: Duration) ->
 /// A response body that holds a [`Guard`] until it is dropped.
 struct GuardedBody {
     inner: Body,
-    _guard: Guard,
+    _guard: Option<Guard>,
 }
 
 impl http_body::Body for GuardedBody {

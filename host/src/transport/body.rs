@@ -23,6 +23,9 @@ pub struct Checked {
     pub call: Option<ToolCall>,
     /// Whether it is an `initialize` request (it opens a session).
     pub initialize: bool,
+    /// Whether it is a `subscriptions/listen` request (a stream that lasts
+    /// until the client or the server closes it).
+    pub listen: bool,
 }
 
 /// The tool a `tools/call` names and its arguments.
@@ -38,10 +41,11 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Checked, 
             .into_response()
     })?;
     match inspect(&bytes) {
-        Ok((call, initialize)) => Ok(Checked {
+        Ok((call, method)) => Ok(Checked {
             bytes,
             call,
-            initialize,
+            initialize: method == Some(Kind::Initialize),
+            listen: method == Some(Kind::Listen),
         }),
         Err((code, message)) => {
             let error = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } });
@@ -50,16 +54,29 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Checked, 
     }
 }
 
+/// Requests the transport treats apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Initialize,
+    Listen,
+}
+
 /// The tool and arguments of a body that is one JSON-RPC message, if it
-/// is a `tools/call`, and whether it is an `initialize`; else the JSON-RPC
-/// error code and message for it.
-fn inspect(bytes: &[u8]) -> Result<(Option<ToolCall>, bool), (i32, String)> {
+/// is a `tools/call`, and whether it is an `initialize` or a
+/// `subscriptions/listen`; else the JSON-RPC error code and message for it.
+fn inspect(bytes: &[u8]) -> Result<(Option<ToolCall>, Option<Kind>), (i32, String)> {
     match serde_json::from_slice::<Shape>(bytes) {
         Ok(shape) => match shape.problem() {
             Some(why) => Err((-32600, format!("Invalid Request: {why}"))),
             None => {
-                let initialize = shape.is("initialize");
-                Ok((shape.call(), initialize))
+                let kind = if shape.is("initialize") {
+                    Some(Kind::Initialize)
+                } else if shape.is("subscriptions/listen") {
+                    Some(Kind::Listen)
+                } else {
+                    None
+                };
+                Ok((shape.call(), kind))
             }
         },
         // Not an object of the right shape: tell invalid JSON from valid
@@ -211,7 +228,20 @@ mod tests {
             r#"{ "jsonrpc": "2.0", "id": 1, "result": {} }"#,
         ];
         for body in ok {
-            assert_eq!(inspect(body.as_bytes()), Ok((None, false)), "{body}");
+            assert_eq!(inspect(body.as_bytes()), Ok((None, None)), "{body}");
+        }
+        let told_apart = [
+            (
+                r#"{ "jsonrpc": "2.0", "id": 1, "method": "initialize" }"#,
+                Kind::Initialize,
+            ),
+            (
+                r#"{ "jsonrpc": "2.0", "id": 2, "method": "subscriptions/listen" }"#,
+                Kind::Listen,
+            ),
+        ];
+        for (body, kind) in told_apart {
+            assert_eq!(inspect(body.as_bytes()), Ok((None, Some(kind))), "{body}");
         }
         let bad = [
             (

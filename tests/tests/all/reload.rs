@@ -142,8 +142,14 @@ async fn reloads_swap_plugins_without_dropping_a_call_and_clients_hear_of_it() {
     }
 
     let started = Instant::now();
+    // Every fifth version also serves the files plugin: the tool list
+    // changes then (and back at the next), and only then are clients told.
+    let files = format!(
+        "[[plugin]]\nname = \"files\"\nsource = {:?}\n",
+        plugin_wasm("files").display().to_string()
+    );
     for n in 1..=FLIPS {
-        write_config(dir.path(), n, "");
+        write_config(dir.path(), n, if n % 5 == 0 { &files } else { "" });
         versions.requested.store(n, Ordering::SeqCst);
         if n % 2 == 0 {
             let out = reload(dir.path(), &admin);
@@ -211,7 +217,11 @@ async fn reloads_swap_plugins_without_dropping_a_call_and_clients_hear_of_it() {
         .collect();
     assert!(counts["legacy"] >= 1, "{heard}");
     assert!(counts["auto"] >= 1, "{heard}");
-    assert!(heard.ends_with("tools=hello.echo,hello.greet"), "{heard}");
+    assert!(
+        counts["legacy"] <= 8 && counts["auto"] <= 8,
+        "told only of list changes: {heard}"
+    );
+    assert!(heard.contains("tools=files."), "{heard}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -298,4 +308,131 @@ async fn a_reload_that_fails_keeps_the_running_plugins_and_says_why() {
         .unwrap_err()
         .to_string();
     assert!(gone.contains("unknown tool `hello.greet`"), "{gone}");
+}
+
+/// Counts the tool-list notices a client gets.
+#[derive(Clone, Default)]
+struct Heard(Arc<AtomicU64>);
+
+impl rmcp::ClientHandler for Heard {
+    async fn on_tool_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stdio_server_reloads_too_and_keeps_trusting_its_launcher() {
+    use rmcp::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    for n in 0..=1 {
+        std::fs::write(dir.path().join(format!("hello-{n}.wasm")), variant(n)).unwrap();
+    }
+    // [auth] is for HTTP; over stdio the launching process is trusted,
+    // before a reload and after it.
+    let auth = "[auth]\nissuer = \"https://auth.example.com\"\nresource = \"https://tools.example.com/mcp\"\n\
+                [[auth.rule]]\nscopes = [\"x\"]\ntools = [\"other.*\"]\n";
+    write_config(dir.path(), 0, auth);
+    let admin = format!("127.0.0.1:{}", free_port());
+    let mut command = tokio::process::Command::new(moat_bin());
+    command
+        .args([
+            "serve",
+            "--stdio",
+            "--config",
+            "moat.toml",
+            "--admin",
+            &admin,
+        ])
+        .current_dir(dir.path());
+    let heard = Heard::default();
+    let client = heard
+        .clone()
+        .serve(rmcp::transport::TokioChildProcess::new(command).unwrap())
+        .await
+        .unwrap();
+    let greet = |client: &rmcp::service::RunningService<rmcp::RoleClient, Heard>| {
+        let client = client.peer().clone();
+        async move {
+            let result = client
+                .call_tool(
+                    CallToolRequestParams::new("hello.greet")
+                        .with_arguments(json!({ "name": "x" }).as_object().unwrap().clone()),
+                )
+                .await
+                .unwrap();
+            serde_json::to_value(&result.content).unwrap()[0]["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert_eq!(greet(&client).await, "v0, x!");
+
+    write_config(dir.path(), 1, auth);
+    let out = reload(dir.path(), &admin);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(greet(&client).await, "v1, x!");
+    let tools = client.peer().list_all_tools().await.unwrap();
+    assert_eq!(tools.len(), 2, "{tools:?}");
+    // Same tools, other bytes: nothing to tell. Another tool list: told.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(heard.0.load(Ordering::SeqCst), 0);
+    let files = format!(
+        "[[plugin]]\nname = \"files\"\nsource = {:?}\n",
+        plugin_wasm("files").display().to_string()
+    );
+    write_config(dir.path(), 1, &format!("{auth}{files}"));
+    assert!(reload(dir.path(), &admin).status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while heard.0.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no notifications/tools/list_changed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.cancel().await.unwrap();
+}
+
+#[test]
+fn the_admin_address_refuses_other_names_and_reloads_without_the_header() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello-0.wasm"), variant(0)).unwrap();
+    write_config(dir.path(), 0, "");
+    let admin = format!("127.0.0.1:{}", free_port());
+    let _server = MoatServer::start(dir.path(), &["--admin", &admin]);
+    let ask = |request: &str| {
+        let mut tcp = std::net::TcpStream::connect(&admin).unwrap();
+        tcp.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut tcp, &mut text).unwrap();
+        text
+    };
+    // A page that rebinds its own name to the address.
+    let rebound = ask("GET /metrics HTTP/1.0\r\nHost: attacker.example:9090\r\n\r\n");
+    assert!(rebound.starts_with("HTTP/1.0 421"), "{rebound}");
+    // A cross-site form post (no custom header).
+    let forged = ask(&format!(
+        "POST /reload HTTP/1.0\r\nHost: {admin}\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n"
+    ));
+    assert!(forged.starts_with("HTTP/1.0 403"), "{forged}");
+    assert!(forged.contains("moat-reload"), "{forged}");
+    assert_eq!(reloads(&admin, "ok") + reloads(&admin, "failed"), 0);
+    // moat reload sends it, and a name of localhost is fine.
+    assert!(reload(dir.path(), &admin).status.success());
+    let port = admin.rsplit_once(':').unwrap().1;
+    let local = ask(&format!(
+        "GET /metrics HTTP/1.0\r\nHost: localhost:{port}\r\n\r\n"
+    ));
+    assert!(
+        local.contains("moat_reloads_total{outcome=\"ok\"} 1"),
+        "{local}"
+    );
 }

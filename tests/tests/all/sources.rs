@@ -634,3 +634,74 @@ async fn https_sources_need_a_pin_and_are_held_to_it() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_from_the_environment_or_a_docker_config_open_a_private_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let mut registry = Registry::start(dir.path());
+    let wasm = std::fs::read(plugin_wasm("hello")).unwrap();
+    registry.push_wasm("private/hello", "1", &wasm).await;
+    registry.secure(&ca, "robot", "s3cret-token");
+    let addr = registry.addr.clone();
+    let plugin =
+        format!("[[plugin]]\nname = \"hello\"\nsource = \"oci://{addr}/private/hello:1\"\n");
+    let write = |registries: &str| {
+        std::fs::write(
+            dir.path().join("moat.toml"),
+            format!("[runtime]\ncache_dir = \"cache\"\n{registries}{plugin}"),
+        )
+        .unwrap();
+    };
+    std::fs::write(dir.path().join("token"), "s3cret-token\n").unwrap();
+    std::fs::write(dir.path().join("wrong"), "guess\n").unwrap();
+    let check = || {
+        moat_env(
+            dir.path(),
+            &["check", "-c", "moat.toml"],
+            &[("SSL_CERT_FILE", ca.ca_pem.as_path())],
+        )
+    };
+
+    // Anonymous, then a wrong password: refused by the registry, named.
+    write("");
+    let out = refused(&check());
+    assert!(
+        out.contains(&format!("cannot pull oci://{addr}/private/hello:1")),
+        "{out}"
+    );
+    let login = |file: &str| {
+        format!(
+            "[[registries.login]]\nregistry = \"{addr}\"\nusername = \"robot\"\npassword = {{ from_file = \"{file}\" }}\n"
+        )
+    };
+    write(&login("wrong"));
+    let out = refused(&check());
+    assert!(
+        out.contains(&format!("cannot pull oci://{addr}/private/hello:1")),
+        "{out}"
+    );
+    assert!(!out.contains("guess"), "{out}");
+
+    // The right one, from a file (or the environment): pulled over TLS.
+    write(&login("token"));
+    let out = ok(&check());
+    assert!(
+        out.contains(&format!("sha256   {}", sha256(&wasm))),
+        "{out}"
+    );
+    assert!(!out.contains("s3cret"), "{out}");
+
+    // A Docker-style config.json named in the config.
+    std::fs::remove_dir_all(dir.path().join("cache")).unwrap();
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("robot:s3cret-token");
+    std::fs::write(
+        dir.path().join("docker.json"),
+        format!(r#"{{"auths": {{"{addr}": {{"auth": "{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    write("[registries]\ncredentials = \"docker.json\"\n");
+    let out = ok(&check());
+    assert!(!out.contains("s3cret"), "{out}");
+}
