@@ -56,4 +56,14 @@ pub enum Pre {
     Current(CurrentPre),
     /// `moat:plugin@0.1.0`.
     V0_1(v0_1::PluginPre<super::state::CallState>),
+    /// No `moat:plugin`: its exported functions are the tools.
+    Generic(std::sync::Arc<GenericPre>),
+}
+
+/// A component with WIT exports of its own, linked.
+pub struct GenericPre {
+    /// Ready to instantiate.
+    pub pre: InstancePre<super::state::CallState>,
+    /// Its exported functions, as tools.
+    pub functions: Vec<super::generic::Function>,
 }

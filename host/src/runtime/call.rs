@@ -342,6 +342,7 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
     let ran = tokio::time::timeout(limits.timeout, async {
         match pre {
             Pre::Current(pre) => run_current(&pre, &mut store, entry).await,
+            Pre::Generic(pre) => run_generic(&pre, &mut store, entry).await,
             Pre::V0_1(pre) => {
                 let instance = pre.instantiate_async(&mut store).await?;
                 let tools = instance.moat_plugin_tools();
@@ -394,6 +395,74 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
 /// (Moat routes only to what a plugin listed, so this is a host fault).
 fn no_export(what: &str) -> wasmtime::Error {
     wasmtime::Error::msg(format!("the plugin does not export {what}"))
+}
+
+/// Runs `entry` in a fresh instance of a component with exports of its
+/// own: a description is read off its types, a call lowers the arguments,
+/// calls the function and lifts what it returns.
+async fn run_generic(
+    pre: &super::bindings::GenericPre,
+    store: &mut Store<CallState>,
+    entry: Entry,
+) -> wasmtime::Result<Returned> {
+    let instance = pre.pre.instantiate_async(&mut *store).await?;
+    match entry {
+        Entry::Describe => Ok(Returned::Described(Described {
+            tools: pre
+                .functions
+                .iter()
+                .map(|f| wit::Tool {
+                    name: f.tool.clone(),
+                    title: None,
+                    description: format!("The component's function `{}`.", f.tool),
+                    input_schema: f.input_schema.to_string(),
+                    output_schema: f.output_schema.as_ref().map(ToString::to_string),
+                    annotations: wt::Annotations {
+                        read_only: None,
+                        destructive: None,
+                        idempotent: None,
+                        open_world: None,
+                    },
+                })
+                .collect(),
+            resources: Vec::new(),
+            templates: Vec::new(),
+            prompts: Vec::new(),
+        })),
+        Entry::Call { tool, arguments } => {
+            let Some(function) = pre.functions.iter().find(|f| f.tool == tool) else {
+                return Ok(Returned::Call(Err(wit::CallError::UnknownTool(tool))));
+            };
+            let arguments: serde_json::Value = serde_json::from_str(&arguments)?;
+            let params = match function.arguments(&arguments) {
+                Ok(params) => params,
+                Err((at, why)) => {
+                    return Ok(Returned::Call(Err(wit::CallError::InvalidArguments(
+                        format!("{why} (at {at})"),
+                    ))));
+                }
+            };
+            let func = instance
+                .get_func(&mut *store, function.index)
+                .ok_or_else(|| no_export(&tool))?;
+            let mut results = function.results();
+            func.call_async(&mut *store, &params, &mut results).await?;
+            let (value, is_error) = function.answer(&results);
+            let text = match &value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Ok(Returned::Call(Ok(CallResult {
+                content: vec![wt::Content {
+                    kind: wt::ContentKind::Text(text),
+                    annotations: None,
+                }],
+                structured: (!is_error).then(|| function.structured(value).to_string()),
+                is_error,
+            })))
+        }
+        Entry::Other(_) => Err(no_export("resources or prompts")),
+    }
 }
 
 /// Runs `entry` in a fresh instance of a plugin of the current contract.

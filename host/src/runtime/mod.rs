@@ -16,6 +16,7 @@ mod compat;
 pub mod engine;
 pub mod error;
 pub mod events;
+mod generic;
 mod outcome;
 mod plugin;
 mod state;

@@ -160,12 +160,29 @@ impl Runtime {
                 "plugins may import only WASI 0.2 and moat:plugin/log (0.2.0 or 0.1.0); rebuild it against wit/ with the moat-plugin SDK",
             )
         })?;
-        let pre = super::compat::pre(instance_pre).map_err(|e| {
-            fail(
-                format!("exports neither moat:plugin/tools@0.2.0 nor @0.1.0: {e}"),
-                "build the plugin with the moat-plugin SDK (or export the interface in wit/)",
-            )
-        })?;
+        let pre = match super::compat::pre(instance_pre.clone()) {
+            Ok(pre) => pre,
+            // A component that speaks no `moat:plugin` at all: its own
+            // exported functions are its tools.
+            Err(_) if !speaks_moat(&component, &self.engine) => {
+                let functions = super::generic::functions(&self.engine, &component).map_err(|why| {
+                    fail(
+                        format!("exports no moat:plugin interface, and cannot be served by its own exports: {why}"),
+                        "export functions of plain values (or build the plugin with the moat-plugin SDK)",
+                    )
+                })?;
+                Pre::Generic(Arc::new(super::bindings::GenericPre {
+                    pre: instance_pre,
+                    functions,
+                }))
+            }
+            Err(e) => {
+                return Err(fail(
+                    format!("exports neither moat:plugin/tools@0.2.0 nor @0.1.0: {e}"),
+                    "build the plugin with the moat-plugin SDK (or export the interface in wit/)",
+                ));
+            }
+        };
 
         let label: Arc<str> = Arc::from(config.name.as_str());
         // Descriptions are read with no grants at all: only the limits.
@@ -479,12 +496,26 @@ fn check_prompts(listed: Vec<wt::Prompt>) -> Result<Vec<PromptInfo>, String> {
 }
 
 /// 1 to 64 characters from A-Z, a-z, 0-9, `_` and `-`.
+/// Letters, digits, `_` and `-`, in at most two parts joined by a dot
+/// (a function of an exported interface is `<interface>.<function>`).
 fn plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    name.len() <= 64
+        && name.split('.').count() <= 2
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+}
+
+/// Whether `component` exports any `moat:plugin` interface (then it must
+/// speak the contract whole).
+fn speaks_moat(component: &Component, engine: &wasmtime::Engine) -> bool {
+    component
+        .component_type()
+        .exports(engine)
+        .any(|(name, _)| name.starts_with("moat:plugin/"))
 }
 
 /// MCP requires tool schemas to describe JSON objects.

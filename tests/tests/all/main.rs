@@ -15,6 +15,7 @@ mod container;
 mod database;
 mod deploy;
 mod filesystem;
+mod generic;
 mod http;
 mod isolation;
 mod limits;

@@ -1,0 +1,175 @@
+//! Components that do not speak `moat:plugin` (plugins/typed: its own WIT
+//! world, built with wit-bindgen alone): every exported function is a
+//! tool, with an input schema exact to its WIT types, arguments checked
+//! before the instance exists, and results lifted to JSON.
+
+use moat_tests::client::{call_text, connect};
+use moat_tests::{MoatServer, moat_bin, plugin_wasm};
+use serde_json::{Value, json};
+use std::process::Command;
+
+/// `moat call typed.wasm <tool> <args>`: its exit code and its JSON.
+fn call(tool: &str, arguments: Value) -> (i32, Value) {
+    let out = Command::new(moat_bin())
+        .args(["call"])
+        .arg(plugin_wasm("typed"))
+        .args([tool, &arguments.to_string()])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap(), value)
+}
+
+fn refusal(tool: &str, arguments: Value) -> String {
+    let (code, answer) = call(tool, arguments);
+    assert_eq!(code, 2, "{answer}");
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    answer["error"]["message"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn every_wit_type_goes_in_and_out_as_its_schema_says() {
+    let (code, answer) = call("add", json!({ "a": 200, "b": 100 }));
+    assert_eq!(code, 0, "{answer}");
+    assert_eq!(answer["structuredContent"], json!({ "result": 300 }));
+
+    let (code, answer) = call(
+        "describe",
+        json!({
+            "p": { "x": 1, "y": -2 }, "c": "green", "f": ["read", "exec"],
+            "s": { "rect": { "x": 3, "y": 4 } }, "tags": ["a", "b"], "note": null,
+            "pair": [true, "é"], "big": -9007199254740993i64,
+        }),
+    );
+    assert_eq!(code, 0, "{answer}");
+    assert_eq!(
+        answer["structuredContent"]["result"],
+        "point 1,-2; Color::Green; Perms { bits: 5 }; rect 3,4; tags a+b; note none; pair true é; big -9007199254740993"
+    );
+    let (_, answer) = call(
+        "describe",
+        json!({
+            "p": { "x": 0, "y": 0 }, "c": "red", "f": [], "s": "empty", "tags": [],
+            "note": "n", "pair": [false, "x"], "big": 0,
+        }),
+    );
+    assert!(
+        answer["structuredContent"]["result"]
+            .as_str()
+            .unwrap()
+            .contains("empty; tags ; note n")
+    );
+
+    // A record comes back as itself; bytes as numbers; an interface's
+    // function under its interface's name.
+    let (_, answer) = call(
+        "middle",
+        json!({ "a": { "x": 0, "y": 10 }, "b": { "x": 4, "y": 20 } }),
+    );
+    assert_eq!(answer["structuredContent"], json!({ "x": 2, "y": 15 }));
+    let (_, answer) = call("reverse", json!({ "data": [1, 2, 255] }));
+    assert_eq!(
+        answer["structuredContent"],
+        json!({ "result": [255, 2, 1] })
+    );
+    let (_, answer) = call("text.count", json!({ "s": "héllo" }));
+    assert_eq!(answer["structuredContent"], json!({ "result": 5 }));
+
+    // `result`: ok is the result, err an error result with its value.
+    let (_, answer) = call("divide", json!({ "a": 1, "b": 4 }));
+    assert_eq!(answer["structuredContent"], json!({ "result": 0.25 }));
+    let (code, answer) = call("divide", json!({ "a": 1, "b": 0 }));
+    assert_eq!(code, 1, "{answer}");
+    assert_eq!(answer["isError"], true);
+    assert_eq!(answer["content"][0]["text"], "cannot divide 1 by zero");
+    assert!(answer.get("structuredContent").is_none(), "{answer}");
+}
+
+#[test]
+fn arguments_outside_the_wit_types_are_refused_naming_the_field() {
+    let cases = [
+        ("add", json!({ "a": 256, "b": 1 }), "/a"),
+        ("add", json!({ "a": -1, "b": 1 }), "/a"),
+        ("add", json!({ "a": 1.5, "b": 1 }), "/a"),
+        ("add", json!({ "a": 1 }), "\"b\" is a required property"),
+        (
+            "add",
+            json!({ "a": 1, "b": 2, "c": 3 }),
+            "Additional properties",
+        ),
+        ("reverse", json!({ "data": [1, 256] }), "/data/1"),
+        (
+            "middle",
+            json!({ "a": { "x": 1 }, "b": { "x": 1, "y": 2 } }),
+            "/a",
+        ),
+    ];
+    for (tool, arguments, names) in cases {
+        let message = refusal(tool, arguments.clone());
+        assert!(message.contains(names), "{tool} {arguments}: {message}");
+    }
+    let describe = |field: &str, value: Value| {
+        let mut arguments = json!({
+            "p": { "x": 0, "y": 0 }, "c": "red", "f": [], "s": "empty", "tags": [],
+            "note": null, "pair": [false, "x"], "big": 0,
+        });
+        arguments[field] = value;
+        refusal("describe", arguments)
+    };
+    assert!(describe("c", json!("purple")).contains("/c"));
+    assert!(describe("s", json!({ "triangle": 3 })).contains("/s"));
+    assert!(describe("s", json!({ "circle": "big" })).contains("/s"));
+    assert!(describe("f", json!(["read", "read"])).contains("/f"));
+    assert!(describe("f", json!(["fly"])).contains("/f/0"));
+    assert!(describe("pair", json!([true, "ab"])).contains("/pair/1"));
+    assert!(describe("pair", json!([true])).contains("/pair"));
+    assert!(describe("big", json!(9223372036854775808u64)).contains("/big"));
+    // After every refusal the component still answers.
+    assert_eq!(
+        call("add", json!({ "a": 1, "b": 2 })).1["structuredContent"],
+        json!({ "result": 3 })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_served_generic_component_lists_its_functions_with_their_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("moat.toml"),
+        format!(
+            "[runtime]\ncache_dir = \"cache\"\n[[plugin]]\nname = \"typed\"\nsource = {:?}\n",
+            plugin_wasm("typed").display().to_string()
+        ),
+    )
+    .unwrap();
+    let server = MoatServer::start(dir.path(), &[]);
+    let client = connect(&server.url).await;
+    let tools = client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(
+        names,
+        [
+            "typed.add",
+            "typed.describe",
+            "typed.divide",
+            "typed.middle",
+            "typed.reverse",
+            "typed.text.count"
+        ]
+    );
+    let add = &tools[0];
+    assert_eq!(
+        Value::Object((*add.input_schema).clone())["properties"]["a"],
+        json!({ "type": "integer", "minimum": 0, "maximum": 255 })
+    );
+    let (is_error, text) = call_text(&client, "typed.text.count", json!({ "s": "abc" })).await;
+    assert!(!is_error);
+    assert_eq!(text, "3");
+}
