@@ -171,6 +171,8 @@ struct RawPlugin {
     prefix: Option<Spanned<String>>,
     #[serde(default)]
     rename: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    tools: BTreeMap<String, Spanned<naming::RawToolSetting>>,
     /// `false`: serve none of the plugin's resources (a second copy of a
     /// plugin, under another name and grants, would claim the same URIs).
     resources: Option<bool>,
@@ -451,7 +453,7 @@ fn parse_plugin(
     let source =
         crate::source::parse_source(src, &raw.source, sha256.is_some()).map_err(context)?;
     let grants = Grants::parse(src, raw.grants).map_err(context)?;
-    let mut naming = naming::parse(src, raw.prefix, raw.rename).map_err(context)?;
+    let mut naming = naming::parse(src, raw.prefix, raw.rename, raw.tools).map_err(context)?;
     naming.hide_resources = raw.resources == Some(false);
     Ok(PluginConfig {
         name: name.clone(),

@@ -1,6 +1,8 @@
 //! How a plugin's tools are named to clients: `<plugin>.<tool>` by
 //! default, another prefix (`prefix = "gh"`), none (`prefix = ""`), or a
-//! name of the operator's choosing per tool (`[plugin.rename]`).
+//! name of the operator's choosing per tool (`[plugin.rename]`); and which
+//! tools are served at all, under which description (`[plugin.tools]`:
+//! a component's functions may be many, and its WIT may say nothing).
 
 use crate::diagnostics::{ConfigError, Source};
 use std::collections::BTreeMap;
@@ -16,6 +18,33 @@ pub struct Naming {
     pub renames: BTreeMap<String, String>,
     /// Serve none of its resources (`resources = false`).
     pub hide_resources: bool,
+    /// `[plugin.tools]`: per tool of the plugin, another name within its
+    /// prefix, another description, or not served at all.
+    pub tools: BTreeMap<String, ToolSetting>,
+}
+
+/// One entry of `[plugin.tools]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ToolSetting {
+    /// Its name within the plugin's prefix.
+    pub name: Option<String>,
+    /// What clients are told it does.
+    pub description: Option<String>,
+    /// Not served: not listed, not callable.
+    pub hidden: bool,
+}
+
+/// An entry of `[plugin.tools]` as written: a new name, `false` to hide,
+/// or a table.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawToolSetting {
+    Serve(bool),
+    Name(String),
+    Table {
+        name: Option<String>,
+        description: Option<String>,
+    },
 }
 
 impl Naming {
@@ -23,8 +52,27 @@ impl Naming {
     pub fn exposed(&self, plugin: &str, tool: &str) -> String {
         match self.renames.get(tool) {
             Some(name) => name.clone(),
-            None => self.prefixed(plugin, tool),
+            None => match self.tools.get(tool).and_then(|t| t.name.as_deref()) {
+                Some(name) => self.prefixed(plugin, name),
+                None => self.prefixed(plugin, tool),
+            },
         }
+    }
+
+    /// Whether `tool` of the plugin is served.
+    pub fn serves(&self, tool: &str) -> bool {
+        !self.tools.get(tool).is_some_and(|t| t.hidden)
+    }
+
+    /// The description the config gives `tool`, if any.
+    pub fn description(&self, tool: &str) -> Option<&str> {
+        self.tools.get(tool).and_then(|t| t.description.as_deref())
+    }
+
+    /// Every tool name the config names, for the check that the plugin
+    /// has each.
+    pub fn named_tools(&self) -> impl Iterator<Item = &String> {
+        self.renames.keys().chain(self.tools.keys())
     }
 
     /// The name clients see for prompt `name` of the plugin named
@@ -48,11 +96,12 @@ pub fn valid_tool_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }
 
-/// `prefix` and `[plugin.rename]` of one `[[plugin]]`.
+/// `prefix`, `[plugin.rename]` and `[plugin.tools]` of one `[[plugin]]`.
 pub(super) fn parse(
     src: &Source,
     prefix: Option<Spanned<String>>,
     renames: BTreeMap<String, Spanned<String>>,
+    tools: BTreeMap<String, Spanned<RawToolSetting>>,
 ) -> Result<Naming, ConfigError> {
     if let Some(prefix) = &prefix {
         let p = prefix.get_ref();
@@ -78,10 +127,47 @@ pub(super) fn parse(
         }
         out.insert(tool, name.into_inner());
     }
+    let mut settings = BTreeMap::new();
+    for (tool, raw) in tools {
+        let span = raw.span();
+        let setting = match raw.into_inner() {
+            RawToolSetting::Serve(serve) => ToolSetting {
+                hidden: !serve,
+                ..ToolSetting::default()
+            },
+            RawToolSetting::Name(name) => ToolSetting {
+                name: Some(name),
+                ..ToolSetting::default()
+            },
+            RawToolSetting::Table { name, description } => ToolSetting {
+                name,
+                description,
+                hidden: false,
+            },
+        };
+        if let Some(name) = &setting.name
+            && (name.contains('.') || !valid_tool_name(name))
+        {
+            return Err(src.error(
+                span,
+                format!("{tool} = {name:?} is not a tool name"),
+                "use 1 to 128 characters from A-Z, a-z, 0-9, `_` and `-` (the prefix comes before it; [plugin.rename] gives a whole name)",
+            ));
+        }
+        if out.contains_key(&tool) && setting.name.is_some() {
+            return Err(src.error(
+                span,
+                format!("`{tool}` is renamed twice, in [plugin.rename] and [plugin.tools]"),
+                "rename it in one place",
+            ));
+        }
+        settings.insert(tool, setting);
+    }
     Ok(Naming {
         prefix: prefix.map(Spanned::into_inner),
         renames: out,
         hide_resources: false,
+        tools: settings,
     })
 }
 
@@ -95,6 +181,14 @@ mod tests {
             prefix: prefix.map(str::to_string),
             renames: [("list".to_string(), "issues.list".to_string())].into(),
             hide_resources: false,
+            tools: [(
+                "fetch".to_string(),
+                ToolSetting {
+                    name: Some("get_url".into()),
+                    ..ToolSetting::default()
+                },
+            )]
+            .into(),
         };
         let cases = [
             (None, "greet", "github.greet"),
@@ -102,6 +196,8 @@ mod tests {
             (Some(""), "greet", "greet"),
             (Some("gh"), "list", "issues.list"),
             (Some(""), "list", "issues.list"),
+            (None, "fetch", "github.get_url"),
+            (Some(""), "fetch", "get_url"),
         ];
         for (prefix, tool, expected) in cases {
             assert_eq!(naming(prefix).exposed("github", tool), expected);

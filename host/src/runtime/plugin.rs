@@ -239,14 +239,15 @@ impl Runtime {
             check_prompts(prompts).map_err(|m| fail(m, "fix the plugin's prompt list"))?;
         if let Some(unknown) = config
             .naming
-            .renames
-            .keys()
+            .named_tools()
             .find(|old| !tools.iter().any(|t| &t.name == *old))
         {
             let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
             return Err(fail(
-                format!("[plugin.rename] names `{unknown}`, which the plugin does not have"),
-                &format!("rename one of its tools: {}", names.join(", ")),
+                format!(
+                    "[plugin.rename] or [plugin.tools] names `{unknown}`, which the plugin does not have"
+                ),
+                &format!("name one of its tools: {}", names.join(", ")),
             ));
         }
         Ok(Plugin {

@@ -209,7 +209,11 @@ impl ToolService {
     pub fn new(runtime: Arc<Runtime>, plugins: Vec<Plugin>) -> anyhow::Result<ToolService> {
         let mut tools = Vec::new();
         for (index, plugin) in plugins.iter().enumerate() {
-            for info in &plugin.tools {
+            for info in plugin
+                .tools
+                .iter()
+                .filter(|t| plugin.naming.serves(&t.name))
+            {
                 let schema = Value::Object(info.input_schema.clone());
                 let validator = jsonschema::validator_for(&schema).map_err(|e| {
                     anyhow::anyhow!(
@@ -218,10 +222,14 @@ impl ToolService {
                         info.name
                     )
                 })?;
+                let mut info = info.clone();
+                if let Some(description) = plugin.naming.description(&info.name) {
+                    info.description = description.to_string();
+                }
                 tools.push(ToolEntry {
                     name: plugin.naming.exposed(&plugin.name, &info.name),
                     plugin: index,
-                    info: info.clone(),
+                    info,
                     validator,
                     confirm: false,
                 });

@@ -173,3 +173,69 @@ async fn a_served_generic_component_lists_its_functions_with_their_schemas() {
     assert!(!is_error);
     assert_eq!(text, "3");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_config_renames_hides_and_describes_a_components_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |tools: &str| {
+        std::fs::write(
+            dir.path().join("moat.toml"),
+            format!(
+                "[runtime]\ncache_dir = \"cache\"\n[[plugin]]\nname = \"typed\"\nsource = {:?}\n[plugin.tools]\n{tools}",
+                plugin_wasm("typed").display().to_string()
+            ),
+        )
+        .unwrap();
+    };
+    write(
+        "describe = false\nreverse = false\nmiddle = false\n\
+         add = { name = \"plus\", description = \"Adds two bytes.\" }\n\"text.count\" = \"count\"\n",
+    );
+    let server = MoatServer::start(dir.path(), &[]);
+    let client = connect(&server.url).await;
+    let tools = client.list_all_tools().await.unwrap();
+    let listed: Vec<(&str, &str)> = tools
+        .iter()
+        .map(|t| {
+            (
+                t.name.as_ref(),
+                t.description.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("typed.count", "The component's function `text.count`."),
+            ("typed.divide", "The component's function `divide`."),
+            ("typed.plus", "Adds two bytes."),
+        ]
+    );
+    let (is_error, text) = call_text(&client, "typed.plus", json!({ "a": 2, "b": 3 })).await;
+    assert_eq!((is_error, text.as_str()), (false, "5"));
+    // A hidden function cannot be called under any name.
+    for name in ["typed.describe", "typed.reverse", "typed.add"] {
+        let refused = client
+            .call_tool(rmcp::model::CallToolRequestParams::new(name.to_string()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(&format!("unknown tool `{name}`")),
+            "{refused}"
+        );
+    }
+    drop(server);
+
+    // A function the component does not have is a load error that lists them.
+    write("fetch = \"get_url\"\n");
+    let out = Command::new(moat_bin())
+        .args(["check", "-c"])
+        .arg(dir.path().join("moat.toml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("[plugin.tools] names `fetch`"), "{said}");
+    assert!(said.contains("text.count"), "{said}");
+}
