@@ -33,7 +33,7 @@ pub(super) async fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         for plugin in service.plugins() {
             tools += plugin.tools.len();
             println!("plugin {}", plugin.name);
-            print_provenance(&plugin.provenance);
+            print_provenance(&plugin.provenance, "  ", "none checked");
             println!(
                 "  compile  {:.1} ms ({:?})",
                 plugin.load.compile.as_secs_f64() * 1e3,
@@ -158,21 +158,18 @@ pub(super) async fn lock(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where a plugin came from and who signed it.
-fn print_provenance(p: &crate::source::Provenance) {
-    println!("  source   {}", p.source);
+/// Where a plugin came from and who signed it, each line after `indent`;
+/// `unsigned` says what no checked signature means here.
+fn print_provenance(p: &crate::source::Provenance, indent: &str, unsigned: &str) {
+    println!("{indent}source   {}", p.source);
     if p.resolved != p.source {
-        println!("  resolved {}", p.resolved);
+        println!("{indent}resolved {}", p.resolved);
     }
-    println!("  sha256   {}", p.sha256);
-    println!(
-        "  signer   {}",
-        p.signer
-            .as_ref()
-            .map_or("none checked".to_string(), |s| format!(
-                "publisher `{s}` (signature verified)"
-            ))
-    );
+    println!("{indent}sha256   {}", p.sha256);
+    match &p.signer {
+        Some(s) => println!("{indent}signer   publisher `{s}` (signature verified)"),
+        None => println!("{indent}signer   {unsigned}"),
+    }
 }
 
 /// The plugin's resources, templates and prompts, if it offers any.
@@ -450,17 +447,10 @@ pub(super) async fn inspect(
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{}", p.source);
-    if p.resolved != p.source {
-        println!("resolved {}", p.resolved);
-    }
-    println!("sha256  {}", p.sha256);
-    println!(
-        "signer  {}",
-        p.signer.as_deref().map_or_else(
-            || "none checked (--config with [[trust.publisher]] checks one)".to_string(),
-            |s| format!("publisher `{s}` (signature verified)")
-        )
+    print_provenance(
+        p,
+        "",
+        "none checked (--config with [[trust.publisher]] checks one)",
     );
     println!("tools");
     for tool in &plugin.tools {

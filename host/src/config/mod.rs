@@ -488,20 +488,7 @@ fn parse_signing(src: &Source, raw: &RawPlugin, trust: &Trust) -> Result<Signing
         Some(at) => {
             let text = at.get_ref().trim();
             if text.starts_with("https://") {
-                let url = url::Url::parse(text).map_err(|e| {
-                    src.error(
-                        at.span(),
-                        format!("signature `{text}` is not a URL: {e}"),
-                        "write the https:// URL of the .minisig file",
-                    )
-                })?;
-                if !url.username().is_empty() || url.password().is_some() {
-                    return Err(src.error(
-                        at.span(),
-                        "the signature's URL carries credentials",
-                        "serve the signature without credentials in its URL",
-                    ));
-                }
+                let url = crate::source::config::https_url(src, at, "signature", ".minisig file")?;
                 Some(SignatureAt::Url(url))
             } else if text.contains("://") {
                 return Err(src.error(

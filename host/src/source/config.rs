@@ -147,6 +147,36 @@ fn registry_name(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
 }
 
+/// The https:// URL `at` (the plugin's `what`: its source or signature),
+/// refused when it does not parse or carries credentials, which would be
+/// printed in messages and written to the lock file.
+pub(crate) fn https_url(
+    src: &Source,
+    at: &Spanned<String>,
+    what: &str,
+    file: &str,
+) -> Result<url::Url, ConfigError> {
+    let text = at.get_ref().trim();
+    let url = url::Url::parse(text).map_err(|e| {
+        src.error(
+            at.span(),
+            format!("{what} `{text}` is not a URL: {e}"),
+            format!("write the full https:// URL of the {file}"),
+        )
+    })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(src.error(
+            at.span(),
+            format!(
+                "the {what} URL on {} carries credentials",
+                url.host_str().unwrap_or_default()
+            ),
+            format!("serve the {file} without credentials in its URL"),
+        ));
+    }
+    Ok(url)
+}
+
 /// Parses a plugin's `source`, with its `sha256` pin already checked.
 pub fn parse_source(
     src: &Source,
@@ -164,21 +194,7 @@ pub fn parse_source(
         });
     }
     if text.starts_with("https://") {
-        let url = url::Url::parse(text).map_err(|e| {
-            src.error(
-                source.span(),
-                format!("source `{text}` is not a URL: {e}"),
-                "write the full https:// URL of the .wasm file",
-            )
-        })?;
-        if !url.username().is_empty() || url.password().is_some() {
-            // It would be printed in messages and written to the lock.
-            return Err(src.error(
-                source.span(),
-                format!("source `{}` carries credentials", url.host_str().unwrap_or_default()),
-                "serve the release file without credentials in its URL; a pinned digest is what protects it",
-            ));
-        }
+        let url = https_url(src, source, "source", ".wasm file")?;
         if !pinned {
             // What a URL serves can change under it: only a digest says
             // which bytes were meant.
