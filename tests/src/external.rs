@@ -6,32 +6,48 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// Held while something is checked and installed: the tests that use the
 /// same venv or packages run at once in one binary, and one of them must
 /// not remove what another is installing or running.
 static INSTALLING: Mutex<()> = Mutex::new(());
 
+/// Holds [`INSTALLING`] until dropped.
+pub(crate) fn install_lock() -> MutexGuard<'static, ()> {
+    INSTALLING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn here(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
+/// `relative` to the repository's root.
+pub(crate) fn here_repo(relative: &str) -> PathBuf {
+    here("..").join(relative)
+}
+
 /// Whether `stamp` records `pins`, so what it stamps is up to date.
-fn current(stamp: &Path, pins: &str) -> bool {
+pub(crate) fn current(stamp: &Path, pins: &str) -> bool {
     std::fs::read_to_string(stamp).ok().as_deref() == Some(pins)
 }
 
 /// The venv's python, with the pinned SDK; made under `tmp` (a test's
 /// `CARGO_TARGET_TMPDIR`).
 pub fn python_with_sdk(tmp: &Path) -> PathBuf {
-    let _installing = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
-    let requirements = std::fs::read_to_string(here("python/requirements.txt")).unwrap();
-    let venv = tmp.join("py-venv");
+    venv(tmp, "py-venv", &here("python/requirements.txt")).join("bin/python")
+}
+
+/// The venv `tmp/name` with the packages pinned in `requirements`,
+/// made again when they change.
+pub(crate) fn venv(tmp: &Path, name: &str, requirements: &Path) -> PathBuf {
+    let _installing = install_lock();
+    let pins = std::fs::read_to_string(requirements).unwrap();
+    let venv = tmp.join(name);
     let python = venv.join("bin/python");
     let stamp = venv.join("moat-requirements.txt");
-    if python.is_file() && current(&stamp, &requirements) {
-        return python;
+    if python.is_file() && current(&stamp, &pins) {
+        return venv;
     }
     let _ = std::fs::remove_dir_all(&venv);
     let made = Command::new("python3")
@@ -51,15 +67,16 @@ pub fn python_with_sdk(tmp: &Path) -> PathBuf {
             "--disable-pip-version-check",
             "-r",
         ])
-        .arg(here("python/requirements.txt"))
+        .arg(requirements)
         .status()
         .unwrap();
     assert!(
         installed.success(),
-        "pip could not install tests/python/requirements.txt"
+        "pip could not install {}",
+        requirements.display()
     );
-    std::fs::write(&stamp, requirements).unwrap();
-    python
+    std::fs::write(&stamp, pins).unwrap();
+    venv
 }
 
 /// Runs tests/python/`script` with the SDK's venv (made under `tmp`) and
@@ -103,30 +120,39 @@ pub fn assert_every_scenario(stdout: &str) {
 /// A folder holding tests/node (the provider and client scripts) with
 /// their locked npm packages installed by `npm ci`; made under `tmp`.
 pub fn node_packages(tmp: &Path) -> PathBuf {
-    let _installing = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
-    let lock = std::fs::read_to_string(here("node/package-lock.json")).unwrap();
-    let dir = tmp.join("node-packages");
-    let stamp = dir.join("moat-package-lock.json");
+    let _installing = install_lock();
+    let dir = npm_installed(tmp, "node-packages", &here("node"));
     // The scripts are copied every time: ES modules resolve packages next
     // to the script, so they must live beside node_modules.
-    let copy = |name: &str| std::fs::copy(here(&format!("node/{name}")), dir.join(name)).unwrap();
+    for script in ["provider.mjs", "confirm.mjs"] {
+        std::fs::copy(here(&format!("node/{script}")), dir.join(script)).unwrap();
+    }
+    dir
+}
+
+/// `tmp/name` with the packages locked in `package`'s package.json and
+/// package-lock.json installed by `npm ci`, made again when the lock
+/// changes. The caller holds [`install_lock`].
+pub(crate) fn npm_installed(tmp: &Path, name: &str, package: &Path) -> PathBuf {
+    let lock = std::fs::read_to_string(package.join("package-lock.json")).unwrap();
+    let dir = tmp.join(name);
+    let stamp = dir.join("moat-package-lock.json");
     if !current(&stamp, &lock) {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        copy("package.json");
-        copy("package-lock.json");
+        for file in ["package.json", "package-lock.json"] {
+            std::fs::copy(package.join(file), dir.join(file)).unwrap();
+        }
         let installed = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir)
             .status();
         assert!(
             matches!(installed, Ok(s) if s.success()),
-            "`npm ci` of tests/node failed: install Node.js 20 or newer with npm"
+            "`npm ci` of {} failed: install Node.js 20 or newer with npm",
+            package.display()
         );
         std::fs::write(&stamp, lock).unwrap();
-    }
-    for script in ["provider.mjs", "confirm.mjs"] {
-        copy(script);
     }
     dir
 }

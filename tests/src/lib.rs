@@ -7,6 +7,7 @@ pub mod bench;
 pub mod client;
 pub mod external;
 pub mod https;
+pub mod languages;
 pub mod minisign;
 pub mod nginx;
 pub mod raw;

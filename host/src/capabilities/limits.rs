@@ -83,6 +83,7 @@ impl Limits {
     pub fn apply<T: Limited + 'static>(&self, store: &mut Store<T>) -> wasmtime::Result<()> {
         store.limiter(|s| s.memory_limiter());
         store.set_fuel(self.fuel)?;
+        store.set_hostcall_fuel(self.hostcall_bytes());
         let deadline = Instant::now() + self.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -93,6 +94,21 @@ impl Limits {
             }
         });
         Ok(())
+    }
+}
+
+impl Limits {
+    /// Host memory that one crossing from the guest may fill: the values
+    /// of a result lifted out of its memory (a generic component's
+    /// `list<u8>` becomes one host value per byte), or a host call's
+    /// arguments. As much as the call may hold itself (its memory), or, if
+    /// more, what a result that fits the output cap needs: each lifted
+    /// value costs its host size, and no value is shorter than one byte of
+    /// JSON. A bigger crossing is refused before the host allocates it.
+    pub fn hostcall_bytes(&self) -> usize {
+        self.max_output_bytes
+            .saturating_mul(size_of::<wasmtime::component::Val>())
+            .max(self.memory_bytes)
     }
 }
 

@@ -1,5 +1,5 @@
-//! The `moat` command line: `serve`, `reload`, `check`, `lock`, `inspect`
-//! and `call`.
+//! The `moat` command line: `serve`, `reload`, `check`, `lock`, `inspect`,
+//! `call` and `new`.
 //!
 //! Without `--config`, commands use the embedded default configuration
 //! (see [`crate::defaults`]). Exit codes: 0 success; 1 the call's result is
@@ -8,6 +8,7 @@
 mod audit;
 mod call;
 mod check;
+mod new;
 mod probe;
 mod serve;
 
@@ -93,6 +94,20 @@ enum Command {
     },
     /// Run one tool once and print its result as JSON.
     Call(CallArgs),
+    /// Write a new plugin project into ./NAME: one tool, its test, the
+    /// build command and a moat.toml to try it with `moat call`.
+    New {
+        /// The plugin's name (a-z, 0-9, `_`, `-`): the folder, and the
+        /// prefix of its tools.
+        name: String,
+        /// The plugin's language.
+        #[arg(long, value_enum, default_value_t = new::Lang::Rust)]
+        lang: new::Lang,
+        /// For Rust: the moat-plugin SDK folder (plugins/sdk of a Moat
+        /// checkout; default: the checkout this moat was built from).
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
+    },
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -226,6 +241,7 @@ pub fn main() -> ExitCode {
                 json,
             } => check::inspect(&plugin, sha256.as_deref(), config.as_deref(), json).await,
             Command::Call(args) => call::call(args).await,
+            Command::New { name, lang, sdk } => new::new(&name, lang, sdk.as_deref()),
             Command::Audit(AuditCommand::Verify { file, key, closed }) => {
                 audit::verify_chain(&file, key.as_deref(), closed)
             }

@@ -527,7 +527,7 @@ fn parse_signing(src: &Source, raw: &RawPlugin, trust: &Trust) -> Result<Signing
 
 /// Plugin names become the prefix of MCP tool names and tenant names a
 /// part of URLs, so both keep to a conservative alphabet.
-fn check_name(name: &str) -> Result<(), &'static str> {
+pub(crate) fn check_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.len() > 64 {
         return Err("must be 1 to 64 characters long");
     }

@@ -92,13 +92,27 @@ fn function(
     let output_schema = match &result {
         None => None,
         Some(ty) => {
-            let schema =
-                schema(ty).map_err(|why| format!("function `{tool}`, its result: {why}"))?;
+            let why = |why| format!("function `{tool}`, its result: {why}");
+            // A function's own `result` is unwrapped: its `ok` value is
+            // the output, its `err` value an error result.
+            let output = match ty {
+                Type::Result(result) => match result.ok() {
+                    Some(ok) => schema(&ok).map_err(why)?,
+                    None => json!({ "type": "null" }),
+                },
+                ty => schema(ty).map_err(why)?,
+            };
+            if let Type::Result(result) = ty
+                && let Some(err) = result.err()
+            {
+                schema(&err).map_err(why)?;
+            }
             Some(match ty {
-                Type::Record(_) => schema,
+                Type::Record(_) => output,
+                Type::Result(result) if matches!(result.ok(), Some(Type::Record(_))) => output,
                 _ => json!({
                     "type": "object",
-                    "properties": { "result": schema },
+                    "properties": { "result": output },
                     "required": ["result"],
                     "additionalProperties": false,
                 }),
@@ -179,12 +193,37 @@ pub fn schema(ty: &Type) -> Result<Value, String> {
             json!({ "oneOf": cases })
         }
         Type::Enum(e) => json!({ "type": "string", "enum": e.names().collect::<Vec<_>>() }),
-        Type::Option(option) => json!({ "anyOf": [schema(&option.ty())?, { "type": "null" }] }),
-        // An `ok` value is the result; an `err` value makes an error result.
-        Type::Result(result) => match result.ok() {
-            Some(ok) => schema(&ok)?,
-            None => json!({ "type": "null" }),
+        // `null` is none; an option of an option writes its outer `some`
+        // as `{"some": …}`, or the two nones could not be told apart.
+        Type::Option(option) => match option.ty() {
+            inner @ Type::Option(_) => json!({ "anyOf": [
+                {
+                    "type": "object",
+                    "properties": { "some": schema(&inner)? },
+                    "required": ["some"],
+                    "additionalProperties": false,
+                },
+                { "type": "null" },
+            ] }),
+            inner => json!({ "anyOf": [schema(&inner)?, { "type": "null" }] }),
         },
+        // Tagged like a variant of two cases, so that an `err` inside a
+        // value can be told from an `ok` (a function's own result is
+        // unwrapped, see `function`).
+        Type::Result(result) => {
+            let case = |name: &str, ty: Option<Type>| {
+                Ok::<_, String>(match ty {
+                    None => json!({ "const": name }),
+                    Some(ty) => json!({
+                        "type": "object",
+                        "properties": { name: schema(&ty)? },
+                        "required": [name],
+                        "additionalProperties": false,
+                    }),
+                })
+            };
+            json!({ "oneOf": [case("ok", result.ok())?, case("err", result.err())?] })
+        }
         Type::Flags(flags) => json!({
             "type": "array",
             "items": { "type": "string", "enum": flags.names().collect::<Vec<_>>() },
@@ -306,27 +345,32 @@ pub fn lower(value: &Value, ty: &Type, path: &str) -> Result<Val, (String, Strin
         }
         Type::Variant(variant) => {
             for case in variant.cases() {
-                match (&case.ty, value) {
-                    (None, Value::String(s)) if s == case.name => {
-                        return Ok(Val::Variant(case.name.into(), None));
-                    }
-                    (Some(ty), Value::Object(o)) if o.len() == 1 && o.contains_key(case.name) => {
-                        let at = format!("{path}/{}", case.name);
-                        let payload = lower(&o[case.name], ty, &at)?;
-                        return Ok(Val::Variant(case.name.into(), Some(Box::new(payload))));
-                    }
-                    _ => {}
+                if let Some(payload) = lower_case(value, case.name, case.ty.as_ref(), path)? {
+                    return Ok(Val::Variant(case.name.into(), payload));
                 }
             }
             wrong("not one of the variant's cases")
+        }
+        Type::Result(result) => {
+            if let Some(payload) = lower_case(value, "ok", result.ok().as_ref(), path)? {
+                return Ok(Val::Result(Ok(payload)));
+            }
+            if let Some(payload) = lower_case(value, "err", result.err().as_ref(), path)? {
+                return Ok(Val::Result(Err(payload)));
+            }
+            wrong("neither `ok` nor `err`")
         }
         Type::Enum(e) => match value.as_str() {
             Some(s) if e.names().any(|n| n == s) => Ok(Val::Enum(s.into())),
             _ => wrong("not one of the enum's names"),
         },
-        Type::Option(option) => match value {
-            Value::Null => Ok(Val::Option(None)),
-            v => Ok(Val::Option(Some(Box::new(lower(v, &option.ty(), path)?)))),
+        Type::Option(option) => match (option.ty(), value) {
+            (_, Value::Null) => Ok(Val::Option(None)),
+            (inner @ Type::Option(_), v) => match lower_case(v, "some", Some(&inner), path)? {
+                Some(payload) => Ok(Val::Option(payload)),
+                None => wrong("neither null nor `some`"),
+            },
+            (inner, v) => Ok(Val::Option(Some(Box::new(lower(v, &inner, path)?)))),
         },
         Type::Flags(flags) => {
             let Some(items) = value.as_array() else {
@@ -342,6 +386,25 @@ pub fn lower(value: &Value, ty: &Type, path: &str) -> Result<Val, (String, Strin
             Ok(Val::Flags(names))
         }
         _ => wrong("not a type Moat lowers"),
+    }
+}
+
+/// `value` as the case `name` of a variant (or a result): `Some` with its
+/// payload when it is that case, `None` when it is another.
+#[allow(clippy::type_complexity)]
+fn lower_case(
+    value: &Value,
+    name: &str,
+    ty: Option<&Type>,
+    path: &str,
+) -> Result<Option<Option<Box<Val>>>, (String, String)> {
+    match (ty, value) {
+        (None, Value::String(s)) if s == name => Ok(Some(None)),
+        (Some(ty), Value::Object(o)) if o.len() == 1 && o.contains_key(name) => {
+            let payload = lower(&o[name], ty, &format!("{path}/{name}"))?;
+            Ok(Some(Some(Box::new(payload))))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -367,15 +430,28 @@ pub fn lift(val: &Val) -> Value {
         Val::Record(fields) => {
             Value::Object(fields.iter().map(|(k, v)| (k.clone(), lift(v))).collect())
         }
-        Val::Variant(name, None) | Val::Enum(name) => json!(name),
-        Val::Variant(name, Some(payload)) => json!({ name: lift(payload) }),
+        Val::Variant(name, payload) => case(name, payload.as_deref()),
+        Val::Enum(name) => json!(name),
         Val::Option(None) => Value::Null,
-        Val::Option(Some(v)) => lift(v),
-        Val::Result(Ok(v)) | Val::Result(Err(v)) => v.as_deref().map_or(Value::Null, lift),
+        Val::Option(Some(v)) => match **v {
+            Val::Option(_) => case("some", Some(v)),
+            _ => lift(v),
+        },
+        Val::Result(Ok(v)) => case("ok", v.as_deref()),
+        Val::Result(Err(v)) => case("err", v.as_deref()),
         Val::Flags(names) => json!(names),
         Val::Map(_) | Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => {
             Value::Null
         }
+    }
+}
+
+/// A case of a variant or result: its name, or an object of its name and
+/// payload.
+fn case(name: &str, payload: Option<&Val>) -> Value {
+    match payload {
+        None => json!(name),
+        Some(v) => json!({ name: lift(v) }),
     }
 }
 
@@ -404,7 +480,9 @@ impl Function {
     pub fn answer(&self, results: &[Val]) -> (Value, bool) {
         match results.first() {
             None => (Value::Null, false),
-            Some(val) => (lift(val), matches!(val, Val::Result(Err(_)))),
+            Some(Val::Result(Ok(v))) => (v.as_deref().map_or(Value::Null, lift), false),
+            Some(Val::Result(Err(v))) => (v.as_deref().map_or(Value::Null, lift), true),
+            Some(val) => (lift(val), false),
         }
     }
 
@@ -413,6 +491,7 @@ impl Function {
         match &self.result {
             None => json!({}),
             Some(Type::Record(_)) => value,
+            Some(Type::Result(result)) if matches!(result.ok(), Some(Type::Record(_))) => value,
             Some(_) => json!({ "result": value }),
         }
     }

@@ -101,6 +101,14 @@ fn host_refusal(e: &wasmtime::Error, limits: &Limits) -> CallError {
         return CallError::NotGranted(what);
     }
     let cause = e.root_cause().to_string();
+    // wasmtime's refusal to lift more than the store's hostcall fuel.
+    if cause.contains("fuel allocated for hostcalls") {
+        return CallError::HostRefused(format!(
+            "the plugin handed the host more data at once than a call may: reading it would take over {} MiB of host memory (the call's memory_mib, or what an output of at most {} bytes needs)",
+            limits.hostcall_bytes() >> 20,
+            limits.max_output_bytes
+        ));
+    }
     CallError::HostRefused(printable(truncate(&cause, 1024)).into_owned())
 }
 

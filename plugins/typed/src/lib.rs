@@ -1,5 +1,7 @@
 //! A generic component: its own WIT world, exports of every WIT type, and
-//! no `moat:plugin`. tests/tests/all/generic.rs calls each through Moat.
+//! no `moat:plugin`. tests/tests/all/generic.rs calls each through Moat,
+//! and the same world built from JavaScript (plugins/js/typed) the same
+//! way.
 
 // `describe` takes one value of each WIT kind, on purpose.
 #![allow(clippy::too_many_arguments)]
@@ -33,10 +35,25 @@ impl Guest for Typed {
             Shape::Rect(q) => format!("rect {},{}", q.x, q.y),
             Shape::Empty => "empty".into(),
         };
+        let color = match c {
+            Color::Red => "red",
+            Color::Green => "green",
+            Color::Blue => "blue",
+        };
+        let flags: Vec<&str> = [
+            (Perms::READ, "read"),
+            (Perms::WRITE, "write"),
+            (Perms::EXEC, "exec"),
+        ]
+        .into_iter()
+        .filter(|(flag, _)| f.bits() & flag.bits() != 0)
+        .map(|(_, name)| name)
+        .collect();
         format!(
-            "point {},{}; {c:?}; {f:?}; {shape}; tags {}; note {}; pair {} {}; big {big}",
+            "point {},{}; {color}; {}; {shape}; tags {}; note {}; pair {} {}; big {big}",
             p.x,
             p.y,
+            flags.join("+"),
             tags.join("+"),
             note.as_deref().unwrap_or("none"),
             pair.0,
@@ -54,6 +71,28 @@ impl Guest for Typed {
 
     fn reverse(data: Vec<u8>) -> Vec<u8> {
         data.into_iter().rev().collect()
+    }
+
+    fn parse(items: Vec<String>) -> Vec<Result<u32, String>> {
+        items
+            .into_iter()
+            .map(|s| s.parse().map_err(|e| format!("{s:?}: {e}")))
+            .collect()
+    }
+
+    fn settle(r: Result<u32, String>) -> String {
+        match r {
+            Ok(n) => format!("ok {n}"),
+            Err(e) => format!("err {e}"),
+        }
+    }
+
+    fn first(items: Vec<Option<u8>>) -> Option<Option<u8>> {
+        items.first().copied()
+    }
+
+    fn fill(byte: u8, count: u32) -> Vec<u8> {
+        vec![byte; count as usize]
     }
 
     fn middle(a: Point, b: Point) -> Point {

@@ -4,15 +4,26 @@
 //! before the instance exists, and results lifted to JSON.
 
 use moat_tests::client::{call_text, connect};
+use moat_tests::languages::js_component;
 use moat_tests::{MoatServer, moat_bin, plugin_wasm};
 use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// `moat call typed.wasm <tool> <args>`: its exit code and its JSON.
-fn call(tool: &str, arguments: Value) -> (i32, Value) {
+/// The world of plugins/typed built from Rust with wit-bindgen, or from
+/// JavaScript with componentize-js (plugins/js/typed).
+fn typed(language: &str) -> PathBuf {
+    match language {
+        "rust" => plugin_wasm("typed"),
+        _ => js_component(Path::new(env!("CARGO_TARGET_TMPDIR")), "typed", "typed"),
+    }
+}
+
+/// `moat call <wasm> <tool> <args>`: its exit code and its JSON.
+fn call_in(wasm: &Path, tool: &str, arguments: Value) -> (i32, Value) {
     let out = Command::new(moat_bin())
         .args(["call"])
-        .arg(plugin_wasm("typed"))
+        .arg(wasm)
         .args([tool, &arguments.to_string()])
         .env_remove("RUST_LOG")
         .output()
@@ -27,15 +38,25 @@ fn call(tool: &str, arguments: Value) -> (i32, Value) {
     (out.status.code().unwrap(), value)
 }
 
-fn refusal(tool: &str, arguments: Value) -> String {
-    let (code, answer) = call(tool, arguments);
+fn refusal(wasm: &Path, tool: &str, arguments: Value) -> String {
+    let (code, answer) = call_in(wasm, tool, arguments);
     assert_eq!(code, 2, "{answer}");
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
     answer["error"]["message"].as_str().unwrap().to_string()
 }
 
 #[test]
-fn every_wit_type_goes_in_and_out_as_its_schema_says() {
+fn every_wit_type_goes_in_and_out_as_its_schema_says_rust() {
+    every_wit_type_goes_in_and_out_as_its_schema_says(&typed("rust"));
+}
+
+#[test]
+fn every_wit_type_goes_in_and_out_as_its_schema_says_javascript() {
+    every_wit_type_goes_in_and_out_as_its_schema_says(&typed("javascript"));
+}
+
+fn every_wit_type_goes_in_and_out_as_its_schema_says(wasm: &Path) {
+    let call = |tool: &str, arguments: Value| call_in(wasm, tool, arguments);
     let (code, answer) = call("add", json!({ "a": 200, "b": 100 }));
     assert_eq!(code, 0, "{answer}");
     assert_eq!(answer["structuredContent"], json!({ "result": 300 }));
@@ -51,7 +72,7 @@ fn every_wit_type_goes_in_and_out_as_its_schema_says() {
     assert_eq!(code, 0, "{answer}");
     assert_eq!(
         answer["structuredContent"]["result"],
-        "point 1,-2; Color::Green; Perms { bits: 5 }; rect 3,4; tags a+b; note none; pair true é; big -9007199254740993"
+        "point 1,-2; green; read+exec; rect 3,4; tags a+b; note none; pair true é; big -9007199254740993"
     );
     let (_, answer) = call(
         "describe",
@@ -64,7 +85,7 @@ fn every_wit_type_goes_in_and_out_as_its_schema_says() {
         answer["structuredContent"]["result"]
             .as_str()
             .unwrap()
-            .contains("empty; tags ; note n")
+            .contains("; ; empty; tags ; note n")
     );
 
     // A record comes back as itself; bytes as numbers; an interface's
@@ -90,10 +111,43 @@ fn every_wit_type_goes_in_and_out_as_its_schema_says() {
     assert_eq!(answer["isError"], true);
     assert_eq!(answer["content"][0]["text"], "cannot divide 1 by zero");
     assert!(answer.get("structuredContent").is_none(), "{answer}");
+
+    // A result inside a value keeps its case; so does an option of an
+    // option; a result is an argument too.
+    let (_, answer) = call("parse", json!({ "items": ["7", "x"] }));
+    assert_eq!(
+        answer["structuredContent"]["result"],
+        json!([{ "ok": 7 }, { "err": "\"x\": invalid digit found in string" }])
+    );
+    for (items, first) in [
+        (json!([]), json!(null)),
+        (json!([null, 1]), json!({ "some": null })),
+        (json!([3]), json!({ "some": 3 })),
+    ] {
+        let (_, answer) = call("first", json!({ "items": items }));
+        assert_eq!(answer["structuredContent"]["result"], first, "{items}");
+    }
+    for (r, said) in [
+        (json!({ "ok": 4 }), "ok 4"),
+        (json!({ "err": "no" }), "err no"),
+    ] {
+        let (_, answer) = call("settle", json!({ "r": r }));
+        assert_eq!(answer["structuredContent"]["result"], said);
+    }
 }
 
 #[test]
-fn arguments_outside_the_wit_types_are_refused_naming_the_field() {
+fn arguments_outside_the_wit_types_are_refused_naming_the_field_rust() {
+    arguments_outside_the_wit_types_are_refused_naming_the_field(&typed("rust"));
+}
+
+#[test]
+fn arguments_outside_the_wit_types_are_refused_naming_the_field_javascript() {
+    arguments_outside_the_wit_types_are_refused_naming_the_field(&typed("javascript"));
+}
+
+fn arguments_outside_the_wit_types_are_refused_naming_the_field(wasm: &Path) {
+    let refusal = |tool: &str, arguments: Value| refusal(wasm, tool, arguments);
     let cases = [
         ("add", json!({ "a": 256, "b": 1 }), "/a"),
         ("add", json!({ "a": -1, "b": 1 }), "/a"),
@@ -105,6 +159,8 @@ fn arguments_outside_the_wit_types_are_refused_naming_the_field() {
             "Additional properties",
         ),
         ("reverse", json!({ "data": [1, 256] }), "/data/1"),
+        ("settle", json!({ "r": { "ok": -1 } }), "/r"),
+        ("settle", json!({ "r": { "maybe": 1 } }), "/r"),
         (
             "middle",
             json!({ "a": { "x": 1 }, "b": { "x": 1, "y": 2 } }),
@@ -133,13 +189,13 @@ fn arguments_outside_the_wit_types_are_refused_naming_the_field() {
     assert!(describe("big", json!(9223372036854775808u64)).contains("/big"));
     // After every refusal the component still answers.
     assert_eq!(
-        call("add", json!({ "a": 1, "b": 2 })).1["structuredContent"],
+        call_in(wasm, "add", json!({ "a": 1, "b": 2 })).1["structuredContent"],
         json!({ "result": 3 })
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_served_generic_component_lists_its_functions_with_their_schemas() {
+/// `moat serve` of plugins/typed as plugin `typed`.
+fn serve_typed() -> (tempfile::TempDir, MoatServer) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("moat.toml"),
@@ -150,6 +206,12 @@ async fn a_served_generic_component_lists_its_functions_with_their_schemas() {
     )
     .unwrap();
     let server = MoatServer::start(dir.path(), &[]);
+    (dir, server)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_served_generic_component_lists_its_functions_with_their_schemas() {
+    let (_dir, server) = serve_typed();
     let client = connect(&server.url).await;
     let tools = client.list_all_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
@@ -159,8 +221,12 @@ async fn a_served_generic_component_lists_its_functions_with_their_schemas() {
             "typed.add",
             "typed.describe",
             "typed.divide",
+            "typed.fill",
+            "typed.first",
             "typed.middle",
+            "typed.parse",
             "typed.reverse",
+            "typed.settle",
             "typed.text.count"
         ]
     );
@@ -188,7 +254,8 @@ async fn the_config_renames_hides_and_describes_a_components_functions() {
         .unwrap();
     };
     write(
-        "describe = false\nreverse = false\nmiddle = false\n\
+        "describe = false\nreverse = false\nmiddle = false\nparse = false\nsettle = false\n\
+         first = false\nfill = false\n\
          add = { name = \"plus\", description = \"Adds two bytes.\" }\n\"text.count\" = \"count\"\n",
     );
     let server = MoatServer::start(dir.path(), &[]);
@@ -238,4 +305,36 @@ async fn the_config_renames_hides_and_describes_a_components_functions() {
     assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(said.contains("[plugin.tools] names `fetch`"), "{said}");
     assert!(said.contains("text.count"), "{said}");
+}
+
+/// A result is lifted out of the guest's memory into host values before it
+/// is JSON: a `list<u8>` of 48 MiB would be one host value per byte (over
+/// 1.5 GiB). The lift is refused before the host allocates it, a result
+/// that lifts but is too big as JSON is refused by the output cap, and the
+/// server goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_too_big_to_lift_is_refused_before_the_host_holds_it() {
+    let (_dir, server) = serve_typed();
+    let client = connect(&server.url).await;
+    let (is_error, text) = call_text(
+        &client,
+        "typed.fill",
+        json!({ "byte": 7, "count": 48 << 20 }),
+    )
+    .await;
+    assert!(is_error, "{text}");
+    assert!(
+        text.contains("host refused: the plugin handed the host more data at once than a call may"),
+        "{text}"
+    );
+    let (is_error, text) = call_text(
+        &client,
+        "typed.fill",
+        json!({ "byte": 7, "count": 600_000 }),
+    )
+    .await;
+    assert!(is_error, "{text}");
+    assert!(text.contains("output too large"), "{text}");
+    let (is_error, text) = call_text(&client, "typed.fill", json!({ "byte": 7, "count": 3 })).await;
+    assert_eq!((is_error, text.as_str()), (false, "[7,7,7]"));
 }

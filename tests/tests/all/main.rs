@@ -18,6 +18,7 @@ mod filesystem;
 mod generic;
 mod http;
 mod isolation;
+mod languages;
 mod limits;
 mod loading;
 mod mcp;
