@@ -112,6 +112,8 @@ fn hash(path: &Path, digest: &mut Sha256) {
             .map(|e| e.unwrap().path())
             .collect();
         entries.sort();
+        // componentize-py leaves its bytecode beside the sources.
+        entries.retain(|e| e.file_name().is_some_and(|n| n != "__pycache__"));
         for entry in entries {
             digest.update(entry.file_name().unwrap().as_encoded_bytes());
             hash(&entry, digest);
