@@ -18,6 +18,10 @@ fn build_plugins(repo_root: &std::path::Path, packages: &[&str]) -> std::path::P
         "plugins/testbed",
         "plugins/fetch",
         "plugins/db",
+        "plugins/conformance",
+        "plugins/legacy",
+        "plugins/typed",
+        "plugins/unserved",
         "wit",
     ] {
         println!("cargo:rerun-if-changed={}", repo_root.join(path).display());

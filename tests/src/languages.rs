@@ -93,6 +93,8 @@ fn build_once(
     if out.is_file() && current(&stamp, &sources) {
         return out;
     }
+    // A failed build leaves no stamp that says it is current.
+    let _ = std::fs::remove_file(&stamp);
     let mut command = build(&out);
     let built = command.output().unwrap();
     assert!(
@@ -151,9 +153,14 @@ pub fn new_project(
     );
     let project = dir.join(name);
     let run = |argv: &[&str]| {
+        // As a user runs it, not as a step of this test's cargo build.
         let out = Command::new(argv[0])
             .args(&argv[1..])
             .current_dir(&project)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .output()
             .unwrap();
         assert!(

@@ -109,8 +109,13 @@ impl Limits {
         self.max_output_bytes
             .saturating_mul(size_of::<wasmtime::component::Val>())
             .max(self.memory_bytes)
+            .min(MAX_HOSTCALL_BYTES)
     }
 }
+
+/// The most one crossing may fill, whatever the limits: a result this
+/// large is far past any sensible output cap already.
+const MAX_HOSTCALL_BYTES: usize = 256 << 20;
 
 /// Raised by the epoch callback when a call's deadline has passed.
 #[derive(Debug)]

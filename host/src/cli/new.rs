@@ -75,17 +75,23 @@ pub fn new(name: &str, lang: Lang, sdk: Option<&Path>) -> anyhow::Result<ExitCod
         );
     }
     let dir = PathBuf::from(name);
-    if dir.exists() {
-        anyhow::bail!(
-            "{} exists already: nothing was written; choose another name or remove it",
-            dir.display()
-        );
-    }
     let (files, sdk) = match lang {
         Lang::Rust => (RUST, rust_sdk(sdk)?),
         Lang::Js => (JS, String::new()),
         Lang::Python => (PYTHON, String::new()),
     };
+    // Made here, or refused if anything (even a dangling link) is there:
+    // nothing of someone else's is written over.
+    if let Err(e) = std::fs::create_dir(&dir) {
+        anyhow::bail!(
+            "{}: {}: nothing was written; choose another name or remove it",
+            dir.display(),
+            match e.kind() {
+                std::io::ErrorKind::AlreadyExists => "exists already".to_string(),
+                _ => e.to_string(),
+            }
+        );
+    }
     let render = |text: &str| {
         text.replace("{{name}}", name)
             .replace("{{crate}}", &name.replace('-', "_"))
@@ -94,8 +100,12 @@ pub fn new(name: &str, lang: Lang, sdk: Option<&Path>) -> anyhow::Result<ExitCod
     for (path, text) in files {
         let at = dir.join(path);
         std::fs::create_dir_all(at.parent().expect("a file in the project"))?;
-        std::fs::write(&at, render(text))
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&at)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", at.display()))?;
+        std::io::Write::write_all(&mut file, render(text).as_bytes())?;
     }
     let steps = match lang {
         Lang::Rust => "cargo test\n  cargo build --release --target wasm32-wasip2   # once: rustup target add wasm32-wasip2".to_string(),

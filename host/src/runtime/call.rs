@@ -342,7 +342,7 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
     let ran = tokio::time::timeout(limits.timeout, async {
         match pre {
             Pre::Current(pre) => run_current(&pre, &mut store, entry).await,
-            Pre::Generic(pre) => run_generic(&pre, &mut store, entry).await,
+            Pre::Generic(pre) => run_generic(&pre, &mut store, entry, &limits).await,
             Pre::V0_1(pre) => {
                 let instance = pre.instantiate_async(&mut store).await?;
                 let tools = instance.moat_plugin_tools();
@@ -404,6 +404,7 @@ async fn run_generic(
     pre: &super::bindings::GenericPre,
     store: &mut Store<CallState>,
     entry: Entry,
+    limits: &crate::capabilities::Limits,
 ) -> wasmtime::Result<Returned> {
     let instance = pre.pre.instantiate_async(&mut *store).await?;
     match entry {
@@ -446,19 +447,16 @@ async fn run_generic(
                 .get_func(&mut *store, function.index)
                 .ok_or_else(|| no_export(&tool))?;
             let mut results = function.results();
+            store.set_hostcall_fuel(function.hostcall_fuel(limits.hostcall_bytes()));
             func.call_async(&mut *store, &params, &mut results).await?;
-            let (value, is_error) = function.answer(&results);
-            let text = match &value {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
+            let answer = function.answer(&results, limits.max_output_bytes)?;
             Ok(Returned::Call(Ok(CallResult {
                 content: vec![wt::Content {
-                    kind: wt::ContentKind::Text(text),
+                    kind: wt::ContentKind::Text(answer.text),
                     annotations: None,
                 }],
-                structured: (!is_error).then(|| function.structured(value).to_string()),
-                is_error,
+                structured: answer.structured,
+                is_error: answer.is_error,
             })))
         }
         Entry::Other(_) => Err(no_export("resources or prompts")),

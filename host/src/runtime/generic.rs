@@ -70,6 +70,25 @@ pub fn functions(engine: &Engine, component: &Component) -> Result<Vec<Function>
     Ok(functions)
 }
 
+/// Whether values of `ty` may hold `flags`.
+fn holds_flags(ty: &Type) -> bool {
+    match ty {
+        Type::Flags(_) => true,
+        Type::List(list) => holds_flags(&list.ty()),
+        Type::Option(option) => holds_flags(&option.ty()),
+        Type::Result(result) => {
+            result.ok().as_ref().is_some_and(holds_flags)
+                || result.err().as_ref().is_some_and(holds_flags)
+        }
+        Type::Record(record) => record.fields().any(|f| holds_flags(&f.ty)),
+        Type::Tuple(tuple) => tuple.types().any(|t| holds_flags(&t)),
+        Type::Variant(variant) => variant
+            .cases()
+            .any(|c| c.ty.as_ref().is_some_and(holds_flags)),
+        _ => false,
+    }
+}
+
 /// `text` of `example:typed/text@1.0.0`.
 fn interface_name(export: &str) -> &str {
     let path = export.rsplit('/').next().unwrap_or(export);
@@ -148,7 +167,11 @@ pub fn schema(ty: &Type) -> Result<Value, String> {
         Type::U32 => integer(0, u32::MAX.into()),
         Type::S64 => integer(i64::MIN.into(), i64::MAX.into()),
         Type::U64 => integer(0, u64::MAX.into()),
-        Type::Float32 | Type::Float64 => json!({ "type": "number" }),
+        // JSON has no NaN or infinities: they are written as strings.
+        Type::Float32 | Type::Float64 => json!({ "anyOf": [
+            { "type": "number" },
+            { "enum": ["NaN", "Infinity", "-Infinity"] },
+        ] }),
         Type::Char => json!({ "type": "string", "minLength": 1, "maxLength": 1 }),
         Type::String => json!({ "type": "string" }),
         // Bytes as an array of numbers: what the WIT says, and what every
@@ -257,11 +280,22 @@ fn type_name(ty: &Type) -> &'static str {
 /// this only fails where JSON Schema cannot say it (such as a `char`).
 pub fn lower(value: &Value, ty: &Type, path: &str) -> Result<Val, (String, String)> {
     let wrong = |why: &str| Err((path.to_string(), why.to_string()));
+    // JSON Schema counts 3.0 as an integer, so it is one here too.
     let int = |value: &Value| {
         value
             .as_i64()
             .map(i128::from)
             .or(value.as_u64().map(i128::from))
+            .or(value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e38)
+                .map(|f| f as i128))
+    };
+    let float = |value: &Value| match value {
+        Value::String(s) if s == "NaN" => Some(f64::NAN),
+        Value::String(s) if s == "Infinity" => Some(f64::INFINITY),
+        Value::String(s) if s == "-Infinity" => Some(f64::NEG_INFINITY),
+        v => v.as_f64(),
     };
     macro_rules! ranged {
         ($variant:ident, $t:ty) => {
@@ -284,12 +318,14 @@ pub fn lower(value: &Value, ty: &Type, path: &str) -> Result<Val, (String, Strin
         Type::U32 => ranged!(U32, u32),
         Type::S64 => ranged!(S64, i64),
         Type::U64 => ranged!(U64, u64),
-        Type::Float32 => value
-            .as_f64()
-            .map(|f| Val::Float32(f as f32))
-            .map_or_else(|| wrong("not a number"), Ok),
-        Type::Float64 => value
-            .as_f64()
+        Type::Float32 => match float(value) {
+            Some(f) if f.is_finite() && (f as f32).is_infinite() => {
+                wrong("a number outside the range of f32")
+            }
+            Some(f) => Ok(Val::Float32(f as f32)),
+            None => wrong("not a number"),
+        },
+        Type::Float64 => float(value)
             .map(Val::Float64)
             .map_or_else(|| wrong("not a number"), Ok),
         Type::Char => {
@@ -408,51 +444,163 @@ fn lower_case(
     }
 }
 
-/// `val` as JSON, as [`schema`] describes it.
-pub fn lift(val: &Val) -> Value {
-    match val {
-        Val::Bool(b) => json!(b),
-        Val::S8(n) => json!(n),
-        Val::U8(n) => json!(n),
-        Val::S16(n) => json!(n),
-        Val::U16(n) => json!(n),
-        Val::S32(n) => json!(n),
-        Val::U32(n) => json!(n),
-        Val::S64(n) => json!(n),
-        Val::U64(n) => json!(n),
-        Val::Float32(f) => json!(f),
-        Val::Float64(f) => json!(f),
-        Val::Char(c) => json!(c.to_string()),
-        Val::String(s) => json!(s),
-        Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => {
-            Value::Array(items.iter().map(lift).collect())
+/// A result whose JSON is larger than the output cap: writing stopped at
+/// `size` bytes.
+#[derive(Debug)]
+pub struct ResultTooLarge {
+    /// Bytes written when writing stopped (more than the cap).
+    pub size: usize,
+}
+
+impl std::fmt::Display for ResultTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the result is larger than {} bytes as JSON", self.size)
+    }
+}
+
+impl std::error::Error for ResultTooLarge {}
+
+/// JSON text written straight from component values, never more than
+/// `limit` bytes: a result's host size stays that of its text, not of a
+/// tree of JSON values (a small record is a map node of hundreds of bytes).
+struct Writer {
+    out: String,
+    limit: usize,
+}
+
+impl Writer {
+    fn push(&mut self, text: &str) -> Result<(), ResultTooLarge> {
+        self.out.push_str(text);
+        match self.out.len() > self.limit {
+            true => Err(ResultTooLarge {
+                size: self.out.len(),
+            }),
+            false => Ok(()),
         }
-        Val::Record(fields) => {
-            Value::Object(fields.iter().map(|(k, v)| (k.clone(), lift(v))).collect())
+    }
+
+    /// `text` as a JSON string.
+    fn string(&mut self, text: &str) -> Result<(), ResultTooLarge> {
+        self.push("\"")?;
+        let mut plain = 0;
+        for (i, c) in text.char_indices() {
+            let escaped = match c {
+                '"' => "\\\"".to_string(),
+                '\\' => "\\\\".to_string(),
+                '\n' => "\\n".to_string(),
+                '\r' => "\\r".to_string(),
+                '\t' => "\\t".to_string(),
+                c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32),
+                _ => continue,
+            };
+            self.push(&text[plain..i])?;
+            self.push(&escaped)?;
+            plain = i + c.len_utf8();
         }
-        Val::Variant(name, payload) => case(name, payload.as_deref()),
-        Val::Enum(name) => json!(name),
-        Val::Option(None) => Value::Null,
-        Val::Option(Some(v)) => match **v {
-            Val::Option(_) => case("some", Some(v)),
-            _ => lift(v),
-        },
-        Val::Result(Ok(v)) => case("ok", v.as_deref()),
-        Val::Result(Err(v)) => case("err", v.as_deref()),
-        Val::Flags(names) => json!(names),
-        Val::Map(_) | Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => {
-            Value::Null
+        self.push(&text[plain..])?;
+        self.push("\"")
+    }
+
+    /// A float: a JSON number, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
+    fn float(&mut self, f: f64, number: impl FnOnce() -> String) -> Result<(), ResultTooLarge> {
+        match f {
+            f if f.is_nan() => self.push("\"NaN\""),
+            f if f == f64::INFINITY => self.push("\"Infinity\""),
+            f if f == f64::NEG_INFINITY => self.push("\"-Infinity\""),
+            _ => self.push(&number()),
+        }
+    }
+
+    /// `val` as JSON, as [`schema`] describes it.
+    fn value(&mut self, val: &Val) -> Result<(), ResultTooLarge> {
+        match val {
+            Val::Bool(b) => self.push(if *b { "true" } else { "false" }),
+            Val::S8(n) => self.push(&n.to_string()),
+            Val::U8(n) => self.push(&n.to_string()),
+            Val::S16(n) => self.push(&n.to_string()),
+            Val::U16(n) => self.push(&n.to_string()),
+            Val::S32(n) => self.push(&n.to_string()),
+            Val::U32(n) => self.push(&n.to_string()),
+            Val::S64(n) => self.push(&n.to_string()),
+            Val::U64(n) => self.push(&n.to_string()),
+            // An f32 as its shortest decimal (0.1, not 0.10000000149…).
+            Val::Float32(f) => self.float(f64::from(*f), || f.to_string()),
+            Val::Float64(f) => self.float(*f, || Value::from(*f).to_string()),
+            Val::Char(c) => self.string(c.encode_utf8(&mut [0; 4])),
+            Val::String(s) => self.string(s),
+            Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => {
+                self.push("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.push(",")?;
+                    }
+                    self.value(item)?;
+                }
+                self.push("]")
+            }
+            Val::Record(fields) => {
+                self.push("{")?;
+                for (i, (name, value)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        self.push(",")?;
+                    }
+                    self.string(name)?;
+                    self.push(":")?;
+                    self.value(value)?;
+                }
+                self.push("}")
+            }
+            Val::Variant(name, payload) => self.case(name, payload.as_deref()),
+            Val::Enum(name) => self.string(name),
+            Val::Option(None) => self.push("null"),
+            Val::Option(Some(v)) => match **v {
+                Val::Option(_) => self.case("some", Some(v)),
+                _ => self.value(v),
+            },
+            Val::Result(Ok(v)) => self.case("ok", v.as_deref()),
+            Val::Result(Err(v)) => self.case("err", v.as_deref()),
+            Val::Flags(names) => {
+                self.push("[")?;
+                for (i, name) in names.iter().enumerate() {
+                    if i > 0 {
+                        self.push(",")?;
+                    }
+                    self.string(name)?;
+                }
+                self.push("]")
+            }
+            Val::Map(_)
+            | Val::Resource(_)
+            | Val::Future(_)
+            | Val::Stream(_)
+            | Val::ErrorContext(_) => self.push("null"),
+        }
+    }
+
+    /// A case of a variant or result: its name, or an object of its name
+    /// and payload.
+    fn case(&mut self, name: &str, payload: Option<&Val>) -> Result<(), ResultTooLarge> {
+        match payload {
+            None => self.string(name),
+            Some(v) => {
+                self.push("{")?;
+                self.string(name)?;
+                self.push(":")?;
+                self.value(v)?;
+                self.push("}")
+            }
         }
     }
 }
 
-/// A case of a variant or result: its name, or an object of its name and
-/// payload.
-fn case(name: &str, payload: Option<&Val>) -> Value {
-    match payload {
-        None => json!(name),
-        Some(v) => json!({ name: lift(v) }),
-    }
+/// What a call of a generic component answered, as the tool result's parts.
+pub struct Answer {
+    /// The text content: a string as it is, anything else as JSON.
+    pub text: String,
+    /// The structured content, for a successful result.
+    pub structured: Option<String>,
+    /// Whether it is an error (the `err` of the function's `result`).
+    pub is_error: bool,
 }
 
 impl Function {
@@ -475,24 +623,107 @@ impl Function {
         self.result.iter().map(|_| Val::Bool(false)).collect()
     }
 
-    /// What a call returned, lifted (an `err` of a `result` its error
-    /// value), and whether it is an error.
-    pub fn answer(&self, results: &[Val]) -> (Value, bool) {
-        match results.first() {
-            None => (Value::Null, false),
-            Some(Val::Result(Ok(v))) => (v.as_deref().map_or(Value::Null, lift), false),
-            Some(Val::Result(Err(v))) => (v.as_deref().map_or(Value::Null, lift), true),
-            Some(val) => (lift(val), false),
+    /// What a call returned (an `err` of a `result` an error), written as
+    /// JSON of at most `limit` bytes.
+    pub fn answer(&self, results: &[Val], limit: usize) -> Result<Answer, ResultTooLarge> {
+        let (value, is_error) = match results.first() {
+            None => (None, false),
+            Some(Val::Result(Ok(v))) => (v.as_deref(), false),
+            Some(Val::Result(Err(v))) => (v.as_deref(), true),
+            Some(val) => (Some(val), false),
+        };
+        let mut json = Writer {
+            out: String::new(),
+            limit,
+        };
+        match value {
+            None => json.push("null")?,
+            Some(v) => json.value(v)?,
         }
+        let text = match value {
+            Some(Val::String(s)) => s.clone(),
+            _ => json.out.clone(),
+        };
+        let record = match &self.result {
+            Some(Type::Record(_)) => true,
+            Some(Type::Result(result)) => matches!(result.ok(), Some(Type::Record(_))),
+            _ => false,
+        };
+        let structured = match (is_error, &self.result, record) {
+            (true, _, _) => None,
+            (false, None, _) => Some("{}".to_string()),
+            (false, Some(_), true) => Some(json.out),
+            (false, Some(_), false) => Some(format!("{{\"result\":{}}}", json.out)),
+        };
+        Ok(Answer {
+            text,
+            structured,
+            is_error,
+        })
     }
 
-    /// A successful result as the structured output its schema describes.
-    pub fn structured(&self, value: Value) -> Value {
-        match &self.result {
-            None => json!({}),
-            Some(Type::Record(_)) => value,
-            Some(Type::Result(result)) if matches!(result.ok(), Some(Type::Record(_))) => value,
-            Some(_) => json!({ "result": value }),
+    /// The hostcall fuel of a call, from the call's budget in bytes: a
+    /// `flags` value is lifted as a list of its names, each a host string
+    /// wasmtime charges only its length for, so a result holding flags
+    /// gets a share of the budget.
+    pub fn hostcall_fuel(&self, budget: usize) -> usize {
+        match self.result.as_ref().is_some_and(holds_flags) {
+            true => budget / 48,
+            false => budget / 2,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(val: &Val, limit: usize) -> Result<String, usize> {
+        let mut json = Writer {
+            out: String::new(),
+            limit,
+        };
+        json.value(val).map(|()| json.out).map_err(|e| e.size)
+    }
+
+    #[test]
+    fn values_are_written_as_the_schema_says_and_stop_at_the_limit() {
+        let val = Val::Record(vec![
+            ("text".into(), Val::String("a\"b\\\n\u{1}é".into())),
+            ("nan".into(), Val::Float64(f64::NAN)),
+            ("inf".into(), Val::Float32(f32::NEG_INFINITY)),
+            ("third".into(), Val::Float32(0.1)),
+            (
+                "maybe".into(),
+                Val::Option(Some(Box::new(Val::Option(None)))),
+            ),
+            ("r".into(), Val::Result(Err(None))),
+            ("f".into(), Val::Flags(vec!["read".into()])),
+        ]);
+        let text = written(&val, 1 << 20).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            json!({
+                "text": "a\"b\\\n\u{1}é", "nan": "NaN", "inf": "-Infinity", "third": 0.1,
+                "maybe": { "some": null }, "r": "err", "f": ["read"],
+            })
+        );
+        let bytes = Val::List(vec![Val::U8(7); 1000]);
+        assert_eq!(written(&bytes, 100), Err(101));
+    }
+
+    #[test]
+    fn whole_floats_are_integers_and_non_finite_floats_are_named() {
+        assert!(matches!(
+            lower(&json!(3.0), &Type::U8, "/a"),
+            Ok(Val::U8(3))
+        ));
+        assert!(lower(&json!(3.5), &Type::U8, "/a").is_err());
+        assert!(lower(&json!(256.0), &Type::U8, "/a").is_err());
+        assert!(
+            matches!(lower(&json!("Infinity"), &Type::Float64, "/f"), Ok(Val::Float64(f)) if f == f64::INFINITY)
+        );
+        assert!(lower(&json!(1e300), &Type::Float32, "/f").is_err());
+        assert!(lower(&json!("inf"), &Type::Float64, "/f").is_err());
     }
 }

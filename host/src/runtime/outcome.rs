@@ -42,6 +42,12 @@ pub(super) fn classify(
     memory_hit: bool,
     stderr: &str,
 ) -> CallError {
+    if let Some(large) = e.downcast_ref::<super::generic::ResultTooLarge>() {
+        return CallError::OutputTooLarge {
+            size: large.size,
+            limit: limits.max_output_bytes,
+        };
+    }
     if e.downcast_ref::<DeadlineExceeded>().is_some() {
         return CallError::TimedOut {
             limit: limits.timeout,

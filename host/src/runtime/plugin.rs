@@ -146,7 +146,7 @@ impl Runtime {
             compile: started.elapsed(),
             cache,
         };
-        let imports = component
+        let imports: Vec<String> = component
             .component_type()
             .imports(&self.engine)
             .map(|(name, _)| name.to_string())
@@ -155,10 +155,20 @@ impl Runtime {
             .linker_for(&component, &config.grants)
             .and_then(|linker| linker.instantiate_pre(&component))
             .map_err(|e| {
-            fail(
-                format!("cannot be linked: {e:#}"),
-                "plugins may import only WASI 0.2 and moat:plugin/log (0.2.0 or 0.1.0); rebuild it against wit/ with the moat-plugin SDK",
-            )
+            let unserved: Vec<&str> = imports
+                .iter()
+                .map(String::as_str)
+                .filter(|i| !SERVED_IMPORTS.iter().any(|p| i.starts_with(p)))
+                .collect();
+            let fix = match unserved.is_empty() {
+                true => "build it against WASI 0.2 and wit/plugin.wit (the moat-plugin SDK does)".to_string(),
+                false => format!(
+                    "Moat serves WASI 0.2 (each part only as granted) and moat:plugin's imports, not {}: build the component without {}; configuration values can come from environment variables granted with `env`",
+                    unserved.join(", "),
+                    if unserved.len() == 1 { "it" } else { "them" }
+                ),
+            };
+            fail(format!("cannot be linked: {e:#}"), &fix)
         })?;
         let pre = match super::compat::pre(instance_pre.clone()) {
             Ok(pre) => pre,
@@ -509,6 +519,18 @@ fn plain_name(name: &str) -> bool {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         })
 }
+
+/// The packages of the imports Moat links: WASI 0.2's and its own.
+const SERVED_IMPORTS: &[&str] = &[
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:sockets/",
+    "wasi:http/",
+    "moat:plugin/",
+];
 
 /// Whether `component` exports any `moat:plugin` interface (then it must
 /// speak the contract whole).

@@ -42,11 +42,14 @@ class Refused extends Error {}
 // The granted directory holding `path`, and `path` relative to it.
 function locate(path) {
   if (!path.startsWith('/')) throw new Refused(`${path}: not an absolute path`);
+  // The longest granted folder that holds the path, as a shell would.
+  let found;
   for (const [dir, guest] of getDirectories()) {
     const root = guest.endsWith('/') ? guest : `${guest}/`;
-    if (path.startsWith(root)) return [dir, path.slice(root.length)];
+    if (path.startsWith(root) && (!found || root.length > found[1].length)) found = [dir, root];
   }
-  throw new Refused(`${path}: not in a directory granted to this plugin`);
+  if (!found) throw new Refused(`${path}: not in a directory granted to this plugin`);
+  return [found[0], path.slice(found[1].length)];
 }
 
 // The whole file at `path`, as bytes.
@@ -68,6 +71,8 @@ function readFile(path) {
     const [chunk, end] = file.read(65536n, offset);
     chunks.push(chunk);
     offset += BigInt(chunk.length);
+    // The file may have grown since `stat`.
+    if (offset > BigInt(MAX_BYTES)) throw new Refused(`${path}: more than ${MAX_BYTES} bytes`);
     if (end || chunk.length === 0) break;
   }
   const bytes = new Uint8Array(Number(offset));
@@ -77,6 +82,17 @@ function readFile(path) {
     at += chunk.length;
   }
   return bytes;
+}
+
+// Unicode scalar values, without an array of them (8 MiB of text would
+// be tens of MiB of strings).
+function codePoints(text) {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0xdc00 || unit > 0xdfff) n++;
+  }
+  return n;
 }
 
 function stats({ path, top = 5 }) {
@@ -94,7 +110,7 @@ function stats({ path, top = 5 }) {
   return {
     lines: text === '' ? 0 : text.split('\n').length - (text.endsWith('\n') ? 1 : 0),
     words: words.length,
-    chars: [...text].length,
+    chars: codePoints(text),
     bytes: bytes.length,
     top: frequent,
   };

@@ -5,6 +5,7 @@ and maximum. Built with componentize-py against wit/plugin.wit (world
 and every call runs in a fresh instance."""
 
 import csv
+import io
 import json
 import math
 
@@ -63,13 +64,22 @@ def summarize(path, delimiter=","):
         raise Refused(f"{path}: {e.strerror or e}") from None
     if len(data) > MAX_BYTES:
         raise Refused(f"{path}: more than {MAX_BYTES} bytes")
-    rows = list(csv.DictReader(data.decode("utf-8", "replace").splitlines(), delimiter=delimiter))
-    names = list(rows[0].keys()) if rows else []
+    # newline="" keeps quoted cells that hold line breaks whole.
+    reader = csv.DictReader(io.StringIO(data.decode("utf-8", "replace"), newline=""), delimiter=delimiter)
+    try:
+        rows = list(reader)
+    except csv.Error as e:
+        raise Refused(f"{path}: not CSV: {e}") from None
+    # The header names the columns; cells past it are ignored.
+    names = reader.fieldnames or []
     columns, text_columns = {}, []
     for name in names:
-        values = [number(row[name]) for row in rows if row.get(name) not in (None, "")]
+        cells = [row.get(name) for row in rows]
+        values = [number(cell) for cell in cells if isinstance(cell, str) and cell != ""]
         if values and all(v is not None for v in values):
             total = math.fsum(values)
+            if not math.isfinite(total):
+                raise Refused(f"{path}: the sum of column {name!r} is too large")
             columns[name] = {
                 "count": len(values),
                 "sum": total,

@@ -338,3 +338,34 @@ async fn a_result_too_big_to_lift_is_refused_before_the_host_holds_it() {
     let (is_error, text) = call_text(&client, "typed.fill", json!({ "byte": 7, "count": 3 })).await;
     assert_eq!((is_error, text.as_str()), (false, "[7,7,7]"));
 }
+
+/// A component written for another host imports that host's interfaces
+/// (Wassette's examples import wasi:config): it is refused at load, naming
+/// the import Moat does not serve.
+#[test]
+fn a_component_importing_what_moat_does_not_serve_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("moat.toml"),
+        format!(
+            "[runtime]\ncache_dir = \"cache\"\n[[plugin]]\nname = \"unserved\"\nsource = {:?}\n",
+            plugin_wasm("unserved").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(moat_bin())
+        .args(["check", "-c"])
+        .arg(dir.path().join("moat.toml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("plugin `unserved`: cannot be linked"),
+        "{said}"
+    );
+    assert!(
+        said.contains("not example:unserved/vault: build the component without it"),
+        "{said}"
+    );
+}

@@ -126,10 +126,14 @@ async fn a_python_plugin_reads_its_granted_file_and_nothing_else() {
     let (_dir, server) = serve(
         "csv",
         &wasm,
-        &[(
-            "sales.csv",
-            "region,units,price\nnorth,3,2.5\nsouth,5,4\neast,,1.5\n",
-        )],
+        &[
+            (
+                "sales.csv",
+                "region,units,price\nnorth,3,2.5\nsouth,5,4\neast,,1.5\n",
+            ),
+            // A quoted line break, and a row longer than the header.
+            ("odd.csv", "name,n\n\"a\nb\",1\nc,2,extra\n"),
+        ],
     );
     let client = connect(&server.url).await;
     let tools = client.list_all_tools().await.unwrap();
@@ -153,6 +157,9 @@ async fn a_python_plugin_reads_its_granted_file_and_nothing_else() {
             "text_columns": ["region"],
         })
     );
+    let odd = structured(&client, "csv.summarize", json!({ "path": "/data/odd.csv" })).await;
+    assert_eq!(odd["rows"], 2, "{odd}");
+    assert_eq!(odd["columns"]["n"]["sum"], 3.0, "{odd}");
     for path in ["/etc/passwd", "/data/../secret.txt", "/data/missing.csv"] {
         let (is_error, text) = call_text(&client, "csv.summarize", json!({ "path": path })).await;
         assert!(is_error, "{path}: {text}");
