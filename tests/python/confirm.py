@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import sqlite3
 import sys
+import time
 
 import mcp.types as types
 from mcp import Client, StdioServerParameters
@@ -47,8 +48,19 @@ class Person:
 
 
 def exists(db, order):
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return conn.execute("SELECT count(*) FROM order_items WHERE order_id = ?", (order,)).fetchone()[0] > 0
+    # The scenarios run at once against one database, and a plugin's SQLite
+    # has no file locks under WASI: a reader that meets another scenario's
+    # journal mid-write sees it as hot, and a read-only connection cannot
+    # roll it back. Such a read is tried again once the write is done.
+    for attempt in range(20):
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                query = "SELECT count(*) FROM order_items WHERE order_id = ?"
+                return conn.execute(query, (order,)).fetchone()[0] > 0
+        except sqlite3.OperationalError:
+            if attempt == 19:
+                raise
+            time.sleep(0.1)
 
 
 async def call(target, mode, person, order):
