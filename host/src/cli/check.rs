@@ -287,14 +287,28 @@ fn print_operations(config: &Config) {
     }
 }
 
+/// What `moat inspect` looks at.
+pub(super) struct Inspected<'a> {
+    /// The plugin: a file, an oci:// reference or an https:// URL.
+    pub source: &'a str,
+    /// The digest an https:// source must have.
+    pub sha256: Option<&'a str>,
+    /// Whose `[registries]`, `[trust]` and `[runtime]` apply.
+    pub config: Option<&'a Path>,
+    /// The WIT whose doc comments describe a generic component's tools.
+    pub wit: Option<&'a Path>,
+}
+
 /// A one-plugin config for `inspect`: `source` with every grant denied,
 /// and `[registries]`, `[trust]` and `[runtime]` from `config` (whose
 /// folder its relative paths start from).
-fn inspect_config(
-    source: &str,
-    sha256: Option<&str>,
-    config: Option<&Path>,
-) -> anyhow::Result<crate::config::Config> {
+fn inspect_config(at: Inspected) -> anyhow::Result<crate::config::Config> {
+    let Inspected {
+        source,
+        sha256,
+        config,
+        wit,
+    } = at;
     let mut table = toml::Table::new();
     if let Some(path) = config {
         let text = std::fs::read_to_string(path)
@@ -322,6 +336,10 @@ fn inspect_config(
     );
     if let Some(pin) = sha256 {
         plugin.insert("sha256".into(), pin.into());
+    }
+    if let Some(wit) = wit {
+        let wit = std::path::absolute(wit)?;
+        plugin.insert("wit".into(), wit.to_string_lossy().into_owned().into());
     }
     table.insert(
         "plugin".into(),
@@ -419,13 +437,8 @@ fn print_grants(plugin: &Plugin) {
 }
 
 /// Prints a plugin file's tools, schemas and imports.
-pub(super) async fn inspect(
-    source: &str,
-    sha256: Option<&str>,
-    config: Option<&Path>,
-    as_json: bool,
-) -> anyhow::Result<ExitCode> {
-    let config = inspect_config(source, sha256, config)?;
+pub(super) async fn inspect(at: Inspected<'_>, as_json: bool) -> anyhow::Result<ExitCode> {
+    let config = inspect_config(at)?;
     let mut options = RuntimeOptions::permissive(config.runtime.cache_dir.clone()).fresh_tags();
     options.fetch.registries = config.registries.clone();
     options.fetch.max_bytes = config.runtime.max_plugin_bytes;

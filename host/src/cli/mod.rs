@@ -73,6 +73,11 @@ enum Command {
         /// to reach the registry, and whose signature to check.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// The WIT of a component with exports of its own (a .wit file, its
+        /// folder, or a binary WIT package): its doc comments describe the
+        /// tools.
+        #[arg(long, value_name = "PATH")]
+        wit: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -238,8 +243,17 @@ pub fn main() -> ExitCode {
                 plugin,
                 sha256,
                 config,
+                wit,
                 json,
-            } => check::inspect(&plugin, sha256.as_deref(), config.as_deref(), json).await,
+            } => {
+                let at = check::Inspected {
+                    source: &plugin,
+                    sha256: sha256.as_deref(),
+                    config: config.as_deref(),
+                    wit: wit.as_deref(),
+                };
+                check::inspect(at, json).await
+            }
             Command::Call(args) => call::call(args).await,
             Command::New { name, lang, sdk } => new::new(&name, lang, sdk.as_deref()),
             Command::Audit(AuditCommand::Verify { file, key, closed }) => {

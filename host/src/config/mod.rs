@@ -93,6 +93,10 @@ pub struct PluginConfig {
     pub grants: Grants,
     /// How its tools are named to clients.
     pub naming: Naming,
+    /// The WIT of a component with exports of its own (a `.wit` file, a
+    /// folder of them, or a binary WIT package): its doc comments describe
+    /// the tools, since a component does not carry them.
+    pub wit: Option<PathBuf>,
     /// Where the entry is written, for errors found after parsing (at load).
     pub origin: Origin,
 }
@@ -173,6 +177,7 @@ struct RawPlugin {
     rename: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     tools: BTreeMap<String, Spanned<naming::RawToolSetting>>,
+    wit: Option<Spanned<String>>,
     /// `false`: serve none of the plugin's resources (a second copy of a
     /// plugin, under another name and grants, would claim the same URIs).
     resources: Option<bool>,
@@ -455,6 +460,20 @@ fn parse_plugin(
     let grants = Grants::parse(src, raw.grants).map_err(context)?;
     let mut naming = naming::parse(src, raw.prefix, raw.rename, raw.tools).map_err(context)?;
     naming.hide_resources = raw.resources == Some(false);
+    let wit = match &raw.wit {
+        None => None,
+        Some(at) => {
+            let path = src.resolve(at.get_ref().trim());
+            if !path.exists() {
+                return Err(context(src.error(
+                    at.span(),
+                    format!("wit `{}` does not exist", path.display()),
+                    "write the path of the component's WIT: a .wit file, its folder, or a binary WIT package (.wasm)",
+                )));
+            }
+            Some(path)
+        }
+    };
     Ok(PluginConfig {
         name: name.clone(),
         source,
@@ -463,6 +482,7 @@ fn parse_plugin(
         signing,
         grants,
         naming,
+        wit,
         origin: src.origin(span.start),
     })
 }

@@ -415,7 +415,10 @@ async fn run_generic(
                 .map(|f| wit::Tool {
                     name: f.tool.clone(),
                     title: None,
-                    description: format!("The component's function `{}`.", f.tool),
+                    description: f
+                        .description
+                        .clone()
+                        .unwrap_or_else(|| format!("The component's function `{}`.", f.tool)),
                     input_schema: f.input_schema.to_string(),
                     output_schema: f.output_schema.as_ref().map(ToString::to_string),
                     annotations: wt::Annotations {

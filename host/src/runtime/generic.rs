@@ -6,6 +6,7 @@
 //! output. Arguments are checked against that schema before the instance
 //! exists, then lowered to component values; results are lifted to JSON.
 
+use super::docs::Docs;
 use serde_json::{Map, Value, json};
 use wasmtime::Engine;
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
@@ -19,6 +20,8 @@ pub struct Function {
     pub tool: String,
     /// Where it is among the component's exports.
     pub index: ComponentExportIndex,
+    /// What it does, from its WIT's doc comment.
+    pub description: Option<String>,
     /// Its parameters, by name.
     params: Vec<(String, Type)>,
     /// Its result, if it has one.
@@ -31,8 +34,12 @@ pub struct Function {
 }
 
 /// The functions of a component that exports no `moat:plugin` interface,
-/// or why it cannot be served.
-pub fn functions(engine: &Engine, component: &Component) -> Result<Vec<Function>, String> {
+/// described by `docs`, or why it cannot be served.
+pub fn functions(
+    engine: &Engine,
+    component: &Component,
+    docs: &Docs,
+) -> Result<Vec<Function>, String> {
     let mut functions = Vec::new();
     for (name, item) in component.component_type().exports(engine) {
         match item.ty {
@@ -40,7 +47,9 @@ pub fn functions(engine: &Engine, component: &Component) -> Result<Vec<Function>
                 let index = component
                     .get_export_index(None, name)
                     .ok_or_else(|| format!("export `{name}` cannot be found"))?;
-                functions.push(function(name.to_string(), index, &func)?);
+                let mut function = function(name.to_string(), index, &func)?;
+                function.description = docs.get(None, name).map(String::from);
+                functions.push(function);
             }
             ComponentItem::ComponentInstance(instance) => {
                 // WASI's own exports (a command's `run`, an HTTP handler)
@@ -57,7 +66,9 @@ pub fn functions(engine: &Engine, component: &Component) -> Result<Vec<Function>
                         let index = component
                             .get_export_index(Some(&outer), inner)
                             .ok_or_else(|| format!("export `{name}#{inner}` cannot be found"))?;
-                        functions.push(function(format!("{short}.{inner}"), index, &func)?);
+                        let mut function = function(format!("{short}.{inner}"), index, &func)?;
+                        function.description = docs.get(Some(name), inner).map(String::from);
+                        functions.push(function);
                     }
                 }
             }
@@ -147,6 +158,7 @@ fn function(
         }),
         tool,
         index,
+        description: None,
         params,
         result,
         output_schema,

@@ -13,6 +13,7 @@ mod call;
 mod capture;
 pub mod client;
 mod compat;
+mod docs;
 pub mod engine;
 pub mod error;
 pub mod events;

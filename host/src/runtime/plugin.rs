@@ -6,6 +6,7 @@ use super::bindings::moat::plugin::types as wt;
 use super::bindings::moat::plugin::types::Tool as WitTool;
 use super::cache::CacheOutcome;
 use super::call::{Described, Entry, Job, Returned};
+use super::docs::Docs;
 use super::error::{LoadError, NotGranted};
 use super::state::CallState;
 use crate::capabilities::{Grants, Limits, Mode, fs};
@@ -18,6 +19,36 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
+
+/// The doc comments that describe a generic component's tools: the
+/// plugin's `wit`, then the component's own `package-docs` section (read
+/// on a blocking thread: it validates the whole component again).
+async fn generic_docs(
+    config: &PluginConfig,
+    bytes: Arc<Vec<u8>>,
+) -> Result<Docs, (String, &'static str)> {
+    let wit = match &config.wit {
+        None => Docs::default(),
+        Some(path) => Docs::from_wit(path).map_err(|e| {
+            (
+                format!("its WIT `{}` cannot be read: {e:#}", path.display()),
+                "point `wit` at the WIT the component was built from (a .wit file, its folder with deps/, or a binary WIT package)",
+            )
+        })?,
+    };
+    let own = tokio::task::spawn_blocking(move || Docs::from_component(&bytes))
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the reader stopped: {e}")));
+    match own {
+        Ok(own) => Ok(wit.or(own)),
+        Err(e) => {
+            // Descriptions only: the component itself is sound (it
+            // compiled), so it is served with the descriptions it has.
+            tracing::warn!(plugin = %config.name, "its package-docs section cannot be read, so its tools are described without it: {e:#}");
+            Ok(wit)
+        }
+    }
+}
 
 /// Bytes of tool descriptions a plugin may return at load.
 const MAX_DESCRIBE_BYTES: usize = 4 << 20;
@@ -122,15 +153,16 @@ impl Runtime {
             .map_err(|e| fail(e.message, &e.fix))?;
         let provenance = artifact.provenance;
         let sha256 = provenance.sha256.clone();
-        let bytes = artifact.bytes;
+        let bytes = Arc::new(artifact.bytes);
 
         let started = Instant::now();
         // Compiling takes seconds of CPU: on a blocking thread, so that a
         // reload does not stall the calls being served.
         let (engine, cache, digest) = (self.engine.clone(), self.cache.clone(), sha256.clone());
+        let source = bytes.clone();
         let compiled = tokio::task::spawn_blocking(move || match cache {
-            Some(cache) => cache.load_or_compile(&engine, &bytes, &digest),
-            None => Component::new(&engine, &bytes)
+            Some(cache) => cache.load_or_compile(&engine, &source, &digest),
+            None => Component::new(&engine, source.as_slice())
                 .map(|c| (c, CacheOutcome::Disabled))
                 .map_err(anyhow::Error::from),
         })
@@ -175,7 +207,10 @@ impl Runtime {
             // A component that speaks no `moat:plugin` at all: its own
             // exported functions are its tools.
             Err(_) if !speaks_moat(&component, &self.engine) => {
-                let functions = super::generic::functions(&self.engine, &component).map_err(|why| {
+                let docs = generic_docs(config, bytes)
+                    .await
+                    .map_err(|(message, fix)| fail(message, fix))?;
+                let functions = super::generic::functions(&self.engine, &component, &docs).map_err(|why| {
                     fail(
                         format!("exports no moat:plugin interface, and cannot be served by its own exports: {why}"),
                         "export functions of plain values (or build the plugin with the moat-plugin SDK)",
@@ -194,6 +229,15 @@ impl Runtime {
             }
         };
 
+        if let (Some(wit), false) = (&config.wit, matches!(pre, Pre::Generic(_))) {
+            return Err(fail(
+                format!(
+                    "`wit = {:?}` describes the functions of a component with exports of its own, and this plugin speaks moat:plugin (it describes its own tools)",
+                    wit.display()
+                ),
+                "remove `wit`; [plugin.tools] can give a tool another description",
+            ));
+        }
         let label: Arc<str> = Arc::from(config.name.as_str());
         // Descriptions are read with no grants at all: only the limits.
         let describe_grants = Grants {

@@ -296,13 +296,7 @@ async fn the_config_renames_hides_and_describes_a_components_functions() {
 
     // A function the component does not have is a load error that lists them.
     write("fetch = \"get_url\"\n");
-    let out = Command::new(moat_bin())
-        .args(["check", "-c"])
-        .arg(dir.path().join("moat.toml"))
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{said}");
+    let said = refused_by_check(dir.path());
     assert!(said.contains("[plugin.tools] names `fetch`"), "{said}");
     assert!(said.contains("text.count"), "{said}");
 }
@@ -353,13 +347,7 @@ fn a_component_importing_what_moat_does_not_serve_is_refused_naming_it() {
         ),
     )
     .unwrap();
-    let out = Command::new(moat_bin())
-        .args(["check", "-c"])
-        .arg(dir.path().join("moat.toml"))
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{said}");
+    let said = refused_by_check(dir.path());
     assert!(
         said.contains("plugin `unserved`: cannot be linked"),
         "{said}"
@@ -368,4 +356,248 @@ fn a_component_importing_what_moat_does_not_serve_is_refused_naming_it() {
         said.contains("not example:unserved/vault: build the component without it"),
         "{said}"
     );
+}
+
+/// plugins/typed's WIT, whose doc comments say what its functions do.
+fn typed_wit() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/typed/wit")
+}
+
+/// The tools `moat inspect` finds in `wasm`, by name, with their
+/// descriptions, and what it said on stderr.
+fn described(wasm: &Path, wit: Option<&Path>) -> (Vec<(String, String)>, String) {
+    let mut command = Command::new(moat_bin());
+    command.arg("inspect").arg(wasm).arg("--json");
+    if let Some(wit) = wit {
+        command.arg("--wit").arg(wit);
+    }
+    let out = command.output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return (Vec::new(), said);
+    }
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tools = json["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let text = |v: &Value| v.as_str().unwrap().to_string();
+            (text(&t["name"]), text(&t["description"]))
+        })
+        .collect();
+    (tools, said)
+}
+
+fn description<'a>(tools: &'a [(String, String)], name: &str) -> &'a str {
+    let found = tools.iter().find(|(n, _)| n == name);
+    found.map_or("", |(_, d)| d.as_str())
+}
+
+/// A component does not carry its WIT's doc comments (no toolchain keeps
+/// them), so the plugin's `wit` gives them: folder, file or binary WIT
+/// package. The operator's own description still wins, and a function the
+/// WIT says nothing of keeps the plain one.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_doc_comments_of_a_components_wit_describe_its_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    // A WIT of the same world in which `middle` has no doc comment.
+    let wit_file = dir.path().join("typed.wit");
+    let text = std::fs::read_to_string(typed_wit().join("world.wit")).unwrap();
+    let undocumented = text.replace("  /// The point halfway between two points.\n", "");
+    assert_ne!(text, undocumented);
+    std::fs::write(&wit_file, undocumented).unwrap();
+    std::fs::write(
+        dir.path().join("moat.toml"),
+        format!(
+            "[runtime]\ncache_dir = \"cache\"\n[[plugin]]\nname = \"typed\"\nsource = {:?}\n\
+             wit = \"typed.wit\"\n[plugin.tools]\ndivide = {{ description = \"Divides, as the operator says.\" }}\n",
+            plugin_wasm("typed").display().to_string()
+        ),
+    )
+    .unwrap();
+    let server = MoatServer::start(dir.path(), &[]);
+    let client = connect(&server.url).await;
+    let tools = client.list_all_tools().await.unwrap();
+    let listed: Vec<(String, String)> = tools
+        .iter()
+        .map(|t| {
+            (
+                t.name.to_string(),
+                t.description.as_deref().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(description(&listed, "typed.add"), "Adds two bytes.");
+    assert_eq!(
+        description(&listed, "typed.text.count"),
+        "Counts the Unicode scalar values of `s`."
+    );
+    assert_eq!(
+        description(&listed, "typed.divide"),
+        "Divides, as the operator says."
+    );
+    assert_eq!(
+        description(&listed, "typed.middle"),
+        "The component's function `middle`."
+    );
+    let (is_error, text) = call_text(&client, "typed.add", json!({ "a": 2, "b": 3 })).await;
+    assert_eq!((is_error, text.as_str()), (false, "5"));
+    drop(server);
+
+    // The folder, for the JavaScript build of the same world too.
+    for wasm in [plugin_wasm("typed"), typed("javascript")] {
+        let (tools, said) = described(&wasm, Some(&typed_wit()));
+        assert_eq!(description(&tools, "add"), "Adds two bytes.", "{said}");
+        assert_eq!(
+            description(&tools, "middle"),
+            "The point halfway between two points."
+        );
+    }
+
+    // A binary WIT package (what `wasm-tools component wit --wasm` writes)
+    // carries the doc comments in its package-docs section.
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve.push_path(typed_wit()).unwrap();
+    let binary = dir.path().join("typed-wit.wasm");
+    std::fs::write(&binary, wit_component::encode(&resolve, package).unwrap()).unwrap();
+    let (tools, said) = described(&plugin_wasm("typed"), Some(&binary));
+    assert_eq!(
+        description(&tools, "text.count"),
+        "Counts the Unicode scalar values of `s`.",
+        "{said}"
+    );
+}
+
+/// A publisher may add a package-docs section to the component itself:
+/// its doc comments describe the tools with no `wit` in the config.
+#[test]
+fn a_package_docs_section_of_the_component_describes_its_tools() {
+    use wit_parser::decoding::DecodedWasm;
+    use wit_parser::{PackageMetadata, Resolve, WorldItem};
+
+    let bytes = std::fs::read(plugin_wasm("typed")).unwrap();
+    let (tools, _) = described(&plugin_wasm("typed"), None);
+    assert_eq!(
+        description(&tools, "add"),
+        "The component's function `add`."
+    );
+
+    // The component's own world as wit-parser reads it, with the doc
+    // comments of the WIT it was built from.
+    let Ok(DecodedWasm::Component(mut own, world)) = wit_parser::decoding::decode(&bytes) else {
+        panic!("plugins/typed is a component");
+    };
+    let mut source = Resolve::default();
+    let (package, _) = source.push_path(typed_wit()).unwrap();
+    let typed = source.select_world(&[package], Some("typed")).unwrap();
+    for (key, item) in own.worlds[world].exports.iter_mut() {
+        if let WorldItem::Function(f) = item
+            && let Some(WorldItem::Function(documented)) = source.worlds[typed]
+                .exports
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, i)| i)
+        {
+            f.docs = documented.docs.clone();
+        }
+    }
+    let root = own.worlds[world].package.unwrap();
+    let section = PackageMetadata::extract(&own, root).encode().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let documented = dir.path().join("typed-documented.wasm");
+    std::fs::write(
+        &documented,
+        with_custom_section(bytes, "package-docs", &section),
+    )
+    .unwrap();
+    let (tools, said) = described(&documented, None);
+    assert_eq!(description(&tools, "add"), "Adds two bytes.", "{said}");
+    assert_eq!(
+        description(&tools, "fill"),
+        "`count` copies of `byte`.",
+        "{said}"
+    );
+
+    // A section that is not package-docs leaves the plain descriptions, and
+    // the component is still served.
+    let broken = dir.path().join("typed-broken.wasm");
+    let bytes = std::fs::read(plugin_wasm("typed")).unwrap();
+    std::fs::write(
+        &broken,
+        with_custom_section(bytes, "package-docs", b"\x01{not json"),
+    )
+    .unwrap();
+    let (tools, said) = described(&broken, None);
+    assert_eq!(
+        description(&tools, "add"),
+        "The component's function `add`.",
+        "{said}"
+    );
+    assert!(
+        said.contains("package-docs section cannot be read"),
+        "{said}"
+    );
+}
+
+/// A WIT that cannot be read is a load error naming it; one that does not
+/// exist, a config error; a WIT for a plugin that describes its own tools,
+/// a load error saying so.
+#[test]
+fn a_wit_that_is_not_wit_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.wit"), "package oops;\nworld {").unwrap();
+    std::fs::write(dir.path().join("good.wit"), "package a:b;\nworld w {}").unwrap();
+    for (plugin, wit, expected) in [
+        ("typed", "bad.wit", "its WIT `"),
+        ("typed", "missing.wit", "wit `"),
+        ("hello", "good.wit", "this plugin speaks moat:plugin"),
+    ] {
+        std::fs::write(
+            dir.path().join("moat.toml"),
+            format!(
+                "[runtime]\ncache_dir = \"cache\"\n[[plugin]]\nname = \"typed\"\nsource = {:?}\nwit = {wit:?}\n",
+                plugin_wasm(plugin).display().to_string()
+            ),
+        )
+        .unwrap();
+        let said = refused_by_check(dir.path());
+        assert!(said.contains(expected) && said.contains(wit), "{said}");
+    }
+}
+
+/// `bytes` (a component) with a custom section `name` of `data` added.
+fn with_custom_section(mut bytes: Vec<u8>, name: &str, data: &[u8]) -> Vec<u8> {
+    fn leb(out: &mut Vec<u8>, mut n: usize) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            out.push(if n == 0 { byte } else { byte | 0x80 });
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    let mut body = Vec::new();
+    leb(&mut body, name.len());
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(data);
+    bytes.push(0);
+    leb(&mut bytes, body.len());
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+/// What `moat check` of the config in `dir` said, asserting that it refused
+/// it (exit code 2).
+fn refused_by_check(dir: &Path) -> String {
+    let out = Command::new(moat_bin())
+        .args(["check", "-c"])
+        .arg(dir.join("moat.toml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    said
 }
