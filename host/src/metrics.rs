@@ -75,6 +75,9 @@ pub struct Metrics {
     pub limit_store_errors: Counter,
     /// Config reloads, by outcome (`ok`, `failed`).
     pub reloads: Family<ReloadLabels, Counter>,
+    /// Flushes of audit logs with `sync` (records per flush: the group
+    /// commit's batch size).
+    pub audit_flushes: Counter,
 }
 
 /// A reload's labels.
@@ -150,9 +153,16 @@ impl Metrics {
             "Config reloads (SIGHUP or moat reload), by outcome; a failed one kept the running plugins",
             reloads.clone(),
         );
+        let audit_flushes = Counter::default();
+        registry.register(
+            "audit_flushes",
+            "Flushes of audit logs to stable storage ([audit] sync = true); each covers every record written before it",
+            audit_flushes.clone(),
+        );
         Metrics {
             registry,
             reloads,
+            audit_flushes,
             calls,
             duration,
             fuel,

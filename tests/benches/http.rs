@@ -17,18 +17,12 @@ use moat::service::{Operations, ToolService};
 use moat::transport::http::Mount;
 use moat_tests::auth::{TestIssuer, TestKey, claims};
 use moat_tests::bench::{GREET, Load, MEASURE, WARMUP, Workload, load, report};
+use moat_tests::native::{NativeTools, write_corpus};
 use moat_tests::plugin_wasm;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InitializeResult,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
-};
-use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{ErrorData, RoleServer, ServerHandler};
-use serde::Serialize;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,107 +48,6 @@ const SEARCH: Workload = Workload {
     args: || json!({ "query": "needle" }),
     expect: "needle in file 19",
 };
-
-/// Writes the folder `files.search` searches.
-fn write_corpus(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    for file in 0..20 {
-        let text: String = (0..100)
-            .map(|line| match line {
-                50 => format!("the needle in file {file}\n"),
-                _ => format!("line {line} of file {file}: nothing to see here, only hay\n"),
-            })
-            .collect();
-        std::fs::write(dir.join(format!("f{file:02}.txt")), text).unwrap();
-    }
-}
-
-/// `hello.greet` and `files.search`, natively.
-#[derive(Clone)]
-struct NativeTools {
-    corpus: Arc<PathBuf>,
-}
-
-#[derive(Serialize)]
-struct Match {
-    path: String,
-    line: usize,
-    text: String,
-}
-
-impl NativeTools {
-    /// What the `files` plugin's search does, with std::fs.
-    fn search(&self, query: &str) -> Value {
-        let mut entries: Vec<_> = std::fs::read_dir(&*self.corpus)
-            .unwrap()
-            .filter_map(Result::ok)
-            .collect();
-        entries.sort_by_key(|e| e.file_name());
-        let mut matches = Vec::new();
-        for entry in entries {
-            let Ok(text) = std::fs::read_to_string(entry.path()) else {
-                continue;
-            };
-            let path = entry.file_name().to_string_lossy().into_owned();
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| l.contains(query)) {
-                matches.push(Match {
-                    path: path.clone(),
-                    line: i + 1,
-                    text: line.to_string(),
-                });
-            }
-        }
-        json!({ "matches": matches, "truncated": false })
-    }
-}
-
-impl ServerHandler for NativeTools {
-    fn get_info(&self) -> ServerConfig {
-        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
-    }
-
-    async fn list_tools(
-        &self,
-        _: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        let schema = |property: &str| {
-            let schema = json!({ "type": "object", "properties": { property: { "type": "string" } }, "required": [property] });
-            Arc::new(schema.as_object().unwrap().clone())
-        };
-        Ok(ListToolsResult::with_all_items(vec![
-            Tool::new("hello.greet", "Greets someone by name.", schema("name")),
-            Tool::new(
-                "files.search",
-                "Finds lines containing a text.",
-                schema("query"),
-            ),
-        ]))
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        _: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let argument = |key: &str| {
-            request
-                .arguments
-                .as_ref()
-                .and_then(|a| a.get(key))
-                .and_then(|n| n.as_str())
-                .ok_or_else(|| ErrorData::invalid_params(format!("{key} is required"), None))
-        };
-        if request.name == "files.search" {
-            let found = self.search(argument("query")?);
-            let mut result = CallToolResult::success(vec![ContentBlock::text(found.to_string())]);
-            result.structured_content = Some(found);
-            return Ok(result.into());
-        }
-        let name = argument("name")?;
-        Ok(CallToolResult::success(vec![ContentBlock::text(format!("Hello, {name}!"))]).into())
-    }
-}
 
 /// How the native server is served.
 #[derive(Clone, Copy, PartialEq)]
@@ -303,6 +196,13 @@ fn main() {
             std::fs::create_dir(&dir).unwrap();
             let url = serve_moat(&dir, &corpus, ops).await;
             served.push(("moat+audit", url, None, greet, Some("native"), Vec::new()));
+            // The same with every answer waiting for its record to be on
+            // disk (ext4 here; tmpfs would make a flush free).
+            let sync = "[audit]\nfile = \"audit.jsonl\"\nsync = true\n[limits]\ncalls_per_minute = 1000000\nburst = 1000000\n";
+            let dir = dir.join("sync");
+            std::fs::create_dir(&dir).unwrap();
+            let url = serve_moat(&dir, &corpus, sync).await;
+            served.push(("moat+audit-sync", url, None, greet, Some("moat+audit"), Vec::new()));
         }
         {
             let auth = format!(
@@ -328,7 +228,7 @@ fn main() {
             served.push(("native sse nodelay", no_delay, None, http, None, Vec::new()));
             served.push(("moat sse", moat, None, http, Some("native sse nodelay"), Vec::new()));
         }
-        // Sides: `native`, `moat`, `moat+audit`, `moat+auth`,
+        // Sides: `native`, `moat`, `moat+audit`, `moat+audit-sync`, `moat+auth`,
         // `native search`, `moat search`, `native sse`,
         // `native sse nodelay`, `moat sse`.
         served.retain(|side| moat_tests::bench::wants(side.0));
@@ -356,6 +256,16 @@ fn main() {
                 .find(|(n, _, _)| Some(*n) == *baseline)
                 .map(|(_, _, l)| l);
             report(name, load, base);
+        }
+        // How well concurrent calls shared the flushes of the sync side.
+        let flushes = moat::metrics::get().audit_flushes.get();
+        if flushes > 0 {
+            let log = dir.path().join("audit/sync/audit.jsonl");
+            let records = std::fs::read_to_string(log).unwrap().lines().count();
+            println!(
+                "  moat+audit-sync: {records} records in {flushes} flushes ({:.1} a flush)",
+                records as f64 / flushes as f64
+            );
         }
     });
 }

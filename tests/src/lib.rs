@@ -9,6 +9,7 @@ pub mod external;
 pub mod https;
 pub mod languages;
 pub mod minisign;
+pub mod native;
 pub mod nginx;
 pub mod raw;
 pub mod redis;
@@ -261,7 +262,7 @@ impl MoatServer {
     }
 
     /// [`Self::start_on`] with environment variables `env` set (such as
-    /// `RUST_LOG`).
+    /// `RUST_LOG`; without it the server logs as shipped).
     pub fn start_with(dir: &Path, addr: &str, extra: &[&str], env: &[(&str, &str)]) -> MoatServer {
         use std::io::BufRead;
         let log = dir.join("moat.log");
@@ -269,6 +270,7 @@ impl MoatServer {
             .args(["serve", "--http", addr, "--config"])
             .arg(dir.join("moat.toml"))
             .args(extra)
+            .env_remove("RUST_LOG")
             .envs(env.iter().copied())
             .current_dir(dir)
             .stdin(std::process::Stdio::null())

@@ -3,9 +3,13 @@
 //! deleted or reordered record breaks the chain where it happened
 //! (`moat audit verify`, see [`verify`]).
 //!
-//! A record is written (and, with `sync`, fsynced) before the call's
-//! response leaves, under one lock so the chain has one order. When the
-//! sink fails, calls fail closed unless `on_failure = "continue"`.
+//! A record is written (and, with `sync`, on stable storage) before the
+//! call's response leaves, under one lock so the chain has one order.
+//! With `sync`, concurrent calls share their flushes (group commit, as
+//! databases do): records are written under the lock, and one caller at a
+//! time flushes the file for every record written so far while the others
+//! wait for it, so a flush costs one wait for a whole batch of calls. When
+//! the sink fails, calls fail closed unless `on_failure = "continue"`.
 
 pub mod checkpoint;
 mod record;
@@ -20,7 +24,8 @@ use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::Mutex;
 
 /// The `prev` of the first record of a chain.
@@ -41,10 +46,19 @@ pub struct AuditLog {
     failed: AtomicBool,
     /// Makes signed checkpoints, when a key is configured.
     signer: Option<Signer>,
+    /// With `sync`: whose flush is under way.
+    flushing: Mutex<()>,
+    /// With `sync`: every record up to this sequence number is on stable
+    /// storage.
+    synced: AtomicU64,
+    /// With `sync`: the last record whose flush failed (its caller and
+    /// every one before it in the batch are told so).
+    unsynced: AtomicU64,
 }
 
 struct State {
-    file: Option<File>,
+    /// Shared with a flush in progress, which runs off the lock.
+    file: Option<Arc<File>>,
     /// Bytes in the current file.
     size: u64,
     /// The hash of the last record written (the next record's `prev`).
@@ -72,7 +86,7 @@ impl AuditLog {
                     anyhow::anyhow!("cannot create the audit folder {}: {e}", dir.display())
                 })?;
             }
-            let file = open_append(path)?;
+            let file = Arc::new(open_append(path)?);
             // One writer per chain: a second process appending to the same
             // file would interleave two chains.
             file.try_lock().map_err(|_| {
@@ -90,12 +104,15 @@ impl AuditLog {
         }
         let log = AuditLog {
             config: config.clone(),
-            state: Mutex::new(state),
             failed: AtomicBool::new(false),
             signer: match &config.signing_key {
                 Some(key) => Some(Signer::load(key, config.checkpoint_every)?),
                 None => None,
             },
+            flushing: Mutex::new(()),
+            synced: AtomicU64::new(state.seq),
+            unsynced: AtomicU64::new(0),
+            state: Mutex::new(state),
         };
         // A signed chain starts with a checkpoint, so that a log stripped
         // of every checkpoint does not pass for one never signed.
@@ -156,17 +173,30 @@ impl AuditLog {
         let Some(signer) = &self.signer else {
             return Ok(());
         };
-        let mut state = self.state.lock().await;
-        self.sign(&mut state, signer, true)
+        let seq = {
+            let mut state = self.state.lock().await;
+            self.sign(&mut state, signer, true)?;
+            state.seq
+        };
+        self.durable(seq).await
     }
 
     async fn append(&self, record: &Record) -> Result<(), AuditError> {
+        let seq = self.append_unsynced(record).await?;
+        self.durable(seq).await
+    }
+
+    /// Writes `record` (and any checkpoint or rotation it brings) and
+    /// returns its sequence number; with `sync` it is not yet flushed.
+    async fn append_unsynced(&self, record: &Record) -> Result<u64, AuditError> {
         let mut state = self.state.lock().await;
         let state = &mut *state;
         if let (Some(path), true) = (&self.config.file, self.failing()) {
-            state.file = Some(open_append(path).map_err(|e| AuditError(e.to_string()))?);
+            let file = open_append(path).map_err(|e| AuditError(e.to_string()))?;
+            state.file = Some(Arc::new(file));
         }
         self.write_line(state, record)?;
+        let seq = state.seq;
         // The record is written: a checkpoint or rotation that fails now
         // is logged, and the next record tries again.
         if let Some(signer) = &self.signer {
@@ -187,15 +217,82 @@ impl AuditLog {
             {
                 tracing::error!("cannot write an audit checkpoint: {e}");
             }
-            match rotate(path) {
+            // Records of the file rotated away are flushed with it, so a
+            // flush of the new file covers every record before.
+            let flushed = match (&state.file, self.config.sync) {
+                (Some(old), true) => old.sync_data(),
+                _ => Ok(()),
+            };
+            let rotated = flushed
+                .map_err(anyhow::Error::from)
+                .and_then(|()| rotate(path, self.config.sync));
+            match rotated {
                 Ok(file) => {
-                    state.file = Some(file);
+                    state.file = Some(Arc::new(file));
                     state.size = 0;
                 }
                 Err(e) => tracing::error!("cannot rotate the audit log: {e}"),
             }
         }
-        Ok(())
+        Ok(seq)
+    }
+
+    /// With `sync`, returns once record `seq` is on stable storage: a
+    /// flush that started after it was written covers it. One caller
+    /// flushes (on a blocking thread, off the chain's lock, so records go
+    /// on being written meanwhile) and the callers that queue behind it
+    /// find their records covered by its flush or start the next.
+    async fn durable(&self, seq: u64) -> Result<(), AuditError> {
+        if !self.config.sync {
+            return Ok(());
+        }
+        if let Some(settled) = self.settled(seq) {
+            return settled;
+        }
+        let _flushing = self.flushing.lock().await;
+        if let Some(settled) = self.settled(seq) {
+            return settled;
+        }
+        // Every record written so far is in the current file (a rotated
+        // one was flushed before it was replaced).
+        let (file, upto) = {
+            let state = self.state.lock().await;
+            (state.file.clone(), state.seq)
+        };
+        let Some(file) = file else {
+            return Ok(());
+        };
+        let flushed = tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        crate::metrics::get().audit_flushes.inc();
+        match flushed {
+            Ok(()) => {
+                self.synced.fetch_max(upto, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(e) => {
+                // Linux may report a failed flush once and then call the
+                // pages clean: no record of this batch counts as stored.
+                self.unsynced.fetch_max(upto, Ordering::AcqRel);
+                self.failed.store(true, Ordering::Relaxed);
+                Err(self.flush_failed(&e.to_string()))
+            }
+        }
+    }
+
+    /// Whether a flush has already settled record `seq`: stored, or lost
+    /// with a batch whose flush failed.
+    fn settled(&self, seq: u64) -> Option<Result<(), AuditError>> {
+        if self.unsynced.load(Ordering::Acquire) >= seq {
+            return Some(Err(self.flush_failed("the flush of its batch failed")));
+        }
+        (self.synced.load(Ordering::Acquire) >= seq).then_some(Ok(()))
+    }
+
+    fn flush_failed(&self, why: &str) -> AuditError {
+        let path = self.config.file.as_deref().unwrap_or(Path::new("?"));
+        AuditError(format!("{}: cannot flush: {why}", path.display()))
     }
 
     /// Appends a checkpoint signing the chain up to here.
@@ -217,15 +314,9 @@ impl AuditLog {
         // The hash is appended as the last field, so a verifier can cut it
         // off and hash exactly the bytes that were hashed here.
         let line = format!("{},\"hash\":\"{hash}\"}}\n", &body[..body.len() - 1]);
-        if let Some(file) = &mut state.file {
-            let written = file.write_all(line.as_bytes()).and_then(|()| {
-                if self.config.sync {
-                    file.sync_data()
-                } else {
-                    Ok(())
-                }
-            });
-            if let Err(e) = written {
+        if let Some(file) = &state.file {
+            // `&File` writes: a flush may hold the other reference.
+            if let Err(e) = (&**file).write_all(line.as_bytes()) {
                 self.failed.store(true, Ordering::Relaxed);
                 return Err(AuditError(format!(
                     "{}: {e}",
@@ -260,7 +351,9 @@ fn open_append(path: &Path) -> anyhow::Result<File> {
 }
 
 /// Renames `path` to the next free `path.N` and opens a fresh `path`.
-fn rotate(path: &Path) -> anyhow::Result<File> {
+/// With `sync`, the folder is flushed too, so that the renamed file and
+/// the new one are where they should be after a power loss.
+fn rotate(path: &Path, sync: bool) -> anyhow::Result<File> {
     let next = segments(path).len();
     let rotated = PathBuf::from(format!("{}.{next}", path.display()));
     std::fs::rename(path, &rotated)?;
@@ -268,6 +361,10 @@ fn rotate(path: &Path) -> anyhow::Result<File> {
     let file = open_append(path)?;
     file.try_lock()
         .map_err(|e| anyhow::anyhow!("cannot lock the new audit log: {e}"))?;
+    if sync {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
+    }
     Ok(file)
 }
 
@@ -319,4 +416,50 @@ fn chain_head(path: &Path) -> anyhow::Result<(String, u64)> {
         });
     }
     Ok((GENESIS.to_string(), 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Concurrent calls' records each return only once a flush that began
+    /// after they were written has finished, the flushes are shared, and
+    /// the chain is whole.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_records_are_flushed_in_groups_before_their_callers_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let config = AuditConfig {
+            file: Some(path.clone()),
+            stdout: false,
+            fail_closed: true,
+            max_file_bytes: 100 << 20,
+            sync: true,
+            max_argument_bytes: 4096,
+            signing_key: None,
+            checkpoint_every: 1000,
+        };
+        let log = Arc::new(AuditLog::open(&config).unwrap());
+        let writers = 64;
+        let tasks: Vec<_> = (0..writers)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut record = Record::new();
+                    record.outcome = "ok";
+                    record.kind = format!("call {i}");
+                    let seq = log.append_unsynced(&record).await.unwrap();
+                    log.durable(seq).await.unwrap();
+                    let synced = log.synced.load(Ordering::Acquire);
+                    assert!(synced >= seq, "record {seq} returned at {synced}");
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(log.synced.load(Ordering::Acquire), writers);
+        let verified = verify(&segments(&path), None).unwrap();
+        assert_eq!(verified.records, writers);
+    }
 }

@@ -292,18 +292,32 @@ pub fn main() -> ExitCode {
 fn init_logging(format: LogFormat, command: &Command) {
     use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
     use tracing_subscriber::prelude::*;
-    // `call` is the plugin author's loop: show what the plugin printed.
+    // What an operator needs by default: start-up, reloads, refusals and
+    // errors. rmcp logs every session's start and end at INFO, and in
+    // stateless mode every request is a session (three lines, ~800 bytes
+    // a call): those are for debugging. `call` is the plugin author's
+    // loop: show what the plugin printed.
     let default = match command {
-        Command::Call(_) => "info,moat::plugin=debug",
-        _ => "info",
+        Command::Call(_) => "info,moat::plugin=debug,rmcp=warn",
+        _ => "info,rmcp=warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // The most verbose level the filter lets through: `log` records of the
+    // dependencies (wasmtime logs at trace on every instantiation) above it
+    // are dropped where they are made, instead of each being converted to
+    // an event and filtered (several per call).
+    let hint = filter
+        .max_level_hint()
+        .unwrap_or(tracing::level_filters::LevelFilter::TRACE);
     // rmcp's debug and trace events print whole requests and results,
     // arguments and secrets included; they never reach the log, whatever
     // RUST_LOG says.
-    let filter = filter.and(filter_fn(|meta| {
-        !(meta.target().starts_with("rmcp") && *meta.level() > tracing::Level::INFO)
-    }));
+    let filter = filter.and(
+        filter_fn(|meta| {
+            !(meta.target().starts_with("rmcp") && *meta.level() > tracing::Level::INFO)
+        })
+        .with_max_level_hint(hint),
+    );
     // Colours only on a terminal: a log file or collector gets plain text.
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)

@@ -30,7 +30,8 @@ pub struct AuditConfig {
     pub fail_closed: bool,
     /// Size at which the file is rotated (the chain continues).
     pub max_file_bytes: u64,
-    /// fsync after every record, so records survive a power loss.
+    /// A call's response waits until its record is on stable storage
+    /// (flushes shared by concurrent calls), so records survive a power loss.
     pub sync: bool,
     /// Bytes of redacted arguments kept in a record.
     pub max_argument_bytes: usize,

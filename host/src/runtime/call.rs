@@ -473,13 +473,16 @@ async fn run_current(
     entry: Entry,
 ) -> wasmtime::Result<Returned> {
     let instance = pre.pre.instantiate_async(&mut *store).await?;
-    let resources = match &pre.resources {
-        Some(indices) => Some(indices.load(&mut *store, &instance)?),
-        None => None,
+    // Loading an interface type-checks each of its functions: only what
+    // the entry calls is loaded (a tool call, the commonest, needs only
+    // `tools`).
+    let resources = |store: &mut Store<CallState>| match &pre.resources {
+        Some(indices) => indices.load(store, &instance).map(Some),
+        None => Ok(None),
     };
-    let prompts = match &pre.prompts {
-        Some(indices) => Some(indices.load(&mut *store, &instance)?),
-        None => None,
+    let prompts = |store: &mut Store<CallState>| match &pre.prompts {
+        Some(indices) => indices.load(store, &instance).map(Some),
+        None => Ok(None),
     };
     match entry {
         Entry::Describe => {
@@ -490,11 +493,11 @@ async fn run_current(
                 templates: Vec::new(),
                 prompts: Vec::new(),
             };
-            if let Some(resources) = &resources {
+            if let Some(resources) = resources(store)? {
                 described.resources = resources.call_list(&mut *store).await?;
                 described.templates = resources.call_templates(&mut *store).await?;
             }
-            if let Some(prompts) = &prompts {
+            if let Some(prompts) = prompts(store)? {
                 described.prompts = prompts.call_list(&mut *store).await?;
             }
             Ok(Returned::Described(described))
@@ -505,12 +508,12 @@ async fn run_current(
             .call_call(&mut *store, &tool, &arguments)
             .await
             .map(Returned::Call),
-        Entry::Other(Request::Read { uri }) => resources
+        Entry::Other(Request::Read { uri }) => resources(store)?
             .ok_or_else(|| no_export("resources"))?
             .call_read(&mut *store, &uri)
             .await
             .map(Returned::Read),
-        Entry::Other(Request::Prompt { name, arguments }) => prompts
+        Entry::Other(Request::Prompt { name, arguments }) => prompts(store)?
             .ok_or_else(|| no_export("prompts"))?
             .call_get(&mut *store, &name, &arguments)
             .await
@@ -522,13 +525,13 @@ async fn run_current(
             context,
         }) => match target {
             Completing::Prompt(name) => {
-                prompts
+                prompts(store)?
                     .ok_or_else(|| no_export("prompts"))?
                     .call_complete(&mut *store, &name, &argument, &value, &context)
                     .await
             }
             Completing::Template(template) => {
-                resources
+                resources(store)?
                     .ok_or_else(|| no_export("resources"))?
                     .call_complete(&mut *store, &template, &argument, &value, &context)
                     .await

@@ -689,3 +689,80 @@ async fn a_call_admitted_then_refused_by_the_transport_is_still_recorded() {
         (200, json!("Hello, x!"))
     );
 }
+
+/// With `sync = true` a response leaves only once its record is stored,
+/// and concurrent calls share the flushes: a server killed (SIGKILL) in
+/// the middle of concurrent calls has a record of every call whose answer
+/// a client received, and after a restart the chain goes on and verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_under_load_keeps_the_record_of_every_answered_call() {
+    use std::sync::{Arc, Mutex};
+    let dir = Sandbox::builder()
+        .plugin("hello", "")
+        .toml("[http]\nstateless = true\n[audit]\nfile = \"audit.jsonl\"\nsync = true")
+        .write();
+    let file = dir.path().join("audit.jsonl");
+    let mut server = MoatServer::start(dir.path(), &[]);
+    let answered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let (url, answered) = (server.url.clone(), answered.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                for n in 0.. {
+                    let name = format!("c{client}-{n}");
+                    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                        "params": { "name": "hello.greet", "arguments": { "name": name } } });
+                    let sent = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header("accept", "application/json, text/event-stream")
+                        .header("mcp-protocol-version", "2025-11-25")
+                        .body(body.to_string())
+                        .send()
+                        .await;
+                    let Ok(response) = sent else { break };
+                    let Ok(text) = response.text().await else {
+                        break;
+                    };
+                    // Only a whole answer counts as received.
+                    if text.contains(&format!("Hello, {name}!")) {
+                        answered.lock().unwrap().push(name);
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    while answered.lock().unwrap().len() < 300 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    server.kill();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+
+    // The restarted server continues the chain and serves.
+    let server = MoatServer::start(dir.path(), &[]);
+    let (status, body) = call(&server.url, None, "hello.greet", json!({ "name": "after" })).await;
+    assert_eq!(status, 200, "{body}");
+    drop(server);
+
+    let recorded: std::collections::HashSet<String> = records(&file)
+        .iter()
+        .filter(|r| r["kind"] == "ok")
+        .filter_map(|r| r["arguments"]["name"].as_str().map(String::from))
+        .collect();
+    let missing: Vec<&String> = answered.iter().filter(|n| !recorded.contains(*n)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} answered calls have no record: {missing:?}",
+        missing.len(),
+        answered.len()
+    );
+    assert!(recorded.contains("after"));
+    let (code, out) = verify(&file);
+    assert_eq!(code, 0, "{out}");
+}

@@ -311,3 +311,52 @@ async fn a_request_rmcp_refuses_spends_no_rate_limit_and_leaves_no_call_record()
         .collect();
     assert_eq!(kinds, [json!("ok")], "{audit}");
 }
+
+/// At the default level the log says what an operator needs (start-up,
+/// refusals), not a line per request: in stateless mode rmcp starts a
+/// session per request and logs its start and end, which only `debug`
+/// shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_log_has_no_line_per_request_but_names_refusals() {
+    let dir = Sandbox::builder()
+        .plugin("hello", "")
+        .toml("[http]\nstateless = true")
+        .write();
+    let calls = 40;
+    let mut logs = Vec::new();
+    for env in [&[][..], &[("RUST_LOG", "debug")][..]] {
+        let server = MoatServer::start_with(dir.path(), "127.0.0.1:0", &[], env);
+        for i in 0..calls {
+            let name = format!("n{i}");
+            let answer = moat_tests::raw::call_tool(
+                &server.url,
+                None,
+                "hello.greet",
+                json!({ "name": name }),
+            )
+            .await;
+            assert_eq!(answer.text(), Some(format!("Hello, {name}!").as_str()));
+        }
+        let refused = moat_tests::raw::call_tool(&server.url, None, "nope.nope", json!({})).await;
+        assert!(
+            refused.body.to_string().contains("unknown tool"),
+            "{}",
+            refused.body
+        );
+        still_serves(&server).await;
+        logs.push(server.log());
+    }
+    let (default, debug) = (&logs[0], &logs[1]);
+    assert!(default.contains("call refused"), "{default}");
+    assert!(
+        default.lines().count() < 10,
+        "{} lines for {calls} calls:\n{default}",
+        default.lines().count()
+    );
+    assert!(!default.contains("Service initialized"), "{default}");
+    // The lines are there to be had at debug.
+    assert!(
+        debug.matches("Service initialized").count() >= calls,
+        "{debug}"
+    );
+}
