@@ -219,22 +219,46 @@ impl AuditLog {
             }
             // Records of the file rotated away are flushed with it, so a
             // flush of the new file covers every record before.
-            let flushed = match (&state.file, self.config.sync) {
-                (Some(old), true) => old.sync_data(),
-                _ => Ok(()),
-            };
-            let rotated = flushed
-                .map_err(anyhow::Error::from)
-                .and_then(|()| rotate(path, self.config.sync));
-            match rotated {
+            if self.config.sync
+                && let Some(old) = &state.file
+            {
+                match old.sync_data() {
+                    Ok(()) => {
+                        self.synced.fetch_max(state.seq, Ordering::AcqRel);
+                    }
+                    Err(e) => {
+                        // This caller and the others of the file are told
+                        // (a second flush of it would report success).
+                        self.lost(state.seq);
+                        return Err(self.flush_failed(&e.to_string()));
+                    }
+                }
+            }
+            match rotate(path) {
                 Ok(file) => {
                     state.file = Some(Arc::new(file));
                     state.size = 0;
+                    // The renamed file and the new one must be where they
+                    // are after a power loss too.
+                    if self.config.sync
+                        && let Err(e) = sync_folder(path)
+                    {
+                        self.lost(state.seq);
+                        return Err(self.flush_failed(&format!("its folder: {e}")));
+                    }
                 }
                 Err(e) => tracing::error!("cannot rotate the audit log: {e}"),
             }
         }
         Ok(seq)
+    }
+
+    /// Records up to `seq` may not be on stable storage whatever a later
+    /// flush says (Linux reports a failed write-back once per open file):
+    /// their callers are told so, and the next record reopens the file.
+    fn lost(&self, seq: u64) {
+        self.unsynced.fetch_max(seq, Ordering::AcqRel);
+        self.failed.store(true, Ordering::Relaxed);
     }
 
     /// With `sync`, returns once record `seq` is on stable storage: a
@@ -272,10 +296,11 @@ impl AuditLog {
                 Ok(())
             }
             Err(e) => {
-                // Linux may report a failed flush once and then call the
-                // pages clean: no record of this batch counts as stored.
-                self.unsynced.fetch_max(upto, Ordering::AcqRel);
-                self.failed.store(true, Ordering::Relaxed);
+                // The flush wrote back whatever was in the file when it
+                // ran, records written after `upto` included: none of them
+                // counts as stored.
+                let written = self.state.lock().await.seq;
+                self.lost(written.max(upto));
                 Err(self.flush_failed(&e.to_string()))
             }
         }
@@ -317,7 +342,10 @@ impl AuditLog {
         if let Some(file) = &state.file {
             // `&File` writes: a flush may hold the other reference.
             if let Err(e) = (&**file).write_all(line.as_bytes()) {
-                self.failed.store(true, Ordering::Relaxed);
+                // The file is reopened for the next record: what was
+                // written to this one and not yet flushed is lost to
+                // a flush of the new one.
+                self.lost(state.seq);
                 return Err(AuditError(format!(
                     "{}: {e}",
                     self.config
@@ -351,9 +379,7 @@ fn open_append(path: &Path) -> anyhow::Result<File> {
 }
 
 /// Renames `path` to the next free `path.N` and opens a fresh `path`.
-/// With `sync`, the folder is flushed too, so that the renamed file and
-/// the new one are where they should be after a power loss.
-fn rotate(path: &Path, sync: bool) -> anyhow::Result<File> {
+fn rotate(path: &Path) -> anyhow::Result<File> {
     let next = segments(path).len();
     let rotated = PathBuf::from(format!("{}.{next}", path.display()));
     std::fs::rename(path, &rotated)?;
@@ -361,11 +387,13 @@ fn rotate(path: &Path, sync: bool) -> anyhow::Result<File> {
     let file = open_append(path)?;
     file.try_lock()
         .map_err(|e| anyhow::anyhow!("cannot lock the new audit log: {e}"))?;
-    if sync {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-        File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
-    }
     Ok(file)
+}
+
+/// Flushes the folder of `path` (its entries: a rename, a new file).
+fn sync_folder(path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
 }
 
 /// Records after the last checkpoint in `path` (its crash tail, when

@@ -530,4 +530,43 @@ mod tests {
         r.hmac_secret = Some(b"s3cret".to_vec());
         assert!(validate(&token, &JwkSet { keys: vec![] }, &r).is_ok());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// No string, and no three base64url parts, panics the check;
+            /// none passes it.
+            #[test]
+            fn any_string_is_refused(
+                token in "\\PC{0,120}",
+                parts in prop::collection::vec("[A-Za-z0-9_-]{0,60}", 3),
+            ) {
+                let keys = keyset(&[&Key::new("k1", 1)]);
+                prop_assert!(validate(&token, &keys, &rules()).is_err());
+                prop_assert!(validate(&parts.join("."), &keys, &rules()).is_err());
+            }
+
+            /// A header and claims of any JSON, signed or not, are refused
+            /// or accepted without a panic; a signed token with the right
+            /// issuer, audience and times gives back its subject and scopes.
+            #[test]
+            fn signed_claims_read_back(
+                sub in "\\PC{1,30}",
+                scopes in prop::collection::btree_set("[a-z:]{1,12}", 0..4),
+                garbage in "\\PC{0,40}",
+            ) {
+                let key = Key::new("k1", 1);
+                let keys = keyset(&[&key]);
+                let scope = scopes.iter().cloned().collect::<Vec<_>>().join(" ");
+                let token = key.sign(&with(json!({ "sub": sub, "scope": scope })));
+                let caller = validate(&token, &keys, &rules()).unwrap();
+                prop_assert_eq!(caller.subject, sub);
+                prop_assert_eq!(caller.scopes, scopes);
+                let forged = format!("{}.{}.", b64(&json!({ "alg": "none" })), b64(&json!(garbage)));
+                prop_assert!(validate(&forged, &keys, &rules()).is_err());
+            }
+        }
+    }
 }

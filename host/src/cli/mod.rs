@@ -311,7 +311,8 @@ fn init_logging(format: LogFormat, command: &Command) {
         .unwrap_or(tracing::level_filters::LevelFilter::TRACE);
     // rmcp's debug and trace events print whole requests and results,
     // arguments and secrets included; they never reach the log, whatever
-    // RUST_LOG says.
+    // RUST_LOG says. (The hint is the env filter's, which `and` asks
+    // first: keep it the left side.)
     let filter = filter.and(
         filter_fn(|meta| {
             !(meta.target().starts_with("rmcp") && *meta.level() > tracing::Level::INFO)

@@ -887,4 +887,64 @@ mod tests {
             assert!(!err.to_string().contains("hunter2"), "{err}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A config using most of what a config can say.
+        const RICH: &str = "[http]\nstateless = true\n[audit]\nfile = \"a.jsonl\"\n\
+            [limits]\ncalls_per_minute = 60\n[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n\
+            prefix = \"x\"\n[plugin.tools]\nt = false\n[plugin.grants]\n\
+            dirs = [{ host = \"demo\", guest = \"/data\", mode = \"ro\" }]\n\
+            env = { A = \"b\" }\nallow_hosts = [\"https://*.example.com\"]\nfuel = 1000000\n";
+
+        proptest! {
+            /// No text panics the parser; a refusal says what is wrong.
+            #[test]
+            fn any_text_is_parsed_or_refused(text in "\\PC{0,200}") {
+                let dir = fixture();
+                if let Err(e) = parse_in(dir.path(), &text) {
+                    prop_assert!(!e.message.is_empty());
+                }
+            }
+
+            /// A valid config with anything inserted anywhere is parsed or
+            /// refused with a message, never a panic.
+            #[test]
+            fn an_edited_config_is_parsed_or_refused(at in any::<prop::sample::Index>(), insert in "\\PC{0,12}") {
+                let dir = fixture();
+                prop_assert!(parse_in(dir.path(), RICH).is_ok());
+                let mut text = RICH.to_string();
+                let mut at = at.index(text.len() + 1);
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                text.insert_str(at, &insert);
+                if let Err(e) = parse_in(dir.path(), &text) {
+                    prop_assert!(!e.message.is_empty());
+                }
+            }
+
+            /// A plugin's name, prefix and grants read back as written.
+            #[test]
+            fn names_and_grants_read_back(
+                name in "[a-z][a-z0-9_-]{0,20}",
+                prefix in "[a-z][a-z0-9_]{0,10}",
+                fuel in 1u64..1_000_000_000_000,
+                value in "[ -~]{0,20}",
+            ) {
+                let dir = fixture();
+                let text = format!(
+                    "[[plugin]]\nname = {name:?}\nsource = \"p.wasm\"\nprefix = {prefix:?}\n\
+                     [plugin.grants]\nfuel = {fuel}\nenv = {{ V = {value:?} }}\n"
+                );
+                let config = parse_in(dir.path(), &text).unwrap();
+                let plugin = &config.plugins[0];
+                prop_assert_eq!(&plugin.name, &name);
+                prop_assert_eq!(plugin.naming.prefix.as_deref(), Some(prefix.as_str()));
+                prop_assert_eq!(plugin.grants.limits.fuel, fuel);
+            }
+        }
+    }
 }

@@ -44,7 +44,9 @@ async fn generic_docs(
         Err(e) => {
             // Descriptions only: the component itself is sound (it
             // compiled), so it is served with the descriptions it has.
-            tracing::warn!(plugin = %config.name, "its package-docs section cannot be read, so its tools are described without it: {e:#}");
+            // The reader's message may quote the component's own text.
+            let why = super::capture::printable(&format!("{e:#}")).into_owned();
+            tracing::warn!(plugin = %config.name, "its package-docs section cannot be read, so its tools are described without it: {why}");
             Ok(wit)
         }
     }

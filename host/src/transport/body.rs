@@ -323,4 +323,64 @@ mod tests {
             );
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON value, a few levels deep.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                "\\PC{0,12}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                    prop::collection::btree_map("[a-z]{0,8}", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            /// No body panics the reader, and a refusal is a parse error or
+            /// an invalid request.
+            #[test]
+            fn any_bytes_are_read_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                if let Err((code, _)) = inspect(&bytes) {
+                    prop_assert!(code == -32700 || code == -32600);
+                }
+            }
+
+            /// Any JSON, and any cut of a message, is read or refused.
+            #[test]
+            fn any_json_is_read_or_refused(value in json_value(), cut in any::<prop::sample::Index>()) {
+                if let Err((code, _)) = inspect(value.to_string().as_bytes()) {
+                    prop_assert!(code == -32700 || code == -32600);
+                }
+                let message = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": value });
+                let text = message.to_string();
+                let _ = inspect(&text.as_bytes()[..cut.index(text.len() + 1)]);
+            }
+
+            /// The tool and arguments of a `tools/call` read back as sent.
+            #[test]
+            fn a_tools_call_reads_back(
+                name in "\\PC{0,40}",
+                id in any::<i64>(),
+                arguments in prop::collection::btree_map("\\PC{1,8}", json_value(), 0..5),
+            ) {
+                let arguments: Map<String, Value> = arguments.into_iter().collect();
+                let body = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call",
+                    "params": { "name": name, "arguments": arguments } });
+                let (call, kind) = inspect(body.to_string().as_bytes()).unwrap();
+                prop_assert_eq!(call, Some((name, arguments)));
+                prop_assert_eq!(kind, None);
+            }
+        }
+    }
 }

@@ -595,4 +595,78 @@ mod tests {
             assert!(err.fix.contains(fix), "{entry}: {err:?}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A DNS name of one to four labels.
+        fn dns_name() -> impl Strategy<Value = String> {
+            prop::collection::vec("[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", 1..5)
+                .prop_map(|l| l.join("."))
+        }
+
+        proptest! {
+            /// No entry, however malformed, panics the parser.
+            #[test]
+            fn any_entry_is_parsed_or_refused(entry in "\\PC{0,80}") {
+                let _ = AllowedHosts::parse(&[entry]);
+            }
+
+            /// An entry naming a host allows that host on that port and
+            /// scheme, and nothing beside it: not another scheme or port,
+            /// not a subdomain, not a name that merely ends the same way.
+            #[test]
+            fn a_named_host_allows_itself_only(host in dns_name(), port in 1u16.., other in "[a-z]{1,8}") {
+                let hosts = AllowedHosts::parse(&[format!("https://{}:{port}", host.to_uppercase())]).unwrap();
+                let elsewhere = if port == 1 { 2 } else { port - 1 };
+                prop_assert!(hosts.allows(Scheme::Https, &name(&host), port));
+                prop_assert!(!hosts.allows(Scheme::Http, &name(&host), port));
+                prop_assert!(!hosts.allows(Scheme::Https, &name(&host), elsewhere));
+                let (below, glued) = (format!("{other}.{host}"), format!("{other}{host}"));
+                prop_assert!(!hosts.allows(Scheme::Https, &name(&below), port));
+                prop_assert!(!hosts.allows(Scheme::Https, &name(&glued), port));
+            }
+
+            /// `*.name` allows every subdomain and neither the name itself
+            /// nor a name that merely ends with it; `*.tld` is refused.
+            #[test]
+            fn a_wildcard_allows_subdomains_only(name_ in dns_name(), tld in "[a-z]{2,6}", sub in dns_name()) {
+                let top = format!("https://*.{tld}");
+                prop_assert!(AllowedHosts::parse(&[top]).is_err());
+                let host = format!("{name_}.{tld}");
+                let hosts = AllowedHosts::parse(&[format!("https://*.{host}")]).unwrap();
+                let below = format!("{sub}.{host}");
+                prop_assert!(hosts.allows(Scheme::Https, &name(&below), 443));
+                prop_assert!(!hosts.allows(Scheme::Https, &name(&host), 443));
+                let glued = format!("{sub}{host}");
+                prop_assert!(!hosts.allows(Scheme::Https, &name(&glued), 443));
+            }
+
+            /// A CIDR entry allows exactly the addresses of its block.
+            #[test]
+            fn a_block_allows_its_addresses(net in any::<u32>(), prefix in 0u8..=32, probe in any::<u32>()) {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                let base = std::net::Ipv4Addr::from(net & mask);
+                let hosts = AllowedHosts::parse(&[format!("https://{base}/{prefix}")]).unwrap();
+                let inside = (probe & mask) == (net & mask);
+                let probe = IpAddr::V4(std::net::Ipv4Addr::from(probe));
+                prop_assert_eq!(hosts.allows(Scheme::Https, &Host::Ip(probe), 443), inside);
+            }
+
+            /// Normalising a name twice changes nothing, and an IP address
+            /// reads back as itself.
+            #[test]
+            fn names_and_addresses_round_trip(text in "\\PC{0,40}", v4 in any::<u32>(), v6 in any::<u128>()) {
+                if let Some(n) = normalize_name(&text) {
+                    prop_assert_eq!(normalize_name(&n), Some(n));
+                }
+                let v4 = std::net::Ipv4Addr::from(v4);
+                prop_assert_eq!(parse_ip(&v4.to_string()), Some(IpAddr::V4(v4)));
+                let v6 = Ipv6Addr::from(v6);
+                prop_assert_eq!(parse_ip(&format!("[{v6}]")), Some(IpAddr::V6(v6)));
+                prop_assert_eq!(canonical(canonical(IpAddr::V6(v6))), canonical(IpAddr::V6(v6)));
+            }
+        }
+    }
 }
