@@ -11,10 +11,14 @@
 //!   connections, POSTs the same call to `moat serve --http` with
 //!   `[http] stateless = true` and to `native-mcp --http`.
 //!
-//! Rounds alternate native and Moat; the median round of each side is
-//! reported, with what Moat wrote to its log per call.
+//! - `noisy`: two tenants of one `moat serve`: tenant `b`'s `hello.greet`
+//!   under `wrk -c8`, alone and while tenant `a` keeps its concurrency cap
+//!   full of calls that spin until their deadline (a second `wrk -c8`).
 //!
-//! Run: cargo build --release --bin moat && cargo bench -p moat-tests --bench served [stdio|http]
+//! Rounds alternate the sides; the median round of each side is reported,
+//! with what Moat wrote to its log per call.
+//!
+//! Run: cargo build --release --bin moat && cargo bench -p moat-tests --bench served [stdio|http|noisy]
 
 use moat_tests::bench::{GREET, Load, MEASURE, WARMUP, report, wants};
 use moat_tests::native::write_corpus;
@@ -78,6 +82,119 @@ fn main() {
         ];
         compare(&sides, dir.path(), http_round);
     }
+    if wants("noisy") {
+        noisy(dir.path(), &moat);
+    }
+}
+
+/// Tenant `b`'s calls alone, and beside tenant `a` saturated with calls
+/// that spin for their whole 100 ms deadline.
+fn noisy(dir: &Path, moat: &Path) {
+    println!(
+        "noisy neighbour: tenant b's hello.greet under wrk -t2 -c{CONNECTIONS}, alone and beside tenant a's spinning calls"
+    );
+    let config = dir.join("tenants.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nstateless = true\n\
+             [tenants.a]\n[tenants.a.limits]\nmax_concurrent_per_tenant = 4\n\
+             [[tenants.a.plugin]]\nname = \"testbed\"\nsource = {:?}\n\
+             [tenants.a.plugin.grants]\ntimeout_ms = 100\nfuel = 100_000_000_000\n\
+             [tenants.b]\n[[tenants.b.plugin]]\nname = \"hello\"\nsource = {:?}\n",
+            plugin_wasm("testbed").display().to_string(),
+            plugin_wasm("hello").display().to_string()
+        ),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let side = Side::new(
+        "moat",
+        moat,
+        &[
+            "serve",
+            "--http",
+            &addr,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+    .at(&addr);
+    let mut child = side.start(&dir.join("tenants.log"));
+    let b = format!("http://{addr}/t/b/mcp");
+    let a = format!("http://{addr}/t/a/mcp");
+    let greet = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": GREET.tool, "arguments": (GREET.args)() } })
+    .to_string();
+    wait_for(&b, &greet);
+    let spin = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": "testbed.spin", "arguments": {} } })
+    .to_string();
+    let greet_script = script(&dir.join("greet.lua"), &greet);
+    let spin_script = script(&dir.join("spin.lua"), &spin);
+    let (mut alone, mut beside) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        wrk(&b, &greet_script, WARMUP);
+        alone.push(wrk(&b, &greet_script, MEASURE));
+        // The neighbour's load runs a little longer than the measurement,
+        // on its own connections; its answers are errors (deadline) or
+        // 429 (its cap), which is what a noisy tenant gets.
+        let neighbour = Command::new("wrk")
+            .args(["-t1", &format!("-c{CONNECTIONS}")])
+            .arg(format!("-d{}s", (WARMUP + MEASURE).as_secs() + 2))
+            .arg("-s")
+            .arg(&spin_script)
+            .arg(&a)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wrk(&b, &greet_script, WARMUP);
+        beside.push(wrk(&b, &greet_script, MEASURE));
+        neighbour.wait_with_output().unwrap();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let median = |loads: &mut Vec<Load>| {
+        loads.sort_by(|x, y| x.rate().total_cmp(&y.rate()));
+        loads.remove(loads.len() / 2)
+    };
+    let (alone, beside) = (median(&mut alone), median(&mut beside));
+    report("b alone", &alone, None);
+    report("b beside a", &beside, Some(&alone));
+    let p99 = |l: &Load| l.latencies[98].as_secs_f64();
+    println!(
+        "  b's p99 beside a: {:.1}x its p99 alone",
+        p99(&beside) / p99(&alone)
+    );
+}
+
+/// Waits until `url` answers `body`.
+fn wait_for(url: &str, body: &str) -> String {
+    let started = Instant::now();
+    loop {
+        match curl(url, body) {
+            Some(answer) => return answer,
+            None if started.elapsed() < Duration::from_secs(60) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            None => panic!("nothing answered on {url}"),
+        }
+    }
+}
+
+/// A wrk script at `path` that POSTs `body` as an MCP client would.
+fn script(path: &Path, body: &str) -> PathBuf {
+    std::fs::write(
+        path,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = {body:?}\n\
+             wrk.headers[\"Content-Type\"] = \"application/json\"\n\
+             wrk.headers[\"Accept\"] = \"application/json, text/event-stream\"\n\
+             wrk.headers[\"MCP-Protocol-Version\"] = \"2025-11-25\"\n"
+        ),
+    )
+    .unwrap();
+    path.to_path_buf()
 }
 
 /// A server to start: its binary, arguments and, for HTTP, its address.
@@ -232,28 +349,9 @@ fn http_round(side: &Side, log: &Path) -> Load {
     let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": { "name": GREET.tool, "arguments": (GREET.args)() } })
     .to_string();
-    let started = Instant::now();
-    let answer = loop {
-        match curl(&url, &body) {
-            Some(answer) => break answer,
-            None if started.elapsed() < Duration::from_secs(60) => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            None => panic!("{} did not answer on {url}", side.name),
-        }
-    };
+    let answer = wait_for(&url, &body);
     assert!(answer.contains(GREET.expect), "{answer}");
-    let script = log.with_extension("lua");
-    std::fs::write(
-        &script,
-        format!(
-            "wrk.method = \"POST\"\nwrk.body = {body:?}\n\
-             wrk.headers[\"Content-Type\"] = \"application/json\"\n\
-             wrk.headers[\"Accept\"] = \"application/json, text/event-stream\"\n\
-             wrk.headers[\"MCP-Protocol-Version\"] = \"2025-11-25\"\n"
-        ),
-    )
-    .unwrap();
+    let script = script(&log.with_extension("lua"), &body);
     wrk(&url, &script, WARMUP);
     let load = wrk(&url, &script, MEASURE);
     child.kill().unwrap();
@@ -265,11 +363,12 @@ fn http_round(side: &Side, log: &Path) -> Load {
 /// or `None` when nothing listens yet.
 fn curl(url: &str, body: &str) -> Option<String> {
     use std::io::Read;
-    let addr = url.trim_start_matches("http://").split('/').next().unwrap();
+    let rest = url.trim_start_matches("http://");
+    let (addr, path) = rest.split_at(rest.find('/').unwrap());
     let mut socket = std::net::TcpStream::connect(addr).ok()?;
     write!(
         socket,
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
          Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

@@ -944,6 +944,7 @@ mod tests {
                 prop_assert_eq!(&plugin.name, &name);
                 prop_assert_eq!(plugin.naming.prefix.as_deref(), Some(prefix.as_str()));
                 prop_assert_eq!(plugin.grants.limits.fuel, fuel);
+                prop_assert_eq!(&plugin.grants.env.vars, &vec![("V".to_string(), value)]);
             }
         }
     }
