@@ -47,9 +47,8 @@ pub fn functions(
                 let index = component
                     .get_export_index(None, name)
                     .ok_or_else(|| format!("export `{name}` cannot be found"))?;
-                let mut function = function(name.to_string(), index, &func)?;
-                function.description = docs.get(None, name).map(String::from);
-                functions.push(function);
+                let about = docs.get(None, name);
+                functions.push(function(name.to_string(), about, index, &func)?);
             }
             ComponentItem::ComponentInstance(instance) => {
                 // WASI's own exports (a command's `run`, an HTTP handler)
@@ -66,9 +65,9 @@ pub fn functions(
                         let index = component
                             .get_export_index(Some(&outer), inner)
                             .ok_or_else(|| format!("export `{name}#{inner}` cannot be found"))?;
-                        let mut function = function(format!("{short}.{inner}"), index, &func)?;
-                        function.description = docs.get(Some(name), inner).map(String::from);
-                        functions.push(function);
+                        let (tool, about) =
+                            (format!("{short}.{inner}"), docs.get(Some(name), inner));
+                        functions.push(function(tool, about, index, &func)?);
                     }
                 }
             }
@@ -108,6 +107,7 @@ fn interface_name(export: &str) -> &str {
 
 fn function(
     tool: String,
+    description: Option<&str>,
     index: ComponentExportIndex,
     func: &ComponentFunc,
 ) -> Result<Function, String> {
@@ -158,7 +158,7 @@ fn function(
         }),
         tool,
         index,
-        description: None,
+        description: description.map(String::from),
         params,
         result,
         output_schema,
