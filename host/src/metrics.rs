@@ -78,6 +78,9 @@ pub struct Metrics {
     /// Flushes of audit logs with `sync` (records per flush: the group
     /// commit's batch size).
     pub audit_flushes: Counter,
+    /// Plugin runs found running wasm at an epoch tick and moved off the
+    /// runtime's workers to a thread of their own.
+    pub cpu_bound_calls: Counter,
 }
 
 /// A reload's labels.
@@ -159,8 +162,15 @@ impl Metrics {
             "Flushes of audit logs to stable storage ([audit] sync = true); each covers every record written before it",
             audit_flushes.clone(),
         );
+        let cpu_bound_calls = Counter::default();
+        registry.register(
+            "cpu_bound_calls",
+            "Plugin runs still running wasm at an epoch tick, moved off the runtime's workers to a thread of their own",
+            cpu_bound_calls.clone(),
+        );
         Metrics {
             registry,
+            cpu_bound_calls,
             reloads,
             audit_flushes,
             calls,

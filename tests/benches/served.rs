@@ -13,7 +13,8 @@
 //!
 //! - `noisy`: two tenants of one `moat serve`: tenant `b`'s `hello.greet`
 //!   under `wrk -c8`, alone and while tenant `a` keeps its concurrency cap
-//!   full of calls that spin until their deadline (a second `wrk -c8`).
+//!   full of calls that spin until their deadline (a second `wrk`, at
+//!   `a`'s cap and at twice it).
 //!
 //! Rounds alternate the sides; the median round of each side is reported,
 //! with what Moat wrote to its log per call.
@@ -31,6 +32,8 @@ use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 3;
 const CONNECTIONS: usize = 8;
+/// Tenant `a`'s concurrency cap in `noisy`.
+const CAP: usize = 4;
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,7 +101,7 @@ fn noisy(dir: &Path, moat: &Path) {
         &config,
         format!(
             "[http]\nstateless = true\n\
-             [tenants.a]\n[tenants.a.limits]\nmax_concurrent_per_tenant = 4\n\
+             [tenants.a]\n[tenants.a.limits]\nmax_concurrent_per_tenant = {CAP}\n\
              [[tenants.a.plugin]]\nname = \"testbed\"\nsource = {:?}\n\
              [tenants.a.plugin.grants]\ntimeout_ms = 100\nfuel = 100_000_000_000\n\
              [tenants.b]\n[[tenants.b.plugin]]\nname = \"hello\"\nsource = {:?}\n",
@@ -132,25 +135,33 @@ fn noisy(dir: &Path, moat: &Path) {
     .to_string();
     let greet_script = script(&dir.join("greet.lua"), &greet);
     let spin_script = script(&dir.join("spin.lua"), &spin);
-    let (mut alone, mut beside) = (Vec::new(), Vec::new());
+    // The neighbour at its cap (every one of its calls spins) and at twice
+    // its cap (half of its requests are refused with 429 as fast as it can
+    // send them, which costs the transport's CPU too).
+    let neighbours = [CAP, 2 * CAP];
+    let mut alone = Vec::new();
+    let mut beside: Vec<Vec<Load>> = neighbours.iter().map(|_| Vec::new()).collect();
     for _ in 0..ROUNDS {
         wrk(&b, &greet_script, WARMUP);
         alone.push(wrk(&b, &greet_script, MEASURE));
-        // The neighbour's load runs a little longer than the measurement,
-        // on its own connections; its answers are errors (deadline) or
-        // 429 (its cap), which is what a noisy tenant gets.
-        let neighbour = Command::new("wrk")
-            .args(["-t1", &format!("-c{CONNECTIONS}")])
-            .arg(format!("-d{}s", (WARMUP + MEASURE).as_secs() + 2))
-            .arg("-s")
-            .arg(&spin_script)
-            .arg(&a)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        wrk(&b, &greet_script, WARMUP);
-        beside.push(wrk(&b, &greet_script, MEASURE));
-        neighbour.wait_with_output().unwrap();
+        for (connections, loads) in neighbours.iter().zip(&mut beside) {
+            // The neighbour's load runs a little longer than the
+            // measurement, on its own connections; its answers are errors
+            // (deadline) or 429 (its cap), which is what a noisy tenant
+            // gets.
+            let neighbour = Command::new("wrk")
+                .args(["-t1", &format!("-c{connections}")])
+                .arg(format!("-d{}s", (WARMUP + MEASURE).as_secs() + 2))
+                .arg("-s")
+                .arg(&spin_script)
+                .arg(&a)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            wrk(&b, &greet_script, WARMUP);
+            loads.push(wrk(&b, &greet_script, MEASURE));
+            neighbour.wait_with_output().unwrap();
+        }
     }
     child.kill().unwrap();
     child.wait().unwrap();
@@ -158,14 +169,21 @@ fn noisy(dir: &Path, moat: &Path) {
         loads.sort_by(|x, y| x.rate().total_cmp(&y.rate()));
         loads.remove(loads.len() / 2)
     };
-    let (alone, beside) = (median(&mut alone), median(&mut beside));
+    let alone = median(&mut alone);
     report("b alone", &alone, None);
-    report("b beside a", &beside, Some(&alone));
     let p99 = |l: &Load| l.latencies[98].as_secs_f64();
-    println!(
-        "  b's p99 beside a: {:.1}x its p99 alone",
-        p99(&beside) / p99(&alone)
-    );
+    for (connections, mut loads) in neighbours.into_iter().zip(beside) {
+        let beside = median(&mut loads);
+        report(
+            &format!("b beside a (c={connections})"),
+            &beside,
+            Some(&alone),
+        );
+        println!(
+            "  b's p99 beside a at c={connections}: {:.1}x its p99 alone",
+            p99(&beside) / p99(&alone)
+        );
+    }
 }
 
 /// Waits until `url` answers `body`.

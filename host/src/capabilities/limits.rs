@@ -1,9 +1,12 @@
 //! Limits: the fuel, memory, time and output budgets of every call, and
 //! how they are applied to a fresh store: fuel, a memory limiter, and an
 //! epoch deadline that ends a running guest at its time and otherwise
-//! yields, so a busy guest never starves other calls on its thread.
+//! yields, so a busy guest never starves other calls on its thread, and
+//! says it is busy, so the runtime can move it off a shared worker.
 
 use crate::diagnostics::{ConfigError, Source};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use toml::Spanned;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
@@ -79,8 +82,13 @@ pub trait Limited {
 impl Limits {
     /// Applies the fuel, memory and time budgets to a fresh store. (The
     /// runtime also ends a call waiting on host I/O at the deadline; the
-    /// epoch only interrupts running wasm.)
-    pub fn apply<T: Limited + 'static>(&self, store: &mut Store<T>) -> wasmtime::Result<()> {
+    /// epoch only interrupts running wasm.) `busy` is set when the guest
+    /// is found running wasm at an epoch tick and yields.
+    pub fn apply<T: Limited + 'static>(
+        &self,
+        store: &mut Store<T>,
+        busy: Arc<AtomicBool>,
+    ) -> wasmtime::Result<()> {
         store.limiter(|s| s.memory_limiter());
         store.set_fuel(self.fuel)?;
         store.set_hostcall_fuel(self.hostcall_bytes());
@@ -90,6 +98,7 @@ impl Limits {
             if Instant::now() >= deadline {
                 Err(wasmtime::Error::new(DeadlineExceeded))
             } else {
+                busy.store(true, Ordering::Relaxed);
                 Ok(UpdateDeadline::Yield(1))
             }
         });

@@ -14,6 +14,8 @@ use super::{Plugin, Runtime};
 use crate::capabilities::Grants;
 use crate::tool::{Answer, Completion, PromptOutput, Role, ToolOutput};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -257,10 +259,21 @@ impl Runtime {
     /// Runs `job` in a fresh instance once a slot is free.
     ///
     /// A plugin without preopened directories has nothing that can block a
-    /// thread (its only host I/O is async), so it runs on the calling task.
-    /// A plugin with files runs on a blocking-pool thread of its own, where
-    /// WASI may do each file operation inline: one thread hand-off per
-    /// call instead of one per `open`, `stat` and `read` (3-4x the
+    /// thread (its only host I/O is async), so it starts on the calling
+    /// task: a short call never pays a thread hand-off. If the guest is
+    /// still running wasm at an epoch tick, it is CPU-bound, and the rest
+    /// of the call moves to a thread of its own at a lower priority. Left
+    /// on a runtime worker, a few spinning guests would hold every worker
+    /// and each other request (another tenant's included) would wait
+    /// behind their slices; at an equal priority on threads of their own,
+    /// they would still take most of the cores from the transport's two
+    /// workers. This way the kernel runs short requests first, and
+    /// CPU-bound calls share what is left (docs/BENCHMARKS.md, noisy
+    /// neighbour).
+    ///
+    /// A plugin with files runs on a thread of its own from the start,
+    /// where WASI may do each file operation inline: one thread hand-off
+    /// per call instead of one per `open`, `stat` and `read` (3-4x the
     /// throughput of a file search, docs/BENCHMARKS.md), and an operation
     /// that never returns (a FIFO, a hung network mount) holds only that
     /// call's thread and slot, never a runtime worker.
@@ -271,25 +284,49 @@ impl Runtime {
             .acquire_owned()
             .await
             .expect("the slot semaphore is never closed");
-        if job.grants.dirs.is_empty() {
-            return execute(&self.engine, job, false).await;
-        }
         let limits = job.grants.limits;
         let label = job.label.clone();
-        let engine = self.engine.clone();
+        let busy = Arc::new(AtomicBool::new(false));
+        let blocking = !job.grants.dirs.is_empty();
+        let mut call = Box::pin(execute(self.engine.clone(), job, blocking, busy.clone()));
+        if !blocking {
+            let started = std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
+                Poll::Ready(ran) => Poll::Ready(Some(ran)),
+                Poll::Pending if busy.load(Ordering::Relaxed) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            })
+            .await;
+            if let Some(ran) = started {
+                return ran;
+            }
+            crate::metrics::get().cpu_bound_calls.inc();
+        }
         let handle = tokio::runtime::Handle::current();
-        let thread = tokio::task::spawn_blocking(move || {
+        let (sent, thread) = tokio::sync::oneshot::channel();
+        let work = move || {
             // The instance lives in this thread's store: its slot stays
             // taken until the thread is done with it.
             let _permit = permit;
-            handle.block_on(execute(&engine, job, true))
-        });
+            let _ = sent.send(handle.block_on(call));
+        };
+        if blocking {
+            tokio::task::spawn_blocking(work);
+        } else if let Err(e) = std::thread::Builder::new()
+            .name("moat-cpu-bound".into())
+            .spawn(move || {
+                yield_to_short_requests();
+                work()
+            })
+        {
+            tracing::error!(plugin = &*label, "no thread for a CPU-bound call: {e}");
+            return failed(CallError::Host("no thread for the call".into()));
+        }
         match tokio::time::timeout(limits.timeout + BLOCKED_GRACE, thread).await {
             Ok(Ok(ran)) => ran,
-            Ok(Err(e)) => {
-                // The detail stays in the host's log: a panic message may
-                // name host paths.
-                tracing::error!(plugin = &*label, "a call's thread failed: {e}");
+            Ok(Err(_dropped)) => {
+                // The thread panicked; the panic hook logged it, and the
+                // detail stays in the host's log: it may name host paths.
+                tracing::error!(plugin = &*label, "a call's thread failed");
                 failed(CallError::Host("the call's thread ended abnormally".into()))
             }
             Err(_elapsed) => {
@@ -306,10 +343,37 @@ impl Runtime {
     }
 }
 
+/// How much less CPU a CPU-bound call's thread is given than the
+/// transport's workers and short calls when both want it: at nice 19 the
+/// kernel weighs it 15 against their 1024, so it runs in what they leave.
+/// Unused CPU is still all its own, and its deadline is wall-clock time,
+/// so a starved call ends as `timed_out`. (Nice 10 left another tenant's
+/// p99 at 2.1-2.2x its p99 alone, nice 19 at 2.0x: docs/BENCHMARKS.md.)
+const CPU_BOUND_NICE: libc::c_int = 19;
+
+/// Lowers the calling thread's priority to [`CPU_BOUND_NICE`], so that the
+/// kernel runs short requests (another tenant's included) ahead of it.
+/// Linux applies `setpriority` to one thread; elsewhere it would lower the
+/// whole process, so there the thread keeps its priority.
+fn yield_to_short_requests() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority read and write no memory of ours. A
+    // failure leaves the thread at its priority, which is only slower
+    // for others.
+    unsafe {
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            libc::gettid() as libc::id_t,
+            CPU_BOUND_NICE,
+        );
+    }
+}
+
 /// Instantiates `job.pre` in a fresh store built from its grants and runs
 /// its entry under the grants' limits. `blocking`: file operations may
-/// block the current thread.
-async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
+/// block the current thread. `busy` is set once the guest has been found
+/// running at an epoch tick.
+async fn execute(engine: Engine, job: Job, blocking: bool, busy: Arc<AtomicBool>) -> Ran {
     let Job {
         pre,
         label,
@@ -332,8 +396,8 @@ async fn execute(engine: &Engine, job: Job, blocking: bool) -> Ran {
     let mut state = CallState::new(label, wasi.build(), stdout, stderr, &grants);
     state.events = events.map(super::events::EventSink::new);
     state.asking = super::client::Asking::new(&grants, relay);
-    let mut store = Store::new(engine, state);
-    if let Err(e) = limits.apply(&mut store) {
+    let mut store = Store::new(&engine, state);
+    if let Err(e) = limits.apply(&mut store, busy) {
         return failed(CallError::Host(e.to_string()));
     }
 

@@ -190,6 +190,37 @@ async fn one_runaway_does_not_hold_up_other_calls() {
     );
 }
 
+/// A guest still running wasm at an epoch tick moves off the runtime's
+/// workers to a thread of its own (see `Runtime::run`), so more spinning
+/// guests than workers cannot hold up a quick call; their deadline still
+/// ends them there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spinning_guests_move_off_the_workers_and_still_end_at_their_deadline() {
+    let sb = testbed("fuel = 1_000_000_000_000_000\ntimeout_ms = 2000").await;
+    let moved = || moat::metrics::get().cpu_bound_calls.get();
+    let before = moved();
+    let spinners = futures::future::join_all((0..6).map(|_| async {
+        let err = sb.fails("testbed", "spin", json!({})).await;
+        (err, Instant::now())
+    }));
+    let (spun, quick) = tokio::join!(spinners, async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sb.ok("testbed", "counter", json!({})).await;
+        Instant::now()
+    });
+    for (err, ended) in &spun {
+        assert_eq!(err.kind(), "timed_out");
+        assert!(quick < *ended, "a quick call ended after a spinning one");
+    }
+    // Other tests of this binary may move calls too: the count only grows.
+    assert!(
+        moved() >= before + 6,
+        "{} of 6 spinning calls were moved",
+        moved() - before
+    );
+    assert_eq!(sb.ok("testbed", "counter", json!({})).await, "1");
+}
+
 /// A plugin granted files runs each call on a thread of its own (see
 /// `Runtime::run`): every budget holds there as it does on the workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
