@@ -312,6 +312,11 @@ impl MoatServer {
         self.base.trim_start_matches("http://").to_string()
     }
 
+    /// Its process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills it at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
