@@ -295,11 +295,14 @@ fn init_logging(format: LogFormat, command: &Command) {
     // What an operator needs by default: start-up, reloads, refusals and
     // errors. rmcp logs every session's start and end at INFO, and in
     // stateless mode every request is a session (three lines, ~800 bytes
-    // a call): those are for debugging. `call` is the plugin author's
-    // loop: show what the plugin printed.
+    // a call): those are for debugging. Its service also warns of every
+    // error answer and rejected request, which Moat's own refusal line
+    // and the audit already name: one line per refusal, not two (a caller
+    // sending bad requests fills the log half as fast). `call` is the
+    // plugin author's loop: show what the plugin printed.
     let default = match command {
-        Command::Call(_) => "info,moat::plugin=debug,rmcp=warn",
-        _ => "info,rmcp=warn",
+        Command::Call(_) => "info,moat::plugin=debug,rmcp=warn,rmcp::service=error",
+        _ => "info,rmcp=warn,rmcp::service=error",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // The most verbose level the filter lets through: `log` records of the

@@ -315,7 +315,7 @@ async fn a_request_rmcp_refuses_spends_no_rate_limit_and_leaves_no_call_record()
 /// At the default level the log says what an operator needs (start-up,
 /// refusals), not a line per request: in stateless mode rmcp starts a
 /// session per request and logs its start and end, which only `debug`
-/// shows.
+/// shows; a refusal is one line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_log_has_no_line_per_request_but_names_refusals() {
     let dir = Sandbox::builder()
@@ -348,6 +348,9 @@ async fn the_default_log_has_no_line_per_request_but_names_refusals() {
     }
     let (default, debug) = (&logs[0], &logs[1]);
     assert!(default.contains("call refused"), "{default}");
+    // One line for the refusal: Moat's, not rmcp's again.
+    assert_eq!(default.matches("unknown tool").count(), 1, "{default}");
+    assert!(!default.contains("response error"), "{default}");
     assert!(
         default.lines().count() < 10,
         "{} lines for {calls} calls:\n{default}",
