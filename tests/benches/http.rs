@@ -3,7 +3,10 @@
 //! against Moat (plain; with `[audit]` to a file and `[limits]`; with
 //! `[auth]`, a bearer JWT on every request) and against a native baseline
 //! in the same run: the same tool written
-//! directly in an rmcp server, no sandbox. The `sse` sides are one
+//! directly in an rmcp server, no sandbox. Three tools that do work have
+//! a pair each: `search` (files.search over 20 files), `cpu`
+//! (data.select: parse a 1 MB JSON array) and `fetch` (fetch.get of a
+//! 16 KiB document from a server on 127.0.0.1). The `sse` sides are one
 //! session of sequential calls from Python's http.client (which writes and
 //! reads the way Node's fetch does), against Moat and against the native
 //! server as axum serves it by default (Nagle on) and with Nagle off.
@@ -17,7 +20,7 @@ use moat::service::{Operations, ToolService};
 use moat::transport::http::Mount;
 use moat_tests::auth::{TestIssuer, TestKey, claims};
 use moat_tests::bench::{GREET, Load, MEASURE, WARMUP, Workload, load, report};
-use moat_tests::native::{NativeTools, write_corpus};
+use moat_tests::native::{NativeTools, write_corpus, write_records};
 use moat_tests::plugin_wasm;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -49,6 +52,47 @@ const SEARCH: Workload = Workload {
     expect: "needle in file 19",
 };
 
+/// A tool that computes: parse a 1 MB JSON array (5 000 objects) and
+/// select the 500 whose `team` matches, returning the count and the first
+/// 20.
+const SELECT: Workload = Workload {
+    tool: "data.select",
+    args: || json!({ "path": "records.json", "field": "team", "equals": "team 3" }),
+    expect: "\"count\":500",
+};
+
+/// A tool that calls out: GET a 16 KiB text document from a server on
+/// 127.0.0.1 ([`UPSTREAM`]).
+const FETCH: Workload = Workload {
+    tool: "fetch.get",
+    args: || json!({ "url": format!("{}/doc", UPSTREAM.get().unwrap()) }),
+    expect: "end of the document",
+};
+
+/// `http://127.0.0.1:<port>`: the server `fetch.get` reads from.
+static UPSTREAM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Serves a 16 KiB text document at `/doc`, keep-alive, as any web
+/// server would; sets [`UPSTREAM`].
+async fn serve_upstream() {
+    let mut doc: String = (0..16)
+        .map(|i| format!("{i:>4} {}\n", "lorem ipsum dolor sit amet ".repeat(37)))
+        .collect();
+    doc.push_str("end of the document\n");
+    let app = axum::Router::new().route(
+        "/doc",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { ([("content-type", "text/plain")], doc) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    UPSTREAM
+        .set(format!("http://{}", listener.local_addr().unwrap()))
+        .unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+}
+
 /// How the native server is served.
 #[derive(Clone, Copy, PartialEq)]
 enum Native {
@@ -61,9 +105,7 @@ enum Native {
 }
 
 async fn serve_native(corpus: &Path, mode: Native) -> String {
-    let native = NativeTools {
-        corpus: Arc::new(corpus.to_path_buf()),
-    };
+    let native = NativeTools::new(corpus, &data(corpus));
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(mode != Native::Stateless)
         .with_json_response(mode == Native::Stateless);
@@ -85,7 +127,13 @@ async fn serve_native(corpus: &Path, mode: Native) -> String {
     url
 }
 
-/// Serves `hello`, and `files` over `corpus`, with Moat; `extra` is
+/// The folder `data.select` reads, beside `corpus`.
+fn data(corpus: &Path) -> std::path::PathBuf {
+    corpus.with_file_name("data")
+}
+
+/// Serves `hello`, `files` over `corpus`, `data` (the `files` component
+/// over [`data`]) and `fetch` (allowed [`UPSTREAM`]) with Moat; `extra` is
 /// appended to the config.
 async fn serve_moat(dir: &Path, corpus: &Path, extra: &str) -> String {
     serve_moat_with(dir, corpus, "stateless = true", extra).await
@@ -96,10 +144,15 @@ async fn serve_moat_with(dir: &Path, corpus: &Path, http: &str, extra: &str) -> 
     let text = format!(
         "[runtime]\ncache = false\n[http]\n{http}\n\
          [[plugin]]\nname = \"hello\"\nsource = {:?}\n\
-         [[plugin]]\nname = \"files\"\nsource = {:?}\n[plugin.grants]\ndirs = [{{ host = {:?}, guest = \"/data\" }}]\n{extra}",
+         [[plugin]]\nname = \"files\"\nsource = {files:?}\n[plugin.grants]\ndirs = [{{ host = {:?}, guest = \"/data\" }}]\n\
+         [[plugin]]\nname = \"data\"\nsource = {files:?}\n[plugin.grants]\ndirs = [{{ host = {:?}, guest = \"/data\" }}]\n\
+         [[plugin]]\nname = \"fetch\"\nsource = {:?}\n[plugin.grants]\nallow_hosts = [{:?}]\n{extra}",
         plugin_wasm("hello").display().to_string(),
-        plugin_wasm("files").display().to_string(),
         corpus.display().to_string(),
+        data(corpus).display().to_string(),
+        plugin_wasm("fetch").display().to_string(),
+        UPSTREAM.get().unwrap(),
+        files = plugin_wasm("files").display().to_string(),
     );
     let config = Config::parse(&dir.join("moat.toml"), &text).unwrap();
     let ops = Operations::for_config(&config).unwrap();
@@ -177,6 +230,8 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let corpus = dir.path().join("corpus");
         write_corpus(&corpus);
+        write_records(&data(&corpus));
+        serve_upstream().await;
         let native = serve_native(&corpus, Native::Stateless).await;
         let moat = serve_moat(dir.path(), &corpus, "").await;
         // (side, url, token, client, native baseline side, rounds)
@@ -215,8 +270,13 @@ fn main() {
             let url = serve_moat(&dir, &corpus, &auth).await;
             served.push(("moat+auth", url, Some(token), greet, Some("native"), Vec::new()));
         }
-        served.push(("native search", native, None, search, None, Vec::new()));
-        served.push(("moat search", moat, None, search, Some("native search"), Vec::new()));
+        served.push(("native search", native.clone(), None, search, None, Vec::new()));
+        served.push(("moat search", moat.clone(), None, search, Some("native search"), Vec::new()));
+        let (select, fetch) = (Client::Reqwest(SELECT), Client::Reqwest(FETCH));
+        served.push(("native cpu", native.clone(), None, select, None, Vec::new()));
+        served.push(("moat cpu", moat.clone(), None, select, Some("native cpu"), Vec::new()));
+        served.push(("native fetch", native, None, fetch, None, Vec::new()));
+        served.push(("moat fetch", moat, None, fetch, Some("native fetch"), Vec::new()));
         {
             let sessions = dir.path().join("sessions");
             std::fs::create_dir(&sessions).unwrap();
@@ -229,7 +289,8 @@ fn main() {
             served.push(("moat sse", moat, None, http, Some("native sse nodelay"), Vec::new()));
         }
         // Sides: `native`, `moat`, `moat+audit`, `moat+audit-sync`, `moat+auth`,
-        // `native search`, `moat search`, `native sse`,
+        // `native search`, `moat search`, `native cpu`, `moat cpu`,
+        // `native fetch`, `moat fetch`, `native sse`,
         // `native sse nodelay`, `moat sse`.
         served.retain(|side| moat_tests::bench::wants(side.0));
         println!(

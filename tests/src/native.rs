@@ -1,5 +1,7 @@
 //! The baseline of the benchmarks: the example plugins' tools written
-//! directly in an rmcp server, no sandbox. The `http` benchmark serves it
+//! directly in an rmcp server, no sandbox, doing the same work the same
+//! way (std::fs and serde_json for the files; a keep-alive reqwest client
+//! for fetches). The `http` benchmark serves it
 //! in its own process; the `native-mcp` binary serves it over stdio or
 //! Streamable HTTP, for clients outside the process.
 
@@ -28,11 +30,42 @@ pub fn write_corpus(dir: &Path) {
     }
 }
 
-/// `hello.greet` and `files.search`, natively.
+/// Writes `records.json` into `dir`: 1 MB, an array of 5 000 objects,
+/// 500 of them with `"team": "team 3"`; what `data.select` parses.
+pub fn write_records(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let records: Vec<Value> = (0..5000)
+        .map(|i| {
+            json!({ "id": i, "name": format!("user {i}"), "team": format!("team {}", i % 10),
+                    "score": i * 7 % 1000, "active": i % 3 == 0, "tags": ["alpha", "beta", format!("t{}", i % 50)],
+                    "bio": format!("User {i} writes tools, reviews plugins and keeps the sandbox honest; {i:x}") })
+        })
+        .collect();
+    std::fs::write(
+        dir.join("records.json"),
+        serde_json::to_vec(&records).unwrap(),
+    )
+    .unwrap();
+}
+
+/// `hello.greet`, `files.search`, `data.select` and `fetch.get`,
+/// natively.
 #[derive(Clone)]
 pub struct NativeTools {
     /// The folder `files.search` searches.
     pub corpus: Arc<PathBuf>,
+    /// The folder `data.select` reads from.
+    pub data: Arc<PathBuf>,
+    /// `fetch.get`'s client, its connections kept alive as a native
+    /// server's would be.
+    pub client: reqwest::Client,
+}
+
+/// What the `files` plugin's `select` returns.
+#[derive(Serialize)]
+struct Selection {
+    count: usize,
+    items: Vec<Value>,
 }
 
 #[derive(Serialize)]
@@ -43,6 +76,50 @@ struct Match {
 }
 
 impl NativeTools {
+    /// The tools over `corpus` (searched) and `data` (selected from).
+    pub fn new(corpus: &Path, data: &Path) -> NativeTools {
+        NativeTools {
+            corpus: Arc::new(corpus.to_path_buf()),
+            data: Arc::new(data.to_path_buf()),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// What the `files` plugin's select does, with std::fs.
+    fn select(&self, path: &str, field: &str, equals: &Value) -> Result<Value, String> {
+        let bytes = std::fs::read(self.data.join(path)).map_err(|e| e.to_string())?;
+        let items: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        let mut selection = Selection {
+            count: 0,
+            items: Vec::new(),
+        };
+        for item in items {
+            if item.get(field) == Some(equals) {
+                selection.count += 1;
+                if selection.items.len() < 20 {
+                    selection.items.push(item);
+                }
+            }
+        }
+        Ok(serde_json::to_value(selection).unwrap())
+    }
+
+    /// What the `fetch` plugin does with a text answer.
+    async fn fetch(&self, url: &str) -> Result<String, String> {
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{url} answered HTTP {status}: {text}"));
+        }
+        Ok(text)
+    }
+
     /// What the `files` plugin's search does, with std::fs.
     fn search(&self, query: &str) -> Value {
         let mut entries: Vec<_> = std::fs::read_dir(&*self.corpus)
@@ -89,6 +166,12 @@ impl ServerHandler for NativeTools {
                 "Finds lines containing a text.",
                 schema("query"),
             ),
+            Tool::new(
+                "data.select",
+                "Selects the objects of a JSON array file whose `field` equals a value.",
+                schema("path"),
+            ),
+            Tool::new("fetch.get", "Fetches a URL.", schema("url")),
         ]))
     }
 
@@ -105,11 +188,33 @@ impl ServerHandler for NativeTools {
                 .and_then(|n| n.as_str())
                 .ok_or_else(|| ErrorData::invalid_params(format!("{key} is required"), None))
         };
-        if request.name == "files.search" {
-            let found = self.search(argument("query")?);
+        let structured = |found: Value| {
             let mut result = CallToolResult::success(vec![ContentBlock::text(found.to_string())]);
             result.structured_content = Some(found);
-            return Ok(result.into());
+            Ok(result.into())
+        };
+        match request.name.as_ref() {
+            "files.search" => return structured(self.search(argument("query")?)),
+            "data.select" => {
+                let equals = request
+                    .arguments
+                    .as_ref()
+                    .and_then(|a| a.get("equals"))
+                    .unwrap_or(&Value::Null);
+                return match self.select(argument("path")?, argument("field")?, equals) {
+                    Ok(found) => structured(found),
+                    Err(e) => Ok(CallToolResult::error(vec![ContentBlock::text(e)]).into()),
+                };
+            }
+            "fetch.get" => {
+                let text = self.fetch(argument("url")?).await;
+                return Ok(match text {
+                    Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
+                    Err(e) => CallToolResult::error(vec![ContentBlock::text(e)]),
+                }
+                .into());
+            }
+            _ => {}
         }
         let name = argument("name")?;
         Ok(CallToolResult::success(vec![ContentBlock::text(format!("Hello, {name}!"))]).into())

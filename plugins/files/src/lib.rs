@@ -1,9 +1,10 @@
-//! Lists, reads and searches text files in the directory the operator
-//! granted at guest path `/data`. The sandbox, not this code, decides what
+//! Lists, reads and searches text files, and selects from JSON files, in
+//! the directory the operator granted at guest path `/data`. The sandbox, not this code, decides what
 //! is reachable: paths are passed through as given (relative ones under
 //! `/data`), so `..`, absolute paths and escaping symlinks fail in the host.
 
 use moat_plugin::prelude::*;
+use moat_plugin::serde_json::{self, Value};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 const ROOT: &str = "/data";
 const DEFAULT_MAX_BYTES: u64 = 64 * 1024;
 const MAX_MATCHES: usize = 200;
+const DEFAULT_LIMIT: usize = 20;
 
 #[derive(Deserialize, JsonSchema)]
 struct ListArgs {
@@ -37,6 +39,19 @@ struct SearchArgs {
     path: Option<String>,
 }
 
+#[derive(Deserialize, JsonSchema)]
+struct SelectArgs {
+    /// A JSON file holding an array of objects, relative to the granted directory.
+    path: String,
+    /// The member to compare.
+    field: String,
+    /// The value the member must equal.
+    equals: Value,
+    /// Return at most this many of the matching objects (default 20).
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
 #[derive(Serialize, JsonSchema)]
 struct Entry {
     name: String,
@@ -61,6 +76,14 @@ struct Matches {
     matches: Vec<Match>,
     /// True when the search stopped at the match limit.
     truncated: bool,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct Selection {
+    /// How many objects matched.
+    count: usize,
+    /// The first `limit` of them, in the file's order.
+    items: Vec<Value>,
 }
 
 fn resolve(path: Option<&str>) -> PathBuf {
@@ -165,6 +188,27 @@ fn search_file(path: &Path, query: &str, found: &mut Matches) {
     }
 }
 
+fn select(args: SelectArgs) -> Result<Json<Selection>, String> {
+    let path = resolve(Some(&args.path));
+    let bytes = fs::read(&path).map_err(|e| describe(&path, e))?;
+    let items: Vec<Value> = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{}: not a JSON array ({e})", path.display()))?;
+    let limit = args.limit.unwrap_or(DEFAULT_LIMIT);
+    let mut selection = Selection {
+        count: 0,
+        items: Vec::new(),
+    };
+    for item in items {
+        if item.get(&args.field) == Some(&args.equals) {
+            selection.count += 1;
+            if selection.items.len() < limit {
+                selection.items.push(item);
+            }
+        }
+    }
+    Ok(Json(selection))
+}
+
 moat_plugin::plugin![
     Tool::new("list", "Lists a directory of the granted files.", list).read_only(),
     Tool::new("read", "Reads a text file (size-capped).", read).read_only(),
@@ -172,6 +216,12 @@ moat_plugin::plugin![
         "search",
         "Finds lines containing a text in the granted files.",
         search
+    )
+    .read_only(),
+    Tool::new(
+        "select",
+        "Selects the objects of a JSON array file whose `field` equals a value.",
+        select
     )
     .read_only(),
 ];

@@ -7,8 +7,7 @@ use moat_tests::native::NativeTools;
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::Path;
 
 /// The allocator the `moat` binary ships with.
 #[global_allocator]
@@ -18,9 +17,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: native-mcp --stdio CORPUS | --http ADDR CORPUS";
-    let tools = |corpus: &str| NativeTools {
-        corpus: Arc::new(PathBuf::from(corpus)),
-    };
+    // The corpus folder is also the one `data.select` reads from.
+    let tools = |corpus: &str| NativeTools::new(Path::new(corpus), Path::new(corpus));
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["--stdio", corpus] => {
             let running = tools(corpus).serve(rmcp::transport::stdio()).await?;

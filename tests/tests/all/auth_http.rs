@@ -237,6 +237,7 @@ async fn tools_list_shows_only_granted_tools_and_other_calls_get_403() {
             "files.list",
             "files.read",
             "files.search",
+            "files.select",
             "hello.echo",
             "hello.greet"
         ]

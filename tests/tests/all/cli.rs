@@ -327,7 +327,7 @@ fn inspect_shows_tools_schemas_and_imports() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(tools, ["list", "read", "search"]);
+    assert_eq!(tools, ["list", "read", "search", "select"]);
     assert_eq!(info["tools"][1]["inputSchema"]["required"][0], "path");
     let imports: Vec<&str> = info["imports"]
         .as_array()

@@ -12,6 +12,10 @@ async fn files_sandbox() -> Sandbox {
     Sandbox::builder()
         .file("demo/hello.txt", "hello from the demo\nsecond line\n")
         .file("demo/sub/notes.md", "a note about hello\n")
+        .file(
+            "demo/sub/people.json",
+            r#"[{"name":"ada","team":"x"},{"name":"bob","team":"y"},{"name":"cy","team":"x"},7]"#,
+        )
         .file("secret.txt", "top secret")
         .plugin("files", r#"dirs = [{ host = "demo", guest = "/data", mode = "ro" }]"#)
         .plugin("testbed", r#"dirs = [{ host = "demo", guest = "/data", mode = "ro" }, { host = "out", guest = "/out", mode = "rw" }]"#)
@@ -51,6 +55,43 @@ async fn files_plugin_lists_reads_and_searches_inside_its_preopen() {
         )
         .await;
     assert_eq!(capped, "hello\n[truncated at 5 bytes]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_plugin_selects_from_a_json_array_inside_its_preopen_only() {
+    let sb = files_sandbox().await;
+    let selected = sb
+        .call(
+            "files",
+            "select",
+            json!({ "path": "sub/people.json", "field": "team", "equals": "x", "limit": 1 }),
+        )
+        .await
+        .result
+        .unwrap();
+    assert_eq!(
+        selected.structured.unwrap(),
+        json!({ "count": 2, "items": [{ "name": "ada", "team": "x" }] })
+    );
+    let message = sb
+        .tool_error(
+            "files",
+            "select",
+            json!({ "path": "hello.txt", "field": "team", "equals": "x" }),
+        )
+        .await;
+    assert!(message.contains("not a JSON array"), "{message}");
+    // Outside the preopen, nothing is read.
+    let message = sb
+        .tool_error(
+            "files",
+            "select",
+            json!({ "path": "../secret.txt", "field": "team", "equals": "x" }),
+        )
+        .await;
+    assert!(message.contains("Operation not permitted"), "{message}");
+    let still = sb.ok("files", "read", json!({ "path": "hello.txt" })).await;
+    assert_eq!(still, "hello from the demo\nsecond line\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

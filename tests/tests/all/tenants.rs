@@ -112,7 +112,10 @@ async fn one_plugin_serves_each_tenant_over_its_own_directory_and_policy() {
 
     let acme = t.client("acme", t.token("acme")).await;
     let names = tool_names(&acme).await;
-    assert_eq!(names, ["files.list", "files.read", "files.search"]);
+    assert_eq!(
+        names,
+        ["files.list", "files.read", "files.search", "files.select"]
+    );
     assert_eq!(
         call_text(&acme, "files.read", json!({ "path": "a.txt" })).await,
         (false, "alpha".to_string())
@@ -290,7 +293,7 @@ async fn check_lists_every_tenant_with_its_grants() {
         "acme-data -> /data",
         "tenant beta at /t/beta/mcp",
         "beta-data -> /data",
-        "ok: 2 endpoint(s), 2 plugin(s), 6 tool(s)",
+        "ok: 2 endpoint(s), 2 plugin(s), 8 tool(s)",
     ] {
         assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
     }
