@@ -78,7 +78,8 @@ async def discover_and_call(url, issuer):
         read = await client.call_tool("files.read", {"path": "a.txt"})
         assert not read.is_error and read.content[0].text == "alpha", read
         names = sorted(tool.name for tool in (await client.list_tools()).tools)
-        assert len(names) == 5, f"the wider token lists every tool: {names}"
+        assert names == ["files.list", "files.read", "files.search", "files.select",
+                         "hello.echo", "hello.greet"], f"the wider token lists every tool: {names}"
 
     statuses = [(method, status) for method, u, status, _ in exchanges if u == url]
     assert statuses[0] == ("POST", 401), f"the first request is refused: {statuses}"

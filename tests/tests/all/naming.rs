@@ -87,7 +87,7 @@ async fn a_prefix_none_or_a_rename_names_tools_for_clients_and_policy() {
     // The rule grants `say` and every `fs.` tool: `greet` is not listed.
     assert_eq!(
         tool_names(&client).await,
-        ["fs.list", "fs.read", "fs.search", "say"]
+        ["fs.list", "fs.read", "fs.search", "fs.select", "say"]
     );
     let (error, text) = call_text(&client, "say", json!({ "message": "renamed" })).await;
     assert_eq!((error, text.as_str()), (false, "renamed"));
