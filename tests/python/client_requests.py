@@ -131,6 +131,12 @@ async def budget(url):
             huge = await client.call_tool("testbed.ask_huge", {})
             assert text(huge).startswith("Err(Invalid(") and "at most 256" in text(huge), huge
             assert len(answerer.samples) == 5, "the oversized request never left"
+            # A call still running wasm after a few milliseconds is
+            # CPU-bound; its request still reaches this client.
+            busy = await client.call_tool(
+                "testbed.ask_many", {"count": 1, "max_tokens": 10, "spin_ms": 40})
+            assert text(busy).startswith("answered 1, refused 0"), busy
+            assert len(answerer.samples) == 6, len(answerer.samples)
     print("ok budget")
 
 

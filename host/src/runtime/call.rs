@@ -288,7 +288,17 @@ impl Runtime {
         let label = job.label.clone();
         let busy = Arc::new(AtomicBool::new(false));
         let blocking = !job.grants.dirs.is_empty();
+        // rmcp ties a request to the client (sampling, elicitation) to the
+        // request being served through a task-local of the serving task:
+        // a call that may ask on a session stays on that task.
+        let asks_on_session = job
+            .relay
+            .as_ref()
+            .is_some_and(|relay| matches!(relay.way, super::client::Way::Session(_)));
         let mut call = Box::pin(execute(self.engine.clone(), job, blocking, busy.clone()));
+        if !blocking && asks_on_session {
+            return call.await;
+        }
         if !blocking {
             let started = std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
                 Poll::Ready(ran) => Poll::Ready(Some(ran)),
@@ -324,16 +334,26 @@ impl Runtime {
         match tokio::time::timeout(limits.timeout + BLOCKED_GRACE, thread).await {
             Ok(Ok(ran)) => ran,
             Ok(Err(_dropped)) => {
-                // The thread panicked; the panic hook logged it, and the
-                // detail stays in the host's log: it may name host paths.
+                // The thread panicked; its message went to stderr (the
+                // host's log), and stays there: it may name host paths.
                 tracing::error!(plugin = &*label, "a call's thread failed");
                 failed(CallError::Host("the call's thread ended abnormally".into()))
             }
-            Err(_elapsed) => {
+            Err(_elapsed) if blocking => {
                 tracing::warn!(
                     plugin = &*label,
                     "a call is blocked in a file operation past its deadline; \
                      its thread and instance slot stay in use until the operation returns"
+                );
+                failed(CallError::TimedOut {
+                    limit: limits.timeout,
+                })
+            }
+            Err(_elapsed) => {
+                tracing::warn!(
+                    plugin = &*label,
+                    "a CPU-bound call has not ended past its deadline (its thread is waiting \
+                     for CPU); its thread and instance slot stay in use until it does"
                 );
                 failed(CallError::TimedOut {
                     limit: limits.timeout,
@@ -358,14 +378,24 @@ const CPU_BOUND_NICE: libc::c_int = 19;
 fn yield_to_short_requests() {
     #[cfg(target_os = "linux")]
     // SAFETY: gettid and setpriority read and write no memory of ours. A
-    // failure leaves the thread at its priority, which is only slower
-    // for others.
-    unsafe {
+    // failure leaves the thread at its priority (said once in the log),
+    // which is only slower for others.
+    if unsafe {
         libc::setpriority(
             libc::PRIO_PROCESS,
             libc::gettid() as libc::id_t,
             CPU_BOUND_NICE,
-        );
+        )
+    } != 0
+    {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        let error = std::io::Error::last_os_error();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "cannot lower a CPU-bound call's priority ({error}): such calls compete \
+                 with short ones for the CPU"
+            )
+        });
     }
 }
 

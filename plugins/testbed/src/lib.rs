@@ -395,9 +395,16 @@ struct Asks {
     count: u32,
     /// The tokens each asks for.
     max_tokens: u32,
+    /// Milliseconds to compute before asking (default 0).
+    #[serde(default)]
+    spin_ms: u64,
 }
 
 fn ask_many(args: Asks) -> String {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(args.spin_ms) {
+        black_box(());
+    }
     let (mut answered, mut refused) = (0, Vec::new());
     for i in 0..args.count {
         match moat_plugin::client::sample_text(&format!("question {i}"), args.max_tokens) {
