@@ -81,6 +81,11 @@ pub struct Metrics {
     /// Plugin runs found running wasm at an epoch tick and moved off the
     /// runtime's workers to a thread of their own.
     pub cpu_bound_calls: Counter,
+    /// Connections opened for plugins' outbound HTTP requests.
+    pub outbound_connections: Counter,
+    /// Outbound requests sent on a connection kept alive from an earlier
+    /// request of the same plugin.
+    pub outbound_reused: Counter,
 }
 
 /// A reload's labels.
@@ -168,9 +173,23 @@ impl Metrics {
             "Plugin runs still running wasm at an epoch tick, moved off the runtime's workers to a thread of their own",
             cpu_bound_calls.clone(),
         );
+        let outbound_connections = Counter::default();
+        registry.register(
+            "outbound_connections",
+            "Connections opened for plugins' outbound HTTP requests",
+            outbound_connections.clone(),
+        );
+        let outbound_reused = Counter::default();
+        registry.register(
+            "outbound_reused",
+            "Outbound HTTP requests sent on a connection kept alive from an earlier request of the same plugin",
+            outbound_reused.clone(),
+        );
         Metrics {
             registry,
             cpu_bound_calls,
+            outbound_connections,
+            outbound_reused,
             reloads,
             audit_flushes,
             calls,

@@ -83,7 +83,8 @@ impl Limits {
     /// Applies the fuel, memory and time budgets to a fresh store. (The
     /// runtime also ends a call waiting on host I/O at the deadline; the
     /// epoch only interrupts running wasm.) `busy` is set when the guest
-    /// is found running wasm at an epoch tick and yields.
+    /// is found running wasm at its second epoch tick, and at every tick
+    /// it yields.
     pub fn apply<T: Limited + 'static>(
         &self,
         store: &mut Store<T>,
@@ -94,11 +95,18 @@ impl Limits {
         store.set_hostcall_fuel(self.hostcall_bytes());
         let deadline = Instant::now() + self.timeout;
         store.set_epoch_deadline(1);
+        // The first tick may come just after the call started: a short
+        // call caught running then is not busy. Running wasm at a second
+        // tick means it has used at least a whole tick period.
+        let mut ticks = 0u32;
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
                 Err(wasmtime::Error::new(DeadlineExceeded))
             } else {
-                busy.store(true, Ordering::Relaxed);
+                ticks += 1;
+                if ticks >= 2 {
+                    busy.store(true, Ordering::Relaxed);
+                }
                 Ok(UpdateDeadline::Yield(1))
             }
         });

@@ -261,9 +261,10 @@ impl Runtime {
     /// A plugin without preopened directories has nothing that can block a
     /// thread (its only host I/O is async), so it starts on the calling
     /// task: a short call never pays a thread hand-off. If the guest is
-    /// still running wasm at an epoch tick, it is CPU-bound, and the rest
-    /// of the call moves to a thread of its own at a lower priority. Left
-    /// on a runtime worker, a few spinning guests would hold every worker
+    /// still running wasm at its second epoch tick (so it has run for a
+    /// whole tick period), it is CPU-bound, and the rest of the call
+    /// moves to a thread of its own at a lower priority. Left on a
+    /// runtime worker, a few spinning guests would hold every worker
     /// and each other request (another tenant's included) would wait
     /// behind their slices; at an equal priority on threads of their own,
     /// they would still take most of the cores from the transport's two
@@ -402,7 +403,7 @@ fn yield_to_short_requests() {
 /// Instantiates `job.pre` in a fresh store built from its grants and runs
 /// its entry under the grants' limits. `blocking`: file operations may
 /// block the current thread. `busy` is set once the guest has been found
-/// running at an epoch tick.
+/// running at its second epoch tick.
 async fn execute(engine: Engine, job: Job, blocking: bool, busy: Arc<AtomicBool>) -> Ran {
     let Job {
         pre,

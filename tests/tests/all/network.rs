@@ -4,26 +4,36 @@
 //! hung upstreams and raw sockets. After every refusal the host serves.
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::routing::get;
 use moat::runtime::CallError;
 use moat_tests::Sandbox;
 use serde_json::json;
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A real HTTP server on an ephemeral loopback port that counts the
-/// requests it receives.
+/// requests it receives and notes the client address each came from (one
+/// address per TCP connection).
 struct Upstream {
     port: u16,
     hits: Arc<AtomicUsize>,
+    peers: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 async fn upstream() -> Upstream {
     let hits = Arc::new(AtomicUsize::new(0));
+    let peers = Arc::new(Mutex::new(Vec::new()));
     let counted = hits.clone();
+    let seen = peers.clone();
     let app = Router::new()
         .route("/", get(|| async { "plain upstream text" }))
+        .route(
+            "/close",
+            get(|| async { ([("connection", "close")], "closing upstream text") }),
+        )
         .route(
             "/page",
             get(|| async {
@@ -42,14 +52,20 @@ async fn upstream() -> Upstream {
                 "never"
             }),
         )
-        .layer(axum::middleware::from_fn(move |req, next: axum::middleware::Next| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            async move { next.run(req).await }
-        }));
+        .layer(axum::middleware::from_fn(
+            move |ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                  req,
+                  next: axum::middleware::Next| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                seen.lock().unwrap().push(peer);
+                async move { next.run(req).await }
+            },
+        ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Upstream { port, hits }
+    Upstream { port, hits, peers }
 }
 
 impl Upstream {
@@ -61,6 +77,12 @@ impl Upstream {
     /// An `allow_hosts` grant for exactly this server over plain HTTP.
     fn grant(&self) -> String {
         allow(&[self.url("")])
+    }
+
+    /// The TCP connections its requests came on so far.
+    fn connections(&self) -> usize {
+        let peers = self.peers.lock().unwrap();
+        peers.iter().collect::<std::collections::HashSet<_>>().len()
     }
 }
 
@@ -228,6 +250,12 @@ async fn a_response_over_the_cap_ends_with_a_named_error() {
     let up = upstream().await;
     let grant = format!("{}\nmax_response_bytes = 100000", up.grant());
     let sb = fetcher(&grant).await;
+    over_the_cap(&sb, &up).await;
+}
+
+/// Fetches `/big` (300 kB) under a 100 kB `max_response_bytes`: the
+/// call names the cap, and the next call is served.
+async fn over_the_cap(sb: &Sandbox, up: &Upstream) {
     let message = sb
         .tool_error(
             "fetch",
@@ -236,7 +264,7 @@ async fn a_response_over_the_cap_ends_with_a_named_error() {
         )
         .await;
     assert!(message.contains("body size exceeds limit"), "{message}");
-    assert_eq!(fetched(&sb, &up.url("/")).await, "plain upstream text");
+    assert_eq!(fetched(sb, &up.url("/")).await, "plain upstream text");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,4 +401,79 @@ async fn a_request_body_over_its_cap_is_refused_before_it_is_sent_whole() {
     let refused = sb.ok("testbed", "post_bytes", post(50_000)).await;
     assert!(refused.contains("HttpRequestBodySize"), "{refused}");
     assert_eq!(sb.ok("testbed", "post_bytes", post(10)).await, "200 got 10");
+}
+
+/// A plugin's requests to one origin share a kept-alive connection, but
+/// only a response read to its end gives the connection back: a response
+/// cut short (by the plugin or by the cap) closes it, so no call ever
+/// reads what was meant for another. Plugins never share connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_kept_alive_per_plugin_and_only_after_a_whole_response() {
+    let up = upstream().await;
+    let grant = format!("{}\nmax_response_bytes = 100000", up.grant());
+    let sb = Sandbox::builder()
+        .plugin("fetch", &grant)
+        .plugin_from("other", "fetch", &grant)
+        .build()
+        .await;
+    let kept = || sb.plugin("fetch").grants.net.connections.idle();
+    for _ in 0..3 {
+        assert_eq!(fetched(&sb, &up.url("/")).await, "plain upstream text");
+    }
+    assert_eq!((up.hits.load(Ordering::SeqCst), up.connections()), (3, 1));
+    assert_eq!(kept(), 1);
+
+    // Read in part: the plugin stops after its first chunk of 300 kB.
+    let cut = sb
+        .ok(
+            "fetch",
+            "get",
+            json!({ "url": up.url("/big"), "max_bytes": 10 }),
+        )
+        .await;
+    assert!(cut.starts_with("yyyyyyyyyy"), "{cut}");
+    assert_eq!(kept(), 0);
+    assert_eq!(fetched(&sb, &up.url("/")).await, "plain upstream text");
+    assert_eq!(up.connections(), 2);
+
+    // Over the cap: the body fails, and its connection is not kept.
+    over_the_cap(&sb, &up).await;
+    assert_eq!(up.connections(), 3);
+
+    // The server closes: the next request opens a new connection.
+    let closing = fetched(&sb, &up.url("/close")).await;
+    assert_eq!(closing, "closing upstream text");
+    assert_eq!(fetched(&sb, &up.url("/")).await, "plain upstream text");
+    assert_eq!(up.connections(), 4);
+
+    // Another plugin with the same grant has connections of its own.
+    assert_eq!(
+        sb.ok("other", "get", json!({ "url": up.url("/") })).await,
+        "plain upstream text"
+    );
+    assert_eq!(up.connections(), 5);
+    assert_eq!(kept(), 1);
+}
+
+/// Idle connections are bounded per plugin, however many hosts it may
+/// reach: the oldest is closed to make room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_keeps_a_bounded_number_of_idle_connections() {
+    let max = moat::capabilities::net::outbound::MAX_IDLE;
+    let mut ups = Vec::new();
+    for _ in 0..max + 4 {
+        ups.push(upstream().await);
+    }
+    let urls: Vec<String> = ups.iter().map(|u| u.url("")).collect();
+    let sb = fetcher(&allow(&urls)).await;
+    for up in &ups {
+        assert_eq!(fetched(&sb, &up.url("/")).await, "plain upstream text");
+    }
+    assert_eq!(sb.plugin("fetch").grants.net.connections.idle(), max);
+    // The first hosts' connections were closed; the last ones' are reused.
+    assert_eq!(fetched(&sb, &ups[0].url("/")).await, "plain upstream text");
+    assert_eq!(ups[0].connections(), 2);
+    let last = ups.last().unwrap();
+    assert_eq!(fetched(&sb, &last.url("/")).await, "plain upstream text");
+    assert_eq!(last.connections(), 1);
 }

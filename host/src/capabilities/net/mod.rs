@@ -18,7 +18,7 @@ use toml::Spanned;
 use wasmtime_wasi::WasiCtxBuilder;
 
 /// A plugin's outbound HTTP grant. The default allows nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct NetGrant {
     /// Where requests may go.
     pub allow: AllowedHosts,
@@ -30,6 +30,8 @@ pub struct NetGrant {
     pub max_request_bytes: u64,
     /// Connect, first-byte and between-bytes timeout of each request.
     pub request_timeout: Duration,
+    /// The plugin's kept-alive connections, shared by its calls.
+    pub connections: outbound::Connections,
 }
 
 impl Default for NetGrant {
@@ -40,6 +42,7 @@ impl Default for NetGrant {
             max_response_bytes: 10 << 20,
             max_request_bytes: 10 << 20,
             request_timeout: Duration::from_secs(10),
+            connections: outbound::Connections::default(),
         }
     }
 }

@@ -3,6 +3,12 @@
 //! resolved here and every address checked, and the connection goes to an
 //! address that passed (no second lookup). A refusal is the guest-visible
 //! `HTTP-request-denied` error, which the plugin can handle.
+//!
+//! Connections are kept alive between requests of the same plugin
+//! ([`Connections`]): a connection goes back to its plugin's idle list only
+//! once its response was read to the end, and is taken again only for the
+//! same scheme, host and port, so a reused connection is one whose address
+//! was checked when it was opened.
 
 use super::NetGrant;
 use super::allow::{Host, Scheme, canonical, normalize_name, special_range};
@@ -15,6 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
@@ -103,9 +110,7 @@ impl Outbound {
         }
         self.sent += 1;
         Ok(Destination {
-            scheme,
-            host,
-            port,
+            origin: Origin { scheme, host, port },
             target,
         })
     }
@@ -113,12 +118,93 @@ impl Outbound {
 
 /// A destination that passed the URL check.
 struct Destination {
-    scheme: Scheme,
-    host: Host,
-    port: u16,
+    origin: Origin,
     /// `scheme://host:port`, for logs.
     target: String,
 }
+
+/// What a kept-alive connection may be reused for: the same scheme, the
+/// same host (for HTTPS, the name its certificate was checked against)
+/// and the same port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: Scheme,
+    host: Host,
+    port: u16,
+}
+
+/// Idle connections one plugin keeps, over all its destinations. Each is
+/// a socket and a task, so they are few and short-lived.
+pub const MAX_IDLE: usize = 16;
+/// How long a connection may sit idle before it is closed.
+const IDLE_FOR: Duration = Duration::from_secs(30);
+
+/// The request body every connection of a plugin carries.
+type Outgoing = CappedBody<WasiBody>;
+
+struct Idle {
+    origin: Origin,
+    sender: hyper::client::conn::http1::SendRequest<Outgoing>,
+    since: Instant,
+}
+
+/// A plugin's idle keep-alive connections (shared by its calls; dropped,
+/// and so closed, with the plugin on reload or shutdown).
+#[derive(Default)]
+pub struct Connections {
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl Connections {
+    /// An idle connection to `origin` that is ready for a request, if one
+    /// is kept. Expired and closed ones are dropped on the way. One not
+    /// ready (still sending an earlier request's body, say) is left: no
+    /// request waits on another call's.
+    fn take(&self, origin: &Origin) -> Option<Idle> {
+        let mut idle = self.idle.lock().expect("idle connections");
+        idle.retain(|c| c.since.elapsed() < IDLE_FOR && !c.sender.is_closed());
+        let at = idle
+            .iter()
+            .rposition(|c| &c.origin == origin && c.sender.is_ready())?;
+        Some(idle.swap_remove(at))
+    }
+
+    /// Keeps `sender` for the next request to `origin`; the oldest idle
+    /// connection is closed to make room.
+    fn give_back(&self, origin: Origin, sender: hyper::client::conn::http1::SendRequest<Outgoing>) {
+        let mut idle = self.idle.lock().expect("idle connections");
+        idle.retain(|c| c.since.elapsed() < IDLE_FOR && !c.sender.is_closed());
+        if idle.len() >= MAX_IDLE {
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            origin,
+            sender,
+            since: Instant::now(),
+        });
+    }
+
+    /// How many connections are idle now.
+    pub fn idle(&self) -> usize {
+        self.idle.lock().expect("idle connections").len()
+    }
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Connections({} idle)", self.idle())
+    }
+}
+
+/// Idle connections are not part of what is granted: grants that allow
+/// the same are equal whatever either has open.
+impl PartialEq for Connections {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Connections {}
 
 /// Bytes of one write to an outgoing body that the host buffers. One
 /// chunk is buffered per body, so this and the call's handle cap bound
@@ -182,28 +268,10 @@ type Sent = (
 async fn send(
     mut request: http::Request<WasiBody>,
     to: &Destination,
-    grant: &NetGrant,
+    grant: &Arc<NetGrant>,
     plugin: &str,
     denials: &Denials,
 ) -> Result<Sent> {
-    let addr = resolve(to, grant, plugin, denials).await?;
-    let tcp = TcpStream::connect(addr).await.map_err(Error::Connect)?;
-    let io: Box<dyn Io> = match to.scheme {
-        Scheme::Http => Box::new(tcp),
-        Scheme::Https => {
-            let name = match &to.host {
-                Host::Name(n) => {
-                    ServerName::try_from(n.clone()).map_err(|_| Error::HttpRequestUriInvalid)?
-                }
-                Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
-            };
-            Box::new(TLS.connect(name, tcp).await.map_err(Error::Tls)?)
-        }
-    };
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(Error::from)?;
-    let connection = tokio::spawn(connection);
     // Requests to an origin server carry only the path and query.
     let path = request
         .uri()
@@ -212,29 +280,84 @@ async fn send(
         .to_string();
     *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
     let limit = grant.max_request_bytes;
-    let request = request.map(|body| CappedBody {
+    let mut request = request.map(|body| CappedBody {
         inner: body,
         left: limit,
         too_big: || Error::HttpRequestBodySize(None),
     });
-    let response = sender.send_request(request).await.map_err(Error::from)?;
+    let metrics = crate::metrics::get();
+    // A kept connection the server has closed meanwhile hands the request
+    // back unsent, and the next one (or a new one) carries it.
+    let (sender, response) = loop {
+        if let Some(mut kept) = grant.connections.take(&to.origin) {
+            match kept.sender.try_send_request(request).await {
+                Ok(response) => {
+                    metrics.outbound_reused.inc();
+                    break (kept.sender, response);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(Error::from(e.into_error())),
+                },
+            }
+        } else {
+            let mut sender = connect(to, grant, plugin, denials).await?;
+            metrics.outbound_connections.inc();
+            let response = sender.send_request(request).await.map_err(Error::from)?;
+            break (sender, response);
+        }
+    };
     let limit = grant.max_response_bytes;
     let response = response.map(|body| {
-        CappedBody {
-            inner: body,
-            left: limit,
-            too_big: || Error::HttpResponseBodySize(None),
+        KeepAlive {
+            body: CappedBody {
+                inner: body,
+                left: limit,
+                too_big: || Error::HttpResponseBodySize(None),
+            },
+            back: Some((sender, to.origin.clone(), grant.clone())),
         }
         .boxed_unsync()
     });
-    let finished = async move {
-        match connection.await {
-            Ok(result) => result.map_err(Error::from),
-            Err(_) => Ok(()),
+    tracing::debug!(plugin, target = to.target, "outbound request sent");
+    // The connection's task outlives the request (it is kept alive), so
+    // there is nothing of it for the caller to wait on.
+    Ok((response, Box::new(async { Ok(()) })))
+}
+
+/// A new connection to `to`'s first granted address, over TLS for https.
+async fn connect(
+    to: &Destination,
+    grant: &NetGrant,
+    plugin: &str,
+    denials: &Denials,
+) -> Result<hyper::client::conn::http1::SendRequest<Outgoing>> {
+    let addr = resolve(to, grant, plugin, denials).await?;
+    let tcp = TcpStream::connect(addr).await.map_err(Error::Connect)?;
+    let io: Box<dyn Io> = match to.origin.scheme {
+        Scheme::Http => Box::new(tcp),
+        Scheme::Https => {
+            let name = match &to.origin.host {
+                Host::Name(n) => {
+                    ServerName::try_from(n.clone()).map_err(|_| Error::HttpRequestUriInvalid)?
+                }
+                Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+            };
+            Box::new(TLS.connect(name, tcp).await.map_err(Error::Tls)?)
         }
     };
-    tracing::debug!(plugin, target = to.target, "outbound request sent");
-    Ok((response, Box::new(finished)))
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(Error::from)?;
+    // The task ends when the connection closes: the server closes it, or
+    // its sender is dropped (a response not read to the end, an idle
+    // connection expired or pushed out).
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("an outbound connection ended: {e}");
+        }
+    });
+    Ok(sender)
 }
 
 /// The address to connect to: the first resolved address that passes the
@@ -245,9 +368,9 @@ async fn resolve(
     plugin: &str,
     denials: &Denials,
 ) -> Result<SocketAddr> {
-    let addrs: Vec<SocketAddr> = match &to.host {
-        Host::Ip(ip) => vec![SocketAddr::new(*ip, to.port)],
-        Host::Name(name) => tokio::net::lookup_host((name.as_str(), to.port))
+    let addrs: Vec<SocketAddr> = match &to.origin.host {
+        Host::Ip(ip) => vec![SocketAddr::new(*ip, to.origin.port)],
+        Host::Name(name) => tokio::net::lookup_host((name.as_str(), to.origin.port))
             .await
             .map_err(|_| Error::DnsError {
                 rcode: Some("address not found".into()),
@@ -258,7 +381,10 @@ async fn resolve(
     let mut chosen = None;
     for addr in addrs {
         let ip = canonical(addr.ip());
-        if grant.allow.allows_address(to.scheme, to.port, ip) {
+        if grant
+            .allow
+            .allows_address(to.origin.scheme, to.origin.port, ip)
+        {
             chosen.get_or_insert(SocketAddr::new(ip, addr.port()));
         } else {
             let reason = special_range(ip).unwrap_or("special");
@@ -318,5 +444,50 @@ where
 
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
+    }
+}
+
+/// A response body that gives its connection back to the plugin's idle
+/// list once it has been read to the end. One dropped before its end
+/// takes its connection with it (hyper closes it).
+struct KeepAlive {
+    body: CappedBody<hyper::body::Incoming>,
+    back: Option<(
+        hyper::client::conn::http1::SendRequest<Outgoing>,
+        Origin,
+        Arc<NetGrant>,
+    )>,
+}
+
+impl KeepAlive {
+    fn ended(&mut self) {
+        if let Some((sender, origin, grant)) = self.back.take() {
+            grant.connections.give_back(origin, sender);
+        }
+    }
+}
+
+impl Body for KeepAlive {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.ended(),
+            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.ended(),
+            // An error (the response over its cap included) leaves the
+            // connection in an unknown state: it is not kept.
+            Poll::Ready(Some(Err(_))) => self.back = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
     }
 }
