@@ -21,6 +21,7 @@ mod generic;
 mod outcome;
 mod plugin;
 mod state;
+mod threads;
 
 pub use cache::CacheOutcome;
 pub use call::{CallReport, CallStats, Completing, Request};
@@ -133,6 +134,8 @@ pub struct Runtime {
     /// One permit per instance slot, so a burst of calls queues instead of
     /// failing on an exhausted pool.
     slots: Arc<Semaphore>,
+    /// Threads for calls of plugins with files.
+    file_threads: Arc<threads::FileThreads>,
     _ticker: EpochTicker,
 }
 
@@ -177,6 +180,7 @@ impl Runtime {
             cache,
             fetcher: std::sync::RwLock::new(Arc::new(Fetcher::new(&options.fetch))),
             slots: Arc::new(Semaphore::new(options.max_instances as usize)),
+            file_threads: Arc::default(),
             _ticker: ticker,
         })
     }
