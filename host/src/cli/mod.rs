@@ -295,14 +295,11 @@ fn init_logging(format: LogFormat, command: &Command) {
     // What an operator needs by default: start-up, reloads, refusals and
     // errors. rmcp logs every session's start and end at INFO, and in
     // stateless mode every request is a session (three lines, ~800 bytes
-    // a call): those are for debugging. Its service also warns of every
-    // error answer and rejected request, which Moat's own refusal line
-    // and the audit already name: one line per refusal, not two (a caller
-    // sending bad requests fills the log half as fast). `call` is the
-    // plugin author's loop: show what the plugin printed.
+    // a call): those are for debugging. `call` is the plugin author's
+    // loop: show what the plugin printed.
     let default = match command {
-        Command::Call(_) => "info,moat::plugin=debug,rmcp=warn,rmcp::service=error",
-        _ => "info,rmcp=warn,rmcp::service=error",
+        Command::Call(_) => "info,moat::plugin=debug,rmcp=warn",
+        _ => "info,rmcp=warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // The most verbose level the filter lets through: `log` records of the
@@ -316,9 +313,19 @@ fn init_logging(format: LogFormat, command: &Command) {
     // arguments and secrets included; they never reach the log, whatever
     // RUST_LOG says. (The hint is the env filter's, which `and` asks
     // first: keep it the left side.)
+    //
+    // rmcp's service also warns of every error answer (`response error`,
+    // the one event there with both an `id` and an `error`), which Moat's
+    // own refusal line and the audit already name: one line per refusal,
+    // not two, so a caller sending bad requests fills the log half as
+    // fast. Its other warnings (a rejected request, a failed send) stay.
     let filter = filter.and(
         filter_fn(|meta| {
-            !(meta.target().starts_with("rmcp") && *meta.level() > tracing::Level::INFO)
+            let verbose = meta.target().starts_with("rmcp") && *meta.level() > tracing::Level::INFO;
+            let answer_error = meta.target() == "rmcp::service"
+                && meta.fields().field("id").is_some()
+                && meta.fields().field("error").is_some();
+            !(verbose || answer_error)
         })
         .with_max_level_hint(hint),
     );
