@@ -61,6 +61,13 @@ const SELECT: Workload = Workload {
     expect: "\"count\":500",
 };
 
+/// [`SELECT`] by the same component granted `fuel = false` (`lean`): its
+/// code runs without fuel checks.
+const SELECT_UNMETERED: Workload = Workload {
+    tool: "lean.select",
+    ..SELECT
+};
+
 /// A tool that calls out: GET a 16 KiB text document from a server on
 /// 127.0.0.1 ([`UPSTREAM`]).
 const FETCH: Workload = Workload {
@@ -132,8 +139,8 @@ fn data(corpus: &Path) -> std::path::PathBuf {
     corpus.with_file_name("data")
 }
 
-/// Serves `hello`, `files` over `corpus`, `data` (the `files` component
-/// over [`data`]) and `fetch` (allowed [`UPSTREAM`]) with Moat; `extra` is
+/// Serves `hello`, `files` over `corpus`, `data` and `lean` (the `files`
+/// component over [`data`], `lean` with `fuel = false`) and `fetch` (allowed [`UPSTREAM`]) with Moat; `extra` is
 /// appended to the config.
 async fn serve_moat(dir: &Path, corpus: &Path, extra: &str) -> String {
     serve_moat_with(dir, corpus, "stateless = true", extra).await
@@ -146,6 +153,7 @@ async fn serve_moat_with(dir: &Path, corpus: &Path, http: &str, extra: &str) -> 
          [[plugin]]\nname = \"hello\"\nsource = {:?}\n\
          [[plugin]]\nname = \"files\"\nsource = {files:?}\n[plugin.grants]\ndirs = [{{ host = {:?}, guest = \"/data\" }}]\n\
          [[plugin]]\nname = \"data\"\nsource = {files:?}\n[plugin.grants]\ndirs = [{{ host = {:?}, guest = \"/data\" }}]\n\
+         [[plugin]]\nname = \"lean\"\nsource = {files:?}\n[plugin.grants]\nfuel = false\ndirs = [{{ host = {data:?}, guest = \"/data\" }}]\n\
          [[plugin]]\nname = \"fetch\"\nsource = {:?}\n[plugin.grants]\nallow_hosts = [{:?}]\n{extra}",
         plugin_wasm("hello").display().to_string(),
         corpus.display().to_string(),
@@ -153,6 +161,7 @@ async fn serve_moat_with(dir: &Path, corpus: &Path, http: &str, extra: &str) -> 
         plugin_wasm("fetch").display().to_string(),
         UPSTREAM.get().unwrap(),
         files = plugin_wasm("files").display().to_string(),
+        data = data(corpus).display().to_string(),
     );
     let config = Config::parse(&dir.join("moat.toml"), &text).unwrap();
     let ops = Operations::for_config(&config).unwrap();
@@ -275,6 +284,8 @@ fn main() {
         let (select, fetch) = (Client::Reqwest(SELECT), Client::Reqwest(FETCH));
         served.push(("native cpu", native.clone(), None, select, None, Vec::new()));
         served.push(("moat cpu", moat.clone(), None, select, Some("native cpu"), Vec::new()));
+        let unmetered = Client::Reqwest(SELECT_UNMETERED);
+        served.push(("moat cpu unmetered", moat.clone(), None, unmetered, Some("native cpu"), Vec::new()));
         served.push(("native fetch", native, None, fetch, None, Vec::new()));
         served.push(("moat fetch", moat, None, fetch, Some("native fetch"), Vec::new()));
         {

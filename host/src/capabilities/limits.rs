@@ -16,6 +16,9 @@ use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 pub struct Limits {
     /// Fuel units (roughly wasm instructions) a call may use.
     pub fuel: u64,
+    /// Whether fuel is counted at all (`fuel = false`: the call is bounded
+    /// by its deadline alone, and its code runs without fuel checks).
+    pub metered: bool,
     /// Bytes of linear memory a call's instance may hold in total.
     pub memory_bytes: usize,
     /// Wall-clock time a call may take, including waiting on host I/O.
@@ -32,6 +35,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             fuel: 1_000_000_000,
+            metered: true,
             memory_bytes: 64 << 20,
             timeout: Duration::from_secs(5),
             max_output_bytes: 1 << 20,
@@ -44,9 +48,41 @@ impl Default for Limits {
 /// allocator's slots, so it is kept well inside a 64-bit address space.
 pub const MAX_MEMORY_MIB: u64 = 4096;
 
+/// `fuel` as written: a number of units, or `false` (not counted; `true`
+/// is the default count).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum RawFuel {
+    Units(u64),
+    Counted(bool),
+}
+
+impl<'de> serde::Deserialize<'de> for RawFuel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Expected;
+        impl serde::de::Visitor<'_> for Expected {
+            type Value = RawFuel;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of fuel units, or false to count none")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<RawFuel, E> {
+                Ok(RawFuel::Counted(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<RawFuel, E> {
+                Ok(RawFuel::Units(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawFuel, E> {
+                u64::try_from(v)
+                    .map(RawFuel::Units)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+        }
+        d.deserialize_any(Expected)
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct RawLimits {
-    pub fuel: Option<Spanned<u64>>,
+    pub fuel: Option<Spanned<RawFuel>>,
     pub memory_mib: Option<Spanned<u64>>,
     pub timeout_ms: Option<Spanned<u64>>,
     pub max_output_bytes: Option<Spanned<u64>>,
@@ -56,7 +92,13 @@ pub(super) struct RawLimits {
 pub(super) fn parse(src: &Source, raw: RawLimits) -> Result<Limits, ConfigError> {
     let mut limits = Limits::default();
     if let Some(v) = &raw.fuel {
-        limits.fuel = src.ranged(v, "fuel", 1, u64::MAX / 2)?;
+        match *v.get_ref() {
+            RawFuel::Units(units) => {
+                let units = Spanned::new(v.span(), units);
+                limits.fuel = src.ranged(&units, "fuel", 1, u64::MAX / 2)?;
+            }
+            RawFuel::Counted(counted) => limits.metered = counted,
+        }
     }
     if let Some(v) = &raw.memory_mib {
         limits.memory_bytes = (src.ranged(v, "memory_mib", 1, MAX_MEMORY_MIB)? as usize) << 20;
@@ -93,7 +135,9 @@ impl Limits {
         lower: Option<fn()>,
     ) -> wasmtime::Result<()> {
         store.limiter(|s| s.memory_limiter());
-        store.set_fuel(self.fuel)?;
+        if self.metered {
+            store.set_fuel(self.fuel)?;
+        }
         store.set_hostcall_fuel(self.hostcall_bytes());
         let deadline = Instant::now() + self.timeout;
         store.set_epoch_deadline(1);

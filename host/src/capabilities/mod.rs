@@ -94,7 +94,7 @@ pub struct RawGrants {
     dirs: Vec<Spanned<fs::RawDir>>,
     #[serde(default)]
     env: BTreeMap<String, Spanned<env::RawValue>>,
-    fuel: Option<Spanned<u64>>,
+    fuel: Option<Spanned<limits::RawFuel>>,
     memory_mib: Option<Spanned<u64>>,
     timeout_ms: Option<Spanned<u64>>,
     max_output_bytes: Option<Spanned<u64>>,

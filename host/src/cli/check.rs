@@ -426,9 +426,12 @@ fn print_grants(plugin: &Plugin) {
         );
     }
     let l = &g.limits;
+    let fuel = match l.metered {
+        true => l.fuel.to_string(),
+        false => "not counted".to_string(),
+    };
     println!(
-        "    limits   fuel {}, memory {} MiB, timeout {} ms, output {} bytes, {} handles",
-        l.fuel,
+        "    limits   fuel {fuel}, memory {} MiB, timeout {} ms, output {} bytes, {} handles",
         l.memory_bytes >> 20,
         l.timeout.as_millis(),
         l.max_output_bytes,

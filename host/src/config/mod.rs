@@ -594,6 +594,32 @@ mod tests {
     }
 
     #[test]
+    fn fuel_is_a_count_or_false() {
+        let dir = fixture();
+        let limits = |fuel: &str| {
+            let text = format!(
+                "[[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n[plugin.grants]\nfuel = {fuel}\n"
+            );
+            parse_in(dir.path(), &text).map(|c| c.plugins[0].grants.limits)
+        };
+        let off = limits("false").unwrap();
+        assert!(!off.metered);
+        let on = limits("true").unwrap();
+        assert!(on.metered);
+        assert_eq!(on.fuel, crate::capabilities::Limits::default().fuel);
+        assert_eq!(limits("7_000").unwrap().fuel, 7_000);
+        for wrong in ["\"lots\"", "-1", "1.5"] {
+            let err = limits(wrong).unwrap_err();
+            assert_eq!(err.origin.line, 5, "{wrong}: {err}");
+            assert!(
+                err.message.contains("a number of fuel units, or false"),
+                "{wrong}: {err}"
+            );
+        }
+        assert!(limits("0").unwrap_err().message.contains("out of range"));
+    }
+
+    #[test]
     fn errors_name_line_and_fix() {
         let dir = fixture();
         let cases: &[(&str, usize, &str, &str)] = &[

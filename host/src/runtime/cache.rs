@@ -21,7 +21,6 @@ use wasmtime::component::Component;
 pub struct CompileCache {
     dir: Dir,
     path: PathBuf,
-    engine_key: String,
 }
 
 /// Whether a component came from the cache.
@@ -37,7 +36,7 @@ pub enum CacheOutcome {
 
 impl CompileCache {
     /// Opens (creating, mode 0700) the cache folder at `path`.
-    pub fn open(path: &Path, engine: &Engine) -> anyhow::Result<CompileCache> {
+    pub fn open(path: &Path) -> anyhow::Result<CompileCache> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -46,13 +45,9 @@ impl CompileCache {
         let dir = Dir::open_ambient_dir(path, ambient_authority())
             .with_context(|| format!("opening the compile cache {}", path.display()))?;
         check_owned(&dir.dir_metadata()?, "the compile cache folder")?;
-        let mut hasher = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        env!("CARGO_PKG_VERSION").hash(&mut hasher);
         Ok(CompileCache {
             dir,
             path: path.to_path_buf(),
-            engine_key: format!("{:016x}", hasher.finish()),
         })
     }
 
@@ -69,7 +64,12 @@ impl CompileCache {
         bytes: &[u8],
         sha256: &str,
     ) -> anyhow::Result<(Component, CacheOutcome)> {
-        let name = format!("{sha256}-{}.cwasm", self.engine_key);
+        // Code compiled by one engine configuration (with fuel checks or
+        // without) is never loaded into another.
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        env!("CARGO_PKG_VERSION").hash(&mut hasher);
+        let name = format!("{sha256}-{:016x}.cwasm", hasher.finish());
         if let Some(component) = self.load(engine, &name) {
             return Ok((component, CacheOutcome::Hit));
         }

@@ -25,7 +25,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 pub struct CallStats {
     /// Wall-clock time from admission to result.
     pub duration: Duration,
-    /// Fuel consumed.
+    /// Fuel consumed (0 for a plugin with `fuel = false`).
     pub fuel_used: u64,
     /// Highest total linear memory of the instance, in bytes.
     pub peak_memory_bytes: usize,
@@ -109,6 +109,8 @@ pub(super) enum Returned {
 /// thread of its own.
 pub(super) struct Job {
     pub pre: Pre,
+    /// The engine `pre` was compiled for.
+    pub engine: Engine,
     pub label: Arc<str>,
     pub grants: Arc<Grants>,
     pub env: Vec<(String, String)>,
@@ -125,6 +127,7 @@ impl Job {
     fn new(plugin: &Plugin, env: Vec<(String, String)>, entry: Entry) -> Job {
         Job {
             pre: plugin.pre.clone(),
+            engine: plugin.engine.clone(),
             label: plugin.label.clone(),
             grants: plugin.grants.clone(),
             env,
@@ -298,7 +301,7 @@ impl Runtime {
             .relay
             .as_ref()
             .is_some_and(|relay| matches!(relay.way, super::client::Way::Session(_)));
-        let mut call = Box::pin(execute(self.engine.clone(), job, blocking, busy.clone()));
+        let mut call = Box::pin(execute(job, blocking, busy.clone()));
         if !blocking && asks_on_session {
             return call.await;
         }
@@ -376,9 +379,10 @@ impl Runtime {
 /// its entry under the grants' limits. `blocking`: file operations may
 /// block the current thread. `busy` is set once the guest has been found
 /// running at its second epoch tick.
-async fn execute(engine: Engine, job: Job, blocking: bool, busy: Arc<AtomicBool>) -> Ran {
+async fn execute(job: Job, blocking: bool, busy: Arc<AtomicBool>) -> Ran {
     let Job {
         pre,
+        engine,
         label,
         grants,
         env,
@@ -439,7 +443,10 @@ async fn execute(engine: Engine, job: Job, blocking: bool, busy: Arc<AtomicBool>
 
     let stats = CallStats {
         duration: Duration::ZERO,
-        fuel_used: limits.fuel - store.get_fuel().unwrap_or(0),
+        fuel_used: match limits.metered {
+            true => limits.fuel - store.get_fuel().unwrap_or(0),
+            false => 0,
+        },
         peak_memory_bytes: store.data().limiter.peak,
         output_bytes: 0,
     };

@@ -26,13 +26,13 @@ pub enum Allocator {
     OnDemand,
 }
 
-/// Builds the engine: component model, fuel, epoch interruption,
-/// copy-on-write memory images and the chosen allocator.
-pub fn build(allocator: Allocator) -> anyhow::Result<Engine> {
+/// Builds an engine: component model, fuel if `metered`, epoch
+/// interruption, copy-on-write memory images and the chosen allocator.
+pub fn build(allocator: Allocator, metered: bool) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
-        .consume_fuel(true)
+        .consume_fuel(metered)
         .epoch_interruption(true)
         .memory_init_cow(true)
         // Deep enough for real programs; unbounded recursion ends as a

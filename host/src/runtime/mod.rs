@@ -120,30 +120,22 @@ fn downloads(cache_dir: Option<&std::path::Path>) -> Option<PathBuf> {
     cache_dir.map(|dir| dir.join("downloads"))
 }
 
-/// The engine, the linker every plugin is linked with, and what bounds
-/// concurrent calls.
-pub struct Runtime {
+/// An engine with the linker its plugins are linked with and the ticker
+/// of its epochs. Fuel checks are compiled into a plugin's code, so
+/// plugins with `fuel = false` need an engine of their own.
+struct Flavor {
     engine: Engine,
     /// WASI 0.2, wasi:http and the log import (see `linker_for` for
     /// plugins without a network grant).
     linker: Linker<CallState>,
-    cache: Option<Arc<CompileCache>>,
-    /// Where plugins' bytes come from; a reload may replace it (other
-    /// registries, another lock).
-    fetcher: std::sync::RwLock<Arc<Fetcher>>,
-    /// One permit per instance slot, so a burst of calls queues instead of
-    /// failing on an exhausted pool.
-    slots: Arc<Semaphore>,
-    /// Threads for calls of plugins with files.
-    file_threads: Arc<threads::FileThreads>,
     _ticker: EpochTicker,
 }
 
-impl Runtime {
-    /// Builds the engine and links WASI 0.2 (with wasi:http) and
-    /// `moat:plugin/log`.
-    pub fn new(options: &RuntimeOptions) -> anyhow::Result<Runtime> {
-        let engine = engine::build(options.allocator)?;
+impl Flavor {
+    /// Builds the engine (counting fuel if `metered`) and links WASI 0.2
+    /// (with wasi:http) and Moat's imports.
+    fn new(allocator: Allocator, metered: bool) -> anyhow::Result<Flavor> {
+        let engine = engine::build(allocator, metered)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         // Each request goes through the call's send hook, which refuses
@@ -163,9 +155,41 @@ impl Runtime {
             &mut linker,
             |s| s,
         )?;
+        let ticker = EpochTicker::start(&engine);
+        Ok(Flavor {
+            engine,
+            linker,
+            _ticker: ticker,
+        })
+    }
+}
+
+/// The engines plugins run in and what bounds concurrent calls.
+pub struct Runtime {
+    /// The engine of plugins that count fuel (the default).
+    metered: Arc<Flavor>,
+    /// The engine of plugins with `fuel = false`, made when the first
+    /// such plugin loads.
+    unmetered: std::sync::Mutex<Option<Arc<Flavor>>>,
+    allocator: Allocator,
+    cache: Option<Arc<CompileCache>>,
+    /// Where plugins' bytes come from; a reload may replace it (other
+    /// registries, another lock).
+    fetcher: std::sync::RwLock<Arc<Fetcher>>,
+    /// One permit per instance slot, so a burst of calls queues instead of
+    /// failing on an exhausted pool.
+    slots: Arc<Semaphore>,
+    /// Threads for calls of plugins with files.
+    file_threads: Arc<threads::FileThreads>,
+}
+
+impl Runtime {
+    /// Builds the engine of plugins that count fuel.
+    pub fn new(options: &RuntimeOptions) -> anyhow::Result<Runtime> {
+        let metered = Flavor::new(options.allocator, true)?;
         let cache = match &options.cache_dir {
             None => None,
-            Some(dir) => match CompileCache::open(dir, &engine) {
+            Some(dir) => match CompileCache::open(dir) {
                 Ok(cache) => Some(Arc::new(cache)),
                 Err(e) => {
                     tracing::warn!("compile cache disabled: {e:#}");
@@ -173,21 +197,36 @@ impl Runtime {
                 }
             },
         };
-        let ticker = EpochTicker::start(&engine);
         Ok(Runtime {
-            engine,
-            linker,
+            metered: Arc::new(metered),
+            unmetered: std::sync::Mutex::default(),
+            allocator: options.allocator,
             cache,
             fetcher: std::sync::RwLock::new(Arc::new(Fetcher::new(&options.fetch))),
             slots: Arc::new(Semaphore::new(options.max_instances as usize)),
             file_threads: Arc::default(),
-            _ticker: ticker,
         })
+    }
+
+    /// The engine and linker for plugins that count fuel (`metered`) or
+    /// not. Each engine has its own pool of `max_instances` slots; the
+    /// runtime's slot permits bound the calls of both together.
+    fn flavor(&self, metered: bool) -> anyhow::Result<Arc<Flavor>> {
+        if metered {
+            return Ok(self.metered.clone());
+        }
+        let mut unmetered = self.unmetered.lock().expect("unmetered engine");
+        if let Some(flavor) = &*unmetered {
+            return Ok(flavor.clone());
+        }
+        let flavor = Arc::new(Flavor::new(self.allocator, false)?);
+        *unmetered = Some(flavor.clone());
+        Ok(flavor)
     }
 
     /// The engine (for benchmarks and inspection).
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.metered.engine
     }
 
     /// Fetches with `options` from now on; returns the fetcher it replaced

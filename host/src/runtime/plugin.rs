@@ -1,6 +1,5 @@
 //! Loading a plugin: read, pin, compile, link, pre-instantiate, describe.
 
-use super::Runtime;
 use super::bindings::Pre;
 use super::bindings::moat::plugin::types as wt;
 use super::bindings::moat::plugin::types::Tool as WitTool;
@@ -9,6 +8,7 @@ use super::call::{Described, Entry, Job, Returned};
 use super::docs::Docs;
 use super::error::{LoadError, NotGranted};
 use super::state::CallState;
+use super::{Flavor, Runtime};
 use crate::capabilities::{Grants, Limits, Mode, fs};
 use crate::config::PluginConfig;
 use crate::source::Provenance;
@@ -81,6 +81,8 @@ pub struct Plugin {
     pub load: LoadStats,
     /// Pre-linked, so a call only instantiates.
     pub(super) pre: Pre,
+    /// The engine it was compiled for (with fuel checks or without).
+    pub(super) engine: wasmtime::Engine,
     /// The name, shared with every call's state for log attribution.
     pub(super) label: Arc<str>,
 }
@@ -105,11 +107,11 @@ impl Runtime {
     /// [`NotGranted`] (no request, body or header map is ever made, so
     /// nothing of it is held on its behalf).
     fn linker_for(
-        &self,
+        flavor: &Flavor,
         component: &Component,
         grants: &Grants,
     ) -> wasmtime::Result<Linker<CallState>> {
-        let mut linker = self.linker.clone();
+        let mut linker = flavor.linker.clone();
         if grants.dirs.iter().any(|d| d.mode == Mode::Rw) {
             fs::writes::link(&mut linker, grants.allow_symlinks)?;
         }
@@ -117,7 +119,7 @@ impl Runtime {
             return Ok(linker);
         }
         linker.allow_shadowing(true);
-        for (name, item) in component.component_type().imports(&self.engine) {
+        for (name, item) in component.component_type().imports(&flavor.engine) {
             let (Some(interface), ComponentItem::ComponentInstance(imported)) = (
                 name.strip_prefix("wasi:http/")
                     .and_then(|rest| rest.split('@').next()),
@@ -128,7 +130,7 @@ impl Runtime {
             // Imports of any 0.2.x resolve to the version linked, so that is
             // the instance whose functions are replaced.
             let mut linked = linker.instance(&format!("wasi:http/{interface}@{WASI_HTTP}"))?;
-            for (function, item) in imported.exports(&self.engine) {
+            for (function, item) in imported.exports(&flavor.engine) {
                 if let ComponentItem::ComponentFunc(_) = item.ty {
                     let denied = NotGranted(format!("wasi:http/{interface}#{function}"));
                     linked.func_new(function, move |_, _, _, _| {
@@ -157,10 +159,16 @@ impl Runtime {
         let sha256 = provenance.sha256.clone();
         let bytes = Arc::new(artifact.bytes);
 
+        let flavor = self.flavor(config.grants.limits.metered).map_err(|e| {
+            fail(
+                format!("no engine without fuel: {e:#}"),
+                "count this plugin's fuel (remove `fuel = false`)",
+            )
+        })?;
         let started = Instant::now();
         // Compiling takes seconds of CPU: on a blocking thread, so that a
         // reload does not stall the calls being served.
-        let (engine, cache, digest) = (self.engine.clone(), self.cache.clone(), sha256.clone());
+        let (engine, cache, digest) = (flavor.engine.clone(), self.cache.clone(), sha256.clone());
         let source = bytes.clone();
         let compiled = tokio::task::spawn_blocking(move || match cache {
             Some(cache) => cache.load_or_compile(&engine, &source, &digest),
@@ -182,11 +190,10 @@ impl Runtime {
         };
         let imports: Vec<String> = component
             .component_type()
-            .imports(&self.engine)
+            .imports(&flavor.engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        let instance_pre = self
-            .linker_for(&component, &config.grants)
+        let instance_pre = Self::linker_for(&flavor, &component, &config.grants)
             .and_then(|linker| linker.instantiate_pre(&component))
             .map_err(|e| {
             let unserved: Vec<&str> = imports
@@ -208,11 +215,11 @@ impl Runtime {
             Ok(pre) => pre,
             // A component that speaks no `moat:plugin` at all: its own
             // exported functions are its tools.
-            Err(_) if !speaks_moat(&component, &self.engine) => {
+            Err(_) if !speaks_moat(&component, &flavor.engine) => {
                 let docs = generic_docs(config, bytes)
                     .await
                     .map_err(|(message, fix)| fail(message, fix))?;
-                let functions = super::generic::functions(&self.engine, &component, &docs).map_err(|why| {
+                let functions = super::generic::functions(&flavor.engine, &component, &docs).map_err(|why| {
                     fail(
                         format!("exports no moat:plugin interface, and cannot be served by its own exports: {why}"),
                         "export functions of plain values (or build the plugin with the moat-plugin SDK)",
@@ -253,6 +260,7 @@ impl Runtime {
         let (returned, _, _) = self
             .run(Job {
                 pre: pre.clone(),
+                engine: flavor.engine.clone(),
                 label: label.clone(),
                 grants: Arc::new(describe_grants),
                 env: Vec::new(),
@@ -319,6 +327,7 @@ impl Runtime {
             imports,
             load,
             pre,
+            engine: flavor.engine.clone(),
             label,
         })
     }

@@ -221,6 +221,37 @@ async fn spinning_guests_move_off_the_workers_and_still_end_at_their_deadline() 
     assert_eq!(sb.ok("testbed", "counter", json!({})).await, "1");
 }
 
+/// `fuel = false`: the plugin runs in an engine without fuel checks,
+/// beside the metered one, and its deadline alone bounds it; a plugin
+/// that counts fuel in the same host still runs out of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_without_fuel_is_bounded_by_its_deadline_alone() {
+    let sb = Sandbox::builder()
+        .plugin("testbed", "fuel = false\ntimeout_ms = 300")
+        .plugin_from(
+            "frugal",
+            "testbed",
+            "fuel = 50_000_000\ntimeout_ms = 60_000",
+        )
+        .build()
+        .await;
+    assert_eq!(
+        sb.fails("testbed", "spin", json!({})).await,
+        CallError::TimedOut {
+            limit: Duration::from_millis(300)
+        }
+    );
+    assert_eq!(
+        sb.fails("frugal", "spin", json!({})).await,
+        CallError::OutOfFuel { budget: 50_000_000 }
+    );
+    let free = sb.call("testbed", "counter", json!({})).await;
+    assert_eq!(free.stats.fuel_used, 0);
+    let counted = sb.call("frugal", "counter", json!({})).await;
+    assert!(counted.stats.fuel_used > 0);
+    assert_eq!(sb.ok("testbed", "counter", json!({})).await, "1");
+}
+
 /// The nice values of this process's threads named `name`.
 fn nice_of(name: &str) -> Vec<i64> {
     let tasks = std::fs::read_dir("/proc/self/task").unwrap();
