@@ -126,13 +126,11 @@ impl Limits {
     /// runtime also ends a call waiting on host I/O at the deadline; the
     /// epoch only interrupts running wasm.) `busy` is set when the guest
     /// is found running wasm at its second epoch tick, and at every tick
-    /// it yields. `lower`, if given, is called then too, on the thread
-    /// running the guest.
+    /// it yields.
     pub fn apply<T: Limited + 'static>(
         &self,
         store: &mut Store<T>,
         busy: Arc<AtomicBool>,
-        lower: Option<fn()>,
     ) -> wasmtime::Result<()> {
         store.limiter(|s| s.memory_limiter());
         if self.metered {
@@ -150,11 +148,8 @@ impl Limits {
                 Err(wasmtime::Error::new(DeadlineExceeded))
             } else {
                 ticks += 1;
-                if ticks == 2 {
+                if ticks >= 2 {
                     busy.store(true, Ordering::Relaxed);
-                    if let Some(lower) = lower {
-                        lower();
-                    }
                 }
                 Ok(UpdateDeadline::Yield(1))
             }

@@ -264,7 +264,7 @@ impl Runtime {
     /// A plugin without preopened directories has nothing that can block a
     /// thread (its only host I/O is async), so it starts on the calling
     /// task: a short call never pays a thread hand-off. If the guest is
-    /// still running wasm at its second epoch tick (so it has run for a
+    /// still running wasm at its second epoch tick (so it has lasted a
     /// whole tick period), it is CPU-bound, and the rest of the call
     /// moves to a thread of its own at a lower priority. Left on a
     /// runtime worker, a few spinning guests would hold every worker
@@ -280,9 +280,7 @@ impl Runtime {
     /// per call instead of one per `open`, `stat` and `read` (3-4x the
     /// throughput of a file search, docs/BENCHMARKS.md), and an operation
     /// that never returns (a FIFO, a hung network mount) holds only that
-    /// call's thread and slot, never a runtime worker. If that guest is
-    /// still running wasm at its second tick, the thread lowers its own
-    /// priority, as a moved call's does.
+    /// call's thread and slot, never a runtime worker.
     pub(super) async fn run(&self, job: Job) -> Ran {
         let permit = self
             .slots
@@ -325,22 +323,16 @@ impl Runtime {
             let _permit = permit;
             let _ = sent.send(handle.block_on(call));
         };
-        // Not the blocking pool's threads: a thread that lowered its
-        // priority cannot raise it again without privileges, so it must
-        // end with its call (see `threads`).
-        let spawned = if blocking {
-            self.file_threads.run(Box::new(work))
-        } else {
-            std::thread::Builder::new()
-                .name("moat-cpu-bound".into())
-                .spawn(move || {
-                    super::threads::lower_current();
-                    work()
-                })
-                .map(drop)
-        };
-        if let Err(e) = spawned {
-            tracing::error!(plugin = &*label, "no thread for a call: {e}");
+        if blocking {
+            tokio::task::spawn_blocking(work);
+        } else if let Err(e) = std::thread::Builder::new()
+            .name("moat-cpu-bound".into())
+            .spawn(move || {
+                yield_to_short_requests();
+                work()
+            })
+        {
+            tracing::error!(plugin = &*label, "no thread for a CPU-bound call: {e}");
             return failed(CallError::Host("no thread for the call".into()));
         }
         match tokio::time::timeout(limits.timeout + BLOCKED_GRACE, thread).await {
@@ -375,6 +367,42 @@ impl Runtime {
     }
 }
 
+/// How much less CPU a CPU-bound call's thread is given than the
+/// transport's workers and short calls when both want it: at nice 19 the
+/// kernel weighs it 15 against their 1024, so it runs in what they leave.
+/// Unused CPU is still all its own, and its deadline is wall-clock time,
+/// so a starved call ends as `timed_out`. (Nice 10 left another tenant's
+/// p99 at 2.1-2.2x its p99 alone, nice 19 at 2.0x: docs/BENCHMARKS.md.)
+const CPU_BOUND_NICE: libc::c_int = 19;
+
+/// Lowers the calling thread's priority to [`CPU_BOUND_NICE`], so that the
+/// kernel runs short requests (another tenant's included) ahead of it.
+/// Linux applies `setpriority` to one thread; elsewhere it would lower the
+/// whole process, so there the thread keeps its priority.
+fn yield_to_short_requests() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority read and write no memory of ours. A
+    // failure leaves the thread at its priority (said once in the log),
+    // which is only slower for others.
+    if unsafe {
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            libc::gettid() as libc::id_t,
+            CPU_BOUND_NICE,
+        )
+    } != 0
+    {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        let error = std::io::Error::last_os_error();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "cannot lower a CPU-bound call's priority ({error}): such calls compete \
+                 with short ones for the CPU"
+            )
+        });
+    }
+}
+
 /// Instantiates `job.pre` in a fresh store built from its grants and runs
 /// its entry under the grants' limits. `blocking`: file operations may
 /// block the current thread. `busy` is set once the guest has been found
@@ -404,11 +432,7 @@ async fn execute(job: Job, blocking: bool, busy: Arc<AtomicBool>) -> Ran {
     state.events = events.map(super::events::EventSink::new);
     state.asking = super::client::Asking::new(&grants, relay);
     let mut store = Store::new(&engine, state);
-    // A call with files is on a thread of its own from the start (see
-    // `Runtime::run`), which can lower itself once the call proves
-    // CPU-bound; a short call's thread is a runtime worker, never lowered.
-    let lower = blocking.then_some(super::threads::lower_current as fn());
-    if let Err(e) = limits.apply(&mut store, busy, lower) {
+    if let Err(e) = limits.apply(&mut store, busy) {
         return failed(CallError::Host(e.to_string()));
     }
 

@@ -75,7 +75,7 @@ pub struct EpochTicker {
 impl EpochTicker {
     /// Starts the ticker thread. It holds only a weak reference, so it never
     /// keeps an engine alive.
-    pub fn start(engine: &Engine) -> EpochTicker {
+    pub fn start(engine: &Engine) -> std::io::Result<EpochTicker> {
         let stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let flag = stop.clone();
@@ -89,9 +89,8 @@ impl EpochTicker {
                         None => break,
                     }
                 }
-            })
-            .expect("spawning the epoch thread");
-        EpochTicker { stop }
+            })?;
+        Ok(EpochTicker { stop })
     }
 }
 

@@ -21,7 +21,6 @@ mod generic;
 mod outcome;
 mod plugin;
 mod state;
-mod threads;
 
 pub use cache::CacheOutcome;
 pub use call::{CallReport, CallStats, Completing, Request};
@@ -155,7 +154,7 @@ impl Flavor {
             &mut linker,
             |s| s,
         )?;
-        let ticker = EpochTicker::start(&engine);
+        let ticker = EpochTicker::start(&engine)?;
         Ok(Flavor {
             engine,
             linker,
@@ -179,8 +178,6 @@ pub struct Runtime {
     /// One permit per instance slot, so a burst of calls queues instead of
     /// failing on an exhausted pool.
     slots: Arc<Semaphore>,
-    /// Threads for calls of plugins with files.
-    file_threads: Arc<threads::FileThreads>,
 }
 
 impl Runtime {
@@ -204,7 +201,6 @@ impl Runtime {
             cache,
             fetcher: std::sync::RwLock::new(Arc::new(Fetcher::new(&options.fetch))),
             slots: Arc::new(Semaphore::new(options.max_instances as usize)),
-            file_threads: Arc::default(),
         })
     }
 

@@ -252,48 +252,6 @@ async fn a_plugin_without_fuel_is_bounded_by_its_deadline_alone() {
     assert_eq!(sb.ok("testbed", "counter", json!({})).await, "1");
 }
 
-/// The nice values of this process's threads named `name`.
-fn nice_of(name: &str) -> Vec<i64> {
-    let tasks = std::fs::read_dir("/proc/self/task").unwrap();
-    tasks
-        .filter_map(|task| {
-            let dir = task.ok()?.path();
-            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-            if comm.trim_end() != name {
-                return None;
-            }
-            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-            // After the name's closing parenthesis come fields 3 and on;
-            // nice is field 19.
-            let fields = &stat[stat.rfind(')')? + 2..];
-            fields.split(' ').nth(16)?.parse().ok()
-        })
-        .collect()
-}
-
-/// A plugin with files starts on a thread of its own; once its guest
-/// proves CPU-bound, that thread runs at the lowest priority, as a moved
-/// call's does, so a tenant with files cannot take the CPU from others'
-/// short requests either. The thread ends with its call.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cpu_bound_call_with_files_lowers_its_own_thread() {
-    let sb = Sandbox::builder()
-        .dir("shared")
-        .plugin(
-            "testbed",
-            "dirs = [{ host = \"shared\", guest = \"/data\" }]\nfuel = 1_000_000_000_000_000\ntimeout_ms = 1000",
-        )
-        .build()
-        .await;
-    let (spun, seen) = tokio::join!(sb.fails("testbed", "spin", json!({})), async {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        nice_of("moat-files")
-    });
-    assert_eq!(spun.kind(), "timed_out");
-    assert!(seen.contains(&19), "moat-files threads at {seen:?}");
-    assert_eq!(sb.ok("testbed", "counter", json!({})).await, "1");
-}
-
 /// A plugin granted files runs each call on a thread of its own (see
 /// `Runtime::run`): every budget holds there as it does on the workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -401,6 +401,8 @@ async fn a_request_body_over_its_cap_is_refused_before_it_is_sent_whole() {
     let refused = sb.ok("testbed", "post_bytes", post(50_000)).await;
     assert!(refused.contains("HttpRequestBodySize"), "{refused}");
     assert_eq!(sb.ok("testbed", "post_bytes", post(10)).await, "200 got 10");
+    // The request cut short took its (kept) connection with it.
+    assert_eq!(up.connections(), 2);
 }
 
 /// A plugin's requests to one origin share a kept-alive connection, but

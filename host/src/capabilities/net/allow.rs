@@ -600,10 +600,18 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        /// A DNS name of one to four labels.
+        /// A DNS name of one to four labels. Its last label starts with a
+        /// letter, as top-level domains do: one that is a number (`0`,
+        /// `0x1f`) makes the whole name an IPv4 address (`0.0.0.0`).
         fn dns_name() -> impl Strategy<Value = String> {
-            prop::collection::vec("[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", 1..5)
-                .prop_map(|l| l.join("."))
+            (
+                prop::collection::vec("[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", 0..4),
+                "[a-z]([a-z0-9-]{0,8}[a-z0-9])?",
+            )
+                .prop_map(|(mut labels, last)| {
+                    labels.push(last);
+                    labels.join(".")
+                })
         }
 
         proptest! {

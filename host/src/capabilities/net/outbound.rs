@@ -19,6 +19,7 @@ use hyper::body::{Body, Frame};
 use rustls::pki_types::ServerName;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -280,10 +281,15 @@ async fn send(
         .to_string();
     *request.uri_mut() = path.parse().map_err(|_| Error::HttpRequestUriInvalid)?;
     let limit = grant.max_request_bytes;
+    // Whether the request went out whole: a connection whose request
+    // body was cut short (the server answered early, the guest dropped
+    // its body) is not kept, whatever became of its response.
+    let sent_whole = Arc::new(AtomicBool::new(request.body().is_end_stream()));
     let mut request = request.map(|body| CappedBody {
         inner: body,
         left: limit,
         too_big: || Error::HttpRequestBodySize(None),
+        ended: Some(sent_whole.clone()),
     });
     let metrics = crate::metrics::get();
     // A kept connection the server has closed meanwhile hands the request
@@ -314,8 +320,10 @@ async fn send(
                 inner: body,
                 left: limit,
                 too_big: || Error::HttpResponseBodySize(None),
+                ended: None,
             },
             back: Some((sender, to.origin.clone(), grant.clone())),
+            sent_whole,
         }
         .boxed_unsync()
     });
@@ -413,6 +421,16 @@ struct CappedBody<B> {
     inner: B,
     left: u64,
     too_big: fn() -> Error,
+    /// Set once the body has ended cleanly, if someone asks.
+    ended: Option<Arc<AtomicBool>>,
+}
+
+impl<B> CappedBody<B> {
+    fn mark_ended(&self) {
+        if let Some(ended) = &self.ended {
+            ended.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl<B> Body for CappedBody<B>
@@ -434,10 +452,16 @@ where
                     return Poll::Ready(Some(Err((self.too_big)())));
                 }
                 self.left -= len;
+                if self.inner.is_end_stream() {
+                    self.mark_ended();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                self.mark_ended();
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -457,11 +481,15 @@ struct KeepAlive {
         Origin,
         Arc<NetGrant>,
     )>,
+    /// Whether its request went out whole.
+    sent_whole: Arc<AtomicBool>,
 }
 
 impl KeepAlive {
     fn ended(&mut self) {
-        if let Some((sender, origin, grant)) = self.back.take() {
+        if let Some((sender, origin, grant)) = self.back.take()
+            && self.sent_whole.load(Ordering::Acquire)
+        {
             grant.connections.give_back(origin, sender);
         }
     }
