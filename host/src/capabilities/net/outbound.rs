@@ -162,8 +162,7 @@ impl Connections {
     /// ready (still sending an earlier request's body, say) is left: no
     /// request waits on another call's.
     fn take(&self, origin: &Origin) -> Option<Idle> {
-        let mut idle = self.idle.lock().expect("idle connections");
-        idle.retain(|c| c.since.elapsed() < IDLE_FOR && !c.sender.is_closed());
+        let mut idle = self.live();
         let at = idle
             .iter()
             .rposition(|c| &c.origin == origin && c.sender.is_ready())?;
@@ -173,8 +172,7 @@ impl Connections {
     /// Keeps `sender` for the next request to `origin`; the oldest idle
     /// connection is closed to make room.
     fn give_back(&self, origin: Origin, sender: hyper::client::conn::http1::SendRequest<Outgoing>) {
-        let mut idle = self.idle.lock().expect("idle connections");
-        idle.retain(|c| c.since.elapsed() < IDLE_FOR && !c.sender.is_closed());
+        let mut idle = self.live();
         if idle.len() >= MAX_IDLE {
             idle.remove(0);
         }
@@ -183,6 +181,13 @@ impl Connections {
             sender,
             since: Instant::now(),
         });
+    }
+
+    /// The idle list, without the expired and closed connections.
+    fn live(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        let mut idle = self.idle.lock().expect("idle connections");
+        idle.retain(|c| c.since.elapsed() < IDLE_FOR && !c.sender.is_closed());
+        idle
     }
 
     /// How many connections are idle now.
@@ -285,11 +290,12 @@ async fn send(
     // body was cut short (the server answered early, the guest dropped
     // its body) is not kept, whatever became of its response.
     let sent_whole = Arc::new(AtomicBool::new(request.body().is_end_stream()));
+    let whole = sent_whole.clone();
     let mut request = request.map(|body| CappedBody {
         inner: body,
         left: limit,
         too_big: || Error::HttpRequestBodySize(None),
-        ended: Some(sent_whole.clone()),
+        at_end: Some(Box::new(move || whole.store(true, Ordering::Release))),
     });
     let metrics = crate::metrics::get();
     // A kept connection the server has closed meanwhile hands the request
@@ -314,16 +320,20 @@ async fn send(
         }
     };
     let limit = grant.max_response_bytes;
+    let (origin, grant) = (to.origin.clone(), grant.clone());
+    // A response read to its end gives its connection back; one dropped
+    // or failed before that takes it along (hyper closes it).
+    let give_back = move || {
+        if sent_whole.load(Ordering::Acquire) {
+            grant.connections.give_back(origin, sender);
+        }
+    };
     let response = response.map(|body| {
-        KeepAlive {
-            body: CappedBody {
-                inner: body,
-                left: limit,
-                too_big: || Error::HttpResponseBodySize(None),
-                ended: None,
-            },
-            back: Some((sender, to.origin.clone(), grant.clone())),
-            sent_whole,
+        CappedBody {
+            inner: body,
+            left: limit,
+            too_big: || Error::HttpResponseBodySize(None),
+            at_end: Some(Box::new(give_back)),
         }
         .boxed_unsync()
     });
@@ -421,14 +431,14 @@ struct CappedBody<B> {
     inner: B,
     left: u64,
     too_big: fn() -> Error,
-    /// Set once the body has ended cleanly, if someone asks.
-    ended: Option<Arc<AtomicBool>>,
+    /// Run once, when the body has ended cleanly (never after an error).
+    at_end: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl<B> CappedBody<B> {
-    fn mark_ended(&self) {
-        if let Some(ended) = &self.ended {
-            ended.store(true, Ordering::Release);
+    fn end(&mut self) {
+        if let Some(at_end) = self.at_end.take() {
+            at_end();
         }
     }
 }
@@ -449,17 +459,21 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);
                 if len > self.left {
+                    self.at_end = None;
                     return Poll::Ready(Some(Err((self.too_big)())));
                 }
                 self.left -= len;
                 if self.inner.is_end_stream() {
-                    self.mark_ended();
+                    self.end();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                self.at_end = None;
+                Poll::Ready(Some(Err(Error::from(e))))
+            }
             Poll::Ready(None) => {
-                self.mark_ended();
+                self.end();
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -468,54 +482,5 @@ where
 
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
-    }
-}
-
-/// A response body that gives its connection back to the plugin's idle
-/// list once it has been read to the end. One dropped before its end
-/// takes its connection with it (hyper closes it).
-struct KeepAlive {
-    body: CappedBody<hyper::body::Incoming>,
-    back: Option<(
-        hyper::client::conn::http1::SendRequest<Outgoing>,
-        Origin,
-        Arc<NetGrant>,
-    )>,
-    /// Whether its request went out whole.
-    sent_whole: Arc<AtomicBool>,
-}
-
-impl KeepAlive {
-    fn ended(&mut self) {
-        if let Some((sender, origin, grant)) = self.back.take()
-            && self.sent_whole.load(Ordering::Acquire)
-        {
-            grant.connections.give_back(origin, sender);
-        }
-    }
-}
-
-impl Body for KeepAlive {
-    type Data = Bytes;
-    type Error = Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.ended(),
-            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.ended(),
-            // An error (the response over its cap included) leaves the
-            // connection in an unknown state: it is not kept.
-            Poll::Ready(Some(Err(_))) => self.back = None,
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
     }
 }
