@@ -5,6 +5,8 @@
 //! in its own process; the `native-mcp` binary serves it over stdio or
 //! Streamable HTTP, for clients outside the process.
 
+use memchr::memmem::Finder;
+use memchr::{memchr, memchr_iter, memrchr};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InitializeResult,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
@@ -13,6 +15,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde::Serialize;
 use serde_json::{Value, json};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -121,28 +124,73 @@ impl NativeTools {
     }
 
     /// What the `files` plugin's search does, with std::fs.
+    /// What the `files` plugin's search does, the same way (one searcher,
+    /// one buffer, no size hint), with std::fs.
     fn search(&self, query: &str) -> Value {
+        let query = Finder::new(query.as_bytes());
         let mut entries: Vec<_> = std::fs::read_dir(&*self.corpus)
             .unwrap()
             .filter_map(Result::ok)
             .collect();
         entries.sort_by_key(|e| e.file_name());
         let mut matches = Vec::new();
+        let mut bytes = Vec::new();
         for entry in entries {
-            let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            bytes.clear();
+            let read = std::fs::File::open(entry.path())
+                .and_then(|mut file| file.by_ref().take(u64::MAX).read_to_end(&mut bytes));
+            let (Ok(_), Ok(text)) = (read, std::str::from_utf8(&bytes)) else {
                 continue;
             };
             let path = entry.file_name().to_string_lossy().into_owned();
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| l.contains(query)) {
+            for (line, text) in matching_lines(text, &query) {
                 matches.push(Match {
                     path: path.clone(),
-                    line: i + 1,
-                    text: line.to_string(),
+                    line,
+                    text: text.to_string(),
                 });
             }
         }
         json!({ "matches": matches, "truncated": false })
     }
+}
+
+/// The `files` plugin's line search, the same code: the lines of `text`
+/// (as `str::lines` splits them) that contain `query`, with their 1-based
+/// numbers. It searches the whole text at
+/// once rather than line by line, so the searcher's vector loop (wasm
+/// `simd128`, plugins/.cargo/config.toml) runs over long stretches, and
+/// counts line ends only up to each match.
+fn matching_lines<'t>(text: &'t str, query: &Finder) -> impl Iterator<Item = (usize, &'t str)> {
+    let bytes = text.as_bytes();
+    let (mut from, mut number, mut counted) = (0, 1, 0);
+    std::iter::from_fn(move || {
+        loop {
+            let at = from + query.find(bytes.get(from..)?)?;
+            let start = memrchr(b'\n', &bytes[..at]).map_or(0, |i| i + 1);
+            let end = memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i);
+            // An empty query also matches after a final line end, where
+            // `str::lines` has no line.
+            if start == bytes.len() {
+                return None;
+            }
+            let line = &text[start..end];
+            let line = match end < bytes.len() {
+                true => line.strip_suffix('\r').unwrap_or(line),
+                false => line,
+            };
+            // A match must lie within its line: not across a line end,
+            // nor in the `\r` of one.
+            if at + query.needle().len() > start + line.len() {
+                from = at + 1;
+                continue;
+            }
+            number += memchr_iter(b'\n', &bytes[counted..start]).count();
+            counted = start;
+            from = end + 1;
+            return Some((number, line));
+        }
+    })
 }
 
 impl ServerHandler for NativeTools {

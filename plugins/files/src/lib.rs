@@ -3,6 +3,8 @@
 //! is reachable: paths are passed through as given (relative ones under
 //! `/data`), so `..`, absolute paths and escaping symlinks fail in the host.
 
+use memchr::memmem::Finder;
+use memchr::{memchr, memchr_iter, memrchr};
 use moat_plugin::prelude::*;
 use moat_plugin::serde_json::{self, Value};
 use std::fs;
@@ -139,10 +141,15 @@ fn read(args: ReadArgs) -> Result<String, String> {
 
 fn search(args: SearchArgs) -> Result<Json<Matches>, String> {
     let start = resolve(args.path.as_deref());
+    // One searcher for the whole search: building it per line would
+    // repeat the needle's preprocessing for every line of every file.
+    let query = Finder::new(args.query.as_bytes());
     let mut found = Matches {
         matches: Vec::new(),
         truncated: false,
     };
+    // One buffer for the bytes of every file searched.
+    let mut bytes = Vec::new();
     let mut pending = vec![start];
     while let Some(dir) = pending.pop() {
         let mut entries: Vec<_> = fs::read_dir(&dir)
@@ -154,7 +161,7 @@ fn search(args: SearchArgs) -> Result<Json<Matches>, String> {
             let path = entry.path();
             match entry.file_type() {
                 Ok(t) if t.is_dir() => pending.push(path),
-                Ok(t) if t.is_file() => search_file(&path, &args.query, &mut found),
+                Ok(t) if t.is_file() => search_file(&path, &query, &mut bytes, &mut found),
                 _ => {}
             }
             if found.truncated {
@@ -165,9 +172,13 @@ fn search(args: SearchArgs) -> Result<Json<Matches>, String> {
     Ok(Json(found))
 }
 
-fn search_file(path: &Path, query: &str, found: &mut Matches) {
+fn search_file(path: &Path, query: &Finder, bytes: &mut Vec<u8>, found: &mut Matches) {
     // Binary and unreadable files are skipped: the search is over text.
-    let Ok(text) = fs::read_to_string(path) else {
+    bytes.clear();
+    if read_whole(path, bytes).is_err() {
+        return;
+    }
+    let Ok(text) = std::str::from_utf8(bytes) else {
         return;
     };
     let shown = path
@@ -175,17 +186,65 @@ fn search_file(path: &Path, query: &str, found: &mut Matches) {
         .unwrap_or(path)
         .display()
         .to_string();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| l.contains(query)) {
+    for (line, text) in matching_lines(text, query) {
         if found.matches.len() == MAX_MATCHES {
             found.truncated = true;
             return;
         }
         found.matches.push(Match {
             path: shown.clone(),
-            line: i + 1,
-            text: line.to_string(),
+            line,
+            text: text.to_string(),
         });
     }
+}
+
+/// Appends the bytes of the file at `path` to `bytes`. `fs::read` would
+/// first ask for the file's size, which under WASI is one more host call
+/// and `stat` per file (of the four or five each file costs); reading
+/// through `take` skips that hint, and the buffer kept from the previous
+/// file is usually large enough already.
+fn read_whole(path: &Path, bytes: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut file = fs::File::open(path)?;
+    file.by_ref().take(u64::MAX).read_to_end(bytes)?;
+    Ok(())
+}
+
+/// The lines of `text` (as `str::lines` splits them) that contain
+/// `query`, with their 1-based numbers. It searches the whole text at
+/// once rather than line by line, so the searcher's vector loop (wasm
+/// `simd128`, plugins/.cargo/config.toml) runs over long stretches, and
+/// counts line ends only up to each match.
+fn matching_lines<'t>(text: &'t str, query: &Finder) -> impl Iterator<Item = (usize, &'t str)> {
+    let bytes = text.as_bytes();
+    let (mut from, mut number, mut counted) = (0, 1, 0);
+    std::iter::from_fn(move || {
+        loop {
+            let at = from + query.find(bytes.get(from..)?)?;
+            let start = memrchr(b'\n', &bytes[..at]).map_or(0, |i| i + 1);
+            let end = memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i);
+            // An empty query also matches after a final line end, where
+            // `str::lines` has no line.
+            if start == bytes.len() {
+                return None;
+            }
+            let line = &text[start..end];
+            let line = match end < bytes.len() {
+                true => line.strip_suffix('\r').unwrap_or(line),
+                false => line,
+            };
+            // A match must lie within its line: not across a line end,
+            // nor in the `\r` of one.
+            if at + query.needle().len() > start + line.len() {
+                from = at + 1;
+                continue;
+            }
+            number += memchr_iter(b'\n', &bytes[counted..start]).count();
+            counted = start;
+            from = end + 1;
+            return Some((number, line));
+        }
+    })
 }
 
 fn select(args: SelectArgs) -> Result<Json<Selection>, String> {

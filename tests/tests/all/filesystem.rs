@@ -57,6 +57,37 @@ async fn files_plugin_lists_reads_and_searches_inside_its_preopen() {
     assert_eq!(capped, "hello\n[truncated at 5 bytes]");
 }
 
+/// `files.search` looks for the query in a whole file at once; each line
+/// that contains it is reported once, numbered and cut as `str::lines`
+/// cuts it, which is the reference here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_search_reports_the_lines_str_lines_finds() {
+    let text = "alpha beta\r\nbeta beta gamma\n\nx\r\ngamma\nlast beta\r";
+    let sb = Sandbox::builder()
+        .file("demo/t.txt", text)
+        .plugin(
+            "files",
+            r#"dirs = [{ host = "demo", guest = "/data", mode = "ro" }]"#,
+        )
+        .build()
+        .await;
+    for query in ["beta", "a\nx", "x\r", "\r", "", "gamma\n", "last", "t"] {
+        let expected: Vec<_> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| line.contains(query))
+            .map(|(i, line)| json!({ "path": "t.txt", "line": i + 1, "text": line }))
+            .collect();
+        let found = sb
+            .call("files", "search", json!({ "query": query }))
+            .await
+            .result
+            .unwrap();
+        let found = &found.structured.as_ref().unwrap()["matches"];
+        assert_eq!(found, &json!(expected), "query {query:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_plugin_selects_from_a_json_array_inside_its_preopen_only() {
     let sb = files_sandbox().await;
