@@ -201,7 +201,7 @@ fn search_file(path: &Path, query: &Finder, bytes: &mut Vec<u8>, found: &mut Mat
 
 /// Appends the bytes of the file at `path` to `bytes`. `fs::read` would
 /// first ask for the file's size, which under WASI is one more host call
-/// and `stat` per file (of the four or five each file costs); reading
+/// and `stat` per file (of the several each file costs); reading
 /// through `take` skips that hint, and the buffer kept from the previous
 /// file is usually large enough already.
 fn read_whole(path: &Path, bytes: &mut Vec<u8>) -> std::io::Result<()> {
