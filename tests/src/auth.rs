@@ -53,6 +53,26 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
+/// `[tenants.<name>.auth]` trusting `issuer` (EdDSA keys at its `/keys`)
+/// for `resource`, with one rule: scope `tools:read` may call `tools` (a
+/// TOML array).
+pub fn tenant_auth(name: &str, issuer: &TestIssuer, resource: &str, tools: &str) -> String {
+    format!(
+        r#"[tenants.{name}.auth]
+issuer = "{base}"
+jwks_uri = "{base}/keys"
+resource = "{resource}"
+algorithms = ["EdDSA"]
+scopes_supported = ["tools:read"]
+
+[[tenants.{name}.auth.rule]]
+scopes = ["tools:read"]
+tools = {tools}
+"#,
+        base = issuer.base,
+    )
+}
+
 /// Claims for `issuer`, audience `aud`, with `scope`, valid for 5 minutes.
 pub fn claims(issuer: &str, aud: &str, scope: &str) -> Value {
     json!({ "iss": issuer, "aud": aud, "sub": "svc-account", "client_id": "test-client",

@@ -81,6 +81,11 @@ pub enum TokenError {
         /// The configured maximum.
         max: u64,
     },
+    /// An identity claim holds a NUL byte: a plugin reading it as a C
+    /// string (wasi-libc's environment) would see a shorter name, maybe
+    /// another user's.
+    #[error("the token's `{0}` claim contains a NUL byte")]
+    NulInClaim(&'static str),
 }
 
 impl TokenError {
@@ -175,6 +180,16 @@ pub fn validate(token: &str, keys: &JwkSet, rules: &TokenRules) -> Result<Caller
         let lifetime = exp.saturating_sub(iat).max(exp.saturating_sub(now));
         if lifetime > max.saturating_add(rules.leeway_s) {
             return Err(TokenError::TooLongLived { lifetime, max });
+        }
+    }
+
+    for claim in ["sub", "client_id", "azp"] {
+        if claims
+            .get(claim)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.contains('\0'))
+        {
+            return Err(TokenError::NulInClaim(claim));
         }
     }
 
@@ -489,6 +504,14 @@ mod tests {
             (none, TokenError::Malformed),
             (confused, TokenError::AlgorithmNotAllowed("HS256".into())),
             ("not.a.token".into(), TokenError::Malformed),
+            (
+                key.sign(&with(json!({ "sub": "admin\0-not-really" }))),
+                TokenError::NulInClaim("sub"),
+            ),
+            (
+                key.sign(&with(json!({ "azp": "cli\0" }))),
+                TokenError::NulInClaim("azp"),
+            ),
         ];
         for (token, expected) in cases {
             assert_eq!(

@@ -4,7 +4,12 @@
 //! variable (`{ from_env = "GITHUB_TOKEN" }`) or a file
 //! (`{ from_file = "/run/secrets/api_key" }`), so that secrets need not
 //! sit in `moat.toml`. Values are never printed, logged or audited.
+//!
+//! A literal value may name the caller (`USER_ID = "{subject}"`, see
+//! [`super::per_caller`]): the variable is set, to the value filled from
+//! the verified token, only in calls that have one.
 
+use super::per_caller::{Placeholder, Principal, Template};
 use crate::diagnostics::{ConfigError, Source};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -23,6 +28,8 @@ pub struct EnvGrant {
     pub vars: Vec<(String, String)>,
     /// Where each value came from, in the same order.
     pub origins: Vec<EnvOrigin>,
+    /// Variables whose value names the caller, in name order.
+    pub per_caller: Vec<(String, Template)>,
 }
 
 /// Where a granted value came from.
@@ -54,7 +61,12 @@ impl fmt::Debug for EnvGrant {
                 self.vars
                     .iter()
                     .zip(&self.origins)
-                    .map(|((name, _), origin)| (name, origin)),
+                    .map(|((name, _), origin)| (name, origin as &dyn fmt::Debug)),
+            )
+            .entries(
+                self.per_caller
+                    .iter()
+                    .map(|(name, _)| (name, &"per caller" as &dyn fmt::Debug)),
             )
             .finish()
     }
@@ -75,9 +87,12 @@ pub(crate) struct RawFrom {
     from_file: Option<String>,
 }
 
+/// `[plugin.grants] env`; `{tenant}` is allowed when the plugin serves a
+/// tenant.
 pub(super) fn parse(
     src: &Source,
     raw: BTreeMap<String, Spanned<RawValue>>,
+    in_tenant: bool,
 ) -> Result<EnvGrant, ConfigError> {
     let mut grant = EnvGrant::default();
     for (name, value) in raw {
@@ -90,7 +105,20 @@ pub(super) fn parse(
             ));
         }
         let (text, origin) = match value.into_inner() {
-            RawValue::Literal(text) => (text, EnvOrigin::Literal),
+            RawValue::Literal(text) => match Template::parse(&text) {
+                Some(t) if !in_tenant && t.placeholders().any(|p| p == Placeholder::Tenant) => {
+                    return Err(src.error(
+                        span,
+                        format!("the value of `{name}` names {{tenant}}, and this plugin serves the top-level endpoint, which has no tenant"),
+                        "remove {tenant}, or configure the plugin under [tenants.NAME]",
+                    ));
+                }
+                Some(template) => {
+                    grant.per_caller.push((name, template));
+                    continue;
+                }
+                None => (text, EnvOrigin::Literal),
+            },
             RawValue::From(from) => from_source(src, span.clone(), &format!("`{name}`"), from)?,
         };
         if text.contains('\0') {
@@ -164,8 +192,15 @@ fn read_value(path: &std::path::Path) -> Result<String, String> {
     Ok(text.strip_suffix('\r').unwrap_or(text).to_string())
 }
 
-pub(super) fn apply(grant: &EnvGrant, wasi: &mut WasiCtxBuilder) {
+/// Sets the granted variables, and those naming the caller when there is
+/// a verified `principal`.
+pub(super) fn apply(grant: &EnvGrant, wasi: &mut WasiCtxBuilder, principal: Option<&Principal>) {
     wasi.envs(&grant.vars);
+    if let Some(who) = principal {
+        for (name, template) in &grant.per_caller {
+            wasi.env(name, template.fill(who));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,42 @@
 //! that keeps data per user may be granted the caller's identity, which
 //! its call then sees as environment variables (never the token itself).
 
+use super::Grants;
+use super::per_caller::Principal;
 use crate::auth::policy::Caller;
 use wasmtime_wasi::WasiCtxBuilder;
+
+/// What one call's grants know of its caller, made at admission: only
+/// what the plugin's grants use, so a plugin granted nothing of the kind
+/// costs nothing per call.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// The variables of `caller_identity` (empty unless granted).
+    pub env: Vec<(String, String)>,
+    /// The verified caller, for grants that name it (see
+    /// [`super::per_caller`]); `None` when none does or nobody is verified.
+    pub principal: Option<Principal>,
+}
+
+/// The scope of a call of a plugin with `grants` by `caller` (`None` over
+/// stdio, or HTTP without `[auth]`) at `tenant`.
+pub fn scope(grants: &Grants, caller: Option<&Caller>, tenant: Option<&str>) -> Scope {
+    Scope {
+        env: match grants.caller_identity {
+            true => env(caller, tenant),
+            false => Vec::new(),
+        },
+        // A token without `sub` names nobody: its callers would all share
+        // one folder.
+        principal: caller
+            .filter(|c| grants.per_caller() && !c.subject.is_empty())
+            .map(|c| Principal {
+                tenant: tenant.map(str::to_string),
+                issuer: c.issuer.clone(),
+                subject: c.subject.clone(),
+            }),
+    }
+}
 
 /// The variables a granted call sees; absent values are left out.
 pub const VARIABLES: &[&str] = &[
@@ -19,7 +53,7 @@ pub const VARIABLES: &[&str] = &[
 
 /// The environment describing `caller` (`None` over stdio, or HTTP
 /// without `[auth]`) at `tenant`.
-pub fn env(caller: Option<&Caller>, tenant: Option<&str>) -> Vec<(String, String)> {
+fn env(caller: Option<&Caller>, tenant: Option<&str>) -> Vec<(String, String)> {
     let mut vars = Vec::new();
     let mut set = |name: &str, value: String| vars.push((name.to_string(), value));
     if let Some(caller) = caller {
@@ -36,10 +70,10 @@ pub fn env(caller: Option<&Caller>, tenant: Option<&str>) -> Vec<(String, String
     vars
 }
 
-/// Gives a fresh call the identity [`env`] made for it at admission
+/// Gives a fresh call the identity [`scope`] made for it at admission
 /// (empty unless the plugin is granted `caller_identity`).
-pub(super) fn apply(identity: &[(String, String)], wasi: &mut WasiCtxBuilder) {
-    wasi.envs(identity);
+pub(super) fn apply(scope: &Scope, wasi: &mut WasiCtxBuilder) {
+    wasi.envs(&scope.env);
 }
 
 fn join(set: &std::collections::BTreeSet<String>) -> String {

@@ -15,6 +15,7 @@ pub mod fs;
 pub mod identity;
 pub mod limits;
 pub mod net;
+pub mod per_caller;
 
 use crate::diagnostics::{ConfigError, Source};
 use serde::Deserialize;
@@ -115,11 +116,12 @@ pub struct RawGrants {
 }
 
 impl Grants {
-    /// Checks the grants written in `src`.
-    pub fn parse(src: &Source, raw: RawGrants) -> Result<Grants, ConfigError> {
+    /// Checks the grants written in `src`, of a plugin that serves a
+    /// tenant (`in_tenant`) or the top-level endpoint.
+    pub fn parse(src: &Source, raw: RawGrants, in_tenant: bool) -> Result<Grants, ConfigError> {
         Ok(Grants {
-            dirs: fs::parse(src, raw.dirs)?,
-            env: env::parse(src, raw.env)?,
+            dirs: fs::parse(src, raw.dirs, in_tenant)?,
+            env: env::parse(src, raw.env, in_tenant)?,
             limits: limits::parse(
                 src,
                 limits::RawLimits {
@@ -157,17 +159,19 @@ impl Grants {
         })
     }
 
+    /// Whether a grant names the caller (see [`per_caller`]).
+    pub fn per_caller(&self) -> bool {
+        self.dirs.iter().any(|d| !d.per_caller.is_empty()) || !self.env.per_caller.is_empty()
+    }
+
     /// Applies the grants that WASI enforces to a fresh call's context,
-    /// with the caller's `identity` (empty unless granted).
-    pub fn apply(
-        &self,
-        wasi: &mut WasiCtxBuilder,
-        identity: &[(String, String)],
-    ) -> anyhow::Result<()> {
-        fs::apply(&self.dirs, wasi)?;
-        env::apply(&self.env, wasi);
+    /// for the caller `scope` describes.
+    pub fn apply(&self, wasi: &mut WasiCtxBuilder, scope: &identity::Scope) -> anyhow::Result<()> {
+        let principal = scope.principal.as_ref();
+        fs::apply(&self.dirs, wasi, principal)?;
+        env::apply(&self.env, wasi, principal);
         net::apply(wasi);
-        identity::apply(identity, wasi);
+        identity::apply(scope, wasi);
         Ok(())
     }
 }

@@ -361,11 +361,17 @@ fn print_grants(plugin: &Plugin) {
         println!("    dirs     none");
     }
     for dir in &g.dirs {
+        let mut host = dir.host.display().to_string();
+        for segment in &dir.per_caller {
+            host = format!("{host}/{segment}");
+        }
+        let per_caller = match dir.per_caller.is_empty() {
+            true => "",
+            false => ", per caller, made on first use",
+        };
         println!(
-            "    dir      {} -> {} ({:?})",
-            dir.host.display(),
-            dir.guest,
-            dir.mode
+            "    dir      {host} -> {} ({:?}{per_caller})",
+            dir.guest, dir.mode
         );
     }
     // Values may be secrets: only names and where values come from.
@@ -378,6 +384,12 @@ fn print_grants(plugin: &Plugin) {
             crate::capabilities::env::EnvOrigin::Literal => name.clone(),
             origin => format!("{name} ({origin})"),
         })
+        .chain(
+            g.env
+                .per_caller
+                .iter()
+                .map(|(name, _)| format!("{name} (per caller)")),
+        )
         .collect();
     println!(
         "    env      {}",

@@ -99,9 +99,14 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 auth.token.resource,
                 Endpoint::new(auth.clone()).metadata_url()
             )),
-            None => say(format!(
-                "moat: no authentication is configured: anyone who can reach {url} can call these tools"
-            )),
+            None => {
+                say(format!(
+                    "moat: no authentication is configured: anyone who can reach {url} can call these tools"
+                ));
+                if let Some(note) = unverified(served.plugins, &url) {
+                    say(note);
+                }
+            }
         }
         let mount = Mount::new(served, service);
         endpoints.push((served.tenant.map(str::to_string), mount.live.clone()));
@@ -163,6 +168,9 @@ async fn serve_stdio(
         service.tools().len(),
         tenant.map_or(label.to_string(), |t| format!("tenant {t} of {label}"))
     );
+    if let Some(note) = unverified(served.plugins, "stdio") {
+        eprintln!("{note}");
+    }
     let live = Live::new(Serving::new(service));
     let endpoints = vec![(tenant.map(str::to_string), live.clone())];
     let reloader = reloader(loaded, args, options, runtime, &ops, endpoints);
@@ -171,6 +179,23 @@ async fn serve_stdio(
     transport::stdio::serve(live).await?;
     ops.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What to tell the operator when `plugins` name the caller in their
+/// grants at `place`, where nobody is verified.
+fn unverified(plugins: &[crate::config::PluginConfig], place: &str) -> Option<String> {
+    let named: Vec<&str> = plugins
+        .iter()
+        .filter(|p| p.grants.per_caller())
+        .map(|p| p.name.as_str())
+        .collect();
+    (!named.is_empty()).then(|| {
+        format!(
+            "moat: {} name the caller in their grants, and nobody is verified over {place}: \
+             their calls there get no such folder or variable",
+            named.join(", ")
+        )
+    })
 }
 
 /// The reloader of the config file served; `None` for the embedded

@@ -246,7 +246,7 @@ impl Config {
             .map(|r| crate::source::parse_registries(&src, r))
             .transpose()?
             .unwrap_or_default();
-        let plugins = parse_plugins(&src, raw.plugins, &trust)?;
+        let plugins = parse_plugins(&src, raw.plugins, &trust, false)?;
         let tenant_spans: Vec<Range<usize>> = raw.tenants.values().map(|t| t.span()).collect();
         let limits = match raw.limits {
             Some(l) => ops::parse_quota(&src, l)?,
@@ -361,16 +361,19 @@ fn parse_confirmation(
 }
 
 /// Parses a list of `[[plugin]]` entries; names must be distinct.
+/// The `[[plugin]]` entries of the top-level endpoint, or of a tenant
+/// (`in_tenant`).
 fn parse_plugins(
     src: &Source,
     raw: Vec<Spanned<RawPlugin>>,
     trust: &Trust,
+    in_tenant: bool,
 ) -> Result<Vec<PluginConfig>, ConfigError> {
     let mut seen = HashSet::new();
     let mut plugins = Vec::with_capacity(raw.len());
     for entry in raw {
         let span = entry.span();
-        let plugin = parse_plugin(src, span.clone(), entry.into_inner(), trust)?;
+        let plugin = parse_plugin(src, span.clone(), entry.into_inner(), trust, in_tenant)?;
         if !seen.insert(plugin.name.clone()) {
             return Err(src.error(
                 span,
@@ -427,6 +430,7 @@ fn parse_plugin(
     span: Range<usize>,
     raw: RawPlugin,
     trust: &Trust,
+    in_tenant: bool,
 ) -> Result<PluginConfig, ConfigError> {
     let name = raw.name.get_ref();
     if let Err(why) = check_name(name) {
@@ -457,7 +461,7 @@ fn parse_plugin(
     };
     let source =
         crate::source::parse_source(src, &raw.source, sha256.is_some()).map_err(context)?;
-    let grants = Grants::parse(src, raw.grants).map_err(context)?;
+    let grants = Grants::parse(src, raw.grants, in_tenant).map_err(context)?;
     let mut naming = naming::parse(src, raw.prefix, raw.rename, raw.tools).map_err(context)?;
     naming.hide_resources = raw.resources == Some(false);
     let wit = match &raw.wit {

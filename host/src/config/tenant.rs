@@ -94,7 +94,7 @@ pub(super) fn parse(
             Some(raw) => crate::source::signature::parse_trust(src, raw).map_err(context)?,
             None => top_trust.clone(),
         };
-        let plugins = parse_plugins(src, table.plugins, &trust).map_err(context)?;
+        let plugins = parse_plugins(src, table.plugins, &trust, true).map_err(context)?;
         let auth = table
             .auth
             .map(|a| auth::parse(src, a))

@@ -12,6 +12,7 @@ use super::outcome::{classify, convert, log_captured};
 use super::state::CallState;
 use super::{Plugin, Runtime};
 use crate::capabilities::Grants;
+use crate::capabilities::identity::Scope;
 use crate::tool::{Answer, Completion, PromptOutput, Role, ToolOutput};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,7 +114,8 @@ pub(super) struct Job {
     pub engine: Engine,
     pub label: Arc<str>,
     pub grants: Arc<Grants>,
-    pub env: Vec<(String, String)>,
+    /// What the grants know of the caller.
+    pub scope: Scope,
     pub entry: Entry,
     /// Where progress and client-bound log records go, if anywhere.
     pub events: Option<super::events::Listener>,
@@ -122,15 +124,15 @@ pub(super) struct Job {
 }
 
 impl Job {
-    /// A run of `entry` of `plugin` under its grants, with `env` added,
-    /// telling and asking the client nothing.
-    fn new(plugin: &Plugin, env: Vec<(String, String)>, entry: Entry) -> Job {
+    /// A run of `entry` of `plugin` under its grants, for the caller
+    /// `scope` describes, telling and asking the client nothing.
+    fn new(plugin: &Plugin, scope: Scope, entry: Entry) -> Job {
         Job {
             pre: plugin.pre.clone(),
             engine: plugin.engine.clone(),
             label: plugin.label.clone(),
             grants: plugin.grants.clone(),
-            env,
+            scope,
             entry,
             events: None,
             relay: None,
@@ -184,20 +186,27 @@ impl Runtime {
     /// Runs `tool` of `plugin` with `arguments` (a JSON object, serialized)
     /// in a fresh instance under the plugin's grants.
     pub async fn call(&self, plugin: &Plugin, tool: &str, arguments: &str) -> CallReport {
-        self.call_with_env(plugin, tool, arguments.to_string(), Vec::new(), None, None)
-            .await
+        self.call_for(
+            plugin,
+            tool,
+            arguments.to_string(),
+            Scope::default(),
+            None,
+            None,
+        )
+        .await
     }
 
-    /// [`Self::call`], with `env` added to the granted environment (the
-    /// caller's identity, for plugins granted it), its progress and log
-    /// records sent to `events` for the client, and its requests to the
-    /// client (where granted) sent through `relay`.
-    pub async fn call_with_env(
+    /// [`Self::call`] for the caller `scope` describes (what of them the
+    /// plugin's grants use), its progress and log records sent to
+    /// `events` for the client, and its requests to the client (where
+    /// granted) sent through `relay`.
+    pub async fn call_for(
         &self,
         plugin: &Plugin,
         tool: &str,
         arguments: String,
-        env: Vec<(String, String)>,
+        scope: Scope,
         events: Option<super::events::Listener>,
         relay: Option<super::client::Relay>,
     ) -> CallReport {
@@ -221,7 +230,7 @@ impl Runtime {
             .run(Job {
                 events,
                 relay,
-                ..Job::new(plugin, env, entry)
+                ..Job::new(plugin, scope, entry)
             })
             .await;
         let result = returned.and_then(|r| match r {
@@ -245,12 +254,13 @@ impl Runtime {
         &self,
         plugin: &Plugin,
         request: Request,
-        env: Vec<(String, String)>,
+        scope: Scope,
     ) -> CallReport<Answer> {
         let start = Instant::now();
         let limits = plugin.grants.limits;
-        let (returned, mut stats, traces) =
-            self.run(Job::new(plugin, env, Entry::Other(request))).await;
+        let (returned, mut stats, traces) = self
+            .run(Job::new(plugin, scope, Entry::Other(request)))
+            .await;
         let result = returned.and_then(|r| {
             let (answer, size) = answer(r, &limits)?;
             stats.output_bytes = size;
@@ -413,7 +423,7 @@ async fn execute(job: Job, blocking: bool, busy: Arc<AtomicBool>) -> Ran {
         engine,
         label,
         grants,
-        env,
+        scope,
         entry,
         events,
         relay,
@@ -425,7 +435,7 @@ async fn execute(job: Job, blocking: bool, busy: Arc<AtomicBool>) -> Ran {
     wasi.stdout(stdout.clone())
         .stderr(stderr.clone())
         .allow_blocking_current_thread(blocking);
-    if let Err(e) = grants.apply(&mut wasi, &env) {
+    if let Err(e) = grants.apply(&mut wasi, &scope) {
         return failed(CallError::Host(e.to_string()));
     }
     let mut state = CallState::new(label, wasi.build(), stdout, stderr, &grants);

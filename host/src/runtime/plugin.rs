@@ -263,7 +263,7 @@ impl Runtime {
                 engine: flavor.engine.clone(),
                 label: label.clone(),
                 grants: Arc::new(describe_grants),
-                env: Vec::new(),
+                scope: Default::default(),
                 entry: Entry::Describe,
                 events: None,
                 relay: None,

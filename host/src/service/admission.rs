@@ -49,8 +49,8 @@ pub struct AdmittedCall {
     pub(super) tool: usize,
     /// The arguments, valid against the tool's input schema.
     pub(super) arguments: Value,
-    /// The caller's identity, for plugins granted `caller_identity`.
-    env: Vec<(String, String)>,
+    /// What the plugin's grants know of the caller.
+    scope: identity::Scope,
     /// The audit record, completed when the call ends.
     pub(super) record: Option<crate::audit::Record>,
     /// Values of secret-looking arguments, kept out of error messages.
@@ -177,11 +177,11 @@ impl ToolService {
                 secrets,
                 service: self.clone(),
                 arguments,
-                env: if self.plugins[self.tools[tool].plugin].grants.caller_identity {
-                    identity::env(context.caller, self.tenant.as_deref())
-                } else {
-                    Vec::new()
-                },
+                scope: identity::scope(
+                    &self.plugins[self.tools[tool].plugin].grants,
+                    context.caller,
+                    self.tenant.as_deref(),
+                ),
                 confirm: if self.tools[tool].confirm {
                     Confirm::Pending
                 } else {
@@ -265,11 +265,11 @@ impl ToolService {
         let mut report = {
             let _running = self.ops.running();
             self.runtime
-                .call_with_env(
+                .call_for(
                     plugin,
                     &tool.info.name,
                     call.arguments.to_string(),
-                    std::mem::take(&mut call.env),
+                    std::mem::take(&mut call.scope),
                     call.events.take(),
                     call.relay.take(),
                 )

@@ -439,15 +439,11 @@ impl ToolService {
         if let Some(record) = &mut record {
             record.plugin_sha256 = Some(plugin.sha256.clone());
         }
-        let env = if plugin.grants.caller_identity {
-            identity::env(context.caller, self.tenant.as_deref())
-        } else {
-            Vec::new()
-        };
+        let scope = identity::scope(&plugin.grants, context.caller, self.tenant.as_deref());
         let plugin_index = self.plugins.iter().position(|p| std::ptr::eq(p, plugin));
         let mut report = {
             let _running = self.ops.running();
-            self.runtime.serve(plugin, request, env).await
+            self.runtime.serve(plugin, request, scope).await
         };
         if let Some(permit) = permit {
             permit.release().await;

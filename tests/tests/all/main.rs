@@ -26,6 +26,7 @@ mod naming;
 mod network;
 mod notify;
 mod oauth_interop;
+mod per_caller;
 mod proxy;
 mod python_interop;
 mod quotas;

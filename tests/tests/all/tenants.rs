@@ -3,7 +3,7 @@
 //! two tenants over two directories; a token for one tenant is refused at
 //! the other; sessions and metadata are per tenant.
 
-use moat_tests::auth::{TestIssuer, TestKey, claims};
+use moat_tests::auth::{TestIssuer, TestKey, claims, tenant_auth};
 use moat_tests::client::{call_text, tool_names};
 use moat_tests::raw::{self, INIT};
 use moat_tests::{MoatServer, Sandbox};
@@ -36,26 +36,15 @@ async fn tenants_with(extra: &str) -> Tenants {
     let issuer = TestIssuer::start(&[&key]).await;
     let files = moat_tests::plugin_wasm("files").display().to_string();
     let tenant = |name: &str, tools: &str| {
+        let auth = tenant_auth(name, &issuer, &resource(name), tools);
         format!(
-            r#"[tenants.{name}.auth]
-issuer = "{base}"
-jwks_uri = "{base}/keys"
-resource = "{resource}"
-algorithms = ["EdDSA"]
-scopes_supported = ["tools:read"]
-
-[[tenants.{name}.auth.rule]]
-scopes = ["tools:read"]
-tools = {tools}
-
+            r#"{auth}
 [[tenants.{name}.plugin]]
 name = "files"
 source = {files:?}
 [tenants.{name}.plugin.grants]
 dirs = [{{ host = "{name}-data", guest = "/data" }}]
-"#,
-            base = issuer.base,
-            resource = resource(name),
+"#
         )
     };
     let dir = Sandbox::builder()
