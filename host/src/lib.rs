@@ -19,6 +19,9 @@
 //! - [`service`]: the tools of one endpoint (the top-level one or a
 //!   tenant's) and the one path every call takes (policy, limits, find the
 //!   tool, check the arguments, run it in the sandbox, audit).
+//! - [`credentials`]: upstream connections and each caller's credential
+//!   for them, encrypted at rest and added to a plugin's requests at the
+//!   egress boundary, never given to the plugin.
 //! - [`confirm`]: a person's confirmation before chosen tools run: the
 //!   policy, the prompt and the sealed multi round-trip state.
 //! - [`audit`]: the hash-chained audit log and its verifier.
@@ -41,6 +44,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod confirm;
+pub mod credentials;
 pub mod defaults;
 pub mod diagnostics;
 pub mod mcp;

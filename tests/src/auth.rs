@@ -53,6 +53,55 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
+/// The resource URI (the audience) of tenant `name` in these tests.
+pub fn tenant_resource(name: &str) -> String {
+    format!("http://moat.test/t/{name}/mcp")
+}
+
+/// Tenant `name` trusting `issuer`, whose scope `tools:read` may call
+/// every tool of its one plugin, `plugin` from `source`, granted `grants`
+/// (TOML lines).
+pub fn tenant_with_plugin(
+    name: &str,
+    issuer: &TestIssuer,
+    plugin: &str,
+    source: &str,
+    grants: &str,
+) -> String {
+    let auth = tenant_auth(
+        name,
+        issuer,
+        &tenant_resource(name),
+        &format!("[\"{plugin}.*\"]"),
+    );
+    format!(
+        "{auth}\n[[tenants.{name}.plugin]]\nname = \"{plugin}\"\nsource = {source:?}\n\
+         [tenants.{name}.plugin.grants]\n{grants}\n"
+    )
+}
+
+/// A client of tenant `name` at `server_base`, as `subject` with a token
+/// `key` signed for `issuer`.
+pub async fn tenant_client(
+    server_base: &str,
+    name: &str,
+    issuer: &TestIssuer,
+    key: &TestKey,
+    subject: &str,
+) -> crate::client::Client {
+    use rmcp::ServiceExt;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let mut token = claims(&issuer.base, &tenant_resource(name), "tools:read");
+    token["sub"] = json!(subject);
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(format!("{server_base}/t/{name}/mcp"))
+            .auth_header(key.sign(&token));
+    ().serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .unwrap()
+}
+
 /// `[tenants.<name>.auth]` trusting `issuer` (EdDSA keys at its `/keys`)
 /// for `resource`, with one rule: scope `tools:read` may call `tools` (a
 /// TOML array).

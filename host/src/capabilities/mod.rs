@@ -29,6 +29,14 @@ pub use fs::{DirGrant, Mode};
 pub use limits::Limits;
 pub use net::NetGrant;
 
+/// What a plugin's grants are checked against besides their own text.
+pub struct GrantContext<'a> {
+    /// Whether the plugin serves a tenant (so `{tenant}` names one).
+    pub in_tenant: bool,
+    /// The config's `[[connection]]`s.
+    pub connections: &'a crate::credentials::Connections,
+}
+
 /// Everything one plugin is granted, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grants {
@@ -105,6 +113,7 @@ pub struct RawGrants {
     max_response_bytes: Option<Spanned<u64>>,
     max_request_bytes: Option<Spanned<u64>>,
     http_timeout_ms: Option<Spanned<u64>>,
+    connections: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     caller_identity: bool,
     max_write_bytes: Option<Spanned<u64>>,
@@ -116,12 +125,15 @@ pub struct RawGrants {
 }
 
 impl Grants {
-    /// Checks the grants written in `src`, of a plugin that serves a
-    /// tenant (`in_tenant`) or the top-level endpoint.
-    pub fn parse(src: &Source, raw: RawGrants, in_tenant: bool) -> Result<Grants, ConfigError> {
+    /// Checks the grants written in `src`, of a plugin in `context`.
+    pub fn parse(
+        src: &Source,
+        raw: RawGrants,
+        context: &GrantContext,
+    ) -> Result<Grants, ConfigError> {
         Ok(Grants {
-            dirs: fs::parse(src, raw.dirs, in_tenant)?,
-            env: env::parse(src, raw.env, in_tenant)?,
+            dirs: fs::parse(src, raw.dirs, context.in_tenant)?,
+            env: env::parse(src, raw.env, context.in_tenant)?,
             limits: limits::parse(
                 src,
                 limits::RawLimits {
@@ -140,7 +152,9 @@ impl Grants {
                     max_response_bytes: raw.max_response_bytes,
                     max_request_bytes: raw.max_request_bytes,
                     http_timeout_ms: raw.http_timeout_ms,
+                    connections: raw.connections,
                 },
+                context.connections,
             )?),
             caller_identity: raw.caller_identity,
             max_write_bytes: match &raw.max_write_bytes {
@@ -159,9 +173,12 @@ impl Grants {
         })
     }
 
-    /// Whether a grant names the caller (see [`per_caller`]).
+    /// Whether a grant names the caller (see [`per_caller`]) or uses
+    /// their credentials (see [`crate::credentials`]).
     pub fn per_caller(&self) -> bool {
-        self.dirs.iter().any(|d| !d.per_caller.is_empty()) || !self.env.per_caller.is_empty()
+        self.dirs.iter().any(|d| !d.per_caller.is_empty())
+            || !self.env.per_caller.is_empty()
+            || !self.net.connections.is_empty()
     }
 
     /// Applies the grants that WASI enforces to a fresh call's context,

@@ -425,6 +425,14 @@ fn print_grants(plugin: &Plugin) {
             net.request_timeout.as_millis()
         );
     }
+    for connection in &net.connections {
+        let hosts: Vec<String> = connection.hosts.iter().map(ToString::to_string).collect();
+        println!(
+            "    connect  {} for {}: the caller's credential, added by the host",
+            connection.name,
+            hosts.join(", ")
+        );
+    }
     if let Some(sampling) = g.sampling {
         println!("    sampling {} tokens per call", sampling.max_tokens);
     }

@@ -1,5 +1,5 @@
 //! The `moat` command line: `serve`, `reload`, `check`, `lock`, `inspect`,
-//! `call` and `new`.
+//! `call`, `new`, `audit`, `connections` and `probe`.
 //!
 //! Without `--config`, commands use the embedded default configuration
 //! (see [`crate::defaults`]). Exit codes: 0 success; 1 the call's result is
@@ -8,6 +8,7 @@
 mod audit;
 mod call;
 mod check;
+mod connections;
 mod new;
 mod probe;
 mod serve;
@@ -116,6 +117,9 @@ enum Command {
     /// Work with audit logs.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Callers' credentials for upstream connections.
+    #[command(subcommand)]
+    Connections(ConnectionsCommand),
     /// GET an http:// URL and exit 0 when it answers 2xx: a health check
     /// for images that have no curl (the container's HEALTHCHECK).
     Probe {
@@ -149,6 +153,35 @@ enum AuditCommand {
     Keygen {
         /// Where to write the private key (never overwritten).
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConnectionsCommand {
+    /// Print a fresh random key for [credentials] key (base64, 32 bytes).
+    Key,
+    /// List the stored credentials: tenant, subject, connection, when
+    /// stored and when they expire (never the secrets).
+    List {
+        /// The config whose [credentials] to read.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Delete a caller's credentials: their next call that needs one asks
+    /// them to connect again.
+    Revoke {
+        /// The config whose [credentials] to change.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The caller's tenant (default: the top-level endpoint).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The caller's subject (the token's `sub`).
+        #[arg(long)]
+        subject: String,
+        /// Only this connection (default: every one).
+        #[arg(long)]
+        connection: Option<String>,
     },
 }
 
@@ -260,6 +293,7 @@ pub fn main() -> ExitCode {
                 audit::verify_chain(&file, key.as_deref(), closed)
             }
             Command::Audit(AuditCommand::Keygen { file }) => audit::keygen(&file),
+            Command::Connections(command) => connections::run(command),
             Command::Reload {
                 admin,
                 config,

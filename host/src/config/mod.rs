@@ -18,7 +18,7 @@ pub use tenant::{Served, TenantConfig};
 
 use crate::auth::AuthConfig;
 use crate::capabilities::env::{RawFrom, RawValue, from_source};
-use crate::capabilities::{Grants, RawGrants};
+use crate::capabilities::{GrantContext, Grants, RawGrants};
 use crate::confirm::{ConfirmPolicy, ConfirmSettings};
 use crate::diagnostics::{ConfigError, Origin, Source};
 use crate::source::signature::{RawTrust, SignatureAt, parse_trust};
@@ -56,6 +56,10 @@ pub struct Config {
     pub confirmation: ConfirmSettings,
     /// How OCI registries are reached.
     pub registries: RegistryConfig,
+    /// Upstream connections plugins may be granted, by name.
+    pub connections: crate::credentials::Connections,
+    /// Where callers' credentials are kept, if `[credentials]` is set.
+    pub credentials: Option<std::sync::Arc<crate::credentials::store::Store>>,
 }
 
 impl Config {
@@ -159,6 +163,9 @@ struct RawConfig {
     confirm_store: Option<Spanned<RawValue>>,
     registries: Option<crate::source::config::RawRegistries>,
     trust: Option<RawTrust>,
+    credentials: Option<Spanned<crate::credentials::RawCredentials>>,
+    #[serde(default, rename = "connection")]
+    connections: Vec<Spanned<crate::credentials::RawConnection>>,
 }
 
 #[derive(Deserialize)]
@@ -246,14 +253,30 @@ impl Config {
             .map(|r| crate::source::parse_registries(&src, r))
             .transpose()?
             .unwrap_or_default();
-        let plugins = parse_plugins(&src, raw.plugins, &trust, false)?;
+        let credentials = raw
+            .credentials
+            .map(|c| crate::credentials::parse_store(&src, c))
+            .transpose()?;
+        let connections = crate::credentials::parse(&src, raw.connections, credentials.as_ref())?;
+        let top = GrantContext {
+            in_tenant: false,
+            connections: &connections,
+        };
+        let plugins = parse_plugins(&src, raw.plugins, &trust, &top)?;
         let tenant_spans: Vec<Range<usize>> = raw.tenants.values().map(|t| t.span()).collect();
         let limits = match raw.limits {
             Some(l) => ops::parse_quota(&src, l)?,
             None => QuotaConfig::default(),
         };
         let confirm = parse_confirm(&src, raw.confirm, raw.confirm_destructive.unwrap_or(false))?;
-        let tenants = tenant::parse(&src, raw.tenants, &limits, confirm.destructive, &trust)?;
+        let tenants = tenant::parse(
+            &src,
+            raw.tenants,
+            &limits,
+            confirm.destructive,
+            &trust,
+            &connections,
+        )?;
         let key_span = raw.confirm_state_key.as_ref().map(|k| k.span());
         let mut confirmation =
             parse_confirmation(&src, raw.confirm_timeout_ms, raw.confirm_state_key, &http)?;
@@ -287,6 +310,8 @@ impl Config {
             confirm,
             confirmation,
             registries,
+            connections,
+            credentials,
         };
         config.check_endpoints(&src, &tenant_spans)?;
         Ok(config)
@@ -362,18 +387,18 @@ fn parse_confirmation(
 
 /// Parses a list of `[[plugin]]` entries; names must be distinct.
 /// The `[[plugin]]` entries of the top-level endpoint, or of a tenant
-/// (`in_tenant`).
+/// (`context.in_tenant`).
 fn parse_plugins(
     src: &Source,
     raw: Vec<Spanned<RawPlugin>>,
     trust: &Trust,
-    in_tenant: bool,
+    context: &GrantContext,
 ) -> Result<Vec<PluginConfig>, ConfigError> {
     let mut seen = HashSet::new();
     let mut plugins = Vec::with_capacity(raw.len());
     for entry in raw {
         let span = entry.span();
-        let plugin = parse_plugin(src, span.clone(), entry.into_inner(), trust, in_tenant)?;
+        let plugin = parse_plugin(src, span.clone(), entry.into_inner(), trust, context)?;
         if !seen.insert(plugin.name.clone()) {
             return Err(src.error(
                 span,
@@ -430,7 +455,7 @@ fn parse_plugin(
     span: Range<usize>,
     raw: RawPlugin,
     trust: &Trust,
-    in_tenant: bool,
+    context: &GrantContext,
 ) -> Result<PluginConfig, ConfigError> {
     let name = raw.name.get_ref();
     if let Err(why) = check_name(name) {
@@ -440,17 +465,17 @@ fn parse_plugin(
             "use 1 to 64 characters from a-z, 0-9, `_` and `-`, starting with a letter",
         ));
     }
-    let context = |e: ConfigError| ConfigError {
+    let at_plugin = |e: ConfigError| ConfigError {
         message: format!("plugin `{name}`: {}", e.message),
         ..e
     };
-    let signing = parse_signing(src, &raw, trust).map_err(context)?;
+    let signing = parse_signing(src, &raw, trust).map_err(at_plugin)?;
     let sha256 = match raw.sha256 {
         None => None,
         Some(pin) => {
             let hex = pin.get_ref().trim().to_ascii_lowercase();
             if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(context(src.error(
+                return Err(at_plugin(src.error(
                     pin.span(),
                     "sha256 is not 64 hexadecimal digits",
                     "paste the digest printed by `sha256sum <plugin.wasm>` or `moat inspect`",
@@ -460,16 +485,16 @@ fn parse_plugin(
         }
     };
     let source =
-        crate::source::parse_source(src, &raw.source, sha256.is_some()).map_err(context)?;
-    let grants = Grants::parse(src, raw.grants, in_tenant).map_err(context)?;
-    let mut naming = naming::parse(src, raw.prefix, raw.rename, raw.tools).map_err(context)?;
+        crate::source::parse_source(src, &raw.source, sha256.is_some()).map_err(at_plugin)?;
+    let grants = Grants::parse(src, raw.grants, context).map_err(at_plugin)?;
+    let mut naming = naming::parse(src, raw.prefix, raw.rename, raw.tools).map_err(at_plugin)?;
     naming.hide_resources = raw.resources == Some(false);
     let wit = match &raw.wit {
         None => None,
         Some(at) => {
             let path = src.resolve(at.get_ref().trim());
             if !path.exists() {
-                return Err(context(src.error(
+                return Err(at_plugin(src.error(
                     at.span(),
                     format!("wit `{}` does not exist", path.display()),
                     "write the path of the component's WIT: a .wit file, its folder, or a binary WIT package (.wasm)",

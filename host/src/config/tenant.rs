@@ -59,7 +59,12 @@ pub(super) fn parse(
     top_limits: &QuotaConfig,
     top_destructive: bool,
     top_trust: &crate::source::Trust,
+    connections: &crate::credentials::Connections,
 ) -> Result<Vec<TenantConfig>, ConfigError> {
+    let in_tenant = crate::capabilities::GrantContext {
+        in_tenant: true,
+        connections,
+    };
     let mut tenants = Vec::with_capacity(raw.len());
     for (name, table) in raw {
         let span = table.span();
@@ -94,7 +99,7 @@ pub(super) fn parse(
             Some(raw) => crate::source::signature::parse_trust(src, raw).map_err(context)?,
             None => top_trust.clone(),
         };
-        let plugins = parse_plugins(src, table.plugins, &trust, true).map_err(context)?;
+        let plugins = parse_plugins(src, table.plugins, &trust, &in_tenant).map_err(context)?;
         let auth = table
             .auth
             .map(|a| auth::parse(src, a))

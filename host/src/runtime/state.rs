@@ -8,6 +8,7 @@ use crate::capabilities::Grants;
 use crate::capabilities::fs::writes::{Budgeted, WriteBudget};
 use crate::capabilities::limits::{Limited, MemoryLimiter};
 use crate::capabilities::net::outbound::Outbound;
+use crate::capabilities::per_caller::Principal;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -53,14 +54,15 @@ pub struct CallState {
 pub const MAX_CHANGED: usize = 64;
 
 impl CallState {
-    /// State for a call of `plugin` with `wasi`, under `grants` (its
-    /// memory cap and its outbound HTTP hook).
+    /// State for a call of `plugin` by `caller` with `wasi`, under
+    /// `grants` (its memory cap and its outbound HTTP hook).
     pub fn new(
         plugin: Arc<str>,
         wasi: WasiCtx,
         stdout: Capture,
         stderr: Capture,
         grants: &Grants,
+        caller: Option<Principal>,
     ) -> Self {
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(HEADER_MAP_BYTES);
@@ -68,7 +70,7 @@ impl CallState {
         table.set_max_capacity(grants.limits.max_handles);
         CallState {
             http,
-            outbound: grants.net.hook(plugin.clone()),
+            outbound: grants.net.hook(plugin.clone(), caller),
             wasi,
             table,
             limiter: MemoryLimiter::new(grants.limits.memory_bytes),

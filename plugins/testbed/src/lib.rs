@@ -311,6 +311,92 @@ fn post_bytes(args: Upload) -> String {
     outcome(pending).unwrap_or_else(|| "no response".into())
 }
 
+#[derive(Deserialize, JsonSchema)]
+struct Raw {
+    /// An http:// URL, such as http://127.0.0.1:8080/user?x=1.
+    url: String,
+    /// Headers to send, as name and value pairs.
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    /// Text to look for in this instance's memory once the answer is
+    /// read, written backwards.
+    #[serde(default)]
+    scan_for_reversed: Option<String>,
+}
+
+/// GETs `url` with `headers`; returns the status, every response header
+/// and the body (all that a plugin can learn of the exchange), and how
+/// often `scan_for_reversed` is in memory after it.
+fn request(args: Raw) -> String {
+    let mut text = exchange(&args);
+    if let Some(needle) = &args.scan_for_reversed {
+        text.push_str(&format!("\n[in memory: {}]", count_in_memory(needle.as_bytes())));
+    }
+    text
+}
+
+fn exchange(args: &Raw) -> String {
+    use wasi::http::types::{Fields, OutgoingRequest, Scheme};
+    let rest = args.url.trim_start_matches("http://");
+    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let fields = Fields::new();
+    for (name, value) in &args.headers {
+        if let Err(e) = fields.append(name, value.as_bytes()) {
+            return format!("header {name}: {e:?}");
+        }
+    }
+    let request = OutgoingRequest::new(fields);
+    request.set_scheme(Some(&Scheme::Http)).unwrap();
+    request.set_authority(Some(authority)).unwrap();
+    let path = if path.is_empty() { "/" } else { path };
+    request.set_path_with_query(Some(path)).unwrap();
+    let pending = match wasi::http::outgoing_handler::handle(request, None) {
+        Ok(pending) => pending,
+        Err(e) => return format!("{e:?}"),
+    };
+    pending.subscribe().block();
+    match pending.get() {
+        Some(Ok(Ok(response))) => {
+            let mut text = format!("{}\n", response.status());
+            for (name, value) in response.headers().entries() {
+                text.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(&value)));
+            }
+            text.push('\n');
+            let body = response.consume().unwrap();
+            let stream = body.stream().unwrap();
+            loop {
+                match stream.blocking_read(65536) {
+                    Ok(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
+                    Err(wasi::io::streams::StreamError::Closed) => break,
+                    Err(e) => {
+                        text.push_str(&format!("\n[body failed: {e:?}]"));
+                        break;
+                    }
+                }
+            }
+            text
+        }
+        Some(Ok(Err(e))) => format!("{e:?}"),
+        _ => "no response".into(),
+    }
+}
+
+/// How often `reversed`, read back to front, is in this instance's whole
+/// linear memory: what a plugin that dumped its own memory would find.
+/// `reversed` itself is in memory, so only bytes in forward order, from
+/// elsewhere, count.
+fn count_in_memory(reversed: &[u8]) -> usize {
+    let len = reversed.len();
+    let size = core::arch::wasm32::memory_size(0) * 65536;
+    // SAFETY: the instance owns every byte of its linear memory from 1 to
+    // its size; none of it is written while this reads.
+    let memory = unsafe { core::slice::from_raw_parts(1 as *const u8, size - 1) };
+    memory
+        .windows(len)
+        .filter(|w| (0..len).all(|j| w[j] == reversed[len - 1 - j]))
+        .count()
+}
+
 /// The status and text of a response, or its error.
 fn outcome(pending: wasi::http::types::FutureIncomingResponse) -> Option<String> {
     pending.subscribe().block();
@@ -577,6 +663,7 @@ moat_plugin::plugin![
         sign_in
     ),
     Tool::new("get_many", "Sends `times` HTTP GETs to `url`.", get_many),
+    Tool::new("request", "GETs `url` with `headers`; shows all of the answer.", request),
     Tool::new(
         "connect",
         "Opens a TCP connection to `text` (host:port).",

@@ -11,6 +11,7 @@ mod client_requests;
 mod compat;
 mod confirm;
 mod conformance;
+mod connections;
 mod container;
 mod database;
 mod deploy;

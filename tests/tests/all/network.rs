@@ -418,7 +418,7 @@ async fn connections_are_kept_alive_per_plugin_and_only_after_a_whole_response()
         .plugin_from("other", "fetch", &grant)
         .build()
         .await;
-    let kept = || sb.plugin("fetch").grants.net.connections.idle();
+    let kept = || sb.plugin("fetch").grants.net.pool.idle();
     for _ in 0..3 {
         assert_eq!(fetched(&sb, &up.url("/")).await, "plain upstream text");
     }
@@ -471,7 +471,7 @@ async fn a_plugin_keeps_a_bounded_number_of_idle_connections() {
     for up in &ups {
         assert_eq!(fetched(&sb, &up.url("/")).await, "plain upstream text");
     }
-    assert_eq!(sb.plugin("fetch").grants.net.connections.idle(), max);
+    assert_eq!(sb.plugin("fetch").grants.net.pool.idle(), max);
     // The first hosts' connections were closed; the last ones' are reused.
     assert_eq!(fetched(&sb, &ups[0].url("/")).await, "plain upstream text");
     assert_eq!(ups[0].connections(), 2);

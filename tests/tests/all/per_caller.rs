@@ -5,22 +5,18 @@
 //! subject holds a NUL is refused; a planted symlink
 //! is not followed; a call with no verified caller gets no such grant.
 
-use moat_tests::auth::{TestIssuer, TestKey, claims, tenant_auth};
+use moat_tests::auth::{
+    TestIssuer, TestKey, claims, tenant_client, tenant_resource, tenant_with_plugin,
+};
 use moat_tests::client::call_text;
 use moat_tests::{MoatServer, Sandbox};
 use rmcp::ServiceExt;
-use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-type Client = RunningService<rmcp::RoleClient, ()>;
-
-fn resource(tenant: &str) -> String {
-    format!("http://moat.test/t/{tenant}/mcp")
-}
+use moat_tests::client::Client;
 
 struct PerCaller {
     dir: tempfile::TempDir,
@@ -37,16 +33,13 @@ async fn start() -> PerCaller {
     let issuer = TestIssuer::start(&[&key]).await;
     let testbed = moat_tests::plugin_wasm("testbed").display().to_string();
     let tenant = |name: &str| {
-        let auth = tenant_auth(name, &issuer, &resource(name), r#"["testbed.*"]"#);
-        format!(
-            r#"{auth}
-[[tenants.{name}.plugin]]
-name = "testbed"
-source = {testbed:?}
-[tenants.{name}.plugin.grants]
-dirs = [{{ host = "data/{{tenant}}/{{subject}}", guest = "/home", mode = "rw" }}]
-env = {{ USER_ID = "{{subject}}", WHERE = "{{subject}} at {{tenant}}", PLAIN = "{{json}}" }}
-"#
+        tenant_with_plugin(
+            name,
+            &issuer,
+            "testbed",
+            &testbed,
+            r#"dirs = [{ host = "data/{tenant}/{subject}", guest = "/home", mode = "rw" }]
+env = { USER_ID = "{subject}", WHERE = "{subject} at {tenant}", PLAIN = "{json}" }"#,
         )
     };
     let dir = Sandbox::builder()
@@ -76,14 +69,7 @@ env = {{ USER_ID = "{{subject}}" }}
 impl PerCaller {
     /// A client of `tenant` whose token says `sub = subject`.
     async fn client(&self, tenant: &str, subject: &str) -> Client {
-        let mut token = claims(&self.issuer.base, &resource(tenant), "tools:read");
-        token["sub"] = json!(subject);
-        let url = format!("{}/t/{tenant}/mcp", self.server.base);
-        let config =
-            StreamableHttpClientTransportConfig::with_uri(url).auth_header(self.key.sign(&token));
-        ().serve(StreamableHttpClientTransport::from_config(config))
-            .await
-            .unwrap()
+        tenant_client(&self.server.base, tenant, &self.issuer, &self.key, subject).await
     }
 
     fn data(&self) -> std::path::PathBuf {
@@ -217,7 +203,7 @@ async fn a_subject_with_a_nul_byte_is_refused_before_any_grant() {
     // wasi-libc reads the environment as C strings: "admin\0x" would reach
     // the plugin as "admin", another user.
     let t = start().await;
-    let mut token = claims(&t.issuer.base, &resource("acme"), "tools:read");
+    let mut token = claims(&t.issuer.base, &tenant_resource("acme"), "tools:read");
     token["sub"] = json!("admin\0x");
     let response = moat_tests::raw::post(
         &format!("{}/t/acme/mcp", t.server.base),

@@ -77,6 +77,61 @@ impl fmt::Display for Host {
     }
 }
 
+impl Host {
+    /// The host of a URL as WHATWG parsing read it (decimal, hex and octal
+    /// IPv4 spellings already turned into addresses); `None` for a name
+    /// that is not plain ASCII labels.
+    pub fn from_url<S: AsRef<str>>(host: url::Host<S>) -> Option<Host> {
+        match host {
+            url::Host::Ipv4(ip) => Some(Host::Ip(IpAddr::V4(ip))),
+            url::Host::Ipv6(ip) => Some(Host::Ip(canonical(IpAddr::V6(ip)))),
+            url::Host::Domain(name) => normalize_name(name.as_ref()).map(Host::Name),
+        }
+    }
+}
+
+/// One scheme, host and port: what a kept-alive connection may be reused
+/// for, and what an upstream connection's `hosts` name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// For HTTPS, also the name the certificate is checked against.
+    pub host: Host,
+    /// The port, the scheme's default when none is written.
+    pub port: u16,
+}
+
+impl Origin {
+    /// Exactly `scheme://host[:port]`: no path, query, user or wildcard.
+    pub fn parse(text: &str) -> Result<Origin, EntryError> {
+        let fix = "write an origin such as \"https://api.example.com\" (a port if not the default)";
+        let url = url::Url::parse(text).map_err(|_| bad(format!("`{text}` is not a URL"), fix))?;
+        let scheme = Scheme::parse(url.scheme())
+            .ok_or_else(|| bad(format!("`{text}`: only http and https are supported"), fix))?;
+        let bare = url.path() == "/"
+            && url.query().is_none()
+            && url.fragment().is_none()
+            && url.username().is_empty()
+            && url.password().is_none();
+        let host = url.host().and_then(Host::from_url);
+        match host {
+            Some(host) if bare => Ok(Origin {
+                scheme,
+                port: url.port().unwrap_or(scheme.default_port()),
+                host,
+            }),
+            _ => Err(bad(format!("`{text}` is not a bare origin"), fix)),
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum HostPattern {
     Any,
@@ -453,6 +508,27 @@ pub fn special_range(ip: IpAddr) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_are_exact_scheme_host_and_port() {
+        let o = Origin::parse("https://API.GitHub.com").unwrap();
+        assert_eq!(o.to_string(), "https://api.github.com:443");
+        assert_eq!(Origin::parse("https://api.github.com/").unwrap(), o);
+        assert_eq!(
+            Origin::parse("http://127.0.0.1:8080").unwrap().to_string(),
+            "http://127.0.0.1:8080"
+        );
+        for bad in [
+            "api.github.com",
+            "ftp://a.example",
+            "https://a.example/v1",
+            "https://a.example?x=1",
+            "https://user@a.example",
+            "https://*.example.com",
+        ] {
+            assert!(Origin::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     fn name(n: &str) -> Host {
         Host::Name(n.into())

@@ -9,6 +9,8 @@
 pub mod allow;
 pub mod outbound;
 
+use crate::capabilities::per_caller::Principal;
+use crate::credentials::{Connection, Connections};
 use crate::diagnostics::{ConfigError, Source};
 use allow::AllowedHosts;
 use outbound::Outbound;
@@ -31,7 +33,9 @@ pub struct NetGrant {
     /// Connect, first-byte and between-bytes timeout of each request.
     pub request_timeout: Duration,
     /// The plugin's kept-alive connections, shared by its calls.
-    pub connections: outbound::Connections,
+    pub pool: outbound::Pool,
+    /// Upstream connections whose hosts get the caller's credential.
+    pub connections: Vec<Arc<Connection>>,
 }
 
 impl Default for NetGrant {
@@ -42,16 +46,18 @@ impl Default for NetGrant {
             max_response_bytes: 10 << 20,
             max_request_bytes: 10 << 20,
             request_timeout: Duration::from_secs(10),
-            connections: outbound::Connections::default(),
+            pool: outbound::Pool::default(),
+            connections: Vec::new(),
         }
     }
 }
 
 impl NetGrant {
-    /// The send hook of one call of `plugin`: every outgoing request of
-    /// the call is checked against this grant.
-    pub fn hook(self: &Arc<Self>, plugin: Arc<str>) -> Outbound {
-        Outbound::new(self.clone(), plugin)
+    /// The send hook of one call of `plugin` by `caller`: every outgoing
+    /// request of the call is checked against this grant, and those to a
+    /// connection's host carry the caller's credential.
+    pub fn hook(self: &Arc<Self>, plugin: Arc<str>, caller: Option<Principal>) -> Outbound {
+        Outbound::new(self.clone(), plugin, caller)
     }
 }
 
@@ -71,9 +77,14 @@ pub(in crate::capabilities) struct RawNet {
     pub max_response_bytes: Option<Spanned<u64>>,
     pub max_request_bytes: Option<Spanned<u64>>,
     pub http_timeout_ms: Option<Spanned<u64>>,
+    pub connections: Option<Vec<Spanned<String>>>,
 }
 
-pub(in crate::capabilities) fn parse(src: &Source, raw: RawNet) -> Result<NetGrant, ConfigError> {
+pub(in crate::capabilities) fn parse(
+    src: &Source,
+    raw: RawNet,
+    declared: &Connections,
+) -> Result<NetGrant, ConfigError> {
     let mut grant = NetGrant::default();
     if let Some(entries) = raw.allow_hosts {
         let entries = entries.into_inner();
@@ -98,6 +109,56 @@ pub(in crate::capabilities) fn parse(src: &Source, raw: RawNet) -> Result<NetGra
     if let Some(v) = &raw.http_timeout_ms {
         grant.request_timeout =
             Duration::from_millis(src.ranged(v, "http_timeout_ms", 1, 3_600_000)?);
+    }
+    for name in raw.connections.unwrap_or_default() {
+        let Some(connection) = declared.get(name.get_ref()) else {
+            let known: Vec<&str> = declared.keys().map(String::as_str).collect();
+            return Err(src.error(
+                name.span(),
+                format!("connection `{}` is not declared", name.get_ref()),
+                match known.is_empty() {
+                    true => "declare it in a [[connection]] table".to_string(),
+                    false => format!(
+                        "declare it in a [[connection]] table, or grant one of: {}",
+                        known.join(", ")
+                    ),
+                },
+            ));
+        };
+        // The grant adds credentials to requests the plugin may already
+        // send; it never widens where it may send them.
+        if let Some(host) = connection
+            .hosts
+            .iter()
+            .find(|h| !grant.allow.allows(h.scheme, &h.host, h.port))
+        {
+            return Err(src.error(
+                name.span(),
+                format!(
+                    "connection `{}` is for {host}, which allow_hosts does not grant",
+                    name.get_ref()
+                ),
+                format!(
+                    "add \"{}://{}:{}\" to allow_hosts",
+                    host.scheme, host.host, host.port
+                ),
+            ));
+        }
+        if let Some(other) = grant
+            .connections
+            .iter()
+            .find(|c| c.hosts.iter().any(|h| connection.hosts.contains(h)))
+        {
+            return Err(src.error(
+                name.span(),
+                format!(
+                    "connections `{}` and `{}` are both for one host: which credential a request there carries would be a guess",
+                    other.name, connection.name
+                ),
+                "grant each plugin one connection per host",
+            ));
+        }
+        grant.connections.push(connection.clone());
     }
     Ok(grant)
 }

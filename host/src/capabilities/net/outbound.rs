@@ -5,19 +5,23 @@
 //! `HTTP-request-denied` error, which the plugin can handle.
 //!
 //! Connections are kept alive between requests of the same plugin
-//! ([`Connections`]): a connection goes back to its plugin's idle list only
+//! ([`Pool`]): a connection goes back to its plugin's idle list only
 //! once its response was read to the end, and is taken again only for the
 //! same scheme, host and port, so a reused connection is one whose address
 //! was checked when it was opened.
 
 use super::NetGrant;
-use super::allow::{Host, Scheme, canonical, normalize_name, special_range};
+use super::allow::{Host, Origin, Scheme, canonical, special_range};
+use crate::capabilities::per_caller::Principal;
+use crate::credentials::Connection;
+use crate::credentials::inject::Scrubber;
+use crate::credentials::store::{Credential, Owner};
 use crate::tls::{Io, TLS};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
 use rustls::pki_types::ServerName;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,10 +45,19 @@ fn note(denials: &Denials, what: String) {
     }
 }
 
+/// Logs and notes a refused request; the guest sees `HTTP-request-denied`.
+fn refuse(plugin: &str, denials: &Denials, target: &str, reason: &str) -> Error {
+    tracing::warn!(plugin, target, reason, "outbound request refused");
+    note(denials, format!("http {target}: {reason}"));
+    Error::HttpRequestDenied
+}
+
 /// The send hook of one call.
 pub struct Outbound {
     grant: Arc<NetGrant>,
     plugin: Arc<str>,
+    /// The verified caller, whose credentials go to connections' hosts.
+    caller: Option<Arc<Principal>>,
     /// Requests sent so far in this call.
     sent: u32,
     /// Requests refused so far in this call.
@@ -52,11 +65,12 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// The hook for one call of `plugin` under `grant`.
-    pub fn new(grant: Arc<NetGrant>, plugin: Arc<str>) -> Self {
+    /// The hook for one call of `plugin` by `caller` under `grant`.
+    pub fn new(grant: Arc<NetGrant>, plugin: Arc<str>, caller: Option<Principal>) -> Self {
         Outbound {
             grant,
             plugin,
+            caller: caller.map(Arc::new),
             sent: 0,
             denials: Denials::default(),
         }
@@ -68,14 +82,7 @@ impl Outbound {
     }
 
     fn deny(&self, target: &str, reason: &str) -> Error {
-        tracing::warn!(
-            plugin = &*self.plugin,
-            target,
-            reason,
-            "outbound request refused"
-        );
-        note(&self.denials, format!("http {target}: {reason}"));
-        Error::HttpRequestDenied
+        refuse(&self.plugin, &self.denials, target, reason)
     }
 
     /// The checked destination of `uri`, or why it is refused.
@@ -94,11 +101,9 @@ impl Outbound {
         // hex and octal IPv4 spellings into addresses, and the authority's
         // host excludes any `user@` part.
         let host = match url::Host::parse(authority.host()) {
-            Ok(url::Host::Ipv4(ip)) => Host::Ip(IpAddr::V4(ip)),
-            Ok(url::Host::Ipv6(ip)) => Host::Ip(canonical(IpAddr::V6(ip))),
-            Ok(url::Host::Domain(name)) => Host::Name(
-                normalize_name(&name).ok_or_else(|| self.deny(&shown, "not a valid host name"))?,
-            ),
+            Ok(parsed) => {
+                Host::from_url(parsed).ok_or_else(|| self.deny(&shown, "not a valid host name"))?
+            }
             Err(_) => return Err(self.deny(&shown, "not a valid host")),
         };
         let port = authority.port_u16().unwrap_or(scheme.default_port());
@@ -110,9 +115,17 @@ impl Outbound {
             return Err(self.deny(&target, "the call's max_http_requests is used up"));
         }
         self.sent += 1;
+        let origin = Origin { scheme, host, port };
+        let connection = self
+            .grant
+            .connections
+            .iter()
+            .find(|c| c.serves(&origin))
+            .cloned();
         Ok(Destination {
-            origin: Origin { scheme, host, port },
+            origin,
             target,
+            connection,
         })
     }
 }
@@ -122,16 +135,8 @@ struct Destination {
     origin: Origin,
     /// `scheme://host:port`, for logs.
     target: String,
-}
-
-/// What a kept-alive connection may be reused for: the same scheme, the
-/// same host (for HTTPS, the name its certificate was checked against)
-/// and the same port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Origin {
-    scheme: Scheme,
-    host: Host,
-    port: u16,
+    /// The connection whose credential requests there carry.
+    connection: Option<Arc<Connection>>,
 }
 
 /// Idle connections one plugin keeps, over all its destinations. Each is
@@ -145,6 +150,10 @@ type Outgoing = CappedBody<WasiBody>;
 
 struct Idle {
     origin: Origin,
+    /// Whose credential its requests carried: a connection that carried
+    /// one caller's is never given to another's request, in case the
+    /// server ties anything to the connection.
+    caller: Option<Arc<Principal>>,
     sender: hyper::client::conn::http1::SendRequest<Outgoing>,
     since: Instant,
 }
@@ -152,32 +161,38 @@ struct Idle {
 /// A plugin's idle keep-alive connections (shared by its calls; dropped,
 /// and so closed, with the plugin on reload or shutdown).
 #[derive(Default)]
-pub struct Connections {
+pub struct Pool {
     idle: Mutex<Vec<Idle>>,
 }
 
-impl Connections {
+impl Pool {
     /// An idle connection to `origin` that is ready for a request, if one
     /// is kept. Expired and closed ones are dropped on the way. One not
     /// ready (still sending an earlier request's body, say) is left: no
     /// request waits on another call's.
-    fn take(&self, origin: &Origin) -> Option<Idle> {
+    fn take(&self, origin: &Origin, caller: &Option<Arc<Principal>>) -> Option<Idle> {
         let mut idle = self.live();
         let at = idle
             .iter()
-            .rposition(|c| &c.origin == origin && c.sender.is_ready())?;
+            .rposition(|c| &c.origin == origin && &c.caller == caller && c.sender.is_ready())?;
         Some(idle.swap_remove(at))
     }
 
     /// Keeps `sender` for the next request to `origin`; the oldest idle
     /// connection is closed to make room.
-    fn give_back(&self, origin: Origin, sender: hyper::client::conn::http1::SendRequest<Outgoing>) {
+    fn give_back(
+        &self,
+        origin: Origin,
+        caller: Option<Arc<Principal>>,
+        sender: hyper::client::conn::http1::SendRequest<Outgoing>,
+    ) {
         let mut idle = self.live();
         if idle.len() >= MAX_IDLE {
             idle.remove(0);
         }
         idle.push(Idle {
             origin,
+            caller,
             sender,
             since: Instant::now(),
         });
@@ -196,21 +211,21 @@ impl Connections {
     }
 }
 
-impl std::fmt::Debug for Connections {
+impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Connections({} idle)", self.idle())
+        write!(f, "Pool({} idle)", self.idle())
     }
 }
 
 /// Idle connections are not part of what is granted: grants that allow
 /// the same are equal whatever either has open.
-impl PartialEq for Connections {
+impl PartialEq for Pool {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl Eq for Connections {}
+impl Eq for Pool {}
 
 /// Bytes of one write to an outgoing body that the host buffers. One
 /// chunk is buffered per body, so this and the call's handle cap bound
@@ -254,10 +269,28 @@ impl WasiHttpHooks for Outbound {
         let grant = self.grant.clone();
         let plugin = self.plugin.clone();
         let denials = self.denials.clone();
+        let caller = self.caller.clone();
         Box::new(async move {
             let destination = checked?;
             let timeout = grant.request_timeout;
-            let sent = send(request, &destination, &grant, &plugin, &denials);
+            let (request, caller, scrubber) = match &destination.connection {
+                None => (request, None, None),
+                Some(connection) => {
+                    let credential = credential(connection, caller.as_deref()).await;
+                    let (request, scrubber) = with_credential(request, connection, credential)
+                        .map_err(|why| refuse(&plugin, &denials, &destination.target, &why))?;
+                    (request, caller, Some(scrubber))
+                }
+            };
+            let sent = send(
+                request,
+                &destination,
+                caller,
+                scrubber,
+                &grant,
+                &plugin,
+                &denials,
+            );
             match tokio::time::timeout(timeout, sent).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::ConnectionTimeout),
@@ -271,9 +304,81 @@ type Sent = (
     Box<dyn Future<Output = Result<(), Error>> + Send>,
 );
 
+/// The caller's credential for `connection`, or why there is none to send.
+async fn credential(
+    connection: &Arc<Connection>,
+    caller: Option<&Principal>,
+) -> std::result::Result<Credential, String> {
+    let Some(caller) = caller else {
+        return Err(format!(
+            "needs the caller's `{}` connection, and no caller is verified here",
+            connection.name
+        ));
+    };
+    let owner = Owner {
+        tenant: caller.tenant.clone(),
+        issuer: caller.issuer.clone(),
+        subject: caller.subject.clone(),
+        connection: connection.name.clone(),
+    };
+    let store = connection.store.clone();
+    let found = tokio::task::spawn_blocking(move || store.get(&owner))
+        .await
+        .map_err(|_| "the credential store's read failed".to_string())?;
+    let missing = || {
+        format!(
+            "needs the caller's `{}` connection, which they have not set up",
+            connection.name
+        )
+    };
+    match found {
+        Ok(Some(credential)) if !credential.expired() && !credential.secret.is_empty() => {
+            Ok(credential)
+        }
+        Ok(_) => Err(missing()),
+        Err(e) => {
+            tracing::error!(
+                connection = connection.name,
+                "cannot read a credential: {e}"
+            );
+            Err("the credential store cannot be read".to_string())
+        }
+    }
+}
+
+/// `request` with the plugin's own credentials taken out and the caller's
+/// `credential` for `connection` put in, with what keeps it out of the
+/// answer; or why it cannot be sent.
+fn with_credential(
+    request: http::Request<WasiBody>,
+    connection: &Connection,
+    credential: std::result::Result<Credential, String>,
+) -> std::result::Result<(http::Request<WasiBody>, Scrubber), String> {
+    let credential = credential?;
+    let (mut parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let path = connection
+        .inject
+        .apply(&mut parts.headers, path, &credential.secret)
+        .map_err(|e| e.to_string())?;
+    let mut uri = parts.uri.clone().into_parts();
+    uri.path_and_query = Some(
+        path.parse()
+            .map_err(|_| "the credential cannot go in a URL".to_string())?,
+    );
+    parts.uri =
+        http::Uri::from_parts(uri).map_err(|_| "the credential cannot go in a URL".to_string())?;
+    Ok((
+        http::Request::from_parts(parts, body),
+        Scrubber::new(&credential.secret),
+    ))
+}
+
 async fn send(
     mut request: http::Request<WasiBody>,
     to: &Destination,
+    caller: Option<Arc<Principal>>,
+    scrubber: Option<Scrubber>,
     grant: &Arc<NetGrant>,
     plugin: &str,
     denials: &Denials,
@@ -301,7 +406,7 @@ async fn send(
     // A kept connection the server has closed meanwhile hands the request
     // back unsent, and the next one (or a new one) carries it.
     let (sender, response) = loop {
-        if let Some(mut kept) = grant.connections.take(&to.origin) {
+        if let Some(mut kept) = grant.pool.take(&to.origin, &caller) {
             match kept.sender.try_send_request(request).await {
                 Ok(response) => {
                     metrics.outbound_reused.inc();
@@ -325,10 +430,31 @@ async fn send(
     // or failed before that takes it along (hyper closes it).
     let give_back = move || {
         if sent_whole.load(Ordering::Acquire) {
-            grant.connections.give_back(origin, sender);
+            grant.pool.give_back(origin, caller, sender);
         }
     };
-    let response = response.map(|body| {
+    let (mut parts, body) = response.into_parts();
+    if let Some(scrubber) = &scrubber {
+        scrubber.mask_headers(&mut parts.headers);
+        let encoded = parts
+            .headers
+            .get(http::header::CONTENT_ENCODING)
+            .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"));
+        if encoded {
+            return Err(refuse(
+                plugin,
+                denials,
+                &to.target,
+                "the upstream compressed its answer although asked not to, so it cannot be checked for the credential",
+            ));
+        }
+    }
+    let body = Scrubbed {
+        inner: body,
+        scrubber,
+        trailers: None,
+    };
+    let response = http::Response::from_parts(parts, body).map(|body| {
         CappedBody {
             inner: body,
             left: limit,
@@ -423,6 +549,71 @@ async fn resolve(
         }
     }
     chosen.ok_or(Error::HttpRequestDenied)
+}
+
+/// A response body with a connection's credential masked wherever it
+/// appears (see [`Scrubber`]); without a scrubber, the body as it is.
+struct Scrubbed<B> {
+    inner: B,
+    scrubber: Option<Scrubber>,
+    /// Trailers that came while masked bytes were still held back.
+    trailers: Option<Frame<Bytes>>,
+}
+
+impl<B> Body for Scrubbed<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        if let Some(trailers) = this.trailers.take() {
+            return Poll::Ready(Some(Ok(trailers)));
+        }
+        let Some(scrubber) = &mut this.scrubber else {
+            return Pin::new(&mut this.inner).poll_frame(cx);
+        };
+        loop {
+            return match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        let out = scrubber.feed(&data);
+                        if out.is_empty() {
+                            continue;
+                        }
+                        Poll::Ready(Some(Ok(Frame::data(out.into()))))
+                    }
+                    Err(trailers) => {
+                        let rest = scrubber.finish();
+                        if rest.is_empty() {
+                            return Poll::Ready(Some(Ok(trailers)));
+                        }
+                        this.trailers = Some(trailers);
+                        Poll::Ready(Some(Ok(Frame::data(rest.into()))))
+                    }
+                },
+                Poll::Ready(None) => {
+                    let rest = scrubber.finish();
+                    match rest.is_empty() {
+                        true => Poll::Ready(None),
+                        false => Poll::Ready(Some(Ok(Frame::data(rest.into())))),
+                    }
+                }
+                other => other,
+            };
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.trailers.is_none()
+            && self.scrubber.as_ref().is_none_or(|s| s.holds_nothing())
+            && self.inner.is_end_stream()
+    }
 }
 
 /// A body that fails with `too_big` once more than `left` bytes pass:

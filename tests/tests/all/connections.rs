@@ -1,0 +1,423 @@
+//! Per-caller credentials injected at the egress boundary: a plugin
+//! granted a connection reaches its host with the calling user's
+//! credential, which the host adds and the plugin never holds. The
+//! `testbed` plugin tries to get it anyway: its own `Authorization`
+//! header, an upstream that echoes requests in its body and headers, a
+//! compressed echo, a redirect to another host, a scan of its own memory.
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use moat::credentials::store::{Credential, Owner, Store};
+use moat_tests::auth::{TestIssuer, TestKey, tenant_client, tenant_with_plugin};
+use moat_tests::client::call_text;
+use moat_tests::{MoatServer, Sandbox};
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+
+use moat_tests::client::Client;
+
+/// Every `Authorization` header and query an upstream was sent.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<String>>>);
+
+impl Seen {
+    fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Notes what `request` carried.
+fn record(seen: &Seen, request: &Request) {
+    let auth = request
+        .headers()
+        .get("authorization")
+        .map_or("-".to_string(), |v| v.to_str().unwrap().to_string());
+    let query = request.uri().query().unwrap_or("-").to_string();
+    seen.0.lock().unwrap().push(format!("{auth} {query}"));
+}
+
+/// `request`'s URI and headers, as text.
+fn echo(request: &Request) -> String {
+    let mut text = format!("{}\n", request.uri());
+    for (name, value) in request.headers() {
+        text.push_str(&format!("{name}: {}\n", value.to_str().unwrap()));
+    }
+    text
+}
+
+/// An API that knows alice's and bob's tokens, plus an echo of the whole
+/// request (in the body and in a header), a compressed echo and a
+/// redirect to `elsewhere`.
+async fn upstream(elsewhere: String) -> (String, Seen) {
+    let seen = Seen::default();
+    let app = Router::new()
+        .route(
+            "/user",
+            get(|State(seen): State<Seen>, request: Request| async move {
+                record(&seen, &request);
+                let login = match request.headers().get("authorization") {
+                    Some(v) if v == "Bearer alice-token" => "alice",
+                    Some(v) if v == "Bearer bob-token" => "bob",
+                    _ => return (StatusCode::UNAUTHORIZED, "who are you?").into_response(),
+                };
+                format!("login={login}").into_response()
+            }),
+        )
+        .route(
+            "/echo",
+            get(|State(seen): State<Seen>, request: Request| async move {
+                record(&seen, &request);
+                let text = echo(&request);
+                let mut headers = HeaderMap::new();
+                if let Some(auth) = request.headers().get("authorization") {
+                    headers.insert("x-echo-auth", auth.clone());
+                }
+                (headers, text).into_response()
+            }),
+        )
+        .route(
+            "/gzip",
+            get(|State(seen): State<Seen>, request: Request| async move {
+                record(&seen, &request);
+                // Claims an encoding whatever was asked: the body is the
+                // plain echo, which a checker that trusted the label
+                // would pass through unread.
+                ([("content-encoding", "gzip")], echo(&request)).into_response()
+            }),
+        )
+        .route(
+            "/redirect",
+            get(
+                move |State(seen): State<Seen>, request: Request| async move {
+                    record(&seen, &request);
+                    Response::builder()
+                        .status(302)
+                        .header("location", format!("{elsewhere}/steal"))
+                        .body(axum::body::Body::empty())
+                        .unwrap()
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, seen)
+}
+
+/// A host that is no connection's: it records what it is sent.
+async fn elsewhere() -> (String, Seen) {
+    let seen = Seen::default();
+    let app = Router::new()
+        .fallback(|State(seen): State<Seen>, request: Request| async move {
+            let headers: Vec<String> = request
+                .headers()
+                .iter()
+                .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+                .collect();
+            seen.0
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", request.uri(), headers.join("; ")));
+            "nothing here"
+        })
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, seen)
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    server: MoatServer,
+    issuer: TestIssuer,
+    key: TestKey,
+    store: Store,
+    api: String,
+    api_seen: Seen,
+    keyed: String,
+    keyed_seen: Seen,
+    other: String,
+    other_seen: Seen,
+}
+
+const STORE_KEY: [u8; 32] = [42; 32];
+
+/// Tenants `acme` and `beta` serve `testbed` granted connection `gh` (a
+/// bearer token for `api`) and `keyed` (a key in the query for `keyed`),
+/// and `other`, which is no connection's host.
+async fn world() -> World {
+    let key = TestKey::new("k1", 14);
+    let issuer = TestIssuer::start(&[&key]).await;
+    let (other, other_seen) = elsewhere().await;
+    let (api, api_seen) = upstream(other.clone()).await;
+    let (keyed, keyed_seen) = upstream(other.clone()).await;
+    let testbed = moat_tests::plugin_wasm("testbed").display().to_string();
+    let tenant = |name: &str| {
+        let grants = format!(
+            "allow_hosts = [\"{api}\", \"{keyed}\", \"{other}\"]\nconnections = [\"gh\", \"keyed\"]"
+        );
+        tenant_with_plugin(name, &issuer, "testbed", &testbed, &grants)
+    };
+    let key_text = hex::encode(STORE_KEY);
+    let dir = Sandbox::builder()
+        .toml(&format!(
+            r#"[audit]
+file = "audit.jsonl"
+
+[credentials]
+dir = "creds"
+key = {{ from_env = "MOAT_TEST_STORE_KEY" }}
+
+[[connection]]
+name = "gh"
+kind = "api_key"
+hosts = ["{api}"]
+
+[[connection]]
+name = "keyed"
+kind = "api_key"
+hosts = ["{keyed}"]
+inject = {{ query = "api_key" }}
+"#
+        ))
+        .toml(&tenant("acme"))
+        .toml(&tenant("beta"))
+        .write();
+    let server = MoatServer::start_with(
+        dir.path(),
+        "127.0.0.1:0",
+        &[],
+        &[("MOAT_TEST_STORE_KEY", &key_text)],
+    );
+    let store = Store::new(dir.path().join("creds"), &STORE_KEY);
+    World {
+        dir,
+        server,
+        issuer,
+        key,
+        store,
+        api,
+        api_seen,
+        keyed,
+        keyed_seen,
+        other,
+        other_seen,
+    }
+}
+
+impl World {
+    fn owner(&self, tenant: &str, subject: &str, connection: &str) -> Owner {
+        Owner {
+            tenant: Some(tenant.into()),
+            issuer: self.issuer.base.clone(),
+            subject: subject.into(),
+            connection: connection.into(),
+        }
+    }
+
+    fn give(&self, tenant: &str, subject: &str, connection: &str, secret: &str) {
+        let credential = Credential {
+            secret: secret.into(),
+            refresh_token: None,
+            expires_at: None,
+            stored_at: moat_tests::auth::now(),
+        };
+        self.store
+            .put(&self.owner(tenant, subject, connection), &credential)
+            .unwrap();
+    }
+
+    /// Runs `moat connections ARGS --config` on this world's config.
+    fn connections(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(moat_tests::moat_bin())
+            .arg("connections")
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.path().join("moat.toml"))
+            .env("MOAT_TEST_STORE_KEY", hex::encode(STORE_KEY))
+            .output()
+            .unwrap()
+    }
+
+    async fn client(&self, tenant: &str, subject: &str) -> Client {
+        tenant_client(&self.server.base, tenant, &self.issuer, &self.key, subject).await
+    }
+}
+
+/// What `testbed.request` learnt of `url`, sent with `headers`.
+async fn request(client: &Client, url: &str, headers: &[(&str, &str)]) -> String {
+    let (failed, text) = call_text(
+        client,
+        "testbed.request",
+        json!({ "url": url, "headers": headers, "scan_for_reversed": "nekot-ecila" }),
+    )
+    .await;
+    assert!(!failed, "{text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_callers_own_credential_reaches_the_upstream_and_never_the_plugin() {
+    let w = world().await;
+    w.give("acme", "alice", "gh", "alice-token");
+    w.give("acme", "bob", "gh", "bob-token");
+    w.give("acme", "alice", "keyed", "alice-key");
+    let alice = w.client("acme", "alice").await;
+    let bob = w.client("acme", "bob").await;
+
+    // Each caller acts as themselves, and a header the plugin sets itself
+    // is replaced, not sent beside the user's.
+    let answer = request(&alice, &format!("{}/user", w.api), &[]).await;
+    assert!(
+        answer.starts_with("200\n") && answer.contains("login=alice"),
+        "{answer}"
+    );
+    let answer = request(
+        &bob,
+        &format!("{}/user", w.api),
+        &[("Authorization", "Bearer plugin-own"), ("Cookie", "s=1")],
+    )
+    .await;
+    assert!(answer.contains("login=bob"), "bob stays bob: {answer}");
+    assert_eq!(
+        w.api_seen.all(),
+        ["Bearer alice-token -", "Bearer bob-token -"]
+    );
+
+    // An upstream that echoes the request: the credential comes back
+    // masked in the body and in the header, and is nowhere in the
+    // plugin's memory after reading it all.
+    let echo = request(&alice, &format!("{}/echo", w.api), &[]).await;
+    assert!(!echo.contains("alice-token"), "{echo}");
+    assert!(echo.contains("authorization: Bearer ***********"), "{echo}");
+    assert!(echo.contains("x-echo-auth: Bearer ***********"), "{echo}");
+    assert!(echo.contains("accept-encoding: identity"), "{echo}");
+    assert!(echo.ends_with("[in memory: 0]"), "{echo}");
+
+    // A query credential replaces the plugin's parameter of that name,
+    // and is masked where the upstream echoes the URL.
+    let echo = request(&alice, &format!("{}/echo?api_key=mine&q=1", w.keyed), &[]).await;
+    assert!(echo.contains("/echo?q=1&api_key=*********\n"), "{echo}");
+    assert!(!echo.contains("alice-key"), "{echo}");
+    assert_eq!(w.keyed_seen.all(), ["- q=1&api_key=alice-key"]);
+
+    // An answer labelled compressed cannot be checked: it is refused.
+    let gzip = request(&alice, &format!("{}/gzip", w.api), &[]).await;
+    assert!(gzip.contains("HttpRequestDenied"), "{gzip}");
+    assert!(!gzip.contains("alice-token"), "{gzip}");
+
+    // A redirect elsewhere: following it sends nothing of the user's.
+    let redirect = request(&alice, &format!("{}/redirect", w.api), &[]).await;
+    let location = redirect
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap()
+        .to_string();
+    assert!(location.starts_with(&w.other), "{redirect}");
+    request(&alice, &location, &[]).await;
+    let mut before = w.api_seen.all().len();
+    request(&alice, &format!("{}/user", w.other), &[]).await;
+    for line in w.other_seen.all() {
+        assert!(
+            !line.contains("alice-token") && !line.contains("authorization"),
+            "{line}"
+        );
+    }
+
+    // The plugin's environment is empty: nothing was put there.
+    assert_eq!(
+        call_text(&alice, "testbed.env_count", json!({})).await.1,
+        "0"
+    );
+
+    // Nobody else's calls carry alice's credential: carol has none, and
+    // alice at another tenant is another caller.
+    let carol = w.client("acme", "carol").await;
+    let refused = request(&carol, &format!("{}/user", w.api), &[]).await;
+    assert!(refused.contains("HttpRequestDenied"), "{refused}");
+    let alice_at_beta = w.client("beta", "alice").await;
+    let refused = request(&alice_at_beta, &format!("{}/user", w.api), &[]).await;
+    assert!(refused.contains("HttpRequestDenied"), "{refused}");
+    assert_eq!(
+        w.api_seen.all().len(),
+        before,
+        "refused requests never leave"
+    );
+
+    // The operator lists who has connected (never the secrets) and
+    // revokes alice's: her next call has no credential; the host serves on.
+    let listed = w.connections(&["list"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    for line in [
+        "acme\talice\tgh\t",
+        "acme\tbob\tgh\t",
+        "acme\talice\tkeyed\t",
+    ] {
+        assert!(listed.contains(line), "{listed}");
+    }
+    assert!(
+        !listed.contains("token") && !listed.contains("alice-key"),
+        "{listed}"
+    );
+    let revoked = w.connections(&[
+        "revoke",
+        "--tenant",
+        "acme",
+        "--subject",
+        "alice",
+        "--connection",
+        "gh",
+    ]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    assert_eq!(w.store.get(&w.owner("acme", "alice", "gh")).unwrap(), None);
+    assert!(
+        w.store
+            .get(&w.owner("acme", "alice", "keyed"))
+            .unwrap()
+            .is_some()
+    );
+    let refused = request(&alice, &format!("{}/user", w.api), &[]).await;
+    assert!(refused.contains("HttpRequestDenied"), "{refused}");
+    let answer = request(&bob, &format!("{}/user", w.api), &[]).await;
+    assert!(answer.contains("login=bob"), "{answer}");
+    before += 1;
+    assert_eq!(w.api_seen.all().len(), before);
+
+    // An expired credential is not sent.
+    w.store
+        .put(
+            &w.owner("acme", "bob", "gh"),
+            &Credential {
+                secret: "bob-token".into(),
+                refresh_token: None,
+                expires_at: Some(moat_tests::auth::now() - 10),
+                stored_at: moat_tests::auth::now() - 100,
+            },
+        )
+        .unwrap();
+    let refused = request(&bob, &format!("{}/user", w.api), &[]).await;
+    assert!(refused.contains("HttpRequestDenied"), "{refused}");
+
+    // No credential in the audit log, and the refusals are in it.
+    let audit = std::fs::read_to_string(w.dir.path().join("audit.jsonl")).unwrap();
+    for secret in ["alice-token", "bob-token", "alice-key"] {
+        assert!(!audit.contains(secret), "{secret} is in the audit log");
+    }
+    assert!(
+        audit.contains("needs the caller's `gh` connection, which they have not set up"),
+        "{audit}"
+    );
+    let log = w.server.log();
+    for secret in ["alice-token", "bob-token", "alice-key"] {
+        assert!(!log.contains(secret), "{secret} is in Moat's log");
+    }
+    for client in [alice, bob, carol, alice_at_beta] {
+        client.cancel().await.unwrap();
+    }
+}
