@@ -175,7 +175,7 @@ async fn serve_moat_with(dir: &Path, corpus: &Path, http: &str, extra: &str) -> 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     tokio::spawn(async move {
-        moat::transport::http::serve(mounts, listener, &config.http, std::future::pending())
+        moat::transport::http::serve(mounts, listener, &config.http, None, std::future::pending())
             .await
             .unwrap()
     });

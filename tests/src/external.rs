@@ -124,7 +124,7 @@ pub fn node_packages(tmp: &Path) -> PathBuf {
     let dir = npm_installed(tmp, "node-packages", &here("node"));
     // The scripts are copied every time: ES modules resolve packages next
     // to the script, so they must live beside node_modules.
-    for script in ["provider.mjs", "confirm.mjs"] {
+    for script in ["provider.mjs", "confirm.mjs", "upstream.mjs"] {
         std::fs::copy(here(&format!("node/{script}")), dir.join(script)).unwrap();
     }
     dir

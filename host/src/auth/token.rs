@@ -206,6 +206,17 @@ pub fn validate(token: &str, keys: &JwkSet, rules: &TokenRules) -> Result<Caller
     };
     let mut scopes = strings("scope");
     scopes.extend(strings("scp"));
+    let roles = rules
+        .roles_claim
+        .as_deref()
+        .map(strings)
+        .unwrap_or_default();
+    // Both reach plugins granted caller_identity, as environment values.
+    for (claim, set) in [("scope", &scopes), ("roles", &roles)] {
+        if set.iter().any(|v| v.contains('\0')) {
+            return Err(TokenError::NulInClaim(claim));
+        }
+    }
     Ok(Caller {
         issuer: claims
             .get("iss")
@@ -222,11 +233,7 @@ pub fn validate(token: &str, keys: &JwkSet, rules: &TokenRules) -> Result<Caller
             .find_map(|c| claims.get(*c).and_then(Value::as_str))
             .map(str::to_string),
         scopes,
-        roles: rules
-            .roles_claim
-            .as_deref()
-            .map(strings)
-            .unwrap_or_default(),
+        roles,
         expires_at: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
     })
 }
@@ -511,6 +518,10 @@ mod tests {
             (
                 key.sign(&with(json!({ "azp": "cli\0" }))),
                 TokenError::NulInClaim("azp"),
+            ),
+            (
+                key.sign(&with(json!({ "scope": ["tools:read", "x\0y"] }))),
+                TokenError::NulInClaim("scope"),
             ),
         ];
         for (token, expected) in cases {

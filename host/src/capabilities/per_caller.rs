@@ -32,6 +32,14 @@ impl Placeholder {
         Self::ALL.iter().find(|(n, _)| *n == text).map(|(_, p)| *p)
     }
 
+    /// What starts a folder name made from it (see [`MARKS`]).
+    fn mark(self) -> char {
+        match self {
+            Placeholder::Tenant => MARKS[0],
+            Placeholder::Subject => MARKS[1],
+        }
+    }
+
     /// Its value for `who`.
     fn value(self, who: &Principal) -> &str {
         match self {
@@ -129,16 +137,23 @@ impl Template {
 pub enum Segment {
     /// A folder name written in the config.
     Literal(String),
-    /// The caller's value, as a [`component`].
+    /// The caller's value, as a [`component`] after its kind's mark.
     Value(Placeholder),
 }
+
+/// What starts a folder name made from a value: `+` for a tenant, `@` for
+/// a subject. Neither is ever in a [`component`] (both are encoded), nor
+/// may start a name written in the config, so a subject's folder is never
+/// a tenant's (`data/{subject}` for `acme` beside
+/// `data/{tenant}/{subject}`), nor a folder the config names.
+pub const MARKS: [char; 2] = ['+', '@'];
 
 impl Segment {
     /// The folder name for `who`.
     pub fn name(&self, who: &Principal) -> String {
         match self {
             Segment::Literal(name) => name.clone(),
-            Segment::Value(p) => component(p.value(who)),
+            Segment::Value(p) => format!("{}{}", p.mark(), component(p.value(who))),
         }
     }
 }
@@ -147,7 +162,7 @@ impl fmt::Display for Segment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Segment::Literal(name) => f.write_str(name),
-            Segment::Value(p) => p.fmt(f),
+            Segment::Value(p) => write!(f, "{}{p}", p.mark()),
         }
     }
 }

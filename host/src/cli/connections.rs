@@ -65,7 +65,8 @@ pub(super) fn run(command: ConnectionsCommand) -> anyhow::Result<ExitCode> {
 fn store(config: &Config) -> anyhow::Result<Arc<Store>> {
     config
         .credentials
-        .clone()
+        .as_ref()
+        .map(|c| c.store.clone())
         .ok_or_else(|| anyhow::anyhow!("the config has no [credentials]: no credentials are kept"))
 }
 
@@ -74,10 +75,12 @@ fn list(store: &Store) -> anyhow::Result<ExitCode> {
     let mut unreadable = false;
     for entry in store.list()? {
         match entry {
+            // Subjects are the token issuer's words: shown escaped, so
+            // that none can fake a row or move the terminal's cursor.
             Ok((owner, credential)) => println!(
                 "{}\t{}\t{}\tstored {}\t{}",
                 owner.tenant.as_deref().unwrap_or("-"),
-                owner.subject,
+                owner.subject.escape_debug(),
                 owner.connection,
                 time(credential.stored_at),
                 match credential.expires_at {

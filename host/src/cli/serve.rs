@@ -126,6 +126,7 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         mounts,
         listener,
         &config.http,
+        ops.connect.clone(),
         transport::http::shutdown_signal(),
     )
     .await?;

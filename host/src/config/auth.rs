@@ -55,9 +55,7 @@ pub(super) fn parse(src: &Source, raw: RawAuth) -> Result<AuthConfig, ConfigErro
     let url = |value: &Spanned<String>, key: &str| -> Result<String, ConfigError> {
         let parsed = url::Url::parse(value.get_ref()).ok().filter(|u| {
             u.scheme() == "https"
-                || (u.scheme() == "http"
-                    && u.host_str()
-                        .is_some_and(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]"))
+                || (u.scheme() == "http" && crate::credentials::loopback(u.host_str()))
         });
         match parsed {
             Some(_) => Ok(value.get_ref().clone()),

@@ -55,6 +55,10 @@ impl Default for HttpConfig {
 /// Paths Moat serves itself, outside the MCP endpoint.
 pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz"];
 
+/// Folders of paths Moat serves itself: the pages where callers connect
+/// accounts, and where they revoke them.
+const RESERVED_FOLDERS: &[&str] = &["/connect", "/connections"];
+
 /// Checks an MCP endpoint path written as `key`: absolute, no trailing
 /// slash, plain characters (routers give `{`, `*` and `:` meanings), and
 /// clear of Moat's own paths.
@@ -74,11 +78,14 @@ pub(super) fn endpoint_path(
         || !plain
         || p.starts_with("/.well-known")
         || RESERVED_PATHS.contains(&p.as_str())
+        || RESERVED_FOLDERS
+            .iter()
+            .any(|f| p == f || p.strip_prefix(f).is_some_and(|rest| rest.starts_with('/')))
     {
         return Err(src.error(
             path.span(),
             format!("{key} = {p:?} cannot be an MCP endpoint"),
-            "use an absolute path of letters, digits and `/-._~` without a trailing slash, such as \"/mcp\", other than /healthz, /readyz and /.well-known/…",
+            "use an absolute path of letters, digits and `/-._~` without a trailing slash, such as \"/mcp\", other than /healthz, /readyz, /.well-known/…, /connect/… and /connections/…",
         ));
     }
     Ok(p.clone())

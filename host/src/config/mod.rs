@@ -59,7 +59,7 @@ pub struct Config {
     /// Upstream connections plugins may be granted, by name.
     pub connections: crate::credentials::Connections,
     /// Where callers' credentials are kept, if `[credentials]` is set.
-    pub credentials: Option<std::sync::Arc<crate::credentials::store::Store>>,
+    pub credentials: Option<crate::credentials::CredentialsConfig>,
 }
 
 impl Config {
@@ -255,9 +255,13 @@ impl Config {
             .unwrap_or_default();
         let credentials = raw
             .credentials
-            .map(|c| crate::credentials::parse_store(&src, c))
+            .map(|c| crate::credentials::parse_credentials(&src, c))
             .transpose()?;
-        let connections = crate::credentials::parse(&src, raw.connections, credentials.as_ref())?;
+        let connections = crate::credentials::parse(
+            &src,
+            raw.connections,
+            credentials.as_ref().map(|c| &c.store),
+        )?;
         let top = GrantContext {
             in_tenant: false,
             connections: &connections,

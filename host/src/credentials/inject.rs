@@ -2,6 +2,7 @@
 //! the plugin's own is taken out first, and how the credential is kept out
 //! of what comes back. Pure: headers, paths and bytes in and out.
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Where a connection's credential goes.
@@ -20,12 +21,16 @@ pub enum Inject {
 
 /// Headers a plugin may not send to a connection's host: with the user's
 /// credential added, a credential of the plugin's own (or a cookie) would
-/// make the upstream act for someone else, and a header the plugin
-/// controls must not sit beside the injected one.
-const PLUGIN_CREDENTIALS: [HeaderName; 3] = [
+/// make the upstream act for someone else; an encoding (`TE`) could carry
+/// the credential back past the [`Scrubber`], and a range could return it
+/// in pieces no scrubber recognises.
+const PLUGIN_CREDENTIALS: [HeaderName; 6] = [
     http::header::AUTHORIZATION,
     http::header::PROXY_AUTHORIZATION,
     http::header::COOKIE,
+    http::header::TE,
+    http::header::RANGE,
+    http::header::IF_RANGE,
 ];
 
 /// The credential could not be put in a request (a secret with a line
@@ -79,21 +84,61 @@ impl Inject {
 
 /// Masks a secret wherever it appears in a stream of chunks, also across
 /// chunk boundaries: an upstream that echoes requests (as debugging
-/// endpoints and `TRACE` do) must not hand the plugin the credential it
-/// was sent. Each byte of a match becomes `*`, so lengths do not change.
+/// endpoints do, and redirects and links that repeat a query) must not
+/// hand the plugin the credential it was sent. It looks for every
+/// spelling the secret may come back in: as sent, percent-encoded (upper
+/// and lower case, `+` or `%20` for spaces) and JSON-escaped. Each byte of
+/// a match becomes `*`, so lengths do not change.
 pub struct Scrubber {
-    finder: memchr::memmem::Finder<'static>,
+    spellings: AhoCorasick,
+    /// The longest spelling's length less one: what may be the start of a
+    /// match at the end of a chunk.
+    overlap: usize,
     /// The end of the stream so far, which may be the start of a match.
     carry: Vec<u8>,
 }
 
 impl Scrubber {
-    /// A scrubber of `secret` (not empty).
-    pub fn new(secret: &str) -> Scrubber {
-        Scrubber {
-            finder: memchr::memmem::Finder::new(secret.as_bytes()).into_owned(),
-            carry: Vec::new(),
+    /// A scrubber of `secret`; `None` for an empty one, which is never
+    /// sent.
+    pub fn new(secret: &str) -> Option<Scrubber> {
+        if secret.is_empty() {
+            return None;
         }
+        let mut spellings = vec![secret.to_string()];
+        let percent = |upper: bool, space: &str| -> String {
+            secret
+                .bytes()
+                .map(|b| match b {
+                    b' ' => space.to_string(),
+                    b if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => {
+                        (b as char).to_string()
+                    }
+                    b if upper => format!("%{b:02X}"),
+                    b => format!("%{b:02x}"),
+                })
+                .collect()
+        };
+        spellings.push(percent(true, "+"));
+        spellings.push(percent(true, "%20"));
+        spellings.push(percent(false, "+"));
+        spellings.push(url::form_urlencoded::byte_serialize(secret.as_bytes()).collect());
+        let json = serde_json::to_string(secret).expect("a string serialises");
+        let json = json[1..json.len() - 1].to_string();
+        spellings.push(json.replace('/', "\\/"));
+        spellings.push(json);
+        spellings.sort();
+        spellings.dedup();
+        let overlap = spellings.iter().map(String::len).max().unwrap_or(1) - 1;
+        let spellings = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&spellings)
+            .expect("a few short patterns");
+        Some(Scrubber {
+            spellings,
+            overlap,
+            carry: Vec::new(),
+        })
     }
 
     /// What of the stream, with `chunk` added, can be passed on.
@@ -101,7 +146,7 @@ impl Scrubber {
         let mut bytes = std::mem::take(&mut self.carry);
         bytes.extend_from_slice(chunk);
         self.mask(&mut bytes);
-        let keep = bytes.len().min(self.finder.needle().len() - 1);
+        let keep = bytes.len().min(self.overlap);
         self.carry = bytes.split_off(bytes.len() - keep);
         bytes
     }
@@ -118,18 +163,20 @@ impl Scrubber {
 
     /// `bytes` with every match masked: a whole header value, say.
     pub fn mask(&self, bytes: &mut [u8]) {
-        let len = self.finder.needle().len();
-        let mut from = 0;
-        while let Some(at) = self.finder.find(&bytes[from..]) {
-            bytes[from + at..from + at + len].fill(b'*');
-            from += at + len;
+        let found: Vec<_> = self
+            .spellings
+            .find_iter(&*bytes)
+            .map(|m| m.range())
+            .collect();
+        for range in found {
+            bytes[range].fill(b'*');
         }
     }
 
     /// `headers` with every match in their values masked.
     pub fn mask_headers(&self, headers: &mut HeaderMap) {
         for value in headers.values_mut() {
-            if self.finder.find(value.as_bytes()).is_some() {
+            if self.spellings.is_match(value.as_bytes()) {
                 let mut bytes = value.as_bytes().to_vec();
                 self.mask(&mut bytes);
                 *value = HeaderValue::from_bytes(&bytes).expect("`*` is a header byte");
@@ -208,7 +255,7 @@ mod tests {
         let expected = text.replace(secret, &"*".repeat(secret.len()));
         // Every split into two chunks, and one byte at a time.
         for split in 0..=text.len() {
-            let mut s = Scrubber::new(secret);
+            let mut s = Scrubber::new(secret).unwrap();
             let mut out = s.feed(&text.as_bytes()[..split]);
             out.extend(s.feed(&text.as_bytes()[split..]));
             out.extend(s.finish());
@@ -218,14 +265,37 @@ mod tests {
                 "split at {split}"
             );
         }
-        let mut s = Scrubber::new(secret);
+        let mut s = Scrubber::new(secret).unwrap();
         let mut out: Vec<u8> = text.bytes().flat_map(|b| s.feed(&[b])).collect();
         out.extend(s.finish());
         assert_eq!(String::from_utf8(out).unwrap(), expected);
 
         let mut headers = headers(&[("x-echo", "Bearer gho_SECRET"), ("other", "fine")]);
-        Scrubber::new(secret).mask_headers(&mut headers);
+        Scrubber::new(secret).unwrap().mask_headers(&mut headers);
         assert_eq!(headers["x-echo"], "Bearer **********");
         assert_eq!(headers["other"], "fine");
+        assert!(Scrubber::new("").is_none());
+    }
+
+    #[test]
+    fn a_secret_is_masked_in_every_spelling_it_comes_back_in() {
+        let secret = "a+b/c= d";
+        let s = Scrubber::new(secret).unwrap();
+        for spelled in [
+            "a+b/c= d",
+            "a%2Bb%2Fc%3D+d",
+            "a%2Bb%2Fc%3D%20d",
+            "a%2bb%2fc%3d+d",
+            "a+b\\/c= d",
+        ] {
+            let mut bytes = format!("x{spelled}y").into_bytes();
+            s.mask(&mut bytes);
+            let masked = String::from_utf8(bytes).unwrap();
+            assert_eq!(
+                masked,
+                format!("x{}y", "*".repeat(spelled.len())),
+                "{spelled}"
+            );
+        }
     }
 }

@@ -8,8 +8,11 @@
 //! outbound hook takes out any credential the plugin set and puts in the
 //! caller's ([`inject`]). The plugin never holds it.
 
+pub mod connect;
 pub mod inject;
+pub mod oauth;
 pub mod store;
+pub mod ticket;
 
 use crate::capabilities::env::{RawFrom, from_source};
 use crate::capabilities::net::allow::{Origin, Scheme};
@@ -80,8 +83,26 @@ impl std::fmt::Debug for OAuth2 {
     }
 }
 
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The connections of a config, by name.
 pub type Connections = BTreeMap<String, Arc<Connection>>;
+
+/// `[credentials]`: where callers' credentials are kept, and where
+/// their browsers reach Moat's connect pages.
+#[derive(Debug, Clone)]
+pub struct CredentialsConfig {
+    /// The encrypted store.
+    pub store: Arc<Store>,
+    /// The origin users' browsers reach Moat at (and the provider sends
+    /// them back to); `None`: the address Moat listens on.
+    pub public_url: Option<String>,
+}
 
 /// `[credentials]` as written.
 #[derive(Debug, Deserialize)]
@@ -89,6 +110,7 @@ pub type Connections = BTreeMap<String, Arc<Connection>>;
 pub struct RawCredentials {
     dir: Spanned<String>,
     key: Spanned<RawFrom>,
+    public_url: Option<Spanned<String>>,
 }
 
 /// `[[connection]]` as written.
@@ -115,10 +137,36 @@ struct RawInject {
     query: Option<String>,
 }
 
-/// The store `[credentials]` names, its key read now.
-pub fn parse_store(src: &Source, raw: Spanned<RawCredentials>) -> Result<Arc<Store>, ConfigError> {
+/// `[credentials]`, its key read now.
+pub fn parse_credentials(
+    src: &Source,
+    raw: Spanned<RawCredentials>,
+) -> Result<CredentialsConfig, ConfigError> {
     let span = raw.span();
-    let RawCredentials { dir, key } = raw.into_inner();
+    let RawCredentials {
+        dir,
+        key,
+        public_url,
+    } = raw.into_inner();
+    let public_url = match public_url {
+        None => None,
+        Some(url) => match url::Url::parse(url.get_ref()) {
+            Ok(u)
+                if (u.scheme() == "https" || (u.scheme() == "http" && loopback(u.host_str())))
+                    && u.path() == "/"
+                    && u.query().is_none() =>
+            {
+                Some(url.get_ref().trim_end_matches('/').to_string())
+            }
+            _ => {
+                return Err(src.error(
+                    url.span(),
+                    format!("public_url = {:?} is not an https:// origin", url.get_ref()),
+                    "write where users' browsers reach Moat, such as \"https://tools.example.com\" (http:// only on loopback)",
+                ));
+            }
+        },
+    };
     let key_span = key.span();
     let (text, _) = from_source(src, key_span.clone(), "[credentials] key", key.into_inner())?;
     let key = store::parse_key(&text).ok_or_else(|| {
@@ -136,7 +184,10 @@ pub fn parse_store(src: &Source, raw: Spanned<RawCredentials>) -> Result<Arc<Sto
         ));
     }
     let dir: PathBuf = src.resolve(dir.get_ref());
-    Ok(Arc::new(Store::new(dir, &key)))
+    Ok(CredentialsConfig {
+        store: Arc::new(Store::new(dir, &key)),
+        public_url,
+    })
 }
 
 /// Every `[[connection]]`, checked; `store` is `[credentials]`'s.
@@ -347,8 +398,16 @@ fn parse_inject(src: &Source, raw: Spanned<RawInject>) -> Result<Inject, ConfigE
     }
 }
 
-fn loopback(host: Option<&str>) -> bool {
-    host.is_some_and(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]")
+/// Whether a URL's host is this machine: `localhost` or a loopback
+/// address (not merely a name that starts `127.`).
+pub(crate) fn loopback(host: Option<&str>) -> bool {
+    host.is_some_and(|h| {
+        h == "localhost"
+            || h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
 }
 
 /// Whether a credential may be sent to `origin`: over TLS, or to this
@@ -424,6 +483,14 @@ mod tests {
                 "[[connection]]\nname = \"k\"\nkind = \"api_key\"\nhosts = [\"http://api.example.com\"]",
                 "",
                 "in the clear",
+            ),
+            (
+                true,
+                "[[connection]]\nname = \"k\"\nkind = \"oauth2\"\nhosts = [\"https://a.example\"]\n\
+                 authorization_endpoint = \"https://a.example/auth\"\n\
+                 token_endpoint = \"http://127.evil.example/token\"\nclient_id = \"x\"",
+                "",
+                "token_endpoint = \"http://127.evil.example/token\" is not an https:// URL",
             ),
             (
                 true,

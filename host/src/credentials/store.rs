@@ -52,10 +52,7 @@ impl Credential {
     /// Whether `secret` has stopped working, or will within a minute (a
     /// request sent now should not fail on the way).
     pub fn expired(&self) -> bool {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.expires_at.is_some_and(|at| at <= now + 60)
+        self.expires_at.is_some_and(|at| at <= super::now() + 60)
     }
 }
 
@@ -82,6 +79,8 @@ pub struct Store {
     dir: PathBuf,
     seal: LessSafeKey,
     names: hmac::Key,
+    /// Seals connect links and OAuth `state` (see [`super::ticket`]).
+    tickets: super::ticket::Sealer,
 }
 
 impl std::fmt::Debug for Store {
@@ -123,8 +122,10 @@ impl Store {
         };
         let seal = derive(b"seal", CHACHA20_POLY1305.key_len());
         let names = derive(b"names", 32);
+        let tickets = derive(b"tickets", CHACHA20_POLY1305.key_len());
         Store {
             dir,
+            tickets: super::ticket::Sealer::new(&tickets),
             seal: LessSafeKey::new(
                 UnboundKey::new(&CHACHA20_POLY1305, &seal).expect("a 32-byte key"),
             ),
@@ -135,6 +136,11 @@ impl Store {
     /// Where the files are.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The sealer of this store's tickets.
+    pub fn tickets(&self) -> &super::ticket::Sealer {
+        &self.tickets
     }
 
     /// The file name of `owner`'s credential.

@@ -3,6 +3,7 @@
 //! the policy wants one.
 
 mod confirm;
+mod connect;
 mod content;
 mod notify;
 mod requests;
@@ -367,11 +368,18 @@ impl ServerHandler for McpHandler {
         if let Some(relay) = relaying.relay.clone() {
             call.relay(relay);
         }
+        let service = call.service().clone();
+        let tool = service.tool_name(&call).to_string();
         let mut outcome = notify::run_telling(call, &context, &self.log_level).await;
         if let Ok(report) = &mut outcome {
             self.subscriptions.updated(&report.changed);
             if let Some(pending) = report.pending.take() {
                 return self.asking(&relaying, pending).map(Into::into);
+            }
+            if let Some(owner) = report.needs.take()
+                && let Some(link) = service.connect_link(&owner)
+            {
+                return connect::needs(&tool, &owner.connection, &link, &context).map(Into::into);
             }
         }
         answer(outcome).map(Into::into)

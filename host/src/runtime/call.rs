@@ -13,6 +13,7 @@ use super::state::CallState;
 use super::{Plugin, Runtime};
 use crate::capabilities::Grants;
 use crate::capabilities::identity::Scope;
+use crate::credentials::store::Owner;
 use crate::tool::{Answer, Completion, PromptOutput, Role, ToolOutput};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +53,9 @@ pub struct CallReport<T = ToolOutput> {
     pub pending: Option<super::client::Pending>,
     /// Resource URIs the plugin said changed.
     pub changed: Vec<String>,
+    /// The caller's connection a request of the call needed and they have
+    /// not set up: the client is asked to have them connect it.
+    pub needs: Option<Owner>,
 }
 
 /// A request to a plugin other than a tool call.
@@ -156,6 +160,7 @@ impl<T> CallReport<T> {
             asked: traces.asked,
             pending: traces.pending,
             changed: traces.changed,
+            needs: traces.needs,
         }
     }
 }
@@ -167,6 +172,7 @@ pub(super) struct Traces {
     asked: Vec<String>,
     pending: Option<super::client::Pending>,
     changed: Vec<String>,
+    needs: Option<Owner>,
 }
 
 /// How a run ended, what it cost, and what it was refused or asked.
@@ -219,6 +225,7 @@ impl Runtime {
                 asked: Vec::new(),
                 pending: None,
                 changed: Vec::new(),
+                needs: None,
             };
         }
         let limits = plugin.grants.limits;
@@ -495,6 +502,7 @@ async fn execute(job: Job, blocking: bool, busy: Arc<AtomicBool>) -> Ran {
         asked: state.asking.asked.clone(),
         pending: state.asking.pending.clone(),
         changed: state.changed.clone(),
+        needs: state.outbound.needed(),
     };
     let result = match ran {
         Err(_elapsed) => Err(CallError::TimedOut {

@@ -32,6 +32,8 @@ pub struct Operations {
     confirmations: Arc<Confirmations>,
     /// Questions waiting for a person, per caller.
     waiting: Arc<Mutex<HashMap<String, u32>>>,
+    /// The pages where callers connect accounts, with `[credentials]`.
+    pub connect: Option<Arc<crate::credentials::connect::Connect>>,
 }
 
 /// Questions one caller may have waiting for a person at once: each holds
@@ -72,6 +74,7 @@ impl Default for Operations {
                 Confirmations::new(&ConfirmSettings::default()).expect("a random key is valid"),
             ),
             waiting: Arc::default(),
+            connect: None,
         }
     }
 }
@@ -102,6 +105,13 @@ impl Operations {
             store,
             confirmations: Arc::new(Confirmations::new(&config.confirmation)?),
             waiting: Arc::default(),
+            connect: config.credentials.as_ref().map(|c| {
+                crate::credentials::connect::Connect::new(
+                    c.store.clone(),
+                    config.connections.clone(),
+                    c.public_url.clone(),
+                )
+            }),
         })
     }
 

@@ -115,6 +115,12 @@ impl ToolService {
         self.ops.confirmations().open_payload(state, binding)
     }
 
+    /// The link where `owner` connects the account a call needed, when
+    /// this process serves the connect pages.
+    pub fn connect_link(&self, owner: &crate::credentials::store::Owner) -> Option<String> {
+        self.ops.connect.as_ref().map(|c| c.link(owner))
+    }
+
     /// The name clients call `call`'s tool by.
     pub fn tool_name(&self, call: &AdmittedCall) -> &str {
         &self.tools[call.tool].name

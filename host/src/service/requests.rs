@@ -281,6 +281,7 @@ impl ToolService {
                     asked: Vec::new(),
                     pending: None,
                     changed: Vec::new(),
+                    needs: None,
                 };
                 self.ops
                     .finish(self.tenant(), None, method, record, Ok(report))

@@ -99,7 +99,7 @@ pub struct FetchOptions {
 /// outbound connection of the host trusts) and the system's
 /// (`SSL_CERT_FILE` included), so that a private registry's CA can be
 /// added and an image without a CA bundle still reaches public registries.
-fn roots() -> Vec<Vec<u8>> {
+pub(crate) fn roots() -> Vec<Vec<u8>> {
     let mut roots: Vec<Vec<u8>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
         .map(|c| c.to_vec())

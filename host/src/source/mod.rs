@@ -10,6 +10,7 @@
 
 pub mod config;
 mod fetch;
+pub(crate) use fetch::roots;
 mod https;
 pub mod lock;
 mod oci;

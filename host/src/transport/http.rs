@@ -17,6 +17,7 @@ use super::sessions::Sessions;
 use crate::auth::AuthConfig;
 use crate::auth::endpoint::Endpoint;
 use crate::config::{HttpConfig, Served};
+use crate::credentials::connect::Connect;
 use crate::mcp::{LiveEndpoint, McpHandler, Serving};
 use crate::service::{Live, SharedService};
 use anyhow::{Context, bail};
@@ -78,6 +79,8 @@ pub struct Mount {
     pub live: LiveEndpoint,
     /// Its token rules; `None`: no authentication.
     pub auth: Option<AuthConfig>,
+    /// The tenant it serves; `None`: the top-level endpoint.
+    pub tenant: Option<String>,
 }
 
 impl Mount {
@@ -87,17 +90,20 @@ impl Mount {
             path: served.path.to_string(),
             live: Live::new(Serving::new(service)),
             auth: served.auth.cloned(),
+            tenant: served.tenant.map(str::to_string),
         }
     }
 }
 
-/// Serves `mounts` on `listener` until `shutdown` resolves, then stops
+/// Serves `mounts` (and, with `[credentials]`, the pages where callers
+/// connect accounts) on `listener` until `shutdown` resolves, then stops
 /// taking requests, waits (up to the grace period) for running calls, and
 /// closes every session.
 pub async fn serve(
     mounts: Vec<Mount>,
     listener: TcpListener,
     http: &HttpConfig,
+    connect: Option<Arc<Connect>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
@@ -111,8 +117,12 @@ pub async fn serve(
     let expected = Arc::new(Expected::new(&hosts, &origins));
     let mut app = Router::new();
     let protected = mounts.iter().filter(|m| m.auth.is_some()).count();
+    let mut verifiers = Vec::new();
     for mount in mounts {
         let auth = mount.auth.map(|a| Arc::new(Endpoint::new(a)));
+        if let Some(endpoint) = &auth {
+            verifiers.push((mount.tenant.clone(), endpoint.clone()));
+        }
         let manager = Arc::new(LocalSessionManager::default());
         let mcp = mcp_service(
             mount.live.clone(),
@@ -153,17 +163,21 @@ pub async fn serve(
             app = app.route(&path, get(metadata));
         }
     }
-    let app = app
+    let mut app = app
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(ready.clone())
-        .layer(middleware::from_fn_with_state(
-            Arc::new(TrustedProxies::new(
-                http.trusted_proxies.clone(),
-                http.proxy_headers,
-            )),
-            forwarded::apply,
-        ));
+        .with_state(ready.clone());
+    if let Some(connect) = connect {
+        connect.listening_at(format!("http://{addr}"));
+        app = app.merge(connect.routes(verifiers));
+    }
+    let app = app.layer(middleware::from_fn_with_state(
+        Arc::new(TrustedProxies::new(
+            http.trusted_proxies.clone(),
+            http.proxy_headers,
+        )),
+        forwarded::apply,
+    ));
 
     let stop_accepting = CancellationToken::new();
     let server = tokio::spawn({

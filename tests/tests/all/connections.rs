@@ -63,7 +63,11 @@ async fn upstream(elsewhere: String) -> (String, Seen) {
                     Some(v) if v == "Bearer bob-token" => "bob",
                     _ => return (StatusCode::UNAUTHORIZED, "who are you?").into_response(),
                 };
-                format!("login={login}").into_response()
+                (
+                    [("set-cookie", "session=for-the-user")],
+                    format!("login={login}"),
+                )
+                    .into_response()
             }),
         )
         .route(
@@ -249,6 +253,18 @@ impl World {
     }
 }
 
+/// Asserts that `client`'s call of `url` was answered with the link where
+/// its caller connects `gh` (the request itself never left).
+async fn asked_to_connect(client: &Client, url: &str) {
+    let (failed, text) = call_text(client, "testbed.request", json!({ "url": url })).await;
+    assert!(failed, "{text}");
+    assert!(
+        text.starts_with("needs_connection: `testbed.request` needs your gh account")
+            && text.contains("/connect/"),
+        "{text}"
+    );
+}
+
 /// What `testbed.request` learnt of `url`, sent with `headers`.
 async fn request(client: &Client, url: &str, headers: &[(&str, &str)]) -> String {
     let (failed, text) = call_text(
@@ -266,7 +282,8 @@ async fn each_callers_own_credential_reaches_the_upstream_and_never_the_plugin()
     let w = world().await;
     w.give("acme", "alice", "gh", "alice-token");
     w.give("acme", "bob", "gh", "bob-token");
-    w.give("acme", "alice", "keyed", "alice-key");
+    // A key with characters a URL encodes: it comes back encoded.
+    w.give("acme", "alice", "keyed", "alice-key/+=");
     let alice = w.client("acme", "alice").await;
     let bob = w.client("acme", "bob").await;
 
@@ -292,19 +309,36 @@ async fn each_callers_own_credential_reaches_the_upstream_and_never_the_plugin()
     // An upstream that echoes the request: the credential comes back
     // masked in the body and in the header, and is nowhere in the
     // plugin's memory after reading it all.
-    let echo = request(&alice, &format!("{}/echo", w.api), &[]).await;
+    // The plugin's asks for an encoding and a range of the answer are
+    // not sent: either could bring the credential back unrecognised.
+    let echo = request(
+        &alice,
+        &format!("{}/echo", w.api),
+        &[("TE", "gzip"), ("Range", "bytes=20-30"), ("If-Range", "x")],
+    )
+    .await;
     assert!(!echo.contains("alice-token"), "{echo}");
     assert!(echo.contains("authorization: Bearer ***********"), "{echo}");
     assert!(echo.contains("x-echo-auth: Bearer ***********"), "{echo}");
     assert!(echo.contains("accept-encoding: identity"), "{echo}");
+    for header in ["\nte:", "\nrange:", "\nif-range:"] {
+        assert!(!echo.contains(header), "{header} in {echo}");
+    }
     assert!(echo.ends_with("[in memory: 0]"), "{echo}");
+    // A session the upstream opens for the user's token stays with Moat.
+    let answer = request(&alice, &format!("{}/user", w.api), &[]).await;
+    assert!(!answer.contains("set-cookie"), "{answer}");
 
     // A query credential replaces the plugin's parameter of that name,
     // and is masked where the upstream echoes the URL.
     let echo = request(&alice, &format!("{}/echo?api_key=mine&q=1", w.keyed), &[]).await;
-    assert!(echo.contains("/echo?q=1&api_key=*********\n"), "{echo}");
+    let sent = "alice-key%2F%2B%3D";
+    assert!(
+        echo.contains(&format!("/echo?q=1&api_key={}\n", "*".repeat(sent.len()))),
+        "{echo}"
+    );
     assert!(!echo.contains("alice-key"), "{echo}");
-    assert_eq!(w.keyed_seen.all(), ["- q=1&api_key=alice-key"]);
+    assert_eq!(w.keyed_seen.all(), [format!("- q=1&api_key={sent}")]);
 
     // An answer labelled compressed cannot be checked: it is refused.
     let gzip = request(&alice, &format!("{}/gzip", w.api), &[]).await;
@@ -338,11 +372,9 @@ async fn each_callers_own_credential_reaches_the_upstream_and_never_the_plugin()
     // Nobody else's calls carry alice's credential: carol has none, and
     // alice at another tenant is another caller.
     let carol = w.client("acme", "carol").await;
-    let refused = request(&carol, &format!("{}/user", w.api), &[]).await;
-    assert!(refused.contains("HttpRequestDenied"), "{refused}");
+    asked_to_connect(&carol, &format!("{}/user", w.api)).await;
     let alice_at_beta = w.client("beta", "alice").await;
-    let refused = request(&alice_at_beta, &format!("{}/user", w.api), &[]).await;
-    assert!(refused.contains("HttpRequestDenied"), "{refused}");
+    asked_to_connect(&alice_at_beta, &format!("{}/user", w.api)).await;
     assert_eq!(
         w.api_seen.all().len(),
         before,
@@ -382,8 +414,7 @@ async fn each_callers_own_credential_reaches_the_upstream_and_never_the_plugin()
             .unwrap()
             .is_some()
     );
-    let refused = request(&alice, &format!("{}/user", w.api), &[]).await;
-    assert!(refused.contains("HttpRequestDenied"), "{refused}");
+    asked_to_connect(&alice, &format!("{}/user", w.api)).await;
     let answer = request(&bob, &format!("{}/user", w.api), &[]).await;
     assert!(answer.contains("login=bob"), "{answer}");
     before += 1;
@@ -401,8 +432,7 @@ async fn each_callers_own_credential_reaches_the_upstream_and_never_the_plugin()
             },
         )
         .unwrap();
-    let refused = request(&bob, &format!("{}/user", w.api), &[]).await;
-    assert!(refused.contains("HttpRequestDenied"), "{refused}");
+    asked_to_connect(&bob, &format!("{}/user", w.api)).await;
 
     // No credential in the audit log, and the refusals are in it.
     let audit = std::fs::read_to_string(w.dir.path().join("audit.jsonl")).unwrap();
@@ -420,4 +450,184 @@ async fn each_callers_own_credential_reaches_the_upstream_and_never_the_plugin()
     for client in [alice, bob, carol, alice_at_beta] {
         client.cancel().await.unwrap();
     }
+}
+
+/// The upstream of the OAuth test: panva's oidc-provider and an API that
+/// takes only its tokens (tests/node/upstream.mjs); killed on drop.
+struct Upstream {
+    child: std::process::Child,
+    issuer: String,
+    api: String,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_upstream(redirect: &str) -> Upstream {
+    use std::io::BufRead;
+    let dir =
+        moat_tests::external::node_packages(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let mut child = std::process::Command::new("node")
+        .arg("upstream.mjs")
+        .arg(redirect)
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting node: install Node.js 20 or newer");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut said = |prefix: &str| {
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
+        line.strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("the upstream did not start: {line:?}"))
+            .to_string()
+    };
+    let issuer = said("issuer ");
+    let api = said("api ");
+    // The provider prints as it works: keep reading, or its next line
+    // fails on a closed pipe and ends it.
+    std::thread::spawn(move || for _ in lines {});
+    Upstream { child, issuer, api }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_connects_an_account_through_url_elicitation_and_calls_as_the_user() {
+    let port = moat_tests::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let upstream = start_upstream(&format!("{base}/connect/callback"));
+    let key = TestKey::new("k1", 15);
+    let issuer = TestIssuer::start(&[&key]).await;
+    let testbed = moat_tests::plugin_wasm("testbed").display().to_string();
+    let grants = format!(
+        "allow_hosts = [\"{}\"]\nconnections = [\"gh\"]",
+        upstream.api
+    );
+    // No public_url: the pages are where Moat listens.
+    let dir = Sandbox::builder()
+        .toml(&format!(
+            r#"[credentials]
+dir = "creds"
+key = {{ from_env = "MOAT_TEST_STORE_KEY" }}
+
+[[connection]]
+name = "gh"
+kind = "oauth2"
+hosts = ["{api}"]
+authorization_endpoint = "{provider}/auth"
+token_endpoint = "{provider}/token"
+client_id = "moat-upstream"
+client_secret_env = "MOAT_TEST_GH_SECRET"
+scopes = ["openid", "repo"]
+"#,
+            api = upstream.api,
+            provider = upstream.issuer,
+        ))
+        .toml(&tenant_with_plugin(
+            "acme", &issuer, "testbed", &testbed, &grants,
+        ))
+        .write();
+    let server = MoatServer::start_with(
+        dir.path(),
+        &format!("127.0.0.1:{port}"),
+        &[],
+        &[
+            ("MOAT_TEST_STORE_KEY", &hex::encode(STORE_KEY)),
+            ("MOAT_TEST_GH_SECRET", "upstream-secret-0123456789"),
+        ],
+    );
+    let store = Store::new(dir.path().join("creds"), &STORE_KEY);
+    let token = |subject: &str| {
+        let mut claims = moat_tests::auth::claims(
+            &issuer.base,
+            &moat_tests::auth::tenant_resource("acme"),
+            "tools:read",
+        );
+        claims["sub"] = json!(subject);
+        key.sign(&claims)
+    };
+    let url = format!("{base}/t/acme/mcp");
+    let python = |step: &str, subject: &str| {
+        moat_tests::external::run_python(
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+            "connect.py",
+            |command| {
+                command.args(["--url", &url, "--token", &token(subject)]);
+                command.args(["--api", &upstream.api, "--step", step]);
+            },
+            || format!("moat's log:\n{}", server.log()),
+        )
+    };
+
+    // Alice is asked to connect, signs in at the provider as alice-gh,
+    // and her next calls reach the API as alice-gh.
+    let said = python("connect", "alice");
+    for line in [
+        "without url elicitation: the link is in the error",
+        "url elicitation mode=legacy: -32042",
+        "url elicitation mode=auto: -32042",
+        "connected, back at /connect/callback",
+        "after connecting mode=legacy: login=alice-gh token=",
+        "after connecting mode=auto: login=alice-gh token=",
+    ] {
+        assert!(said.contains(line), "{line:?} in:\n{said}");
+    }
+    let first = said
+        .lines()
+        .find_map(|l| l.strip_prefix("after connecting mode=auto: "))
+        .unwrap()
+        .to_string();
+
+    // Bob has connected nothing: he is asked, whatever alice did.
+    assert!(python("call", "bob").contains("error -32042"));
+
+    // Alice's access token expires: the next call refreshes it with the
+    // provider, stores the new one, and goes through.
+    let owner = Owner {
+        tenant: Some("acme".into()),
+        issuer: issuer.base.clone(),
+        subject: "alice".into(),
+        connection: "gh".into(),
+    };
+    let mut stored = store.get(&owner).unwrap().expect("alice's credential");
+    assert!(stored.refresh_token.is_some(), "{stored:?}");
+    let old_secret = stored.secret.clone();
+    stored.expires_at = Some(moat_tests::auth::now() - 10);
+    store.put(&owner, &stored).unwrap();
+    let refreshed = python("call", "alice");
+    let line = refreshed
+        .lines()
+        .find_map(|l| l.strip_prefix("result "))
+        .unwrap_or_else(|| panic!("{refreshed}"));
+    assert!(line.starts_with("login=alice-gh token="), "{line}");
+    assert_ne!(line, first, "a refreshed token is another token");
+    let now_stored = store.get(&owner).unwrap().unwrap();
+    assert_ne!(now_stored.secret, old_secret);
+    assert!(!now_stored.expired(), "{now_stored:?}");
+
+    // Alice revokes it herself; her next call asks her again.
+    let http = reqwest::Client::new();
+    let revoke = |bearer: Option<String>| {
+        let mut request = http.delete(format!("{base}/connections/gh"));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        request.send()
+    };
+    assert_eq!(revoke(None).await.unwrap().status(), 401);
+    assert_eq!(revoke(Some(token("alice"))).await.unwrap().status(), 204);
+    assert_eq!(revoke(Some(token("alice"))).await.unwrap().status(), 404);
+    assert_eq!(store.get(&owner).unwrap(), None);
+    assert!(python("call", "alice").contains("error -32042"));
+
+    // Nothing of the user's tokens is in Moat's log.
+    let log = server.log();
+    assert!(
+        !log.contains(&now_stored.secret) && !log.contains(&old_secret),
+        "{log}"
+    );
 }

@@ -145,9 +145,9 @@ async fn each_caller_gets_a_folder_of_their_own_in_each_tenant() {
 
     assert_eq!(
         files_below(&t.data()),
-        [".keep", "acme/alice/note.txt", "acme/bob/note.txt"]
+        ["+acme/@alice/note.txt", "+acme/@bob/note.txt", ".keep"]
     );
-    for folder in ["acme", "acme/alice", "acme/bob", "beta/alice"] {
+    for folder in ["+acme", "+acme/@alice", "+acme/@bob", "+beta/@alice"] {
         let mode = std::fs::metadata(t.data().join(folder))
             .unwrap()
             .permissions()
@@ -188,7 +188,7 @@ async fn subjects_that_look_like_paths_stay_in_their_own_folder() {
         assert_eq!(env(&client, "USER_ID").await, subject);
         client.cancel().await.unwrap();
         let name = moat::capabilities::per_caller::component(subject);
-        expected.push(format!("acme/{name}/note.txt"));
+        expected.push(format!("+acme/@{name}/note.txt"));
     }
     expected.sort();
     // One folder per subject, each a direct child of the tenant's, and
@@ -220,7 +220,7 @@ async fn a_subject_with_a_nul_byte_is_refused_before_any_grant() {
     let admin = t.client("acme", "admin").await;
     wrote(&admin, "admin's").await;
     admin.cancel().await.unwrap();
-    assert_eq!(files_below(&t.data()), [".keep", "acme/admin/note.txt"]);
+    assert_eq!(files_below(&t.data()), ["+acme/@admin/note.txt", ".keep"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,9 +230,9 @@ async fn a_symlink_planted_as_a_callers_folder_is_not_followed() {
     // then replaced by a link to alice's, and dave's by one out of data/.
     let alice = t.client("acme", "alice").await;
     wrote(&alice, "alice's note").await;
-    let acme = t.data().join("acme");
-    std::os::unix::fs::symlink(acme.join("alice"), acme.join("carol")).unwrap();
-    std::os::unix::fs::symlink(t.dir.path().join("outside"), acme.join("dave")).unwrap();
+    let acme = t.data().join("+acme");
+    std::os::unix::fs::symlink(acme.join("@alice"), acme.join("@carol")).unwrap();
+    std::os::unix::fs::symlink(t.dir.path().join("outside"), acme.join("@dave")).unwrap();
 
     for subject in ["carol", "dave"] {
         let client = t.client("acme", subject).await;

@@ -12,7 +12,7 @@
 
 pub mod writes;
 
-use super::per_caller::{Placeholder, Principal, Segment, Template};
+use super::per_caller::{MARKS, Placeholder, Principal, Segment, Template};
 use crate::diagnostics::{ConfigError, Source};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -144,9 +144,25 @@ fn split_per_caller(path: &str, in_tenant: bool) -> Result<(&str, Vec<Segment>),
                     "below the first placeholder, write plain folder names".into(),
                 ));
             }
+            None if name.starts_with(MARKS) => {
+                return Err((
+                    format!("`{path}`: `{name}` starts with a mark of callers' folders (`+`, `@`)"),
+                    "name the folder without a leading `+` or `@`".into(),
+                ));
+            }
             None => Segment::Literal(name.to_string()),
         };
         segments.push(segment);
+    }
+    // Two tenants' callers with one subject are two people: a tenant's
+    // folders are apart only if the tenant is in the path.
+    if in_tenant && !segments.contains(&Segment::Value(Placeholder::Tenant)) {
+        return Err((
+            format!(
+                "`{path}` names the caller but not {{tenant}}: another tenant's user with the same subject would share the folder"
+            ),
+            "add {tenant}, such as \"data/{tenant}/{subject}\"".into(),
+        ));
     }
     // The base is the path up to the first placeholder's `/`.
     let base_len = names[..first].iter().map(|n| n.len() + 1).sum::<usize>();
@@ -251,14 +267,19 @@ mod tests {
                 Segment::Value(Placeholder::Subject),
             ]
         );
-        assert_eq!(split("/{subject}").unwrap().0, "/");
-        assert_eq!(split("{subject}").unwrap().0, ".");
-        assert_eq!(split("/srv/a/{subject}").unwrap().0, "/srv/a");
+        let top = |p| split_per_caller(p, false);
+        assert_eq!(top("/{subject}").unwrap().0, "/");
+        assert_eq!(top("{subject}").unwrap().0, ".");
+        assert_eq!(top("/srv/a/{subject}").unwrap().0, "/srv/a");
         assert_eq!(split("/srv/a").unwrap(), ("/srv/a", Vec::new()));
         for bad in [
             "data/user-{subject}",
-            "data/{subject}/..",
-            "data/{subject}//x",
+            "data/{tenant}/{subject}/..",
+            "data/{tenant}//x",
+            "data/{tenant}/@x/{subject}",
+            "data/{tenant}/+x",
+            // A tenant's callers' folders must be apart from another's.
+            "data/{subject}",
         ] {
             assert!(split(bad).is_err(), "{bad}");
         }

@@ -13,9 +13,9 @@
 use super::NetGrant;
 use super::allow::{Host, Origin, Scheme, canonical, special_range};
 use crate::capabilities::per_caller::Principal;
-use crate::credentials::Connection;
 use crate::credentials::inject::Scrubber;
 use crate::credentials::store::{Credential, Owner};
+use crate::credentials::{Connection, Kind, oauth};
 use crate::tls::{Io, TLS};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -62,7 +62,12 @@ pub struct Outbound {
     sent: u32,
     /// Requests refused so far in this call.
     denials: Denials,
+    /// A connection the caller has not set up, which a request needed.
+    needs: Needs,
 }
+
+/// The connection a call needed and its caller has not set up.
+type Needs = Arc<Mutex<Option<Owner>>>;
 
 impl Outbound {
     /// The hook for one call of `plugin` by `caller` under `grant`.
@@ -73,7 +78,14 @@ impl Outbound {
             caller: caller.map(Arc::new),
             sent: 0,
             denials: Denials::default(),
+            needs: Needs::default(),
         }
+    }
+
+    /// The connection a request of the call needed and the caller has
+    /// not set up, if any.
+    pub fn needed(&self) -> Option<Owner> {
+        self.needs.lock().expect("needs").clone()
     }
 
     /// The requests refused so far.
@@ -270,28 +282,38 @@ impl WasiHttpHooks for Outbound {
         let plugin = self.plugin.clone();
         let denials = self.denials.clone();
         let caller = self.caller.clone();
+        let needs = self.needs.clone();
         Box::new(async move {
             let destination = checked?;
-            let timeout = grant.request_timeout;
-            let (request, caller, scrubber) = match &destination.connection {
-                None => (request, None, None),
-                Some(connection) => {
-                    let credential = credential(connection, caller.as_deref()).await;
-                    let (request, scrubber) = with_credential(request, connection, credential)
+            // The credential's look-up (and refresh) is part of the
+            // request's time.
+            let work = async {
+                let (request, caller, scrubber) = match &destination.connection {
+                    None => (request, None, None),
+                    Some(connection) => {
+                        let credential = credential(connection, caller.as_deref(), &needs).await;
+                        let (request, scrubber) = with_credential(
+                            request,
+                            &destination.origin,
+                            connection,
+                            credential,
+                        )
                         .map_err(|why| refuse(&plugin, &denials, &destination.target, &why))?;
-                    (request, caller, Some(scrubber))
-                }
+                        (request, caller, Some(scrubber))
+                    }
+                };
+                send(
+                    request,
+                    &destination,
+                    caller,
+                    scrubber,
+                    &grant,
+                    &plugin,
+                    &denials,
+                )
+                .await
             };
-            let sent = send(
-                request,
-                &destination,
-                caller,
-                scrubber,
-                &grant,
-                &plugin,
-                &denials,
-            );
-            match tokio::time::timeout(timeout, sent).await {
+            match tokio::time::timeout(grant.request_timeout, work).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::ConnectionTimeout),
             }
@@ -308,6 +330,7 @@ type Sent = (
 async fn credential(
     connection: &Arc<Connection>,
     caller: Option<&Principal>,
+    needs: &Needs,
 ) -> std::result::Result<Credential, String> {
     let Some(caller) = caller else {
         return Err(format!(
@@ -322,7 +345,8 @@ async fn credential(
         connection: connection.name.clone(),
     };
     let store = connection.store.clone();
-    let found = tokio::task::spawn_blocking(move || store.get(&owner))
+    let key = owner.clone();
+    let found = tokio::task::spawn_blocking(move || store.get(&key))
         .await
         .map_err(|_| "the credential store's read failed".to_string())?;
     let missing = || {
@@ -331,19 +355,60 @@ async fn credential(
             connection.name
         )
     };
-    match found {
-        Ok(Some(credential)) if !credential.expired() && !credential.secret.is_empty() => {
-            Ok(credential)
+    let found = match found {
+        Ok(Some(credential)) if credential.expired() => {
+            refreshed(connection, &owner, credential).await
         }
-        Ok(_) => Err(missing()),
+        Ok(found) => found,
         Err(e) => {
             tracing::error!(
                 connection = connection.name,
                 "cannot read a credential: {e}"
             );
-            Err("the credential store cannot be read".to_string())
+            return Err("the credential store cannot be read".to_string());
+        }
+    };
+    match found {
+        Some(credential) if !credential.secret.is_empty() => Ok(credential),
+        _ => {
+            *needs.lock().expect("needs") = Some(owner);
+            Err(missing())
         }
     }
+}
+
+/// A fresh credential for `expired`, from the provider with its refresh
+/// token, stored for the next call; `None` when there is none to be had
+/// (the user connects again).
+async fn refreshed(
+    connection: &Connection,
+    owner: &Owner,
+    expired: Credential,
+) -> Option<Credential> {
+    let Kind::OAuth2(oauth) = &connection.kind else {
+        return None;
+    };
+    expired.refresh_token.as_ref()?;
+    let fresh = match oauth::refresh(oauth, &expired).await {
+        Ok(fresh) => fresh,
+        Err(why) => {
+            tracing::warn!(
+                connection = connection.name,
+                "cannot refresh a credential: {why}"
+            );
+            return None;
+        }
+    };
+    let (store, key, kept) = (connection.store.clone(), owner.clone(), fresh.clone());
+    match tokio::task::spawn_blocking(move || store.put(&key, &kept)).await {
+        Ok(Ok(())) => {}
+        // This call still has a working token; the next refreshes again.
+        _ => tracing::error!(
+            connection = connection.name,
+            "cannot store a refreshed credential"
+        ),
+    }
+    Some(fresh)
 }
 
 /// `request` with the plugin's own credentials taken out and the caller's
@@ -351,27 +416,72 @@ async fn credential(
 /// answer; or why it cannot be sent.
 fn with_credential(
     request: http::Request<WasiBody>,
+    origin: &Origin,
     connection: &Connection,
     credential: std::result::Result<Credential, String>,
 ) -> std::result::Result<(http::Request<WasiBody>, Scrubber), String> {
     let credential = credential?;
+    // TRACE answers with the request itself; CONNECT would make the
+    // connection a tunnel that nothing checks.
+    if matches!(
+        request.method(),
+        &http::Method::TRACE | &http::Method::CONNECT
+    ) {
+        return Err(format!(
+            "{} is not sent with a caller's credential",
+            request.method()
+        ));
+    }
+    let scrubber = Scrubber::new(&credential.secret).ok_or("the stored credential is empty")?;
     let (mut parts, body) = request.into_parts();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let path = connection
         .inject
         .apply(&mut parts.headers, path, &credential.secret)
         .map_err(|e| e.to_string())?;
+    let unusable = || "the credential cannot go in a URL".to_string();
     let mut uri = parts.uri.clone().into_parts();
-    uri.path_and_query = Some(
-        path.parse()
-            .map_err(|_| "the credential cannot go in a URL".to_string())?,
+    uri.path_and_query = Some(path.parse().map_err(|_| unusable())?);
+    parts.uri = http::Uri::from_parts(uri).map_err(|_| unusable())?;
+    // The server routes by the name the credential was meant for, not by
+    // another spelling of the authority (a `user@` part, an odd IP form).
+    let host = match origin.port == origin.scheme.default_port() {
+        true => origin.host.to_string(),
+        false => format!("{}:{}", origin.host, origin.port),
+    };
+    parts.headers.insert(
+        http::header::HOST,
+        http::HeaderValue::from_str(&host).map_err(|_| unusable())?,
     );
-    parts.uri =
-        http::Uri::from_parts(uri).map_err(|_| "the credential cannot go in a URL".to_string())?;
-    Ok((
-        http::Request::from_parts(parts, body),
-        Scrubber::new(&credential.secret),
-    ))
+    Ok((http::Request::from_parts(parts, body), scrubber))
+}
+
+/// Why an answer from a connection's host cannot be handed to the plugin,
+/// if it cannot: encoded so that the credential could pass unseen, or a
+/// part of a resource (which could be a piece of the credential).
+fn unreadable(headers: &http::HeaderMap, status: http::StatusCode) -> Option<&'static str> {
+    let values = |name| {
+        headers
+            .get_all(name)
+            .into_iter()
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+            .map(|v| v.trim().to_ascii_lowercase())
+            .collect::<Vec<_>>()
+    };
+    if values(http::header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| v != "identity")
+        || values(http::header::TRANSFER_ENCODING)
+            .iter()
+            .any(|v| v != "chunked")
+    {
+        return Some(
+            "the upstream encoded its answer although asked not to, so it cannot be checked for the credential",
+        );
+    }
+    (status == http::StatusCode::PARTIAL_CONTENT).then_some(
+        "the upstream answered with part of a resource, which could be part of the credential",
+    )
 }
 
 async fn send(
@@ -435,19 +545,13 @@ async fn send(
     };
     let (mut parts, body) = response.into_parts();
     if let Some(scrubber) = &scrubber {
-        scrubber.mask_headers(&mut parts.headers);
-        let encoded = parts
-            .headers
-            .get(http::header::CONTENT_ENCODING)
-            .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"));
-        if encoded {
-            return Err(refuse(
-                plugin,
-                denials,
-                &to.target,
-                "the upstream compressed its answer although asked not to, so it cannot be checked for the credential",
-            ));
+        if let Some(why) = unreadable(&parts.headers, parts.status) {
+            return Err(refuse(plugin, denials, &to.target, why));
         }
+        // A session the upstream opens for the user's token is theirs.
+        parts.headers.remove(http::header::SET_COOKIE);
+        parts.headers.remove("set-cookie2");
+        scrubber.mask_headers(&mut parts.headers);
     }
     let body = Scrubbed {
         inner: body,
@@ -588,7 +692,14 @@ where
                         }
                         Poll::Ready(Some(Ok(Frame::data(out.into()))))
                     }
-                    Err(trailers) => {
+                    Err(frame) => {
+                        let trailers = match frame.into_trailers() {
+                            Ok(mut trailers) => {
+                                scrubber.mask_headers(&mut trailers);
+                                Frame::trailers(trailers)
+                            }
+                            Err(frame) => frame,
+                        };
                         let rest = scrubber.finish();
                         if rest.is_empty() {
                             return Poll::Ready(Some(Ok(trailers)));

@@ -1,0 +1,134 @@
+//! Tickets: what a connect link and an OAuth `state` carry, sealed with
+//! ChaCha20-Poly1305 under a key derived from the credential store's, so
+//! that any replica with the key can read one, nobody can read or alter
+//! one without it, and no server-side state is needed between the
+//! client's link, the user's browser and the provider's redirect.
+
+use super::store::Owner;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+
+/// How long a link or a sign-in at the provider may take.
+pub const TICKET_LIFETIME_S: u64 = 600;
+
+/// Who is connecting what, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// The caller the credential will belong to.
+    pub owner: Owner,
+    /// Seconds since the epoch after which the ticket is refused.
+    pub expires_at: u64,
+    /// PKCE's code verifier, in an OAuth `state` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier: Option<String>,
+}
+
+/// Why a ticket is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    /// Not one this Moat sealed, or altered.
+    #[error("this link is not valid (altered, or made by another server)")]
+    Invalid,
+    /// Past its lifetime.
+    #[error("this link has expired; call the tool again for a new one")]
+    Expired,
+}
+
+/// Seals and opens tickets.
+pub struct Sealer {
+    key: LessSafeKey,
+}
+
+impl Sealer {
+    /// A sealer with `key` (32 bytes).
+    pub fn new(key: &[u8]) -> Sealer {
+        Sealer {
+            key: LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).expect("a 32-byte key")),
+        }
+    }
+
+    /// `ticket`, sealed, as URL-safe text.
+    pub fn seal(&self, ticket: &Ticket) -> String {
+        let mut nonce = [0; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .expect("the system's random numbers");
+        let mut bytes = serde_json::to_vec(ticket).expect("a ticket serialises");
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(b"moat ticket"),
+                &mut bytes,
+            )
+            .expect("sealing in memory");
+        let mut out = nonce.to_vec();
+        out.extend(bytes);
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// The ticket sealed in `text`, if it is whole and not expired at `now`.
+    pub fn open(&self, text: &str, now: u64) -> Result<Ticket, TicketError> {
+        let mut bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| TicketError::Invalid)?;
+        if bytes.len() < NONCE_LEN {
+            return Err(TicketError::Invalid);
+        }
+        let nonce: [u8; NONCE_LEN] = bytes[..NONCE_LEN].try_into().expect("sliced");
+        let plain = self
+            .key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(b"moat ticket"),
+                &mut bytes[NONCE_LEN..],
+            )
+            .map_err(|_| TicketError::Invalid)?;
+        let ticket: Ticket = serde_json::from_slice(plain).map_err(|_| TicketError::Invalid)?;
+        if ticket.expires_at < now {
+            return Err(TicketError::Expired);
+        }
+        Ok(ticket)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket() -> Ticket {
+        Ticket {
+            owner: Owner {
+                tenant: Some("acme".into()),
+                issuer: "https://issuer".into(),
+                subject: "alice".into(),
+                connection: "gh".into(),
+            },
+            expires_at: 1_000,
+            verifier: Some("v".repeat(43)),
+        }
+    }
+
+    #[test]
+    fn a_ticket_opens_whole_until_it_expires_and_never_altered() {
+        let sealer = Sealer::new(&[1; 32]);
+        let text = sealer.seal(&ticket());
+        assert!(!text.contains("alice") && !text.contains('/') && !text.contains('+'));
+        assert_eq!(sealer.open(&text, 999), Ok(ticket()));
+        assert_eq!(sealer.open(&text, 1_001), Err(TicketError::Expired));
+        // Another key, one changed character, or nonsense: invalid.
+        assert_eq!(
+            Sealer::new(&[2; 32]).open(&text, 0),
+            Err(TicketError::Invalid)
+        );
+        let mut altered = text.clone().into_bytes();
+        altered[20] = if altered[20] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        assert_eq!(sealer.open(&altered, 0), Err(TicketError::Invalid));
+        for junk in ["", "abc", "!!!", &"A".repeat(5000)] {
+            assert_eq!(sealer.open(junk, 0), Err(TicketError::Invalid), "{junk}");
+        }
+    }
+}

@@ -1,0 +1,127 @@
+"""A user connects an upstream account through Moat's URL-mode elicitation,
+driven by the official MCP Python SDK (pinned in requirements.txt).
+
+Run by tests/tests/all/connections.rs; by hand:
+    python connect.py --url http://127.0.0.1:PORT/t/acme/mcp --token JWT \
+        --api http://127.0.0.1:API --step connect --login alice-gh
+
+Steps:
+- connect: a client without the elicitation capability is told, in the
+  tool's error, which link to open; a client with it gets the URL
+  elicitation (-32042). The script follows that link as a browser would:
+  Moat's page, the provider's login and consent, back to Moat; then the
+  same call runs as the user. Prints one line per scenario.
+- call: calls the tool once and prints what it returned, or the URL
+  elicitation's code.
+"""
+
+import argparse
+import asyncio
+import re
+import sys
+
+import httpx2
+import mcp.types as types
+from mcp import Client, MCPError
+from mcp.client.streamable_http import streamable_http_client
+
+URL_ELICITATION_REQUIRED = -32042
+
+
+async def decline(context, params):
+    """An elicitation callback (so the client declares URL elicitation)."""
+    return types.ElicitResult(action="decline")
+
+
+async def call(url, token, api, mode, callback):
+    """testbed.request of the API's /user: (result or None, error or None)."""
+    http = httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"})
+    async with http, Client(streamable_http_client(url, http_client=http), mode=mode,
+                            elicitation_callback=callback) as client:
+        try:
+            return await client.call_tool("testbed.request", {"url": f"{api}/user"}), None
+        except MCPError as e:
+            return None, e
+
+
+def form_action(page, base):
+    """The action of the page's one form (the page's own URL when none)."""
+    match = re.search(r'<form[^>]*?action="([^"]*)"', page)
+    if not match or not match.group(1):
+        return base
+    return str(httpx2.URL(base).join(match.group(1).replace("&amp;", "&")))
+
+
+async def follow(link, login):
+    """Does in a browser's stead what the user does at `link`."""
+    async with httpx2.AsyncClient(follow_redirects=True) as browser:
+        page = await browser.get(link)
+        assert page.status_code == 200, page.text
+        assert "Connect gh" in page.text and "alice at acme" in page.text, page.text
+        assert page.headers["referrer-policy"] == "no-referrer", page.headers
+        # Moat's button, then the provider's login and consent pages.
+        answer = await browser.post(link, data={"continue": "1"})
+        for _ in range(4):
+            if "name=\"login\"" in answer.text:
+                answer = await browser.post(form_action(answer.text, str(answer.url)),
+                                            data={"prompt": "login", "login": login, "password": "x"})
+            elif "name=\"prompt\" value=\"consent\"" in answer.text:
+                answer = await browser.post(form_action(answer.text, str(answer.url)),
+                                            data={"prompt": "consent"})
+            else:
+                break
+        assert answer.status_code == 200 and "Connected" in answer.text, (answer.url, answer.text)
+        return str(answer.url)
+
+
+async def connect(args):
+    # A client without the capability: the link is in the tool's error.
+    result, error = await call(args.url, args.token, args.api, "legacy", None)
+    assert error is None, error
+    text = result.content[0].text
+    assert result.is_error and text.startswith("needs_connection: "), text
+    assert "needs your gh account" in text, text
+    print("without url elicitation: the link is in the error")
+
+    # With it: URL-mode elicitation, in both protocol generations.
+    for mode in ["legacy", "auto"]:
+        result, error = await call(args.url, args.token, args.api, mode, decline)
+        assert result is None and error.error.code == URL_ELICITATION_REQUIRED, (result, error)
+        elicitation = error.error.data["elicitations"][0]
+        assert elicitation["mode"] == "url" and elicitation["elicitationId"], elicitation
+        link = elicitation["url"]
+        print(f"url elicitation mode={mode}: {URL_ELICITATION_REQUIRED}")
+
+    ended_at = await follow(link, args.login)
+    print(f"connected, back at {httpx2.URL(ended_at).path}")
+
+    for mode in ["legacy", "auto"]:
+        result, error = await call(args.url, args.token, args.api, mode, decline)
+        assert error is None, error
+        text = result.content[0].text
+        assert not result.is_error and text.startswith("200\n"), text
+        print(f"after connecting mode={mode}: {text.splitlines()[-1]}")
+
+
+async def once(args):
+    result, error = await call(args.url, args.token, args.api, "auto", decline)
+    if error is not None:
+        print(f"error {error.error.code}")
+    else:
+        print(f"result {result.content[0].text.splitlines()[-1]}")
+
+
+async def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--api", required=True)
+    parser.add_argument("--step", choices=["connect", "call"], required=True)
+    parser.add_argument("--login", default="alice-gh")
+    args = parser.parse_args()
+    await (connect(args) if args.step == "connect" else once(args))
+    print("done")
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
