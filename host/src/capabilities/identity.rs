@@ -8,6 +8,7 @@
 use super::Grants;
 use super::per_caller::Principal;
 use crate::auth::policy::Caller;
+use crate::service::CallContext;
 use wasmtime_wasi::WasiCtxBuilder;
 
 /// What one call's grants know of its caller, made at admission: only
@@ -20,25 +21,46 @@ pub struct Scope {
     /// The verified caller, for grants that name it (see
     /// [`super::per_caller`]); `None` when none does or nobody is verified.
     pub principal: Option<Principal>,
+    /// Whose credentials the call's requests carry (see
+    /// [`crate::credentials`]): the verified caller, or over stdio the
+    /// local user ([`LOCAL_ISSUER`]); `None` when the plugin has no
+    /// connections or nobody can own one.
+    pub owner: Option<Principal>,
 }
 
-/// The scope of a call of a plugin with `grants` by `caller` (`None` over
-/// stdio, or HTTP without `[auth]`) at `tenant`.
-pub fn scope(grants: &Grants, caller: Option<&Caller>, tenant: Option<&str>) -> Scope {
+/// The issuer of the one local user over stdio: no issuer's URL, so no
+/// token's caller is ever them.
+pub const LOCAL_ISSUER: &str = "local";
+
+/// The scope of a call in `context` (whose caller is `None` over stdio,
+/// or HTTP without `[auth]`) of a plugin with `grants`, at `tenant`.
+pub fn scope(grants: &Grants, context: &CallContext<'_>, tenant: Option<&str>) -> Scope {
+    let caller = context.caller;
+    // A token without `sub` names nobody: its callers would all share one
+    // folder, and one account.
+    let verified = caller.filter(|c| !c.subject.is_empty()).map(|c| Principal {
+        tenant: tenant.map(str::to_string),
+        issuer: c.issuer.clone(),
+        subject: c.subject.clone(),
+    });
+    let local = || Principal {
+        tenant: tenant.map(str::to_string),
+        issuer: LOCAL_ISSUER.into(),
+        subject: "local".into(),
+    };
+    let connects = !grants.net.connections.is_empty();
     Scope {
         env: match grants.caller_identity {
             true => env(caller, tenant),
             false => Vec::new(),
         },
-        // A token without `sub` names nobody: its callers would all share
-        // one folder.
-        principal: caller
-            .filter(|c| grants.per_caller() && !c.subject.is_empty())
-            .map(|c| Principal {
-                tenant: tenant.map(str::to_string),
-                issuer: c.issuer.clone(),
-                subject: c.subject.clone(),
-            }),
+        principal: verified.clone().filter(|_| grants.per_caller()),
+        owner: match (verified, context.local) {
+            _ if !connects => None,
+            (Some(verified), _) => Some(verified),
+            (None, true) => Some(local()),
+            (None, false) => None,
+        },
     }
 }
 

@@ -173,12 +173,9 @@ impl Grants {
         })
     }
 
-    /// Whether a grant names the caller (see [`per_caller`]) or uses
-    /// their credentials (see [`crate::credentials`]).
+    /// Whether a grant names the caller (see [`per_caller`]).
     pub fn per_caller(&self) -> bool {
-        self.dirs.iter().any(|d| !d.per_caller.is_empty())
-            || !self.env.per_caller.is_empty()
-            || !self.net.connections.is_empty()
+        self.dirs.iter().any(|d| !d.per_caller.is_empty()) || !self.env.per_caller.is_empty()
     }
 
     /// Applies the grants that WASI enforces to a fresh call's context,

@@ -103,7 +103,7 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 say(format!(
                     "moat: no authentication is configured: anyone who can reach {url} can call these tools"
                 ));
-                if let Some(note) = unverified(served.plugins, &url) {
+                if let Some(note) = unverified(served.plugins, &url, true) {
                     say(note);
                 }
             }
@@ -169,8 +169,25 @@ async fn serve_stdio(
         service.tools().len(),
         tenant.map_or(label.to_string(), |t| format!("tenant {t} of {label}"))
     );
-    if let Some(note) = unverified(served.plugins, "stdio") {
+    if let Some(note) = unverified(served.plugins, "stdio", false) {
         eprintln!("{note}");
+    }
+    if let Some(connect) = ops.connect.clone() {
+        // The local user connects accounts in their browser, on this
+        // machine only.
+        let address = connect.local_address();
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address} for the connect pages"))?;
+        let address = listener.local_addr()?;
+        connect.serving_locally(address);
+        eprintln!("moat: pages to connect accounts at http://{address}/connect/…");
+        let pages = connect.routes(Vec::new());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, pages).await {
+                tracing::error!("the connect pages stopped: {e}");
+            }
+        });
     }
     let live = Live::new(Serving::new(service));
     let endpoints = vec![(tenant.map(str::to_string), live.clone())];
@@ -183,17 +200,18 @@ async fn serve_stdio(
 }
 
 /// What to tell the operator when `plugins` name the caller in their
-/// grants at `place`, where nobody is verified.
-fn unverified(plugins: &[crate::config::PluginConfig], place: &str) -> Option<String> {
+/// grants at `place`, where nobody is verified (nor, unless `owned`, owns
+/// connections: over stdio the local user does).
+fn unverified(plugins: &[crate::config::PluginConfig], place: &str, owned: bool) -> Option<String> {
     let named: Vec<&str> = plugins
         .iter()
-        .filter(|p| p.grants.per_caller())
+        .filter(|p| p.grants.per_caller() || (owned && !p.grants.net.connections.is_empty()))
         .map(|p| p.name.as_str())
         .collect();
     (!named.is_empty()).then(|| {
         format!(
             "moat: {} name the caller in their grants, and nobody is verified over {place}: \
-             their calls there get no such folder or variable",
+             their calls there get no such folder, variable or credential",
             named.join(", ")
         )
     })

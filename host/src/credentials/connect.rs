@@ -31,8 +31,9 @@ const MAX_KEY_BYTES: usize = 8 << 10;
 pub struct Connect {
     store: Arc<Store>,
     connections: Connections,
-    /// Where users' browsers reach Moat: `[credentials] public_url`, or
-    /// the address Moat listens on.
+    /// `[credentials] public_url`: where users' browsers reach Moat.
+    public_url: Option<String>,
+    /// Where links point: the public URL, or where the pages listen.
     base: OnceLock<String>,
 }
 
@@ -44,22 +45,37 @@ impl Connect {
         connections: Connections,
         public_url: Option<String>,
     ) -> Arc<Connect> {
-        let base = OnceLock::new();
-        if let Some(url) = public_url {
-            base.set(url.trim_end_matches('/').to_string())
-                .expect("a fresh cell");
-        }
         Arc::new(Connect {
             store,
             connections,
-            base,
+            public_url,
+            base: OnceLock::new(),
         })
     }
 
-    /// Serves the pages at `base` unless `public_url` said otherwise.
-    pub fn listening_at(&self, base: String) {
-        // Already set: the configured URL wins.
-        let _ = self.base.set(base);
+    /// Links point at `public_url`, or else at `listening` (`http://addr`),
+    /// where Moat serves HTTP.
+    pub fn listening_at(&self, listening: String) {
+        let _ = self.base.set(self.public_url.clone().unwrap_or(listening));
+    }
+
+    /// Where the pages listen over stdio: on loopback, at `public_url`'s
+    /// port when that is a loopback `http://` URL with one (the redirect
+    /// URI registered with a provider), else at any free port.
+    pub fn local_address(&self) -> std::net::SocketAddr {
+        let port = self
+            .public_url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .filter(|u| u.scheme() == "http" && super::loopback(u.host_str()))
+            .and_then(|u| u.port())
+            .unwrap_or(0);
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// Over stdio, links point at the local pages, at `address`.
+    pub fn serving_locally(&self, address: std::net::SocketAddr) {
+        let _ = self.base.set(format!("http://{address}"));
     }
 
     /// The link for `owner` to connect their `owner.connection`.

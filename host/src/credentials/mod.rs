@@ -456,7 +456,9 @@ mod tests {
         let net = &config.plugins[0].grants.net;
         assert_eq!(net.connections.len(), 1);
         assert_eq!(net.connections[0].name, "gh");
-        assert!(config.plugins[0].grants.per_caller());
+        // Credentials are no grant that names the caller (which stdio
+        // never gets): the local user owns their own there.
+        assert!(!config.plugins[0].grants.per_caller());
         // The client secret is never printed.
         assert!(!format!("{:?}", config.connections).contains("secret\""));
     }

@@ -233,14 +233,17 @@ fn caller(context: &RequestContext<RoleServer>) -> Option<&Caller> {
 
 /// Who is calling, as the transport saw it.
 fn call_context(context: &RequestContext<RoleServer>) -> CallContext<'_> {
+    let http = parts(context);
     CallContext {
         caller: caller(context),
-        peer: parts(context)
+        peer: http
             .and_then(|p| {
                 p.extensions
                     .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             })
             .map(|info| info.0),
+        // No HTTP request behind it: the stdio transport's.
+        local: http.is_none(),
     }
 }
 

@@ -445,11 +445,7 @@ async fn execute(job: Job, blocking: bool, busy: Arc<AtomicBool>) -> Ran {
     if let Err(e) = grants.apply(&mut wasi, &scope) {
         return failed(CallError::Host(e.to_string()));
     }
-    let caller = match grants.net.connections.is_empty() {
-        true => None,
-        false => scope.principal,
-    };
-    let mut state = CallState::new(label, wasi.build(), stdout, stderr, &grants, caller);
+    let mut state = CallState::new(label, wasi.build(), stdout, stderr, &grants, scope.owner);
     state.events = events.map(super::events::EventSink::new);
     state.asking = super::client::Asking::new(&grants, relay);
     let mut store = Store::new(&engine, state);

@@ -18,6 +18,10 @@ pub struct CallContext<'a> {
     pub caller: Option<&'a Caller>,
     /// The peer's address over HTTP.
     pub peer: Option<SocketAddr>,
+    /// Over stdio: the one trusted local user who launched Moat, whose
+    /// connections (not per-caller grants: nobody is verified) are their
+    /// own.
+    pub local: bool,
 }
 
 impl CallContext<'_> {
@@ -179,7 +183,7 @@ impl ToolService {
                 arguments,
                 scope: identity::scope(
                     &self.plugins[self.tools[tool].plugin].grants,
-                    context.caller,
+                    context,
                     self.tenant.as_deref(),
                 ),
                 confirm: if self.tools[tool].confirm {

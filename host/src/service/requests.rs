@@ -440,7 +440,7 @@ impl ToolService {
         if let Some(record) = &mut record {
             record.plugin_sha256 = Some(plugin.sha256.clone());
         }
-        let scope = identity::scope(&plugin.grants, context.caller, self.tenant.as_deref());
+        let scope = identity::scope(&plugin.grants, context, self.tenant.as_deref());
         let plugin_index = self.plugins.iter().position(|p| std::ptr::eq(p, plugin));
         let mut report = {
             let _running = self.ops.running();

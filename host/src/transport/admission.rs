@@ -204,6 +204,7 @@ pub async fn admit(
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|info| info.0),
+            local: false,
         };
         let admission = service.admit(&context, &tool, arguments).await;
         match (&admission, &state.auth) {

@@ -330,7 +330,10 @@ struct Raw {
 fn request(args: Raw) -> String {
     let mut text = exchange(&args);
     if let Some(needle) = &args.scan_for_reversed {
-        text.push_str(&format!("\n[in memory: {}]", count_in_memory(needle.as_bytes())));
+        text.push_str(&format!(
+            "\n[in memory: {}]",
+            count_in_memory(needle.as_bytes())
+        ));
     }
     text
 }
@@ -663,7 +666,11 @@ moat_plugin::plugin![
         sign_in
     ),
     Tool::new("get_many", "Sends `times` HTTP GETs to `url`.", get_many),
-    Tool::new("request", "GETs `url` with `headers`; shows all of the answer.", request),
+    Tool::new(
+        "request",
+        "GETs `url` with `headers`; shows all of the answer.",
+        request
+    ),
     Tool::new(
         "connect",
         "Opens a TCP connection to `text` (host:port).",

@@ -18,6 +18,7 @@ use serde_json::json;
 use std::sync::{Arc, Mutex};
 
 use moat_tests::client::Client;
+use rmcp::ServiceExt;
 
 /// Every `Authorization` header and query an upstream was sent.
 #[derive(Clone, Default)]
@@ -630,4 +631,80 @@ scopes = ["openid", "repo"]
         !log.contains(&now_stored.secret) && !log.contains(&old_secret),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_stdio_the_local_user_types_a_key_into_a_local_page() {
+    let (other, _) = elsewhere().await;
+    let (api, api_seen) = upstream(other).await;
+    let testbed = moat_tests::plugin_wasm("testbed").display().to_string();
+    let dir = Sandbox::builder()
+        .toml(&format!(
+            r#"[credentials]
+dir = "creds"
+key = {{ from_env = "MOAT_TEST_STORE_KEY" }}
+
+[[connection]]
+name = "gh"
+kind = "api_key"
+hosts = ["{api}"]
+
+[[plugin]]
+name = "testbed"
+source = {testbed:?}
+[plugin.grants]
+allow_hosts = ["{api}"]
+connections = ["gh"]
+"#
+        ))
+        .write();
+    let mut command = tokio::process::Command::new(moat_tests::moat_bin());
+    command
+        .args(["serve", "--stdio", "--config"])
+        .arg(dir.path().join("moat.toml"))
+        .env("MOAT_TEST_STORE_KEY", hex::encode(STORE_KEY))
+        .current_dir(dir.path());
+    let client = ().serve(rmcp::transport::TokioChildProcess::new(command).unwrap()).await.unwrap();
+
+    // The call is answered with a link to a page on this machine.
+    let user = format!("{api}/user");
+    let (failed, text) = call_text(&client, "testbed.request", json!({ "url": user })).await;
+    assert!(failed && text.starts_with("needs_connection: "), "{text}");
+    let link = &text[text.find("http://127.0.0.1:").expect(&text)..];
+    assert!(link.contains("/connect/"), "{link}");
+    assert!(api_seen.all().is_empty(), "nothing was sent without a key");
+
+    // The user opens it, types the key, and the next call uses it.
+    let browser = reqwest::Client::new();
+    let page = browser.get(link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("type=\"password\" name=\"key\""), "{page}");
+    let saved = browser
+        .post(link)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("key=alice-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+    assert!(saved.text().await.unwrap().contains("Connected"));
+    let answer = request(&client, &user, &[]).await;
+    assert!(answer.contains("login=alice"), "{answer}");
+    assert_eq!(api_seen.all(), ["Bearer alice-token -"]);
+
+    // It belongs to the local user; an altered link connects nothing.
+    let store = Store::new(dir.path().join("creds"), &STORE_KEY);
+    let local = Owner {
+        tenant: None,
+        issuer: "local".into(),
+        subject: "local".into(),
+        connection: "gh".into(),
+    };
+    assert_eq!(store.get(&local).unwrap().unwrap().secret, "alice-token");
+    let altered = format!("{link}x");
+    let refused = browser.get(&altered).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("not valid"));
+    client.cancel().await.unwrap();
 }
