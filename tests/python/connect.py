@@ -52,24 +52,51 @@ def form_action(page, base):
     return str(httpx2.URL(base).join(match.group(1).replace("&amp;", "&")))
 
 
+async def sign_in(browser, answer, login):
+    """Goes through the provider's login and consent pages from `answer`."""
+    for _ in range(4):
+        if "name=\"login\"" in answer.text:
+            answer = await browser.post(form_action(answer.text, str(answer.url)),
+                                        data={"prompt": "login", "login": login, "password": "x"})
+        elif "name=\"prompt\" value=\"consent\"" in answer.text:
+            answer = await browser.post(form_action(answer.text, str(answer.url)),
+                                        data={"prompt": "consent"})
+        else:
+            break
+    return answer
+
+
 async def follow(link, login):
-    """Does in a browser's stead what the user does at `link`."""
+    """Does in a browser's stead what the user does at `link`; first, a
+    browser that did not start the sign-in tries to finish it."""
     async with httpx2.AsyncClient(follow_redirects=True) as browser:
         page = await browser.get(link)
         assert page.status_code == 200, page.text
         assert "Connect gh" in page.text and "alice at acme" in page.text, page.text
         assert page.headers["referrer-policy"] == "no-referrer", page.headers
-        # Moat's button, then the provider's login and consent pages.
-        answer = await browser.post(link, data={"continue": "1"})
-        for _ in range(4):
-            if "name=\"login\"" in answer.text:
-                answer = await browser.post(form_action(answer.text, str(answer.url)),
-                                            data={"prompt": "login", "login": login, "password": "x"})
-            elif "name=\"prompt\" value=\"consent\"" in answer.text:
-                answer = await browser.post(form_action(answer.text, str(answer.url)),
-                                            data={"prompt": "consent"})
-            else:
-                break
+
+        # The link is no sign-in's state.
+        base, ticket = link.split("/connect/")
+        wrong = await browser.get(f"{base}/connect/callback/gh", params={"state": ticket, "code": "x"})
+        assert wrong.status_code == 400 and "not valid here" in wrong.text, wrong.text
+        print("a link as a sign-in's state: refused")
+
+        # A post from another site's page starts nothing.
+        forged = await browser.post(link, data={"continue": "1"}, headers={"sec-fetch-site": "cross-site"})
+        assert forged.status_code == 403, forged.text
+
+        # Moat's button: the provider's URL, with a state tied to this browser.
+        started = await browser.post(link, data={"continue": "1"}, follow_redirects=False)
+        assert started.status_code == 303, started.text
+        to_provider = started.headers["location"]
+
+        # Someone else's browser, sent that URL, signs in there: refused.
+        async with httpx2.AsyncClient(follow_redirects=True) as other:
+            answer = await sign_in(other, await other.get(to_provider), "mallory-gh")
+            assert answer.status_code == 400 and "did not start this sign-in" in answer.text, answer.text
+        print("a sign-in finished in another browser: refused")
+
+        answer = await sign_in(browser, await browser.get(to_provider), login)
         assert answer.status_code == 200 and "Connected" in answer.text, (answer.url, answer.text)
         return str(answer.url)
 

@@ -10,7 +10,7 @@
 //! the key serve any step.
 
 use super::store::{Credential, Owner, Store};
-use super::ticket::{TICKET_LIFETIME_S, Ticket};
+use super::ticket::{Step, TICKET_LIFETIME_S, Ticket};
 use super::{Connections, Kind, now, oauth};
 use crate::auth::endpoint::Endpoint;
 use axum::Router;
@@ -18,11 +18,17 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-/// The path of the provider's redirect back to Moat.
+/// The path of a provider's redirect back to Moat, per connection (so a
+/// provider's code can only come back for its own connection: no mix-up
+/// between providers).
 const CALLBACK: &str = "/connect/callback";
+
+/// The cookie that ties a sign-in to the browser that started it.
+const BROWSER_COOKIE: &str = "moat-connect";
 
 /// Bytes an API key may have.
 const MAX_KEY_BYTES: usize = 8 << 10;
@@ -53,10 +59,21 @@ impl Connect {
         })
     }
 
-    /// Links point at `public_url`, or else at `listening` (`http://addr`),
-    /// where Moat serves HTTP.
-    pub fn listening_at(&self, listening: String) {
-        let _ = self.base.set(self.public_url.clone().unwrap_or(listening));
+    /// Links point at `public_url`, or else at `address`, where Moat
+    /// serves HTTP; that needs `public_url` unless it is on loopback (an
+    /// internal address is no link for a user's browser, and a key or a
+    /// code would cross the network in the clear).
+    pub fn listening_at(&self, address: std::net::SocketAddr) -> anyhow::Result<()> {
+        let base = match &self.public_url {
+            Some(url) => url.clone(),
+            None if address.ip().is_loopback() => format!("http://{address}"),
+            None => anyhow::bail!(
+                "[credentials] public_url is needed when listening on {address}: the address users' \
+                 browsers reach Moat at (its connect pages), such as \"https://tools.example.com\""
+            ),
+        };
+        let _ = self.base.set(base);
+        Ok(())
     }
 
     /// Where the pages listen over stdio: on loopback, at `public_url`'s
@@ -83,9 +100,14 @@ impl Connect {
         let ticket = self.store.tickets().seal(&Ticket {
             owner: owner.clone(),
             expires_at: now() + TICKET_LIFETIME_S,
-            verifier: None,
+            step: Step::Link,
         });
         format!("{}/connect/{ticket}", self.base())
+    }
+
+    /// Where `connection`'s provider sends the browser back.
+    fn redirect_uri(&self, connection: &str) -> String {
+        format!("{}{CALLBACK}/{connection}", self.base())
     }
 
     fn base(&self) -> &str {
@@ -101,7 +123,7 @@ impl Connect {
             endpoints,
         });
         Router::new()
-            .route(CALLBACK, get(callback))
+            .route(&format!("{CALLBACK}/{{connection}}"), get(callback))
             .route("/connect/{ticket}", get(start).post(submit))
             .with_state(self.clone())
             .merge(
@@ -111,10 +133,10 @@ impl Connect {
             )
     }
 
-    /// The ticket in `text`, and the connection it names; or the page
-    /// that says why not.
-    fn open(&self, text: &str) -> Result<(Ticket, &super::Connection), Box<Response>> {
-        let ticket = self.store.tickets().open(text, now()).map_err(|e| {
+    /// The ticket in `text` for the step `link` says, and the connection
+    /// it names; or the page that says why not.
+    fn open(&self, text: &str, link: bool) -> Result<(Ticket, &super::Connection), Box<Response>> {
+        let ticket = self.store.tickets().open(text, now(), link).map_err(|e| {
             Box::new(page(
                 StatusCode::BAD_REQUEST,
                 "Not connected",
@@ -170,7 +192,7 @@ impl Connect {
 /// mere visit, so a link opened by a crawler or a preview connects
 /// nothing.
 async fn start(State(connect): State<Arc<Connect>>, Path(ticket): Path<String>) -> Response {
-    let (opened, connection) = match connect.open(&ticket) {
+    let (opened, connection) = match connect.open(&ticket, true) {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
@@ -207,33 +229,54 @@ async fn start(State(connect): State<Arc<Connect>>, Path(ticket): Path<String>) 
 }
 
 /// `POST /connect/{ticket}`: an API key is stored; for OAuth the browser
-/// goes to the provider with a `state` that names the caller and carries
-/// the PKCE verifier, sealed.
+/// goes to the provider with a `state` that names the caller, carries the
+/// PKCE verifier and is tied to this browser by a cookie, sealed. A post
+/// from another site's page is refused: it would start a sign-in in the
+/// visitor's browser for whoever made the page.
 async fn submit(
     State(connect): State<Arc<Connect>>,
     Path(ticket): Path<String>,
+    headers: axum::http::HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let (opened, connection) = match connect.open(&ticket) {
+    if cross_site(&headers) {
+        return page(
+            StatusCode::FORBIDDEN,
+            "Not connected",
+            "this form can only be sent from its own page",
+        );
+    }
+    let (opened, connection) = match connect.open(&ticket, true) {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
     match &connection.kind {
         Kind::OAuth2(oauth) => {
             let (verifier, challenge) = oauth::pkce();
+            let (nonce, _) = oauth::pkce();
             let state = connect.store.tickets().seal(&Ticket {
                 owner: opened.owner,
-                expires_at: now() + TICKET_LIFETIME_S,
-                verifier: Some(verifier),
+                // Never past the link's own end: a sign-in does not renew it.
+                expires_at: opened.expires_at.min(now() + TICKET_LIFETIME_S),
+                step: Step::SignIn {
+                    verifier,
+                    browser: hex::encode(Sha256::digest(nonce.as_bytes())),
+                },
             });
-            let redirect_uri = format!("{}{CALLBACK}", connect.base());
-            Redirect::to(&oauth::authorization_url(
+            let secure = match connect.base().starts_with("https://") {
+                true => "; Secure",
+                false => "",
+            };
+            let cookie = format!(
+                "{BROWSER_COOKIE}={nonce}; Path={CALLBACK}; Max-Age={TICKET_LIFETIME_S}; HttpOnly; SameSite=Lax{secure}"
+            );
+            let to = oauth::authorization_url(
                 oauth,
-                &redirect_uri,
+                &connect.redirect_uri(&connection.name),
                 &state,
                 &challenge,
-            ))
-            .into_response()
+            );
+            ([(header::SET_COOKIE, cookie)], Redirect::to(&to)).into_response()
         }
         Kind::ApiKey => {
             let key = form.get("key").map_or("", |k| k.trim());
@@ -255,54 +298,98 @@ async fn submit(
     }
 }
 
-/// `GET /connect/callback`: the provider sends the browser back with a
-/// code (or an error) and the `state` Moat sealed; the code is exchanged
-/// with the verifier only that state holds.
+/// Whether a browser says the request comes from another site's page.
+/// Clients that are no browser send neither header.
+fn cross_site(headers: &axum::http::HeaderMap) -> bool {
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    !matches!(site, None | Some("same-origin") | Some("none"))
+}
+
+/// `GET /connect/callback/{connection}`: the provider sends the browser
+/// back with a code (or an error) and the `state` Moat sealed; the code is
+/// exchanged with the verifier only that state holds, and only in the
+/// browser that started the sign-in (its cookie), for the connection the
+/// state names.
 async fn callback(
     State(connect): State<Arc<Connect>>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let state = query.get("state").map_or("", String::as_str);
-    let (opened, connection) = match connect.open(state) {
+    let (opened, connection) = match connect.open(state, false) {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
-    let (Kind::OAuth2(oauth), Some(verifier)) = (&connection.kind, &opened.verifier) else {
+    let (Kind::OAuth2(oauth), Step::SignIn { verifier, browser }) =
+        (&connection.kind, &opened.step)
+    else {
         return page(
             StatusCode::BAD_REQUEST,
             "Not connected",
             "this link is not a sign-in's return",
         );
     };
-    if let Some(error) = query.get("error") {
+    if connection.name != name {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Not connected",
+            "this sign-in came back for another connection",
+        );
+    }
+    let nonce = cookie(&headers, BROWSER_COOKIE);
+    if nonce.is_none_or(|n| hex::encode(Sha256::digest(n.as_bytes())) != *browser) {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Not connected",
+            "this browser did not start this sign-in: open the link you were given and start again here",
+        );
+    }
+    // The cookie has done its work.
+    let forget = format!("{BROWSER_COOKIE}=; Path={CALLBACK}; Max-Age=0; HttpOnly; SameSite=Lax");
+    let answer = if let Some(error) = query.get("error") {
         let said = query
             .get("error_description")
             .map(|d| format!(": {d}"))
             .unwrap_or_default();
-        return page(
+        page(
             StatusCode::BAD_REQUEST,
             "Not connected",
             &format!("{} did not connect ({error}{said})", connection.name),
-        );
-    }
-    let Some(code) = query.get("code") else {
-        return page(
+        )
+    } else if let Some(code) = query.get("code") {
+        let redirect_uri = connect.redirect_uri(&connection.name);
+        match oauth::exchange_code(oauth, code, &redirect_uri, verifier).await {
+            Ok(credential) => connect.keep(opened.owner, credential).await,
+            Err(why) => {
+                tracing::warn!(
+                    connection = connection.name,
+                    "a sign-in's code exchange failed: {why}"
+                );
+                page(StatusCode::BAD_GATEWAY, "Not connected", &why)
+            }
+        }
+    } else {
+        page(
             StatusCode::BAD_REQUEST,
             "Not connected",
             "the provider sent no code",
-        );
+        )
     };
-    let redirect_uri = format!("{}{CALLBACK}", connect.base());
-    match oauth::exchange_code(oauth, code, &redirect_uri, verifier).await {
-        Ok(credential) => connect.keep(opened.owner, credential).await,
-        Err(why) => {
-            tracing::warn!(
-                connection = connection.name,
-                "a sign-in's code exchange failed: {why}"
-            );
-            page(StatusCode::BAD_GATEWAY, "Not connected", &why)
-        }
-    }
+    ([(header::SET_COOKIE, forget)], answer).into_response()
+}
+
+/// The value of cookie `name` in `headers`.
+fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then_some(value)
+        })
 }
 
 /// What revoking needs: the store, and who may be a caller.
@@ -322,40 +409,55 @@ async fn revoke(
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
 ) -> Response {
+    let mut owners = Vec::new();
+    for (tenant, endpoint) in &revoking.endpoints {
+        // A token may be good at several endpoints: the caller is revoked
+        // at each.
+        if let Ok(caller) = endpoint.authenticate(&uri, &headers).await
+            && !caller.subject.is_empty()
+        {
+            owners.push(Owner {
+                tenant: tenant.clone(),
+                issuer: caller.issuer,
+                subject: caller.subject,
+                connection: name.clone(),
+            });
+        }
+    }
+    if owners.is_empty() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token for one of this server's endpoints is needed\n",
+        )
+            .into_response();
+    }
     if !revoking.connect.connections.contains_key(&name) {
         return (StatusCode::NOT_FOUND, "no such connection\n").into_response();
     }
-    for (tenant, endpoint) in &revoking.endpoints {
-        let Ok(caller) = endpoint.authenticate(&uri, &headers).await else {
-            continue;
-        };
-        if caller.subject.is_empty() {
-            break;
-        }
-        let owner = Owner {
-            tenant: tenant.clone(),
-            issuer: caller.issuer,
-            subject: caller.subject,
-            connection: name,
-        };
-        let store = revoking.connect.store.clone();
-        let who = whom(&owner);
-        let connection = owner.connection.clone();
-        return match tokio::task::spawn_blocking(move || store.remove(&owner)).await {
-            Ok(Ok(true)) => {
-                tracing::info!(connection, who, "a caller revoked a credential");
-                StatusCode::NO_CONTENT.into_response()
+    let store = revoking.connect.store.clone();
+    let removed = tokio::task::spawn_blocking(move || {
+        let mut removed = Vec::new();
+        for owner in owners {
+            if store.remove(&owner)? {
+                removed.push(whom(&owner));
             }
-            Ok(Ok(false)) => (StatusCode::NOT_FOUND, "no credential to revoke\n").into_response(),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "cannot revoke now\n").into_response(),
-        };
+        }
+        Ok::<_, std::io::Error>(removed)
+    })
+    .await;
+    match removed {
+        Ok(Ok(removed)) if removed.is_empty() => {
+            (StatusCode::NOT_FOUND, "no credential to revoke\n").into_response()
+        }
+        Ok(Ok(removed)) => {
+            for who in removed {
+                tracing::info!(connection = name, who, "a caller revoked a credential");
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "cannot revoke now\n").into_response(),
     }
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer")],
-        "a bearer token for one of this server's endpoints is needed\n",
-    )
-        .into_response()
 }
 
 /// "alice at acme", for pages and logs.
@@ -412,4 +514,75 @@ fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> Owner {
+        Owner {
+            tenant: None,
+            issuer: "https://issuer".into(),
+            subject: "alice".into(),
+            connection: "gh".into(),
+        }
+    }
+
+    #[test]
+    fn links_need_a_public_url_beyond_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::new(dir.path().to_path_buf(), &[1; 32]));
+        let connect = Connect::new(store.clone(), Connections::new(), None);
+        let e = connect
+            .listening_at("0.0.0.0:8080".parse().unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("public_url is needed"), "{e}");
+        connect
+            .listening_at("127.0.0.1:8080".parse().unwrap())
+            .unwrap();
+        assert!(
+            connect
+                .link(&owner())
+                .starts_with("http://127.0.0.1:8080/connect/")
+        );
+
+        let public = Some("https://tools.example.com".to_string());
+        let connect = Connect::new(store, Connections::new(), public);
+        connect
+            .listening_at("0.0.0.0:8080".parse().unwrap())
+            .unwrap();
+        assert!(
+            connect
+                .link(&owner())
+                .starts_with("https://tools.example.com/connect/")
+        );
+        assert_eq!(
+            connect.redirect_uri("gh"),
+            "https://tools.example.com/connect/callback/gh"
+        );
+    }
+
+    #[test]
+    fn a_browser_post_from_another_site_is_cross_site() {
+        let headers = |site: Option<&str>| {
+            let mut h = axum::http::HeaderMap::new();
+            if let Some(site) = site {
+                h.insert("sec-fetch-site", site.parse().unwrap());
+            }
+            h
+        };
+        assert!(!cross_site(&headers(None)));
+        assert!(!cross_site(&headers(Some("same-origin"))));
+        assert!(!cross_site(&headers(Some("none"))));
+        assert!(cross_site(&headers(Some("cross-site"))));
+        assert!(cross_site(&headers(Some("same-site"))));
+        let mut h = headers(None);
+        h.insert(
+            header::COOKIE,
+            "a=1; moat-connect=n0nce; b=2".parse().unwrap(),
+        );
+        assert_eq!(cookie(&h, BROWSER_COOKIE), Some("n0nce"));
+        assert_eq!(cookie(&h, "missing"), None);
+    }
 }

@@ -81,7 +81,13 @@ pub struct Store {
     names: hmac::Key,
     /// Seals connect links and OAuth `state` (see [`super::ticket`]).
     tickets: super::ticket::Sealer,
+    /// Turns to refresh, by owner (striped: a few locks for any number of
+    /// owners).
+    refreshing: [tokio::sync::Mutex<()>; REFRESH_LOCKS],
 }
+
+/// How many owners' refreshes can run at once, at most.
+const REFRESH_LOCKS: usize = 64;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,6 +132,7 @@ impl Store {
         Store {
             dir,
             tickets: super::ticket::Sealer::new(&tickets),
+            refreshing: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
             seal: LessSafeKey::new(
                 UnboundKey::new(&CHACHA20_POLY1305, &seal).expect("a 32-byte key"),
             ),
@@ -193,6 +200,31 @@ impl Store {
         file.as_file().sync_all()?;
         file.persist(self.dir.join(&name)).map_err(|e| e.error)?;
         Ok(())
+    }
+
+    /// `owner`'s turn to refresh: held, no other refresh of theirs runs in
+    /// this process.
+    pub async fn refreshing(&self, owner: &Owner) -> tokio::sync::MutexGuard<'_, ()> {
+        let name = self.name(owner);
+        let lock = usize::from_str_radix(&name[..2], 16).expect("hex") % REFRESH_LOCKS;
+        self.refreshing[lock].lock().await
+    }
+
+    /// Stores `credential` as `owner`'s if what is stored is still the
+    /// credential stored at `since`; whether it did.
+    pub fn replace(
+        &self,
+        owner: &Owner,
+        since: u64,
+        credential: &Credential,
+    ) -> std::io::Result<bool> {
+        match self.get(owner)? {
+            Some(current) if current.stored_at == since => {
+                self.put(owner, credential)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Removes `owner`'s credential; whether there was one.

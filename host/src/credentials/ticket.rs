@@ -14,16 +14,30 @@ use serde::{Deserialize, Serialize};
 /// How long a link or a sign-in at the provider may take.
 pub const TICKET_LIFETIME_S: u64 = 600;
 
-/// Who is connecting what, until when.
+/// Who is connecting what, until when, and at which step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
     /// The caller the credential will belong to.
     pub owner: Owner,
     /// Seconds since the epoch after which the ticket is refused.
     pub expires_at: u64,
-    /// PKCE's code verifier, in an OAuth `state` only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verifier: Option<String>,
+    /// Which step it opens: one step's ticket never opens another.
+    pub step: Step,
+}
+
+/// What a ticket opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Step {
+    /// The link the caller is given: Moat's page.
+    Link,
+    /// An OAuth `state`: the provider's return, in the browser that left.
+    SignIn {
+        /// PKCE's code verifier.
+        verifier: String,
+        /// The SHA-256 (hex) of the nonce in the cookie of the browser
+        /// that started the sign-in.
+        browser: String,
+    },
 }
 
 /// Why a ticket is refused.
@@ -35,6 +49,9 @@ pub enum TicketError {
     /// Past its lifetime.
     #[error("this link has expired; call the tool again for a new one")]
     Expired,
+    /// A ticket of another step.
+    #[error("this link is not valid here")]
+    WrongStep,
 }
 
 /// Seals and opens tickets.
@@ -69,8 +86,9 @@ impl Sealer {
         URL_SAFE_NO_PAD.encode(out)
     }
 
-    /// The ticket sealed in `text`, if it is whole and not expired at `now`.
-    pub fn open(&self, text: &str, now: u64) -> Result<Ticket, TicketError> {
+    /// The ticket sealed in `text`, if it is whole, not expired at `now`
+    /// and for the step `link` says (the link, or else a sign-in's return).
+    pub fn open(&self, text: &str, now: u64, link: bool) -> Result<Ticket, TicketError> {
         let mut bytes = URL_SAFE_NO_PAD
             .decode(text)
             .map_err(|_| TicketError::Invalid)?;
@@ -90,6 +108,9 @@ impl Sealer {
         if ticket.expires_at < now {
             return Err(TicketError::Expired);
         }
+        if link != (ticket.step == Step::Link) {
+            return Err(TicketError::WrongStep);
+        }
         Ok(ticket)
     }
 }
@@ -107,7 +128,10 @@ mod tests {
                 connection: "gh".into(),
             },
             expires_at: 1_000,
-            verifier: Some("v".repeat(43)),
+            step: Step::SignIn {
+                verifier: "v".repeat(43),
+                browser: "b".repeat(64),
+            },
         }
     }
 
@@ -116,19 +140,31 @@ mod tests {
         let sealer = Sealer::new(&[1; 32]);
         let text = sealer.seal(&ticket());
         assert!(!text.contains("alice") && !text.contains('/') && !text.contains('+'));
-        assert_eq!(sealer.open(&text, 999), Ok(ticket()));
-        assert_eq!(sealer.open(&text, 1_001), Err(TicketError::Expired));
+        assert_eq!(sealer.open(&text, 999, false), Ok(ticket()));
+        assert_eq!(sealer.open(&text, 1_001, false), Err(TicketError::Expired));
+        // A sign-in's state is no link, and a link no state.
+        assert_eq!(sealer.open(&text, 999, true), Err(TicketError::WrongStep));
+        let link = sealer.seal(&Ticket {
+            step: Step::Link,
+            ..ticket()
+        });
+        assert_eq!(sealer.open(&link, 999, false), Err(TicketError::WrongStep));
+        assert!(sealer.open(&link, 999, true).is_ok());
         // Another key, one changed character, or nonsense: invalid.
         assert_eq!(
-            Sealer::new(&[2; 32]).open(&text, 0),
+            Sealer::new(&[2; 32]).open(&text, 0, false),
             Err(TicketError::Invalid)
         );
         let mut altered = text.clone().into_bytes();
         altered[20] = if altered[20] == b'A' { b'B' } else { b'A' };
         let altered = String::from_utf8(altered).unwrap();
-        assert_eq!(sealer.open(&altered, 0), Err(TicketError::Invalid));
+        assert_eq!(sealer.open(&altered, 0, false), Err(TicketError::Invalid));
         for junk in ["", "abc", "!!!", &"A".repeat(5000)] {
-            assert_eq!(sealer.open(junk, 0), Err(TicketError::Invalid), "{junk}");
+            assert_eq!(
+                sealer.open(junk, 0, true),
+                Err(TicketError::Invalid),
+                "{junk}"
+            );
         }
     }
 }

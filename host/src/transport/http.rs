@@ -168,7 +168,7 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .with_state(ready.clone());
     if let Some(connect) = connect {
-        connect.listening_at(format!("http://{addr}"));
+        connect.listening_at(addr)?;
         app = app.merge(connect.routes(verifiers));
     }
     let app = app.layer(middleware::from_fn_with_state(

@@ -468,13 +468,16 @@ impl Drop for Upstream {
     }
 }
 
-fn start_upstream(redirect: &str) -> Upstream {
+type Said = std::io::Lines<std::io::BufReader<std::process::ChildStdout>>;
+
+/// Starts the upstream; it takes sign-ins once given Moat's redirect URI
+/// ([`Upstream::redirect_to`]).
+fn start_upstream() -> (Upstream, Said) {
     use std::io::BufRead;
     let dir =
         moat_tests::external::node_packages(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
     let mut child = std::process::Command::new("node")
         .arg("upstream.mjs")
-        .arg(redirect)
         .current_dir(&dir)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -490,17 +493,26 @@ fn start_upstream(redirect: &str) -> Upstream {
     };
     let issuer = said("issuer ");
     let api = said("api ");
-    // The provider prints as it works: keep reading, or its next line
-    // fails on a closed pipe and ends it.
-    std::thread::spawn(move || for _ in lines {});
-    Upstream { child, issuer, api }
+    (Upstream { child, issuer, api }, lines)
+}
+
+impl Upstream {
+    /// Registers `redirect` as its client's redirect URI.
+    fn redirect_to(&mut self, redirect: &str, mut said: Said) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{redirect}").unwrap();
+        let line = said.next().and_then(Result::ok).unwrap_or_default();
+        assert_eq!(line, "ready");
+        // The provider prints as it works: keep reading, or its next line
+        // fails on a closed pipe and ends it.
+        std::thread::spawn(move || for _ in said {});
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_connects_an_account_through_url_elicitation_and_calls_as_the_user() {
-    let port = moat_tests::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let upstream = start_upstream(&format!("{base}/connect/callback"));
+    let (mut upstream, said) = start_upstream();
     let key = TestKey::new("k1", 15);
     let issuer = TestIssuer::start(&[&key]).await;
     let testbed = moat_tests::plugin_wasm("testbed").display().to_string();
@@ -534,13 +546,15 @@ scopes = ["openid", "repo"]
         .write();
     let server = MoatServer::start_with(
         dir.path(),
-        &format!("127.0.0.1:{port}"),
+        "127.0.0.1:0",
         &[],
         &[
             ("MOAT_TEST_STORE_KEY", &hex::encode(STORE_KEY)),
             ("MOAT_TEST_GH_SECRET", "upstream-secret-0123456789"),
         ],
     );
+    let base = server.base.clone();
+    upstream.redirect_to(&format!("{base}/connect/callback/gh"), said);
     let store = Store::new(dir.path().join("creds"), &STORE_KEY);
     let token = |subject: &str| {
         let mut claims = moat_tests::auth::claims(
@@ -571,7 +585,9 @@ scopes = ["openid", "repo"]
         "without url elicitation: the link is in the error",
         "url elicitation mode=legacy: -32042",
         "url elicitation mode=auto: -32042",
-        "connected, back at /connect/callback",
+        "a link as a sign-in's state: refused",
+        "a sign-in finished in another browser: refused",
+        "connected, back at /connect/callback/gh",
         "after connecting mode=legacy: login=alice-gh token=",
         "after connecting mode=auto: login=alice-gh token=",
     ] {

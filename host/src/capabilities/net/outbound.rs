@@ -356,9 +356,7 @@ async fn credential(
         )
     };
     let found = match found {
-        Ok(Some(credential)) if credential.expired() => {
-            refreshed(connection, &owner, credential).await
-        }
+        Ok(Some(credential)) if credential.expired() => refreshed(connection, &owner).await,
         Ok(found) => found,
         Err(e) => {
             tracing::error!(
@@ -377,19 +375,25 @@ async fn credential(
     }
 }
 
-/// A fresh credential for `expired`, from the provider with its refresh
-/// token, stored for the next call; `None` when there is none to be had
-/// (the user connects again).
-async fn refreshed(
-    connection: &Connection,
-    owner: &Owner,
-    expired: Credential,
-) -> Option<Credential> {
+/// A fresh credential for `owner`, whose stored one has expired: from the
+/// provider with its refresh token, stored for the next call; `None` when
+/// there is none to be had (the user connects again).
+async fn refreshed(connection: &Connection, owner: &Owner) -> Option<Credential> {
     let Kind::OAuth2(oauth) = &connection.kind else {
         return None;
     };
-    expired.refresh_token.as_ref()?;
-    let fresh = match oauth::refresh(oauth, &expired).await {
+    let store = &connection.store;
+    // One refresh per owner at a time: a provider that rotates refresh
+    // tokens takes a second use of one as theft and revokes the grant.
+    let _turn = store.refreshing(owner).await;
+    // Meanwhile another call may have refreshed it, or the user connected
+    // again or revoked it: go on from what is stored now.
+    let current = read(store, owner).await?;
+    if !current.expired() {
+        return Some(current);
+    }
+    current.refresh_token.as_ref()?;
+    let fresh = match oauth::refresh(oauth, &current).await {
         Ok(fresh) => fresh,
         Err(why) => {
             tracing::warn!(
@@ -399,16 +403,32 @@ async fn refreshed(
             return None;
         }
     };
-    let (store, key, kept) = (connection.store.clone(), owner.clone(), fresh.clone());
-    match tokio::task::spawn_blocking(move || store.put(&key, &kept)).await {
-        Ok(Ok(())) => {}
+    let (store, key, kept) = (store.clone(), owner.clone(), fresh.clone());
+    let since = current.stored_at;
+    let stored = tokio::task::spawn_blocking(move || store.replace(&key, since, &kept)).await;
+    match stored {
+        Ok(Ok(true)) => Some(fresh),
+        // Revoked or connected anew while refreshing: that stands.
+        Ok(Ok(false)) => None,
         // This call still has a working token; the next refreshes again.
-        _ => tracing::error!(
-            connection = connection.name,
-            "cannot store a refreshed credential"
-        ),
+        _ => {
+            tracing::error!(
+                connection = connection.name,
+                "cannot store a refreshed credential"
+            );
+            Some(fresh)
+        }
     }
-    Some(fresh)
+}
+
+/// `owner`'s credential as stored now; `None` when there is none or it
+/// cannot be read.
+async fn read(store: &Arc<crate::credentials::store::Store>, owner: &Owner) -> Option<Credential> {
+    let (store, key) = (store.clone(), owner.clone());
+    tokio::task::spawn_blocking(move || store.get(&key))
+        .await
+        .ok()?
+        .ok()?
 }
 
 /// `request` with the plugin's own credentials taken out and the caller's
