@@ -2,15 +2,19 @@
 // (tests/tests/all/connections.rs): panva's oidc-provider as the OAuth
 // provider, with its development login and consent pages (any login
 // name), the authorization-code grant with PKCE and refresh tokens, for
-// one confidential client whose redirect URI is the first line read from
-// stdin (Moat's address is known only once it listens, and Moat needs the
-// provider's first); and, on a second port, an API whose GET /user
+// one confidential client; on a second port, an API whose GET /user
 // answers only a bearer token the provider issued, with the account it
-// belongs to.
+// belongs to; and on a third, a second oidc-provider as the MCP
+// endpoint's own authorization server, where Moat signs a browser's user
+// in (client `moat`, ID tokens signed with the test's Ed25519 key, with
+// which the test also signs the MCP access tokens).
 //
-// Usage: node upstream.mjs, then write the redirect URI and a newline.
-// Prints "issuer <url>" and "api <url>" once listening; stops when stdin
-// closes.
+// Usage: node upstream.mjs, then write one line of JSON:
+// {"redirect": <the connection's redirect URI>, "verify": <Moat's
+// /connect/verify>, "key": <the private JWK>} (Moat's address is known
+// only once it listens, and Moat needs the issuers' first). Prints
+// "issuer <url>", "api <url>" and "mcp <url>" once listening, "ready"
+// once configured; stops when stdin closes.
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { createServer } from 'node:http';
 import { createInterface } from 'node:readline';
@@ -24,6 +28,8 @@ const listen = async (server) => {
 
 const web = createServer();
 const issuer = await listen(web);
+const mcpWeb = createServer();
+const mcpIssuer = await listen(mcpWeb);
 let provider;
 
 const api = createServer(async (req, res) => {
@@ -43,9 +49,11 @@ const api = createServer(async (req, res) => {
 const apiUrl = await listen(api);
 console.log(`issuer ${issuer}`);
 console.log(`api ${apiUrl}`);
+console.log(`mcp ${mcpIssuer}`);
 
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-const redirect = (await lines.next()).value;
+const { redirect, verify, key } = JSON.parse((await lines.next()).value);
+const findAccount = async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) });
 provider = new Provider(issuer, {
   jwks: { keys: [{ ...jwk, kid: 'es256-1', alg: 'ES256', use: 'sig' }] },
   clients: [
@@ -62,9 +70,27 @@ provider = new Provider(issuer, {
   scopes: ['openid', 'repo'],
   // Refresh tokens without offline_access: the connection asks for none.
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
-  findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
+  findAccount,
 });
 web.on('request', provider.callback());
+const mcp = new Provider(mcpIssuer, {
+  jwks: { keys: [{ ...key, use: 'sig' }] },
+  clients: [
+    {
+      client_id: 'moat',
+      client_secret: 'sign-in-secret-0123456789',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: [verify],
+      token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: 'EdDSA',
+    },
+  ],
+  // Its own cookie names: a browser keeps one jar per host, not per port.
+  cookies: { names: { session: '_mcp_session', interaction: '_mcp_interaction', resume: '_mcp_resume' } },
+  findAccount,
+});
+mcpWeb.on('request', mcp.callback());
 console.log('ready');
 // Stop when stdin closes.
 for await (const _ of { [Symbol.asyncIterator]: () => lines });

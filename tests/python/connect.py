@@ -3,14 +3,17 @@ driven by the official MCP Python SDK (pinned in requirements.txt).
 
 Run by tests/tests/all/connections.rs; by hand:
     python connect.py --url http://127.0.0.1:PORT/t/acme/mcp --token JWT \
-        --api http://127.0.0.1:API --step connect --login alice-gh
+        --api http://127.0.0.1:API --step connect --subject alice --login alice-gh
 
 Steps:
 - connect: a client without the elicitation capability is told, in the
   tool's error, which link to open; a client with it gets the URL
-  elicitation (-32042). The script follows that link as a browser would:
-  Moat's page, the provider's login and consent, back to Moat; then the
-  same call runs as the user. Prints one line per scenario.
+  elicitation (-32042). Someone else who opens the link signs in at the
+  MCP endpoint's authorization server as themselves, and is refused. The
+  script then follows the link as the caller's browser would: the MCP
+  authorization server's sign-in as SUBJECT, Moat's page, the provider's
+  login and consent, back to Moat; then the same call runs as the user.
+  Prints one line per scenario.
 - call: calls the tool once and prints what it returned, or the URL
   elicitation's code.
 """
@@ -66,12 +69,33 @@ async def sign_in(browser, answer, login):
     return answer
 
 
-async def follow(link, login):
+async def forwarded(link):
+    """Someone other than the caller opens `link`: they sign in at the MCP
+    authorization server as themselves, and connect nothing."""
+    async with httpx2.AsyncClient(follow_redirects=True) as victim:
+        answer = await sign_in(victim, await victim.get(link), "bob")
+        assert answer.status_code == 403, answer.text
+        assert "You signed in as <b>bob</b>" in answer.text and "alice at acme" in answer.text, answer.text
+        print("a link opened by another user: refused")
+
+        posted = await victim.post(link, data={"continue": "1"})
+        assert posted.status_code == 403 and "sign in first" in posted.text, posted.text
+        print("the form without signing in: refused")
+
+        # "Sign in as someone else" asks the authorization server for a
+        # fresh sign-in, though bob's session there is still open.
+        again = re.search(r'href="([^"]*\?again)"', answer.text).group(1).replace("&amp;", "&")
+        fresh = await victim.get(again)
+        assert fresh.status_code == 200 and 'name="login"' in fresh.text, fresh.text
+
+
+async def follow(link, subject, login):
     """Does in a browser's stead what the user does at `link`; first, a
     browser that did not start the sign-in tries to finish it."""
     async with httpx2.AsyncClient(follow_redirects=True) as browser:
-        page = await browser.get(link)
+        page = await sign_in(browser, await browser.get(link), subject)
         assert page.status_code == 200, page.text
+        print("signed in as the caller: the link's page")
         assert "Connect gh" in page.text and "alice at acme" in page.text, page.text
         assert page.headers["referrer-policy"] == "no-referrer", page.headers
 
@@ -119,7 +143,8 @@ async def connect(args):
         link = elicitation["url"]
         print(f"url elicitation mode={mode}: {URL_ELICITATION_REQUIRED}")
 
-    ended_at = await follow(link, args.login)
+    await forwarded(link)
+    ended_at = await follow(link, args.subject, args.login)
     print(f"connected, back at {httpx2.URL(ended_at).path}")
 
     for mode in ["legacy", "auto"]:
@@ -144,6 +169,7 @@ async def main():
     parser.add_argument("--token", required=True)
     parser.add_argument("--api", required=True)
     parser.add_argument("--step", choices=["connect", "call"], required=True)
+    parser.add_argument("--subject", default="alice")
     parser.add_argument("--login", default="alice-gh")
     args = parser.parse_args()
     await (connect(args) if args.step == "connect" else once(args))

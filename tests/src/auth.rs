@@ -36,6 +36,15 @@ impl TestKey {
         json!({ "kty": "OKP", "crv": "Ed25519", "x": x, "kid": self.kid, "alg": "EdDSA" })
     }
 
+    /// The private key as a JWK, for an issuer in another process that
+    /// signs with it too.
+    pub fn private_jwk(&self) -> Value {
+        let mut jwk = self.jwk();
+        jwk["d"] =
+            json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.signing.to_bytes()));
+        jwk
+    }
+
     /// A JWT over `claims`.
     pub fn sign(&self, claims: &Value) -> String {
         let mut header = Header::new(Algorithm::EdDSA);
@@ -74,8 +83,14 @@ pub fn tenant_with_plugin(
         &tenant_resource(name),
         &format!("[\"{plugin}.*\"]"),
     );
+    format!("{auth}\n{}", tenant_plugin(name, plugin, source, grants))
+}
+
+/// Plugin `plugin` of tenant `name`, from `source`, granted `grants` (TOML
+/// lines).
+pub fn tenant_plugin(name: &str, plugin: &str, source: &str, grants: &str) -> String {
     format!(
-        "{auth}\n[[tenants.{name}.plugin]]\nname = \"{plugin}\"\nsource = {source:?}\n\
+        "[[tenants.{name}.plugin]]\nname = \"{plugin}\"\nsource = {source:?}\n\
          [tenants.{name}.plugin.grants]\n{grants}\n"
     )
 }
@@ -106,19 +121,26 @@ pub async fn tenant_client(
 /// for `resource`, with one rule: scope `tools:read` may call `tools` (a
 /// TOML array).
 pub fn tenant_auth(name: &str, issuer: &TestIssuer, resource: &str, tools: &str) -> String {
+    let jwks = format!("jwks_uri = \"{}/keys\"", issuer.base);
+    tenant_auth_at(name, &issuer.base, &jwks, resource, tools)
+}
+
+/// `[tenants.<name>.auth]` trusting the issuer at `base` (EdDSA keys where
+/// `more`, TOML lines, says, or else in its metadata) for `resource`, with
+/// one rule: scope `tools:read` may call `tools` (a TOML array).
+pub fn tenant_auth_at(name: &str, base: &str, more: &str, resource: &str, tools: &str) -> String {
     format!(
         r#"[tenants.{name}.auth]
 issuer = "{base}"
-jwks_uri = "{base}/keys"
 resource = "{resource}"
 algorithms = ["EdDSA"]
 scopes_supported = ["tools:read"]
+{more}
 
 [[tenants.{name}.auth.rule]]
 scopes = ["tools:read"]
 tools = {tools}
-"#,
-        base = issuer.base,
+"#
     )
 }
 

@@ -130,6 +130,65 @@ pub fn node_packages(tmp: &Path) -> PathBuf {
     dir
 }
 
+/// A script of tests/node running beside a test, talking by lines on its
+/// stdin and stdout; killed on drop.
+pub struct NodeScript {
+    child: std::process::Child,
+    said: Option<std::io::Lines<std::io::BufReader<std::process::ChildStdout>>>,
+}
+
+impl NodeScript {
+    /// Runs `node SCRIPT ARGS` among the locked packages under `tmp`.
+    pub fn start(tmp: &Path, script: &str, args: &[&str]) -> NodeScript {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = Command::new("node")
+            .arg(script)
+            .args(args)
+            .current_dir(node_packages(tmp))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting node: install Node.js 20 or newer");
+        let said = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        NodeScript {
+            child,
+            said: Some(said),
+        }
+    }
+
+    /// The rest of the next line it prints, which must start with `prefix`.
+    pub fn said(&mut self, prefix: &str) -> String {
+        let lines = self.said.as_mut().expect("still reading");
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
+        line.strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected {prefix:?} from the script, got {line:?}"))
+            .to_string()
+    }
+
+    /// Writes `line` to its stdin.
+    pub fn tell(&mut self, line: &str) {
+        use std::io::Write;
+        writeln!(self.child.stdin.as_mut().unwrap(), "{line}").unwrap();
+    }
+
+    /// Reads whatever it prints from now on in the background: a script
+    /// that prints as it works (oidc-provider does) ends on a closed pipe.
+    pub fn drain(&mut self) {
+        if let Some(said) = self.said.take() {
+            std::thread::spawn(move || for _ in said {});
+        }
+    }
+}
+
+impl Drop for NodeScript {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// `tmp/name` with the packages locked in `package`'s package.json and
 /// package-lock.json installed by `npm ci`, made again when the lock
 /// changes. The caller holds [`install_lock`].

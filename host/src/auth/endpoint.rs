@@ -7,6 +7,8 @@ use super::AuthConfig;
 use super::keys::IssuerKeys;
 use super::policy::{Caller, Policy};
 use super::token::metadata_path;
+use super::token::{TokenError, TokenRules};
+use crate::credentials::OAuth2;
 use http::{HeaderMap, StatusCode, Uri};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -25,6 +27,8 @@ pub struct Endpoint {
     /// same token with every request, and a signature check costs far more
     /// than a hash.
     verified: Mutex<HashMap<[u8; 32], Caller>>,
+    /// `[auth.sign_in]` with its endpoints found, once found.
+    sign_in: tokio::sync::OnceCell<OAuth2>,
 }
 
 /// A refusal: the status and the `WWW-Authenticate` value to send.
@@ -50,6 +54,7 @@ impl Endpoint {
             config,
             keys,
             verified: Mutex::new(HashMap::new()),
+            sign_in: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -193,6 +198,80 @@ impl Endpoint {
         }
         verified.insert(digest, caller.clone());
         Ok(caller)
+    }
+
+    /// Moat's OpenID Connect client at the issuer (`[auth.sign_in]`),
+    /// asking for `openid` only, with the endpoints the issuer's metadata
+    /// names where the config does not; `None` without `[auth.sign_in]`.
+    pub async fn sign_in(&self) -> Option<Result<&OAuth2, String>> {
+        let configured = self.config.sign_in.as_ref()?;
+        let issuer = &self.config.token.issuer;
+        Some(
+            self.sign_in
+                .get_or_try_init(|| async {
+                    let metadata = match (
+                        &configured.authorization_endpoint,
+                        &configured.token_endpoint,
+                    ) {
+                        (Some(_), Some(_)) => serde_json::Value::Null,
+                        _ => {
+                            super::keys::issuer_metadata(issuer)
+                                .await
+                                .map_err(|e| format!("the issuer's metadata: {e:#}"))?
+                                .1
+                        }
+                    };
+                    // Codes and the client's secret cross to these: over
+                    // TLS, or on this machine.
+                    let endpoint = |set: &Option<String>, key: &str| {
+                        set.clone()
+                            .or_else(|| metadata.get(key)?.as_str().map(str::to_string))
+                            .filter(|u| {
+                                url::Url::parse(u).is_ok_and(|u| {
+                                    u.scheme() == "https"
+                                        || (u.scheme() == "http"
+                                            && crate::credentials::loopback(u.host_str()))
+                                })
+                            })
+                            .ok_or_else(|| format!("the issuer's metadata names no https:// {key}"))
+                    };
+                    Ok(OAuth2 {
+                        authorization_endpoint: endpoint(
+                            &configured.authorization_endpoint,
+                            "authorization_endpoint",
+                        )?,
+                        token_endpoint: endpoint(&configured.token_endpoint, "token_endpoint")?,
+                        client_id: configured.client_id.clone(),
+                        client_secret: configured.client_secret.clone(),
+                        scopes: vec!["openid".into()],
+                    })
+                })
+                .await,
+        )
+    }
+
+    /// Who an OpenID Connect ID token from the issuer names, checked as a
+    /// token is (signature by the issuer's keys, `iss`, `exp`, `nbf`) but
+    /// meant for Moat's sign-in client (`aud`, and `azp` when present).
+    pub async fn validate_id_token(&self, token: &str) -> Result<Caller, TokenError> {
+        let client_id = self
+            .config
+            .sign_in
+            .as_ref()
+            .map_or("", |s| s.client_id.as_str());
+        let rules = TokenRules {
+            resource: client_id.to_string(),
+            roles_claim: None,
+            hmac_secret: None,
+            require_at_jwt: false,
+            max_lifetime_s: None,
+            ..self.config.token.clone()
+        };
+        let caller = self.keys.validate(token, &rules).await?;
+        match &caller.client_id {
+            Some(azp) if azp != client_id => Err(TokenError::WrongAudience),
+            _ => Ok(caller),
+        }
     }
 
     /// The 403 for a caller that may not use `tool` under `policy` (the

@@ -112,9 +112,18 @@ impl IssuerKeys {
     }
 }
 
-/// Finds `jwks_uri` in the issuer's RFC 8414 metadata, or else its OpenID
-/// Connect discovery document.
+/// Finds `jwks_uri` in the issuer's metadata.
 async fn discover_jwks_uri(issuer_id: &str) -> anyhow::Result<String> {
+    let (candidate, doc) = issuer_metadata(issuer_id).await?;
+    match doc.get("jwks_uri").and_then(Value::as_str) {
+        Some(uri) => Ok(uri.to_string()),
+        None => bail!("{candidate} has no jwks_uri"),
+    }
+}
+
+/// The issuer's RFC 8414 metadata, or else its OpenID Connect discovery
+/// document, and where it was found.
+pub async fn issuer_metadata(issuer_id: &str) -> anyhow::Result<(String, Value)> {
     let issuer = issuer_id.trim_end_matches('/');
     let url = url::Url::parse(issuer)?;
     let origin = url.origin().ascii_serialization();
@@ -130,14 +139,11 @@ async fn discover_jwks_uri(issuer_id: &str) -> anyhow::Result<String> {
             // naming another issuer is not this issuer's, whoever served it.
             Ok(doc) if doc.get("issuer").and_then(Value::as_str) != Some(issuer_id) => {
                 last = Some(anyhow::anyhow!(
-                    "{candidate} names the issuer {}, not {issuer_id}; its keys are not used",
+                    "{candidate} names the issuer {}, not {issuer_id}; it is not used",
                     doc.get("issuer").unwrap_or(&Value::Null)
                 ));
             }
-            Ok(doc) => match doc.get("jwks_uri").and_then(Value::as_str) {
-                Some(uri) => return Ok(uri.to_string()),
-                None => last = Some(anyhow::anyhow!("{candidate} has no jwks_uri")),
-            },
+            Ok(doc) => return Ok((candidate, doc)),
             Err(e) => last = Some(e),
         }
     }

@@ -36,4 +36,32 @@ pub struct AuthConfig {
     pub jwks_refetch_interval: Duration,
     /// Which tools each caller may use.
     pub policy: Policy,
+    /// Moat as an OpenID Connect client of the issuer, to check that the
+    /// person finishing a connect link in a browser is the caller it was
+    /// made for (`[auth.sign_in]`).
+    pub sign_in: Option<SignIn>,
+}
+
+/// `[auth.sign_in]`: Moat's client registration at the issuer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignIn {
+    /// Moat's client ID there.
+    pub client_id: String,
+    /// Its secret, for a confidential client.
+    pub client_secret: Option<String>,
+    /// Where browsers sign in; `None`: from the issuer's metadata.
+    pub authorization_endpoint: Option<String>,
+    /// Where codes are exchanged; `None`: from the issuer's metadata.
+    pub token_endpoint: Option<String>,
+}
+
+impl std::fmt::Debug for SignIn {
+    /// Without the client secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignIn")
+            .field("client_id", &self.client_id)
+            .field("authorization_endpoint", &self.authorization_endpoint)
+            .field("token_endpoint", &self.token_endpoint)
+            .finish_non_exhaustive()
+    }
 }

@@ -36,6 +36,19 @@ pub const LOCAL_ISSUER: &str = "local";
 /// or HTTP without `[auth]`) of a plugin with `grants`, at `tenant`.
 pub fn scope(grants: &Grants, context: &CallContext<'_>, tenant: Option<&str>) -> Scope {
     let caller = context.caller;
+    let per_caller = grants.per_caller();
+    let connects = !grants.net.connections.is_empty();
+    let env = match grants.caller_identity {
+        true => env(caller, tenant),
+        false => Vec::new(),
+    };
+    if !per_caller && !connects {
+        // The common case: nothing to build per call.
+        return Scope {
+            env,
+            ..Scope::default()
+        };
+    }
     // A token without `sub` names nobody: its callers would all share one
     // folder, and one account.
     let verified = caller.filter(|c| !c.subject.is_empty()).map(|c| Principal {
@@ -48,13 +61,9 @@ pub fn scope(grants: &Grants, context: &CallContext<'_>, tenant: Option<&str>) -
         issuer: LOCAL_ISSUER.into(),
         subject: "local".into(),
     };
-    let connects = !grants.net.connections.is_empty();
     Scope {
-        env: match grants.caller_identity {
-            true => env(caller, tenant),
-            false => Vec::new(),
-        },
-        principal: verified.clone().filter(|_| grants.per_caller()),
+        env,
+        principal: verified.clone().filter(|_| per_caller),
         owner: match (verified, context.local) {
             _ if !connects => None,
             (Some(verified), _) => Some(verified),

@@ -1,9 +1,9 @@
 //! `[auth]` and `[[auth.rule]]`: who issues tokens for this endpoint, what
 //! they must say, and which tools each scope or role unlocks.
 
-use crate::auth::AuthConfig;
 use crate::auth::policy::{Policy, Rule, ToolPattern, UriPattern};
 use crate::auth::token::TokenRules;
+use crate::auth::{AuthConfig, SignIn};
 use crate::diagnostics::{ConfigError, Source};
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
@@ -31,6 +31,16 @@ pub(super) struct RawAuth {
     max_token_lifetime_s: Option<Spanned<u64>>,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
+    sign_in: Option<RawSignIn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignIn {
+    client_id: String,
+    client_secret_env: Option<Spanned<String>>,
+    authorization_endpoint: Option<Spanned<String>>,
+    token_endpoint: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,5 +262,34 @@ pub(super) fn parse(src: &Source, raw: RawAuth) -> Result<AuthConfig, ConfigErro
             None => 60,
         }),
         policy: Policy { rules },
+        sign_in: match raw.sign_in {
+            None => None,
+            Some(sign_in) => Some(SignIn {
+                client_id: sign_in.client_id,
+                client_secret: sign_in
+                    .client_secret_env
+                    .map(|var| {
+                        std::env::var(var.get_ref()).map_err(|_| {
+                            src.error(
+                                var.span(),
+                                format!(
+                                    "client_secret_env names {:?}, which is not set",
+                                    var.get_ref()
+                                ),
+                                "set that environment variable to Moat's client secret at the issuer before starting Moat",
+                            )
+                        })
+                    })
+                    .transpose()?,
+                authorization_endpoint: sign_in
+                    .authorization_endpoint
+                    .map(|u| url(&u, "authorization_endpoint"))
+                    .transpose()?,
+                token_endpoint: sign_in
+                    .token_endpoint
+                    .map(|u| url(&u, "token_endpoint"))
+                    .transpose()?,
+            }),
+        },
     })
 }

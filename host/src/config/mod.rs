@@ -318,6 +318,7 @@ impl Config {
             credentials,
         };
         config.check_endpoints(&src, &tenant_spans)?;
+        config.check_sign_in(&src, &tenant_spans)?;
         Ok(config)
     }
 }

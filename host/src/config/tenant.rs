@@ -237,6 +237,52 @@ impl Config {
         }
         Ok(())
     }
+
+    /// Every protected endpoint whose plugins use connections can check
+    /// that the person who finishes a connect link is its caller
+    /// (`[auth.sign_in]`), unless the operator turned that off: MCP
+    /// requires it of URL elicitation, and without it a caller who gets
+    /// someone else to open their link acts as that person.
+    pub(super) fn check_sign_in(
+        &self,
+        src: &Source,
+        tenant_spans: &[Range<usize>],
+    ) -> Result<(), ConfigError> {
+        if !self
+            .credentials
+            .as_ref()
+            .is_some_and(|c| c.verify_browser_user)
+        {
+            return Ok(());
+        }
+        let served = self.served();
+        let offset = served.len() - tenant_spans.len();
+        for (i, endpoint) in served.iter().enumerate() {
+            let Some(auth) = endpoint.auth else { continue };
+            let connecting = endpoint
+                .plugins
+                .iter()
+                .find(|p| !p.grants.net.connections.is_empty());
+            if let (None, Some(plugin)) = (&auth.sign_in, connecting) {
+                let (span, place) = match endpoint.tenant {
+                    Some(t) => (tenant_spans[i - offset].clone(), format!("tenant `{t}`")),
+                    None => (0..0, "the top-level endpoint".to_string()),
+                };
+                return Err(src.error(
+                    span,
+                    format!(
+                        "{place} serves `{}`, which uses connections, but its [auth] has no sign_in: \
+                         Moat could not check that whoever opens a connect link is the caller it was made for",
+                        plugin.name
+                    ),
+                    "register Moat as a client at the issuer (redirect URI <public_url>/connect/verify) and add \
+                     [auth.sign_in] client_id = \"…\" with client_secret_env; or set [credentials] \
+                     verify_browser_user = false to accept that risk",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Whether one path equals the other or lies below it.

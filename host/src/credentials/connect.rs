@@ -8,15 +8,21 @@
 //! names the caller the credential will belong to and expires after ten
 //! minutes; no page keeps state between requests, so replicas sharing
 //! the key serve any step.
+//!
+//! A link can be forwarded, so before anything is connected the person in
+//! the browser signs in at the MCP endpoint's own issuer (OpenID Connect,
+//! `[auth.sign_in]`), and only the caller the link was made for goes on;
+//! a cookie then says who this browser's user is for ten minutes.
 
 use super::store::{Credential, Owner, Store};
-use super::ticket::{Step, TICKET_LIFETIME_S, Ticket};
+use super::ticket::{Return, Step, TICKET_LIFETIME_S, Ticket};
 use super::{Connections, Kind, now, oauth};
 use crate::auth::endpoint::Endpoint;
+use crate::capabilities::identity::LOCAL_ISSUER;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -27,8 +33,18 @@ use std::sync::{Arc, OnceLock};
 /// between providers).
 const CALLBACK: &str = "/connect/callback";
 
+/// The path of the issuer's redirect back after the browser's user signed
+/// in there.
+const VERIFY: &str = "/connect/verify";
+
 /// The cookie that ties a sign-in to the browser that started it.
 const BROWSER_COOKIE: &str = "moat-connect";
+
+/// The cookie that ties a check of the browser's user to the browser.
+const VERIFY_COOKIE: &str = "moat-verify";
+
+/// The cookie that says who signed in in this browser.
+const USER_COOKIE: &str = "moat-user";
 
 /// Bytes an API key may have.
 const MAX_KEY_BYTES: usize = 8 << 10;
@@ -41,21 +57,19 @@ pub struct Connect {
     public_url: Option<String>,
     /// Where links point: the public URL, or where the pages listen.
     base: OnceLock<String>,
+    /// Whether the browser's user must sign in as the link's caller.
+    verify_browser_user: bool,
 }
 
 impl Connect {
-    /// The pages for `connections`, whose credentials go to `store`;
-    /// `public_url` is where browsers reach Moat, if configured.
-    pub fn new(
-        store: Arc<Store>,
-        connections: Connections,
-        public_url: Option<String>,
-    ) -> Arc<Connect> {
+    /// The pages for `connections`, as `[credentials]` configures them.
+    pub fn new(config: &super::CredentialsConfig, connections: Connections) -> Arc<Connect> {
         Arc::new(Connect {
-            store,
+            store: config.store.clone(),
             connections,
-            public_url,
+            public_url: config.public_url.clone(),
             base: OnceLock::new(),
+            verify_browser_user: config.verify_browser_user,
         })
     }
 
@@ -97,12 +111,52 @@ impl Connect {
 
     /// The link for `owner` to connect their `owner.connection`.
     pub fn link(&self, owner: &Owner) -> String {
+        self.link_until(owner, now() + TICKET_LIFETIME_S)
+    }
+
+    fn link_until(&self, owner: &Owner, expires_at: u64) -> String {
         let ticket = self.store.tickets().seal(&Ticket {
             owner: owner.clone(),
-            expires_at: now() + TICKET_LIFETIME_S,
+            expires_at,
             step: Step::Link,
         });
         format!("{}/connect/{ticket}", self.base())
+    }
+
+    /// A `state` for an authorization server's return to `step`, for
+    /// `owner` until the link's `expires_at` at the latest (a sign-in does
+    /// not renew it), tied to this browser by the cookie `name` at `path`:
+    /// the state and the `Set-Cookie`, and PKCE's challenge.
+    fn leave(
+        &self,
+        owner: Owner,
+        expires_at: u64,
+        step: fn(Return) -> Step,
+        (name, path): (&str, &str),
+    ) -> (String, String, String) {
+        let (verifier, challenge) = oauth::pkce();
+        let (nonce, _) = oauth::pkce();
+        let state = self.store.tickets().seal(&Ticket {
+            owner,
+            expires_at: expires_at.min(now() + TICKET_LIFETIME_S),
+            step: step(Return {
+                verifier,
+                browser: hex::encode(Sha256::digest(nonce.as_bytes())),
+            }),
+        });
+        let cookie = self.cookie(name, &nonce, path, TICKET_LIFETIME_S);
+        (state, cookie, challenge)
+    }
+
+    /// A `Set-Cookie` value: HttpOnly, SameSite=Lax (sent on the top-level
+    /// navigation back from an authorization server, never with another
+    /// site's POST), Secure when the pages are on https.
+    fn cookie(&self, name: &str, value: &str, path: &str, max_age: u64) -> String {
+        let secure = match self.base().starts_with("https://") {
+            true => "; Secure",
+            false => "",
+        };
+        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
     }
 
     /// Where `connection`'s provider sends the browser back.
@@ -116,27 +170,25 @@ impl Connect {
 
     /// The routes of the pages, and `DELETE /connections/{name}`, where a
     /// caller with a token for one of `endpoints` (tenant, token rules)
-    /// revokes their own credential.
+    /// revokes their own credential. The browser's user signs in at the
+    /// issuer of the endpoint whose callers the link is for.
     pub fn routes(self: &Arc<Self>, endpoints: Vec<(Option<String>, Arc<Endpoint>)>) -> Router {
-        let revoking = Arc::new(Revoking {
+        let pages = Arc::new(Pages {
             connect: self.clone(),
             endpoints,
         });
         Router::new()
             .route(&format!("{CALLBACK}/{{connection}}"), get(callback))
+            .route(VERIFY, get(verify))
             .route("/connect/{ticket}", get(start).post(submit))
-            .with_state(self.clone())
-            .merge(
-                Router::new()
-                    .route("/connections/{name}", axum::routing::delete(revoke))
-                    .with_state(revoking),
-            )
+            .route("/connections/{name}", axum::routing::delete(revoke))
+            .with_state(pages)
     }
 
-    /// The ticket in `text` for the step `link` says, and the connection
-    /// it names; or the page that says why not.
-    fn open(&self, text: &str, link: bool) -> Result<(Ticket, &super::Connection), Box<Response>> {
-        let ticket = self.store.tickets().open(text, now(), link).map_err(|e| {
+    /// The ticket in `text` for the kind of `step`, and the connection it
+    /// names; or the page that says why not.
+    fn open(&self, text: &str, step: &Step) -> Result<(Ticket, &super::Connection), Box<Response>> {
+        let ticket = self.store.tickets().open(text, now(), step).map_err(|e| {
             Box::new(page(
                 StatusCode::BAD_REQUEST,
                 "Not connected",
@@ -151,6 +203,39 @@ impl Connect {
                 "this server no longer has that connection",
             ))),
         }
+    }
+
+    /// The ticket in an authorization server's redirect back (its
+    /// `state`), of the kind `step` makes, and the connection it names;
+    /// only in the browser that left with it (holding the cookie `name`
+    /// whose nonce the state was sealed with); with what the state keeps
+    /// to finish. Else the page that says why not.
+    fn returned(
+        &self,
+        query: &HashMap<String, String>,
+        headers: &axum::http::HeaderMap,
+        step: fn(Return) -> Step,
+        name: &str,
+    ) -> Result<(Ticket, &super::Connection, Return), Box<Response>> {
+        let state = query.get("state").map_or("", String::as_str);
+        let (opened, connection) = self.open(state, &step(Return::default()))?;
+        let (Step::SignIn(back) | Step::Verify(back)) = &opened.step else {
+            return Err(Box::new(page(
+                StatusCode::BAD_REQUEST,
+                "Not connected",
+                "this link is not a sign-in's return",
+            )));
+        };
+        let nonce = cookie(headers, name);
+        if nonce.is_none_or(|n| hex::encode(Sha256::digest(n.as_bytes())) != back.browser) {
+            return Err(Box::new(page(
+                StatusCode::BAD_REQUEST,
+                "Not connected",
+                "this browser did not start this sign-in: open the link you were given and start again here",
+            )));
+        }
+        let back = back.clone();
+        Ok((opened, connection, back))
     }
 
     /// Stores `credential` as `owner`'s and says so.
@@ -187,15 +272,138 @@ impl Connect {
     }
 }
 
+/// What the pages need: the store, and each endpoint's token rules and
+/// sign-in (by tenant), to know the browser's user and revoking callers.
+struct Pages {
+    connect: Arc<Connect>,
+    endpoints: Vec<(Option<String>, Arc<Endpoint>)>,
+}
+
+/// Why the browser's user may not go on yet.
+enum Gate {
+    /// They must sign in at this endpoint's issuer first.
+    SignIn(Arc<Endpoint>),
+    /// Nobody can check who they are here: the page that says so.
+    Refused(Box<Response>),
+}
+
+impl Pages {
+    /// Whether the person in this browser (`headers`) may connect an
+    /// account for `owner`: the one local user over stdio; anybody, where
+    /// the operator turned the check off; else only who signed in at the
+    /// issuer as the owner (the cookie [`verify`] sets).
+    fn admit(&self, owner: &Owner, headers: &axum::http::HeaderMap) -> Result<(), Gate> {
+        if owner.issuer == LOCAL_ISSUER || !self.connect.verify_browser_user {
+            return Ok(());
+        }
+        let endpoint = self.verifier(owner).ok_or_else(|| {
+            Gate::Refused(Box::new(page(
+                StatusCode::FORBIDDEN,
+                "Not connected",
+                &format!(
+                    "this server cannot check who you are at {}, so it cannot connect an account for \
+                     this link; tell its operator ([auth.sign_in])",
+                    owner.issuer
+                ),
+            )))
+        })?;
+        let signed_in = cookie(headers, USER_COOKIE)
+            .and_then(|c| {
+                self.connect
+                    .store
+                    .tickets()
+                    .open(c, now(), &Step::Verified)
+                    .ok()
+            })
+            .is_some_and(|t| same_person(&t.owner, owner));
+        match signed_in {
+            true => Ok(()),
+            false => Err(Gate::SignIn(endpoint.clone())),
+        }
+    }
+
+    /// The endpoint whose issuer vouches for `owner`'s callers and where
+    /// Moat can sign them in.
+    fn verifier(&self, owner: &Owner) -> Option<&Arc<Endpoint>> {
+        self.endpoints
+            .iter()
+            .find(|(tenant, endpoint)| {
+                *tenant == owner.tenant
+                    && endpoint.config().token.issuer == owner.issuer
+                    && endpoint.config().sign_in.is_some()
+            })
+            .map(|(_, endpoint)| endpoint)
+    }
+
+    /// Where the issuer sends the browser back after its user signed in.
+    fn verify_uri(&self) -> String {
+        format!("{}{VERIFY}", self.connect.base())
+    }
+}
+
+/// Whether two owners are one person (whatever their connection).
+fn same_person(a: &Owner, b: &Owner) -> bool {
+    (&a.tenant, &a.issuer, &a.subject) == (&b.tenant, &b.issuer, &b.subject)
+}
+
 /// `GET /connect/{ticket}`: what is about to be connected, for whom, and
-/// the button (or the key's field) that does it. Nothing happens on a
-/// mere visit, so a link opened by a crawler or a preview connects
-/// nothing.
-async fn start(State(connect): State<Arc<Connect>>, Path(ticket): Path<String>) -> Response {
-    let (opened, connection) = match connect.open(&ticket, true) {
+/// the button (or the key's field) that does it; first, unless this
+/// browser's user signed in as the link's caller, the way to the issuer's
+/// sign-in (`?again` asks the issuer for a fresh one, to switch users).
+/// Nothing is connected on a mere visit, so a link opened by a crawler or
+/// a preview connects nothing.
+async fn start(
+    State(pages): State<Arc<Pages>>,
+    Path(ticket): Path<String>,
+    headers: axum::http::HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let connect = &pages.connect;
+    let (opened, connection) = match connect.open(&ticket, &Step::Link) {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
+    match pages.admit(&opened.owner, &headers) {
+        Ok(()) => {}
+        Err(Gate::Refused(page)) => return *page,
+        Err(Gate::SignIn(endpoint)) => {
+            let client = match endpoint.sign_in().await {
+                Some(Ok(client)) => client,
+                Some(Err(why)) => {
+                    tracing::warn!(
+                        issuer = opened.owner.issuer,
+                        "cannot sign a browser in: {why}"
+                    );
+                    return page(
+                        StatusCode::BAD_GATEWAY,
+                        "Not connected",
+                        "the server cannot reach its sign-in now; try again later",
+                    );
+                }
+                None => {
+                    return page(
+                        StatusCode::FORBIDDEN,
+                        "Not connected",
+                        "this server has no sign-in at that issuer",
+                    );
+                }
+            };
+            let (state, cookie, challenge) = connect.leave(
+                opened.owner,
+                opened.expires_at,
+                Step::Verify,
+                (VERIFY_COOKIE, VERIFY),
+            );
+            let again = [("prompt", "login")];
+            let extra: &[(&str, &str)] = match query.contains_key("again") {
+                true => &again,
+                false => &[],
+            };
+            let to =
+                oauth::authorization_url(client, &pages.verify_uri(), &state, &challenge, extra);
+            return ([(header::SET_COOKIE, cookie)], Redirect::to(&to)).into_response();
+        }
+    }
     let who = escape(&whom(&opened.owner));
     let name = escape(&connection.name);
     let body = match &connection.kind {
@@ -228,17 +436,116 @@ async fn start(State(connect): State<Arc<Connect>>, Path(ticket): Path<String>) 
     )
 }
 
+/// `GET /connect/verify`: the issuer sends the browser back with a code
+/// (or an error) and the `state` the link's page sealed; the code is
+/// exchanged (with the verifier only that state holds, in the browser that
+/// left) for an ID token, and only if it names the link's caller does the
+/// browser get the cookie saying so and go back to the link.
+async fn verify(
+    State(pages): State<Arc<Pages>>,
+    headers: axum::http::HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let connect = &pages.connect;
+    let (opened, _, back) = match connect.returned(&query, &headers, Step::Verify, VERIFY_COOKIE) {
+        Ok(returned) => returned,
+        Err(page) => return *page,
+    };
+    let forget = connect.cookie(VERIFY_COOKIE, "", VERIFY, 0);
+    let answer = match returned_code(&query, "the sign-in") {
+        Err(page) => *page,
+        Ok(code) => match pages.verifier(&opened.owner) {
+            None => page(
+                StatusCode::FORBIDDEN,
+                "Not connected",
+                "this server no longer checks who you are at that issuer",
+            ),
+            Some(endpoint) => match identify(&pages, endpoint, code, &back.verifier).await {
+                Err(why) => {
+                    tracing::warn!(
+                        issuer = opened.owner.issuer,
+                        "a browser's sign-in failed: {why}"
+                    );
+                    page(StatusCode::BAD_GATEWAY, "Not connected", &why)
+                }
+                Ok(caller)
+                    if caller.issuer != opened.owner.issuer
+                        || caller.subject != opened.owner.subject =>
+                {
+                    tracing::warn!(
+                        link_for = whom(&opened.owner),
+                        signed_in = caller.subject,
+                        "a connect link was opened by someone other than its caller; refused"
+                    );
+                    let again = format!(
+                        "{}?again",
+                        connect.link_until(&opened.owner, opened.expires_at)
+                    );
+                    html_page(
+                        StatusCode::FORBIDDEN,
+                        "Not connected",
+                        &format!(
+                            "<p>You signed in as <b>{}</b>, but this link was made for <b>{}</b>. \
+                             Only they can connect an account with it.</p>\
+                             <p><a href=\"{}\">Sign in as someone else</a></p>",
+                            escape(&caller.subject),
+                            escape(&whom(&opened.owner)),
+                            escape(&again)
+                        ),
+                    )
+                }
+                Ok(_) => {
+                    let person = Owner {
+                        connection: String::new(),
+                        ..opened.owner.clone()
+                    };
+                    let signed_in = connect.store.tickets().seal(&Ticket {
+                        owner: person,
+                        expires_at: now() + TICKET_LIFETIME_S,
+                        step: Step::Verified,
+                    });
+                    let cookie =
+                        connect.cookie(USER_COOKIE, &signed_in, "/connect", TICKET_LIFETIME_S);
+                    let link = connect.link_until(&opened.owner, opened.expires_at);
+                    ([(header::SET_COOKIE, cookie)], Redirect::to(&link)).into_response()
+                }
+            },
+        },
+    };
+    (AppendHeaders([(header::SET_COOKIE, forget)]), answer).into_response()
+}
+
+/// The caller the issuer's ID token for `code` names.
+async fn identify(
+    pages: &Pages,
+    endpoint: &Endpoint,
+    code: &str,
+    verifier: &str,
+) -> Result<crate::auth::policy::Caller, String> {
+    let client = match endpoint.sign_in().await {
+        Some(client) => client?,
+        None => return Err("this server has no sign-in at that issuer".into()),
+    };
+    let id_token = oauth::sign_in(client, code, &pages.verify_uri(), verifier).await?;
+    endpoint
+        .validate_id_token(&id_token)
+        .await
+        .map_err(|e| format!("the issuer's ID token is refused: {e}"))
+}
+
 /// `POST /connect/{ticket}`: an API key is stored; for OAuth the browser
 /// goes to the provider with a `state` that names the caller, carries the
-/// PKCE verifier and is tied to this browser by a cookie, sealed. A post
-/// from another site's page is refused: it would start a sign-in in the
-/// visitor's browser for whoever made the page.
+/// PKCE verifier and is tied to this browser by a cookie, sealed. Only
+/// the caller the link is for, signed in in this browser, may post; and a
+/// post from another site's page is refused: it would start a sign-in in
+/// the visitor's browser for whoever made the page.
 async fn submit(
-    State(connect): State<Arc<Connect>>,
+    State(pages): State<Arc<Pages>>,
     Path(ticket): Path<String>,
     headers: axum::http::HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
+    let connect = &pages.connect;
     if cross_site(&headers) {
         return page(
             StatusCode::FORBIDDEN,
@@ -246,35 +553,35 @@ async fn submit(
             "this form can only be sent from its own page",
         );
     }
-    let (opened, connection) = match connect.open(&ticket, true) {
+    let (opened, connection) = match connect.open(&ticket, &Step::Link) {
         Ok(opened) => opened,
         Err(page) => return *page,
     };
+    match pages.admit(&opened.owner, &headers) {
+        Ok(()) => {}
+        Err(Gate::Refused(page)) => return *page,
+        Err(Gate::SignIn(_)) => {
+            return page(
+                StatusCode::FORBIDDEN,
+                "Not connected",
+                "sign in first: open the link you were given again",
+            );
+        }
+    }
     match &connection.kind {
         Kind::OAuth2(oauth) => {
-            let (verifier, challenge) = oauth::pkce();
-            let (nonce, _) = oauth::pkce();
-            let state = connect.store.tickets().seal(&Ticket {
-                owner: opened.owner,
-                // Never past the link's own end: a sign-in does not renew it.
-                expires_at: opened.expires_at.min(now() + TICKET_LIFETIME_S),
-                step: Step::SignIn {
-                    verifier,
-                    browser: hex::encode(Sha256::digest(nonce.as_bytes())),
-                },
-            });
-            let secure = match connect.base().starts_with("https://") {
-                true => "; Secure",
-                false => "",
-            };
-            let cookie = format!(
-                "{BROWSER_COOKIE}={nonce}; Path={CALLBACK}; Max-Age={TICKET_LIFETIME_S}; HttpOnly; SameSite=Lax{secure}"
+            let (state, cookie, challenge) = connect.leave(
+                opened.owner,
+                opened.expires_at,
+                Step::SignIn,
+                (BROWSER_COOKIE, CALLBACK),
             );
             let to = oauth::authorization_url(
                 oauth,
                 &connect.redirect_uri(&connection.name),
                 &state,
                 &challenge,
+                &[],
             );
             ([(header::SET_COOKIE, cookie)], Redirect::to(&to)).into_response()
         }
@@ -305,25 +612,50 @@ fn cross_site(headers: &axum::http::HeaderMap) -> bool {
     !matches!(site, None | Some("same-origin") | Some("none"))
 }
 
+/// The code an authorization server's redirect back carries, or the page
+/// that says why there is none (its `error`, or nothing).
+fn returned_code<'a>(
+    query: &'a HashMap<String, String>,
+    what: &str,
+) -> Result<&'a str, Box<Response>> {
+    if let Some(error) = query.get("error") {
+        let said = query
+            .get("error_description")
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        return Err(Box::new(page(
+            StatusCode::BAD_REQUEST,
+            "Not connected",
+            &format!("{what} did not succeed ({error}{said})"),
+        )));
+    }
+    query.get("code").map(String::as_str).ok_or_else(|| {
+        Box::new(page(
+            StatusCode::BAD_REQUEST,
+            "Not connected",
+            &format!("{what} sent no code back"),
+        ))
+    })
+}
+
 /// `GET /connect/callback/{connection}`: the provider sends the browser
 /// back with a code (or an error) and the `state` Moat sealed; the code is
 /// exchanged with the verifier only that state holds, and only in the
 /// browser that started the sign-in (its cookie), for the connection the
 /// state names.
 async fn callback(
-    State(connect): State<Arc<Connect>>,
+    State(pages): State<Arc<Pages>>,
     Path(name): Path<String>,
     headers: axum::http::HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let state = query.get("state").map_or("", String::as_str);
-    let (opened, connection) = match connect.open(state, false) {
-        Ok(opened) => opened,
-        Err(page) => return *page,
-    };
-    let (Kind::OAuth2(oauth), Step::SignIn { verifier, browser }) =
-        (&connection.kind, &opened.step)
-    else {
+    let connect = &pages.connect;
+    let (opened, connection, back) =
+        match connect.returned(&query, &headers, Step::SignIn, BROWSER_COOKIE) {
+            Ok(returned) => returned,
+            Err(page) => return *page,
+        };
+    let Kind::OAuth2(oauth) = &connection.kind else {
         return page(
             StatusCode::BAD_REQUEST,
             "Not connected",
@@ -337,46 +669,26 @@ async fn callback(
             "this sign-in came back for another connection",
         );
     }
-    let nonce = cookie(&headers, BROWSER_COOKIE);
-    if nonce.is_none_or(|n| hex::encode(Sha256::digest(n.as_bytes())) != *browser) {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "Not connected",
-            "this browser did not start this sign-in: open the link you were given and start again here",
-        );
-    }
     // The cookie has done its work.
-    let forget = format!("{BROWSER_COOKIE}=; Path={CALLBACK}; Max-Age=0; HttpOnly; SameSite=Lax");
-    let answer = if let Some(error) = query.get("error") {
-        let said = query
-            .get("error_description")
-            .map(|d| format!(": {d}"))
-            .unwrap_or_default();
-        page(
-            StatusCode::BAD_REQUEST,
-            "Not connected",
-            &format!("{} did not connect ({error}{said})", connection.name),
-        )
-    } else if let Some(code) = query.get("code") {
-        let redirect_uri = connect.redirect_uri(&connection.name);
-        match oauth::exchange_code(oauth, code, &redirect_uri, verifier).await {
-            Ok(credential) => connect.keep(opened.owner, credential).await,
-            Err(why) => {
-                tracing::warn!(
-                    connection = connection.name,
-                    "a sign-in's code exchange failed: {why}"
-                );
-                page(StatusCode::BAD_GATEWAY, "Not connected", &why)
+    let forget = connect.cookie(BROWSER_COOKIE, "", CALLBACK, 0);
+    let what = format!("connecting {}", connection.name);
+    let answer = match returned_code(&query, &what) {
+        Err(page) => *page,
+        Ok(code) => {
+            let redirect_uri = connect.redirect_uri(&connection.name);
+            match oauth::exchange_code(oauth, code, &redirect_uri, &back.verifier).await {
+                Ok(credential) => connect.keep(opened.owner, credential).await,
+                Err(why) => {
+                    tracing::warn!(
+                        connection = connection.name,
+                        "a sign-in's code exchange failed: {why}"
+                    );
+                    page(StatusCode::BAD_GATEWAY, "Not connected", &why)
+                }
             }
         }
-    } else {
-        page(
-            StatusCode::BAD_REQUEST,
-            "Not connected",
-            "the provider sent no code",
-        )
     };
-    ([(header::SET_COOKIE, forget)], answer).into_response()
+    (AppendHeaders([(header::SET_COOKIE, forget)]), answer).into_response()
 }
 
 /// The value of cookie `name` in `headers`.
@@ -392,19 +704,13 @@ fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str>
         })
 }
 
-/// What revoking needs: the store, and who may be a caller.
-struct Revoking {
-    connect: Arc<Connect>,
-    endpoints: Vec<(Option<String>, Arc<Endpoint>)>,
-}
-
 /// `DELETE /connections/{name}` with the caller's bearer token (one any
 /// endpoint here accepts): their credential for `name` is deleted, and
 /// their next call that needs it asks them to connect again. 204 when
 /// one was deleted, 404 when there was none, 401 for a token no endpoint
 /// accepts.
 async fn revoke(
-    State(revoking): State<Arc<Revoking>>,
+    State(revoking): State<Arc<Pages>>,
     Path(name): Path<String>,
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
@@ -532,8 +838,12 @@ mod tests {
     #[test]
     fn links_need_a_public_url_beyond_loopback() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::new(dir.path().to_path_buf(), &[1; 32]));
-        let connect = Connect::new(store.clone(), Connections::new(), None);
+        let mut config = super::super::CredentialsConfig {
+            store: Arc::new(Store::new(dir.path().to_path_buf(), &[1; 32])),
+            public_url: None,
+            verify_browser_user: true,
+        };
+        let connect = Connect::new(&config, Connections::new());
         let e = connect
             .listening_at("0.0.0.0:8080".parse().unwrap())
             .unwrap_err();
@@ -547,8 +857,8 @@ mod tests {
                 .starts_with("http://127.0.0.1:8080/connect/")
         );
 
-        let public = Some("https://tools.example.com".to_string());
-        let connect = Connect::new(store, Connections::new(), public);
+        config.public_url = Some("https://tools.example.com".to_string());
+        let connect = Connect::new(&config, Connections::new());
         connect
             .listening_at("0.0.0.0:8080".parse().unwrap())
             .unwrap();

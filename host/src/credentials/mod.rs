@@ -102,6 +102,10 @@ pub struct CredentialsConfig {
     /// The origin users' browsers reach Moat at (and the provider sends
     /// them back to); `None`: the address Moat listens on.
     pub public_url: Option<String>,
+    /// Whether the person who opens a connect link must first sign in at
+    /// the endpoint's issuer (`[auth.sign_in]`) as the caller it was made
+    /// for; only an operator's explicit `false` turns this off.
+    pub verify_browser_user: bool,
 }
 
 /// `[credentials]` as written.
@@ -111,6 +115,7 @@ pub struct RawCredentials {
     dir: Spanned<String>,
     key: Spanned<RawFrom>,
     public_url: Option<Spanned<String>>,
+    verify_browser_user: Option<bool>,
 }
 
 /// `[[connection]]` as written.
@@ -147,6 +152,7 @@ pub fn parse_credentials(
         dir,
         key,
         public_url,
+        verify_browser_user,
     } = raw.into_inner();
     let public_url = match public_url {
         None => None,
@@ -187,6 +193,7 @@ pub fn parse_credentials(
     Ok(CredentialsConfig {
         store: Arc::new(Store::new(dir, &key)),
         public_url,
+        verify_browser_user: verify_browser_user.unwrap_or(true),
     })
 }
 
@@ -537,5 +544,48 @@ mod tests {
             let e = parse(store, connections, grants).unwrap_err();
             assert!(e.contains(expected), "{connections} / {grants}: {e}");
         }
+    }
+
+    #[test]
+    fn a_protected_endpoint_with_connections_signs_browsers_in_unless_told_not_to() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.wasm"), b"not really wasm").unwrap();
+        std::fs::write(dir.path().join("key"), "ab".repeat(32)).unwrap();
+        let text = |verify: &str, sign_in: &str| {
+            format!(
+                "[credentials]\ndir = \"creds\"\nkey = {{ from_file = \"key\" }}\n{verify}\n{GH}\n\
+                 [auth]\nissuer = \"https://auth.example.com\"\nresource = \"https://tools.example.com/mcp\"\n{sign_in}\n\
+                 [[plugin]]\nname = \"p\"\nsource = \"p.wasm\"\n[plugin.grants]\n\
+                 allow_hosts = [\"https://api.github.com\"]\nconnections = [\"gh\"]\n"
+            )
+        };
+        let parse = |text: String| Config::parse(&dir.path().join("moat.toml"), &text);
+        let e = parse(text("", "")).unwrap_err().to_string();
+        assert!(
+            e.contains("serves `p`, which uses connections, but its [auth] has no sign_in"),
+            "{e}"
+        );
+        assert!(e.contains("/connect/verify"), "{e}");
+
+        let sign_in = "[auth.sign_in]\nclient_id = \"moat\"\nclient_secret_env = \"MOAT_UNSET_SECRET_FOR_TEST\"";
+        let e = parse(text("", sign_in)).unwrap_err().to_string();
+        assert!(
+            e.contains("client_secret_env names \"MOAT_UNSET_SECRET_FOR_TEST\", which is not set"),
+            "{e}"
+        );
+
+        let config = parse(text("", "[auth.sign_in]\nclient_id = \"moat\"")).unwrap();
+        let sign_in = config.auth.unwrap().sign_in.unwrap();
+        assert_eq!(
+            (sign_in.client_id.as_str(), sign_in.client_secret),
+            ("moat", None)
+        );
+        assert_eq!(
+            sign_in.token_endpoint, None,
+            "found in the issuer's metadata"
+        );
+
+        let config = parse(text("verify_browser_user = false", "")).unwrap();
+        assert!(!config.credentials.unwrap().verify_browser_user);
     }
 }

@@ -27,12 +27,14 @@ pub fn pkce() -> (String, String) {
     (verifier, challenge)
 }
 
-/// Where to send the user's browser to sign in at the provider.
+/// Where to send the user's browser to sign in at the provider, with
+/// `extra` parameters.
 pub fn authorization_url(
     oauth: &OAuth2,
     redirect_uri: &str,
     state: &str,
     challenge: &str,
+    extra: &[(&str, &str)],
 ) -> String {
     let mut url = url::Url::parse(&oauth.authorization_endpoint).expect("checked at load");
     {
@@ -47,6 +49,7 @@ pub fn authorization_url(
         if !oauth.scopes.is_empty() {
             query.append_pair("scope", &oauth.scopes.join(" "));
         }
+        query.extend_pairs(extra);
     }
     url.into()
 }
@@ -58,6 +61,30 @@ pub async fn exchange_code(
     redirect_uri: &str,
     verifier: &str,
 ) -> Result<Credential, String> {
+    let answer = redeem(oauth, code, redirect_uri, verifier).await?;
+    Ok(answer.credential(None))
+}
+
+/// The ID token a code from an OpenID Connect provider is worth (not yet
+/// validated).
+pub async fn sign_in(
+    oauth: &OAuth2,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &str,
+) -> Result<String, String> {
+    let answer = redeem(oauth, code, redirect_uri, verifier).await?;
+    answer
+        .id_token
+        .ok_or_else(|| "the issuer's answer has no ID token".to_string())
+}
+
+async fn redeem(
+    oauth: &OAuth2,
+    code: &str,
+    redirect_uri: &str,
+    verifier: &str,
+) -> Result<Answer, String> {
     token_request(
         oauth,
         &[
@@ -66,7 +93,6 @@ pub async fn exchange_code(
             ("redirect_uri", redirect_uri),
             ("code_verifier", verifier),
         ],
-        None,
     )
     .await
 }
@@ -77,12 +103,12 @@ pub async fn refresh(oauth: &OAuth2, old: &Credential) -> Result<Credential, Str
         .refresh_token
         .as_deref()
         .ok_or("nothing to refresh with")?;
-    token_request(
+    let answer = token_request(
         oauth,
         &[("grant_type", "refresh_token"), ("refresh_token", token)],
-        Some(token),
     )
-    .await
+    .await?;
+    Ok(answer.credential(Some(token)))
 }
 
 /// A token endpoint's answer (RFC 6749 §5.1); extra fields are ignored.
@@ -95,6 +121,22 @@ struct Answer {
     expires_in: Option<u64>,
     #[serde(default)]
     refresh_token: Option<String>,
+    #[serde(default)]
+    id_token: Option<String>,
+}
+
+impl Answer {
+    /// The credential it gives; `old_refresh` is kept when the provider
+    /// does not rotate refresh tokens (it sends none back).
+    fn credential(self, old_refresh: Option<&str>) -> Credential {
+        let now = super::now();
+        Credential {
+            secret: self.access_token,
+            refresh_token: self.refresh_token.or(old_refresh.map(str::to_string)),
+            expires_at: self.expires_in.map(|s| now.saturating_add(s)),
+            stored_at: now,
+        }
+    }
 }
 
 /// An error answer (RFC 6749 §5.2).
@@ -105,11 +147,7 @@ struct Refused {
     error_description: Option<String>,
 }
 
-async fn token_request(
-    oauth: &OAuth2,
-    form: &[(&str, &str)],
-    old_refresh: Option<&str>,
-) -> Result<Credential, String> {
+async fn token_request(oauth: &OAuth2, form: &[(&str, &str)]) -> Result<Answer, String> {
     let mut request = client().post(&oauth.token_endpoint);
     let mut form: Vec<(&str, &str)> = form.to_vec();
     match &oauth.client_secret {
@@ -169,14 +207,7 @@ async fn token_request(
     if answer.access_token.is_empty() {
         return Err("the provider gave an empty access token".into());
     }
-    let now = super::now();
-    Ok(Credential {
-        secret: answer.access_token,
-        // A provider that does not rotate refresh tokens sends none back.
-        refresh_token: answer.refresh_token.or(old_refresh.map(str::to_string)),
-        expires_at: answer.expires_in.map(|s| now.saturating_add(s)),
-        stored_at: now,
-    })
+    Ok(answer)
 }
 
 /// The client of token endpoints: Mozilla's and the system's CA roots

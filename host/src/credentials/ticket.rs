@@ -31,13 +31,29 @@ pub enum Step {
     /// The link the caller is given: Moat's page.
     Link,
     /// An OAuth `state`: the provider's return, in the browser that left.
-    SignIn {
-        /// PKCE's code verifier.
-        verifier: String,
-        /// The SHA-256 (hex) of the nonce in the cookie of the browser
-        /// that started the sign-in.
-        browser: String,
-    },
+    SignIn(Return),
+    /// The `state` of signing the browser's user in at the MCP endpoint's
+    /// own authorization server, to check they are the link's caller.
+    Verify(Return),
+    /// A cookie saying the browser's user signed in as the owner (whose
+    /// `connection` is empty: it holds for every connection).
+    Verified,
+}
+
+/// What an authorization server's redirect back must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Return {
+    /// PKCE's code verifier.
+    pub verifier: String,
+    /// The SHA-256 (hex) of the nonce in the cookie of the browser that
+    /// left for the authorization server.
+    pub browser: String,
+}
+
+impl Step {
+    fn same_kind(&self, other: &Step) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
 }
 
 /// Why a ticket is refused.
@@ -87,8 +103,8 @@ impl Sealer {
     }
 
     /// The ticket sealed in `text`, if it is whole, not expired at `now`
-    /// and for the step `link` says (the link, or else a sign-in's return).
-    pub fn open(&self, text: &str, now: u64, link: bool) -> Result<Ticket, TicketError> {
+    /// and of the same kind of step as `step` (whose fields are ignored).
+    pub fn open(&self, text: &str, now: u64, step: &Step) -> Result<Ticket, TicketError> {
         let mut bytes = URL_SAFE_NO_PAD
             .decode(text)
             .map_err(|_| TicketError::Invalid)?;
@@ -108,7 +124,7 @@ impl Sealer {
         if ticket.expires_at < now {
             return Err(TicketError::Expired);
         }
-        if link != (ticket.step == Step::Link) {
+        if !ticket.step.same_kind(step) {
             return Err(TicketError::WrongStep);
         }
         Ok(ticket)
@@ -128,10 +144,14 @@ mod tests {
                 connection: "gh".into(),
             },
             expires_at: 1_000,
-            step: Step::SignIn {
-                verifier: "v".repeat(43),
-                browser: "b".repeat(64),
-            },
+            step: Step::SignIn(back()),
+        }
+    }
+
+    fn back() -> Return {
+        Return {
+            verifier: "v".repeat(43),
+            browser: "b".repeat(64),
         }
     }
 
@@ -140,28 +160,42 @@ mod tests {
         let sealer = Sealer::new(&[1; 32]);
         let text = sealer.seal(&ticket());
         assert!(!text.contains("alice") && !text.contains('/') && !text.contains('+'));
-        assert_eq!(sealer.open(&text, 999, false), Ok(ticket()));
-        assert_eq!(sealer.open(&text, 1_001, false), Err(TicketError::Expired));
-        // A sign-in's state is no link, and a link no state.
-        assert_eq!(sealer.open(&text, 999, true), Err(TicketError::WrongStep));
-        let link = sealer.seal(&Ticket {
-            step: Step::Link,
-            ..ticket()
-        });
-        assert_eq!(sealer.open(&link, 999, false), Err(TicketError::WrongStep));
-        assert!(sealer.open(&link, 999, true).is_ok());
+        let sign_in = Step::SignIn(back());
+        assert_eq!(sealer.open(&text, 999, &sign_in), Ok(ticket()));
+        assert_eq!(
+            sealer.open(&text, 1_001, &sign_in),
+            Err(TicketError::Expired)
+        );
+        // One step's ticket opens no other step.
+        let steps = [Step::Link, sign_in, Step::Verify(back()), Step::Verified];
+        for (i, sealed) in steps.iter().enumerate() {
+            let text = sealer.seal(&Ticket {
+                step: sealed.clone(),
+                ..ticket()
+            });
+            for (j, expected) in steps.iter().enumerate() {
+                let opened = sealer.open(&text, 999, expected);
+                match i == j {
+                    true => assert_eq!(opened.map(|t| t.step), Ok(sealed.clone())),
+                    false => assert_eq!(opened, Err(TicketError::WrongStep), "{i} as {j}"),
+                }
+            }
+        }
         // Another key, one changed character, or nonsense: invalid.
         assert_eq!(
-            Sealer::new(&[2; 32]).open(&text, 0, false),
+            Sealer::new(&[2; 32]).open(&text, 0, &steps[1]),
             Err(TicketError::Invalid)
         );
         let mut altered = text.clone().into_bytes();
         altered[20] = if altered[20] == b'A' { b'B' } else { b'A' };
         let altered = String::from_utf8(altered).unwrap();
-        assert_eq!(sealer.open(&altered, 0, false), Err(TicketError::Invalid));
+        assert_eq!(
+            sealer.open(&altered, 0, &steps[1]),
+            Err(TicketError::Invalid)
+        );
         for junk in ["", "abc", "!!!", &"A".repeat(5000)] {
             assert_eq!(
-                sealer.open(junk, 0, true),
+                sealer.open(junk, 0, &Step::Link),
                 Err(TicketError::Invalid),
                 "{junk}"
             );

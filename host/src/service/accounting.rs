@@ -105,13 +105,10 @@ impl Operations {
             store,
             confirmations: Arc::new(Confirmations::new(&config.confirmation)?),
             waiting: Arc::default(),
-            connect: config.credentials.as_ref().map(|c| {
-                crate::credentials::connect::Connect::new(
-                    c.store.clone(),
-                    config.connections.clone(),
-                    c.public_url.clone(),
-                )
-            }),
+            connect: config
+                .credentials
+                .as_ref()
+                .map(|c| crate::credentials::connect::Connect::new(c, config.connections.clone())),
         })
     }
 

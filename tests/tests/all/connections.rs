@@ -13,6 +13,7 @@ use axum::routing::get;
 use moat::credentials::store::{Credential, Owner, Store};
 use moat_tests::auth::{TestIssuer, TestKey, tenant_client, tenant_with_plugin};
 use moat_tests::client::call_text;
+use moat_tests::external::NodeScript;
 use moat_tests::{MoatServer, Sandbox};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -152,6 +153,20 @@ struct World {
 
 const STORE_KEY: [u8; 32] = [42; 32];
 
+/// `[credentials]` with its key in `MOAT_TEST_STORE_KEY` and `settings`
+/// (TOML lines), then `connections`.
+fn credentials(settings: &str, connections: &[String]) -> String {
+    format!(
+        "[credentials]\ndir = \"creds\"\nkey = {{ from_env = \"MOAT_TEST_STORE_KEY\" }}\n{settings}\n\n{}",
+        connections.join("\n")
+    )
+}
+
+/// An API-key connection `name` for `host`, with `more` (TOML lines).
+fn api_key(name: &str, host: &str, more: &str) -> String {
+    format!("[[connection]]\nname = \"{name}\"\nkind = \"api_key\"\nhosts = [\"{host}\"]\n{more}\n")
+}
+
 /// Tenants `acme` and `beta` serve `testbed` granted connection `gh` (a
 /// bearer token for `api`) and `keyed` (a key in the query for `keyed`),
 /// and `other`, which is no connection's host.
@@ -169,26 +184,16 @@ async fn world() -> World {
         tenant_with_plugin(name, &issuer, "testbed", &testbed, &grants)
     };
     let key_text = hex::encode(STORE_KEY);
+    // Its issuer signs no browser in: this test is about the egress
+    // boundary, and its credentials are put in the store directly.
     let dir = Sandbox::builder()
-        .toml(&format!(
-            r#"[audit]
-file = "audit.jsonl"
-
-[credentials]
-dir = "creds"
-key = {{ from_env = "MOAT_TEST_STORE_KEY" }}
-
-[[connection]]
-name = "gh"
-kind = "api_key"
-hosts = ["{api}"]
-
-[[connection]]
-name = "keyed"
-kind = "api_key"
-hosts = ["{keyed}"]
-inject = {{ query = "api_key" }}
-"#
+        .toml("[audit]\nfile = \"audit.jsonl\"\n")
+        .toml(&credentials(
+            "verify_browser_user = false",
+            &[
+                api_key("gh", &api, ""),
+                api_key("keyed", &keyed, "inject = { query = \"api_key\" }"),
+            ],
         ))
         .toml(&tenant("acme"))
         .toml(&tenant("beta"))
@@ -454,80 +459,58 @@ async fn each_callers_own_credential_reaches_the_upstream_and_never_the_plugin()
 }
 
 /// The upstream of the OAuth test: panva's oidc-provider and an API that
-/// takes only its tokens (tests/node/upstream.mjs); killed on drop.
+/// takes only its tokens, and the MCP endpoint's authorization server
+/// (tests/node/upstream.mjs).
 struct Upstream {
-    child: std::process::Child,
+    script: NodeScript,
     issuer: String,
     api: String,
+    mcp: String,
 }
 
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Starts the upstream; it takes sign-ins once given Moat's redirect URIs
+/// ([`Upstream::redirect_to`]).
+fn start_upstream() -> Upstream {
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let mut script = NodeScript::start(tmp, "upstream.mjs", &[]);
+    let issuer = script.said("issuer ");
+    let api = script.said("api ");
+    let mcp = script.said("mcp ");
+    Upstream {
+        script,
+        issuer,
+        api,
+        mcp,
     }
 }
 
-type Said = std::io::Lines<std::io::BufReader<std::process::ChildStdout>>;
-
-/// Starts the upstream; it takes sign-ins once given Moat's redirect URI
-/// ([`Upstream::redirect_to`]).
-fn start_upstream() -> (Upstream, Said) {
-    use std::io::BufRead;
-    let dir =
-        moat_tests::external::node_packages(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
-    let mut child = std::process::Command::new("node")
-        .arg("upstream.mjs")
-        .current_dir(&dir)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("starting node: install Node.js 20 or newer");
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut said = |prefix: &str| {
-        let line = lines.next().and_then(Result::ok).unwrap_or_default();
-        line.strip_prefix(prefix)
-            .unwrap_or_else(|| panic!("the upstream did not start: {line:?}"))
-            .to_string()
-    };
-    let issuer = said("issuer ");
-    let api = said("api ");
-    (Upstream { child, issuer, api }, lines)
-}
-
 impl Upstream {
-    /// Registers `redirect` as its client's redirect URI.
-    fn redirect_to(&mut self, redirect: &str, mut said: Said) {
-        use std::io::Write;
-        let stdin = self.child.stdin.as_mut().unwrap();
-        writeln!(stdin, "{redirect}").unwrap();
-        let line = said.next().and_then(Result::ok).unwrap_or_default();
-        assert_eq!(line, "ready");
-        // The provider prints as it works: keep reading, or its next line
-        // fails on a closed pipe and ends it.
-        std::thread::spawn(move || for _ in said {});
+    /// Registers Moat at `base` as the provider's client and the MCP
+    /// authorization server's, which signs with `key`.
+    fn redirect_to(&mut self, base: &str, key: &TestKey) {
+        let setup = json!({
+            "redirect": format!("{base}/connect/callback/gh"),
+            "verify": format!("{base}/connect/verify"),
+            "key": key.private_jwk(),
+        });
+        self.script.tell(&setup.to_string());
+        self.script.said("ready");
+        self.script.drain();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_connects_an_account_through_url_elicitation_and_calls_as_the_user() {
-    let (mut upstream, said) = start_upstream();
+    let mut upstream = start_upstream();
+    // The MCP authorization server's key, which signs the callers' tokens.
     let key = TestKey::new("k1", 15);
-    let issuer = TestIssuer::start(&[&key]).await;
     let testbed = moat_tests::plugin_wasm("testbed").display().to_string();
     let grants = format!(
         "allow_hosts = [\"{}\"]\nconnections = [\"gh\"]",
         upstream.api
     );
-    // No public_url: the pages are where Moat listens.
-    let dir = Sandbox::builder()
-        .toml(&format!(
-            r#"[credentials]
-dir = "creds"
-key = {{ from_env = "MOAT_TEST_STORE_KEY" }}
-
-[[connection]]
+    let gh = format!(
+        r#"[[connection]]
 name = "gh"
 kind = "oauth2"
 hosts = ["{api}"]
@@ -537,11 +520,26 @@ client_id = "moat-upstream"
 client_secret_env = "MOAT_TEST_GH_SECRET"
 scopes = ["openid", "repo"]
 "#,
-            api = upstream.api,
-            provider = upstream.issuer,
+        api = upstream.api,
+        provider = upstream.issuer,
+    );
+    // Moat signs browsers in at the MCP authorization server, whose
+    // endpoints and keys it finds in its metadata. No public_url: the
+    // pages are where Moat listens.
+    let sign_in =
+        "sign_in = { client_id = \"moat\", client_secret_env = \"MOAT_TEST_SIGN_IN_SECRET\" }";
+    let resource = moat_tests::auth::tenant_resource("acme");
+    let dir = Sandbox::builder()
+        .toml(&credentials("", &[gh]))
+        .toml(&moat_tests::auth::tenant_auth_at(
+            "acme",
+            &upstream.mcp,
+            sign_in,
+            &resource,
+            "[\"testbed.*\"]",
         ))
-        .toml(&tenant_with_plugin(
-            "acme", &issuer, "testbed", &testbed, &grants,
+        .toml(&moat_tests::auth::tenant_plugin(
+            "acme", "testbed", &testbed, &grants,
         ))
         .write();
     let server = MoatServer::start_with(
@@ -551,17 +549,14 @@ scopes = ["openid", "repo"]
         &[
             ("MOAT_TEST_STORE_KEY", &hex::encode(STORE_KEY)),
             ("MOAT_TEST_GH_SECRET", "upstream-secret-0123456789"),
+            ("MOAT_TEST_SIGN_IN_SECRET", "sign-in-secret-0123456789"),
         ],
     );
     let base = server.base.clone();
-    upstream.redirect_to(&format!("{base}/connect/callback/gh"), said);
+    upstream.redirect_to(&base, &key);
     let store = Store::new(dir.path().join("creds"), &STORE_KEY);
     let token = |subject: &str| {
-        let mut claims = moat_tests::auth::claims(
-            &issuer.base,
-            &moat_tests::auth::tenant_resource("acme"),
-            "tools:read",
-        );
+        let mut claims = moat_tests::auth::claims(&upstream.mcp, &resource, "tools:read");
         claims["sub"] = json!(subject);
         key.sign(&claims)
     };
@@ -571,7 +566,14 @@ scopes = ["openid", "repo"]
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
             "connect.py",
             |command| {
-                command.args(["--url", &url, "--token", &token(subject)]);
+                command.args([
+                    "--url",
+                    &url,
+                    "--token",
+                    &token(subject),
+                    "--subject",
+                    subject,
+                ]);
                 command.args(["--api", &upstream.api, "--step", step]);
             },
             || format!("moat's log:\n{}", server.log()),
@@ -585,6 +587,9 @@ scopes = ["openid", "repo"]
         "without url elicitation: the link is in the error",
         "url elicitation mode=legacy: -32042",
         "url elicitation mode=auto: -32042",
+        "a link opened by another user: refused",
+        "the form without signing in: refused",
+        "signed in as the caller: the link's page",
         "a link as a sign-in's state: refused",
         "a sign-in finished in another browser: refused",
         "connected, back at /connect/callback/gh",
@@ -606,7 +611,7 @@ scopes = ["openid", "repo"]
     // provider, stores the new one, and goes through.
     let owner = Owner {
         tenant: Some("acme".into()),
-        issuer: issuer.base.clone(),
+        issuer: upstream.mcp.clone(),
         subject: "alice".into(),
         connection: "gh".into(),
     };
@@ -655,17 +660,9 @@ async fn over_stdio_the_local_user_types_a_key_into_a_local_page() {
     let (api, api_seen) = upstream(other).await;
     let testbed = moat_tests::plugin_wasm("testbed").display().to_string();
     let dir = Sandbox::builder()
+        .toml(&credentials("", &[api_key("gh", &api, "")]))
         .toml(&format!(
-            r#"[credentials]
-dir = "creds"
-key = {{ from_env = "MOAT_TEST_STORE_KEY" }}
-
-[[connection]]
-name = "gh"
-kind = "api_key"
-hosts = ["{api}"]
-
-[[plugin]]
+            r#"[[plugin]]
 name = "testbed"
 source = {testbed:?}
 [plugin.grants]
