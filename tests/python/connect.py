@@ -8,14 +8,17 @@ Run by tests/tests/all/connections.rs; by hand:
 Steps:
 - connect: a client without the elicitation capability is told, in the
   tool's error, which link to open; a client with it gets the URL
-  elicitation (-32042). Someone else who opens the link signs in at the
-  MCP endpoint's authorization server as themselves, and is refused. The
-  script then follows the link as the caller's browser would: the MCP
-  authorization server's sign-in as SUBJECT, Moat's page, the provider's
-  login and consent, back to Moat; then the same call runs as the user.
-  Prints one line per scenario.
-- call: calls the tool once and prints what it returned, or the URL
-  elicitation's code.
+  elicitation, on the call's stream before 2026-07-28 and in an
+  InputRequiredResult at 2026-07-28. Someone else who opens the link
+  signs in at the MCP endpoint's authorization server as themselves, and
+  is refused. Then, asked again, the script follows the link as the
+  caller's browser would (the MCP authorization server's sign-in as
+  SUBJECT, Moat's page, the provider's login and consent, back to Moat)
+  and accepts, and the waiting call returns its result. Prints one line
+  per scenario.
+- call: calls the tool once, without the elicitation capability, and
+  prints what it returned, or the kind of its tool error.
+- reconnect: before 2026-07-28, connects during the call as above.
 """
 
 import argparse
@@ -134,33 +137,65 @@ async def connect(args):
     assert "needs your gh account" in text, text
     print("without url elicitation: the link is in the error")
 
-    # With it: URL-mode elicitation, in both protocol generations.
+    # With it, the call asks and waits: on the call's own stream before
+    # 2026-07-28 (elicitation/create), in an InputRequiredResult at
+    # 2026-07-28. Declined, it ends with the link in a tool error.
     for mode in ["legacy", "auto"]:
-        result, error = await call(args.url, args.token, args.api, mode, decline)
-        assert result is None and error.error.code == URL_ELICITATION_REQUIRED, (result, error)
-        elicitation = error.error.data["elicitations"][0]
-        assert elicitation["mode"] == "url" and elicitation["elicitationId"], elicitation
-        link = elicitation["url"]
-        print(f"url elicitation mode={mode}: {URL_ELICITATION_REQUIRED}")
+        asked = []
 
-    await forwarded(link)
-    ended_at = await follow(link, args.subject, args.login)
-    print(f"connected, back at {httpx2.URL(ended_at).path}")
+        async def declining(context, params):
+            asked.append(params)
+            return types.ElicitResult(action="decline")
 
-    for mode in ["legacy", "auto"]:
-        result, error = await call(args.url, args.token, args.api, mode, decline)
+        result, error = await call(args.url, args.token, args.api, mode, declining)
         assert error is None, error
         text = result.content[0].text
-        assert not result.is_error and text.startswith("200\n"), text
-        print(f"after connecting mode={mode}: {text.splitlines()[-1]}")
+        assert result.is_error and "chose not to connect" in text and "/connect/" in text, text
+        assert len(asked) == 1 and asked[0].mode == "url" and "/connect/" in asked[0].url, asked
+        link = asked[0].url
+        print(f"url elicitation mode={mode}: asked, declined")
+
+    await forwarded(link)
+
+    # Asked again, the user connects in their browser while the call
+    # waits, and the call's result comes back.
+    await connect_during_call(args, "auto")
+
+    result, error = await call(args.url, args.token, args.api, "legacy", decline)
+    assert error is None, error
+    text = result.content[0].text
+    assert not result.is_error and text.startswith("200\n"), text
+    print(f"after connecting mode=legacy: {text.splitlines()[-1]}")
 
 
 async def once(args):
-    result, error = await call(args.url, args.token, args.api, "auto", decline)
+    result, error = await call(args.url, args.token, args.api, "legacy", None)
     if error is not None:
         print(f"error {error.error.code}")
+    elif result.is_error:
+        print(f"tool error {result.content[0].text.split(':')[0]}")
     else:
         print(f"result {result.content[0].text.splitlines()[-1]}")
+
+
+async def connect_during_call(args, mode):
+    """The call asks (in mode's way), the user connects in their browser
+    and accepts while it waits, and the call's result comes back."""
+    async def connecting(context, params):
+        ended_at = await follow(params.url, args.subject, args.login)
+        print(f"connected, back at {httpx2.URL(ended_at).path}")
+        return types.ElicitResult(action="accept")
+
+    result, error = await call(args.url, args.token, args.api, mode, connecting)
+    assert error is None, error
+    text = result.content[0].text
+    assert not result.is_error and text.startswith("200\n"), text
+    print(f"connected during the call mode={mode}: {text.splitlines()[-1]}")
+
+
+async def reconnect(args):
+    """Before 2026-07-28, with sessions: asked on the call's stream."""
+    await connect_during_call(args, "legacy")
 
 
 async def main():
@@ -168,11 +203,12 @@ async def main():
     parser.add_argument("--url", required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--api", required=True)
-    parser.add_argument("--step", choices=["connect", "call"], required=True)
+    parser.add_argument("--step", choices=["connect", "call", "reconnect"], required=True)
     parser.add_argument("--subject", default="alice")
     parser.add_argument("--login", default="alice-gh")
     args = parser.parse_args()
-    await (connect(args) if args.step == "connect" else once(args))
+    steps = {"connect": connect, "call": once, "reconnect": reconnect}
+    await steps[args.step](args)
     print("done")
 
 

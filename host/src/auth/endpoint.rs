@@ -29,6 +29,60 @@ pub struct Endpoint {
     verified: Mutex<HashMap<[u8; 32], Caller>>,
     /// `[auth.sign_in]` with its endpoints found, once found.
     sign_in: tokio::sync::OnceCell<OAuth2>,
+    /// When finding them last failed, and why.
+    sign_in_failed: Mutex<Option<(std::time::Instant, String)>>,
+}
+
+/// How long a failure to find the sign-in's endpoints is kept.
+const DISCOVERY_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `configured` with the endpoints `issuer`'s metadata names where it
+/// does not; the metadata must say the issuer takes PKCE with S256
+/// (without it a code that leaks, through a browser's history or a
+/// proxy's log, could be redeemed by whoever holds it).
+async fn sign_in_client(configured: &super::SignIn, issuer: &str) -> Result<OAuth2, String> {
+    let metadata = match (
+        &configured.authorization_endpoint,
+        &configured.token_endpoint,
+    ) {
+        (Some(_), Some(_)) => Value::Null,
+        _ => {
+            let (_, metadata) = super::keys::issuer_metadata(issuer)
+                .await
+                .map_err(|e| format!("the issuer's metadata: {e:#}"))?;
+            let s256 = metadata
+                .get("code_challenge_methods_supported")
+                .and_then(Value::as_array)
+                .is_some_and(|m| m.iter().any(|m| m == "S256"));
+            if !s256 {
+                return Err("the issuer's metadata does not say it takes PKCE with S256".into());
+            }
+            metadata
+        }
+    };
+    // Codes and the client's secret cross to these: over TLS, or on this
+    // machine.
+    let endpoint = |set: &Option<String>, key: &str| {
+        set.clone()
+            .or_else(|| metadata.get(key)?.as_str().map(str::to_string))
+            .filter(|u| {
+                url::Url::parse(u).is_ok_and(|u| {
+                    u.scheme() == "https"
+                        || (u.scheme() == "http" && crate::credentials::loopback(u.host_str()))
+                })
+            })
+            .ok_or_else(|| format!("the issuer's metadata names no https:// {key}"))
+    };
+    Ok(OAuth2 {
+        authorization_endpoint: endpoint(
+            &configured.authorization_endpoint,
+            "authorization_endpoint",
+        )?,
+        token_endpoint: endpoint(&configured.token_endpoint, "token_endpoint")?,
+        client_id: configured.client_id.clone(),
+        client_secret: configured.client_secret.clone(),
+        scopes: vec!["openid".into()],
+    })
 }
 
 /// A refusal: the status and the `WWW-Authenticate` value to send.
@@ -55,6 +109,7 @@ impl Endpoint {
             keys,
             verified: Mutex::new(HashMap::new()),
             sign_in: tokio::sync::OnceCell::new(),
+            sign_in_failed: Mutex::new(None),
         }
     }
 
@@ -203,57 +258,36 @@ impl Endpoint {
     /// Moat's OpenID Connect client at the issuer (`[auth.sign_in]`),
     /// asking for `openid` only, with the endpoints the issuer's metadata
     /// names where the config does not; `None` without `[auth.sign_in]`.
+    /// A failure to find them is kept for a while: every link opened
+    /// meanwhile would otherwise fetch the metadata again.
     pub async fn sign_in(&self) -> Option<Result<&OAuth2, String>> {
         let configured = self.config.sign_in.as_ref()?;
+        if let Some(found) = self.sign_in.get() {
+            return Some(Ok(found));
+        }
+        if let Some((at, why)) = &*self.sign_in_failed.lock().expect("sign-in failure")
+            && at.elapsed() < DISCOVERY_RETRY
+        {
+            return Some(Err(why.clone()));
+        }
         let issuer = &self.config.token.issuer;
-        Some(
-            self.sign_in
-                .get_or_try_init(|| async {
-                    let metadata = match (
-                        &configured.authorization_endpoint,
-                        &configured.token_endpoint,
-                    ) {
-                        (Some(_), Some(_)) => serde_json::Value::Null,
-                        _ => {
-                            super::keys::issuer_metadata(issuer)
-                                .await
-                                .map_err(|e| format!("the issuer's metadata: {e:#}"))?
-                                .1
-                        }
-                    };
-                    // Codes and the client's secret cross to these: over
-                    // TLS, or on this machine.
-                    let endpoint = |set: &Option<String>, key: &str| {
-                        set.clone()
-                            .or_else(|| metadata.get(key)?.as_str().map(str::to_string))
-                            .filter(|u| {
-                                url::Url::parse(u).is_ok_and(|u| {
-                                    u.scheme() == "https"
-                                        || (u.scheme() == "http"
-                                            && crate::credentials::loopback(u.host_str()))
-                                })
-                            })
-                            .ok_or_else(|| format!("the issuer's metadata names no https:// {key}"))
-                    };
-                    Ok(OAuth2 {
-                        authorization_endpoint: endpoint(
-                            &configured.authorization_endpoint,
-                            "authorization_endpoint",
-                        )?,
-                        token_endpoint: endpoint(&configured.token_endpoint, "token_endpoint")?,
-                        client_id: configured.client_id.clone(),
-                        client_secret: configured.client_secret.clone(),
-                        scopes: vec!["openid".into()],
-                    })
-                })
-                .await,
-        )
+        let found = self
+            .sign_in
+            .get_or_try_init(|| sign_in_client(configured, issuer))
+            .await;
+        if let Err(why) = &found {
+            *self.sign_in_failed.lock().expect("sign-in failure") =
+                Some((std::time::Instant::now(), why.clone()));
+        }
+        Some(found)
     }
 
     /// Who an OpenID Connect ID token from the issuer names, checked as a
-    /// token is (signature by the issuer's keys, `iss`, `exp`, `nbf`) but
-    /// meant for Moat's sign-in client (`aud`, and `azp` when present).
-    pub async fn validate_id_token(&self, token: &str) -> Result<Caller, TokenError> {
+    /// token is (signature by the issuer's keys, `iss`, `exp`, `nbf`),
+    /// and as OpenID Connect asks of a client: `aud` holds Moat's client ID
+    /// exactly, `azp` (required with several audiences) is that client,
+    /// and `nonce` is the one the sign-in was sent with.
+    pub async fn validate_id_token(&self, token: &str, nonce: &str) -> Result<Caller, String> {
         let client_id = self
             .config
             .sign_in
@@ -267,11 +301,32 @@ impl Endpoint {
             max_lifetime_s: None,
             ..self.config.token.clone()
         };
-        let caller = self.keys.validate(token, &rules).await?;
-        match &caller.client_id {
-            Some(azp) if azp != client_id => Err(TokenError::WrongAudience),
-            _ => Ok(caller),
+        let caller = self
+            .keys
+            .validate(token, &rules)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Signed by the issuer (checked above): what `validate` does not
+        // look at.
+        let claims: serde_json::Map<String, Value> =
+            jsonwebtoken::dangerous::insecure_decode_claims(token)
+                .map_err(|_| TokenError::Malformed.to_string())?;
+        let audiences: Vec<&str> = match claims.get("aud") {
+            Some(Value::String(one)) => vec![one],
+            Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let azp = claims.get("azp").and_then(Value::as_str);
+        if !audiences.contains(&client_id)
+            || azp.is_some_and(|a| a != client_id)
+            || (audiences.len() > 1 && azp.is_none())
+        {
+            return Err("the ID token is not meant for this server's sign-in".into());
         }
+        if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
+            return Err("the ID token is not the answer to this sign-in (its nonce)".into());
+        }
+        Ok(caller)
     }
 
     /// The 403 for a caller that may not use `tool` under `policy` (the

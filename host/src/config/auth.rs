@@ -37,7 +37,7 @@ pub(super) struct RawAuth {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSignIn {
-    client_id: String,
+    client_id: Spanned<String>,
     client_secret_env: Option<Spanned<String>>,
     authorization_endpoint: Option<Spanned<String>>,
     token_endpoint: Option<Spanned<String>>,
@@ -265,7 +265,19 @@ pub(super) fn parse(src: &Source, raw: RawAuth) -> Result<AuthConfig, ConfigErro
         sign_in: match raw.sign_in {
             None => None,
             Some(sign_in) => Some(SignIn {
-                client_id: sign_in.client_id,
+                client_id: {
+                    let id = sign_in.client_id;
+                    // Its ID tokens name it in `aud`: were it the resource,
+                    // they would pass for access tokens here.
+                    if id.get_ref().is_empty() || id.get_ref() == raw.resource.get_ref() {
+                        return Err(src.error(
+                            id.span(),
+                            format!("sign_in client_id {:?} is empty or this endpoint's resource", id.get_ref()),
+                            "write the client ID the issuer registered for Moat's sign-in",
+                        ));
+                    }
+                    id.into_inner()
+                },
                 client_secret: sign_in
                     .client_secret_env
                     .map(|var| {

@@ -17,6 +17,7 @@
 use super::store::{Credential, Owner, Store};
 use super::ticket::{Return, Step, TICKET_LIFETIME_S, Ticket};
 use super::{Connections, Kind, now, oauth};
+use crate::audit::{AuditLog, Record};
 use crate::auth::endpoint::Endpoint;
 use crate::capabilities::identity::LOCAL_ISSUER;
 use axum::Router;
@@ -46,6 +47,9 @@ const VERIFY_COOKIE: &str = "moat-verify";
 /// The cookie that says who signed in in this browser.
 const USER_COOKIE: &str = "moat-user";
 
+/// Code exchanges under way at once, in the whole process.
+const MAX_EXCHANGES: usize = 16;
+
 /// Bytes an API key may have.
 const MAX_KEY_BYTES: usize = 8 << 10;
 
@@ -59,18 +63,70 @@ pub struct Connect {
     base: OnceLock<String>,
     /// Whether the browser's user must sign in as the link's caller.
     verify_browser_user: bool,
+    /// Told whenever a credential is stored here, to wake calls waiting
+    /// for their caller to connect.
+    arrived: tokio::sync::Notify,
+    /// Where connections and refusals are recorded.
+    audit: Option<Arc<AuditLog>>,
+    /// Places for code exchanges under way: each is a request to an
+    /// authorization server with Moat's client secret, which anyone with
+    /// a link could otherwise repeat without end (and get Moat's client
+    /// throttled for everyone).
+    exchanges: tokio::sync::Semaphore,
 }
 
 impl Connect {
-    /// The pages for `connections`, as `[credentials]` configures them.
-    pub fn new(config: &super::CredentialsConfig, connections: Connections) -> Arc<Connect> {
+    /// The pages for `connections`, as `[credentials]` configures them,
+    /// recording what happens in `audit`.
+    pub fn new(
+        config: &super::CredentialsConfig,
+        connections: Connections,
+        audit: Option<Arc<AuditLog>>,
+    ) -> Arc<Connect> {
         Arc::new(Connect {
             store: config.store.clone(),
             connections,
             public_url: config.public_url.clone(),
             base: OnceLock::new(),
             verify_browser_user: config.verify_browser_user,
+            arrived: tokio::sync::Notify::new(),
+            audit,
+            exchanges: tokio::sync::Semaphore::new(MAX_EXCHANGES),
         })
+    }
+
+    /// A place for one code exchange, or why there is none now.
+    fn exchange(&self) -> Result<tokio::sync::SemaphorePermit<'_>, String> {
+        self.exchanges.try_acquire().map_err(|_| {
+            "the server is busy connecting other accounts; try again in a minute".into()
+        })
+    }
+
+    /// Waits, at most `within`, until `owner` has a credential a request
+    /// can carry (unexpired, or refreshable); whether they have. The page
+    /// that stores it may be another replica's, so the store is read
+    /// again every second as well as whenever a page here stores one.
+    pub async fn connected(&self, owner: &Owner, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            // Made before the store is read, so a credential stored in
+            // between still wakes it.
+            let arrived = self.arrived.notified();
+            let store = self.store.clone();
+            let whose = owner.clone();
+            let usable = tokio::task::spawn_blocking(move || store.get(&whose))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+                .is_some_and(|c| !c.expired() || c.refresh_token.is_some());
+            let now = tokio::time::Instant::now();
+            if usable || now >= deadline {
+                return usable;
+            }
+            let next = deadline.min(now + std::time::Duration::from_secs(1));
+            let _ = tokio::time::timeout_at(next, arrived).await;
+        }
     }
 
     /// Links point at `public_url`, or else at `address`, where Moat
@@ -125,38 +181,63 @@ impl Connect {
 
     /// A `state` for an authorization server's return to `step`, for
     /// `owner` until the link's `expires_at` at the latest (a sign-in does
-    /// not renew it), tied to this browser by the cookie `name` at `path`:
-    /// the state and the `Set-Cookie`, and PKCE's challenge.
+    /// not renew it), tied to this browser by the cookie `name`.
     fn leave(
         &self,
         owner: Owner,
         expires_at: u64,
         step: fn(Return) -> Step,
-        (name, path): (&str, &str),
-    ) -> (String, String, String) {
+        name: &str,
+    ) -> Leaving {
         let (verifier, challenge) = oauth::pkce();
         let (nonce, _) = oauth::pkce();
+        let browser = hex::encode(Sha256::digest(nonce.as_bytes()));
         let state = self.store.tickets().seal(&Ticket {
             owner,
             expires_at: expires_at.min(now() + TICKET_LIFETIME_S),
             step: step(Return {
                 verifier,
-                browser: hex::encode(Sha256::digest(nonce.as_bytes())),
+                browser: browser.clone(),
             }),
         });
-        let cookie = self.cookie(name, &nonce, path, TICKET_LIFETIME_S);
-        (state, cookie, challenge)
+        Leaving {
+            state,
+            cookie: self.cookie(name, &nonce, TICKET_LIFETIME_S),
+            challenge,
+            browser,
+        }
     }
 
-    /// A `Set-Cookie` value: HttpOnly, SameSite=Lax (sent on the top-level
-    /// navigation back from an authorization server, never with another
-    /// site's POST), Secure when the pages are on https.
-    fn cookie(&self, name: &str, value: &str, path: &str, max_age: u64) -> String {
-        let secure = match self.base().starts_with("https://") {
+    /// A `Set-Cookie` value for the cookie `name`: HttpOnly, SameSite=Lax
+    /// (sent on the top-level navigation back from an authorization
+    /// server, never with another site's POST); on https, Secure and
+    /// `__Host-` (so no other host, a sibling subdomain included, can set
+    /// one for this one).
+    fn cookie(&self, name: &str, value: &str, max_age: u64) -> String {
+        let secure = match self.https() {
             true => "; Secure",
             false => "",
         };
-        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+        let name = self.cookie_name(name);
+        format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+    }
+
+    /// The name of the cookie `name` as browsers send it.
+    fn cookie_name(&self, name: &str) -> String {
+        match self.https() {
+            true => format!("__Host-{name}"),
+            false => name.to_string(),
+        }
+    }
+
+    /// The value of this browser's (`headers`) cookie `name`; `None` when
+    /// it has none, or more than one (one planted beside Moat's own).
+    fn read_cookie<'a>(&self, headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+        cookie(headers, &self.cookie_name(name))
+    }
+
+    fn https(&self) -> bool {
+        self.base().starts_with("https://")
     }
 
     /// Where `connection`'s provider sends the browser back.
@@ -226,12 +307,14 @@ impl Connect {
                 "this link is not a sign-in's return",
             )));
         };
-        let nonce = cookie(headers, name);
+        let nonce = self.read_cookie(headers, name);
         if nonce.is_none_or(|n| hex::encode(Sha256::digest(n.as_bytes())) != back.browser) {
+            let why = "this browser did not start this sign-in: open the link you were given and start again here";
+            self.record(&opened.owner, "refused", "other_browser", why);
             return Err(Box::new(page(
                 StatusCode::BAD_REQUEST,
                 "Not connected",
-                "this browser did not start this sign-in: open the link you were given and start again here",
+                why,
             )));
         }
         let back = back.clone();
@@ -243,33 +326,87 @@ impl Connect {
         let store = self.store.clone();
         let who = whom(&owner);
         let connection = owner.connection.clone();
-        let stored = tokio::task::spawn_blocking(move || store.put(&owner, &credential)).await;
+        let whose = owner.clone();
+        let stored = tokio::task::spawn_blocking(move || store.put(&whose, &credential)).await;
         match stored {
             Ok(Ok(())) => {
+                self.arrived.notify_waiters();
                 tracing::info!(connection, who, "a caller connected an account");
+                self.record(&owner, "ok", "connected", "the account was connected");
                 page(
                     StatusCode::OK,
                     "Connected",
                     &format!(
-                        "{connection} is connected for {who}. Go back to your client and call the tool again."
+                        "{connection} is connected for {who}. Go back to your client: a call that \
+                         waited for this goes on; else call the tool again."
                     ),
                 )
             }
-            Ok(Err(e)) => {
-                tracing::error!(connection, "cannot store a credential: {e}");
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "the store's task failed".into(),
+                };
+                tracing::error!(connection, "cannot store a credential: {why}");
+                self.record(&owner, "error", "store_failed", &why);
                 page(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Not connected",
                     "the server cannot store the credential; tell its operator",
                 )
             }
-            Err(_) => page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Not connected",
-                "the server failed while storing the credential",
-            ),
         }
     }
+
+    /// Records in the audit log what happened at a page for `owner`
+    /// (`method` `connect`, the connection as `tool`). Written beside the
+    /// answer, which does not wait for the disk: nothing runs on the
+    /// strength of it. Only what concerns a caller's valid link is
+    /// recorded; anybody could send a garbled one, without end.
+    fn record(&self, owner: &Owner, outcome: &'static str, kind: &str, reason: &str) {
+        record(self.audit.as_ref(), "connect", owner, outcome, kind, reason);
+    }
+}
+
+/// Writes the audit record of a connect page's or revoke's event.
+fn record(
+    audit: Option<&Arc<AuditLog>>,
+    method: &'static str,
+    owner: &Owner,
+    outcome: &'static str,
+    kind: &str,
+    reason: &str,
+) {
+    let Some(audit) = audit.cloned() else {
+        return;
+    };
+    let record = Record {
+        tenant: owner.tenant.clone(),
+        subject: Some(owner.subject.clone()),
+        tool: Some(owner.connection.clone()),
+        method: Some(method),
+        outcome,
+        kind: kind.to_string(),
+        reason: Some(reason.to_string()),
+        ..Record::new()
+    };
+    tokio::spawn(async move {
+        // A failing log is reported by the log itself; the page's answer
+        // stands.
+        let _ = audit.write(&record).await;
+    });
+}
+
+/// A browser leaving for an authorization server.
+struct Leaving {
+    /// The sealed `state`.
+    state: String,
+    /// The `Set-Cookie` that ties it to this browser.
+    cookie: String,
+    /// PKCE's S256 challenge.
+    challenge: String,
+    /// The hash of the cookie's nonce, which the state holds.
+    browser: String,
 }
 
 /// What the pages need: the store, and each endpoint's token rules and
@@ -307,7 +444,9 @@ impl Pages {
                 ),
             )))
         })?;
-        let signed_in = cookie(headers, USER_COOKIE)
+        let signed_in = self
+            .connect
+            .read_cookie(headers, USER_COOKIE)
             .and_then(|c| {
                 self.connect
                     .store
@@ -388,20 +527,22 @@ async fn start(
                     );
                 }
             };
-            let (state, cookie, challenge) = connect.leave(
-                opened.owner,
-                opened.expires_at,
-                Step::Verify,
-                (VERIFY_COOKIE, VERIFY),
+            let leaving =
+                connect.leave(opened.owner, opened.expires_at, Step::Verify, VERIFY_COOKIE);
+            // The ID token must carry the nonce: the hash of this browser's
+            // cookie, which the state holds too.
+            let mut extra = vec![("nonce", leaving.browser.as_str())];
+            if query.contains_key("again") {
+                extra.push(("prompt", "login"));
+            }
+            let to = oauth::authorization_url(
+                client,
+                &pages.verify_uri(),
+                &leaving.state,
+                &leaving.challenge,
+                &extra,
             );
-            let again = [("prompt", "login")];
-            let extra: &[(&str, &str)] = match query.contains_key("again") {
-                true => &again,
-                false => &[],
-            };
-            let to =
-                oauth::authorization_url(client, &pages.verify_uri(), &state, &challenge, extra);
-            return ([(header::SET_COOKIE, cookie)], Redirect::to(&to)).into_response();
+            return ([(header::SET_COOKIE, leaving.cookie)], Redirect::to(&to)).into_response();
         }
     }
     let who = escape(&whom(&opened.owner));
@@ -451,7 +592,7 @@ async fn verify(
         Ok(returned) => returned,
         Err(page) => return *page,
     };
-    let forget = connect.cookie(VERIFY_COOKIE, "", VERIFY, 0);
+    let forget = connect.cookie(VERIFY_COOKIE, "", 0);
     let answer = match returned_code(&query, "the sign-in") {
         Err(page) => *page,
         Ok(code) => match pages.verifier(&opened.owner) {
@@ -460,12 +601,13 @@ async fn verify(
                 "Not connected",
                 "this server no longer checks who you are at that issuer",
             ),
-            Some(endpoint) => match identify(&pages, endpoint, code, &back.verifier).await {
+            Some(endpoint) => match identify(&pages, endpoint, code, &back).await {
                 Err(why) => {
                     tracing::warn!(
                         issuer = opened.owner.issuer,
                         "a browser's sign-in failed: {why}"
                     );
+                    connect.record(&opened.owner, "refused", "sign_in_failed", &why);
                     page(StatusCode::BAD_GATEWAY, "Not connected", &why)
                 }
                 Ok(caller)
@@ -476,6 +618,12 @@ async fn verify(
                         link_for = whom(&opened.owner),
                         signed_in = caller.subject,
                         "a connect link was opened by someone other than its caller; refused"
+                    );
+                    connect.record(
+                        &opened.owner,
+                        "refused",
+                        "wrong_user",
+                        &format!("the browser's user signed in as {:?}", caller.subject),
                     );
                     let again = format!(
                         "{}?again",
@@ -504,8 +652,7 @@ async fn verify(
                         expires_at: now() + TICKET_LIFETIME_S,
                         step: Step::Verified,
                     });
-                    let cookie =
-                        connect.cookie(USER_COOKIE, &signed_in, "/connect", TICKET_LIFETIME_S);
+                    let cookie = connect.cookie(USER_COOKIE, &signed_in, TICKET_LIFETIME_S);
                     let link = connect.link_until(&opened.owner, opened.expires_at);
                     ([(header::SET_COOKIE, cookie)], Redirect::to(&link)).into_response()
                 }
@@ -515,20 +662,22 @@ async fn verify(
     (AppendHeaders([(header::SET_COOKIE, forget)]), answer).into_response()
 }
 
-/// The caller the issuer's ID token for `code` names.
+/// The caller the issuer's ID token for `code` names, which must carry
+/// the `nonce` the sign-in was sent with (see [`Return::browser`]).
 async fn identify(
     pages: &Pages,
     endpoint: &Endpoint,
     code: &str,
-    verifier: &str,
+    back: &Return,
 ) -> Result<crate::auth::policy::Caller, String> {
     let client = match endpoint.sign_in().await {
         Some(client) => client?,
         None => return Err("this server has no sign-in at that issuer".into()),
     };
-    let id_token = oauth::sign_in(client, code, &pages.verify_uri(), verifier).await?;
+    let _exchanging = pages.connect.exchange()?;
+    let id_token = oauth::sign_in(client, code, &pages.verify_uri(), &back.verifier).await?;
     endpoint
-        .validate_id_token(&id_token)
+        .validate_id_token(&id_token, &back.browser)
         .await
         .map_err(|e| format!("the issuer's ID token is refused: {e}"))
 }
@@ -561,29 +710,27 @@ async fn submit(
         Ok(()) => {}
         Err(Gate::Refused(page)) => return *page,
         Err(Gate::SignIn(_)) => {
-            return page(
-                StatusCode::FORBIDDEN,
-                "Not connected",
-                "sign in first: open the link you were given again",
-            );
+            let why = "sign in first: open the link you were given again";
+            connect.record(&opened.owner, "refused", "not_signed_in", why);
+            return page(StatusCode::FORBIDDEN, "Not connected", why);
         }
     }
     match &connection.kind {
         Kind::OAuth2(oauth) => {
-            let (state, cookie, challenge) = connect.leave(
+            let leaving = connect.leave(
                 opened.owner,
                 opened.expires_at,
                 Step::SignIn,
-                (BROWSER_COOKIE, CALLBACK),
+                BROWSER_COOKIE,
             );
             let to = oauth::authorization_url(
                 oauth,
                 &connect.redirect_uri(&connection.name),
-                &state,
-                &challenge,
+                &leaving.state,
+                &leaving.challenge,
                 &[],
             );
-            ([(header::SET_COOKIE, cookie)], Redirect::to(&to)).into_response()
+            ([(header::SET_COOKIE, leaving.cookie)], Redirect::to(&to)).into_response()
         }
         Kind::ApiKey => {
             let key = form.get("key").map_or("", |k| k.trim());
@@ -670,19 +817,26 @@ async fn callback(
         );
     }
     // The cookie has done its work.
-    let forget = connect.cookie(BROWSER_COOKIE, "", CALLBACK, 0);
+    let forget = connect.cookie(BROWSER_COOKIE, "", 0);
     let what = format!("connecting {}", connection.name);
     let answer = match returned_code(&query, &what) {
         Err(page) => *page,
         Ok(code) => {
             let redirect_uri = connect.redirect_uri(&connection.name);
-            match oauth::exchange_code(oauth, code, &redirect_uri, &back.verifier).await {
+            let exchanged = match connect.exchange() {
+                Ok(_exchanging) => {
+                    oauth::exchange_code(oauth, code, &redirect_uri, &back.verifier).await
+                }
+                Err(busy) => Err(busy),
+            };
+            match exchanged {
                 Ok(credential) => connect.keep(opened.owner, credential).await,
                 Err(why) => {
                     tracing::warn!(
                         connection = connection.name,
                         "a sign-in's code exchange failed: {why}"
                     );
+                    connect.record(&opened.owner, "refused", "sign_in_failed", &why);
                     page(StatusCode::BAD_GATEWAY, "Not connected", &why)
                 }
             }
@@ -691,17 +845,24 @@ async fn callback(
     (AppendHeaders([(header::SET_COOKIE, forget)]), answer).into_response()
 }
 
-/// The value of cookie `name` in `headers`.
+/// The value of cookie `name` in `headers`; `None` when there is none, or
+/// more than one (which one a browser sends first depends on its paths
+/// and ages, so neither is trusted).
 fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers
+    let mut found = headers
         .get_all(header::COOKIE)
         .into_iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
+        .filter_map(|pair| {
             let (key, value) = pair.trim().split_once('=')?;
             (key == name).then_some(value)
-        })
+        });
+    let first = found.next();
+    match found.next() {
+        None => first,
+        Some(_) => None,
+    }
 }
 
 /// `DELETE /connections/{name}` with the caller's bearer token (one any
@@ -746,7 +907,7 @@ async fn revoke(
         let mut removed = Vec::new();
         for owner in owners {
             if store.remove(&owner)? {
-                removed.push(whom(&owner));
+                removed.push(owner);
             }
         }
         Ok::<_, std::io::Error>(removed)
@@ -757,8 +918,18 @@ async fn revoke(
             (StatusCode::NOT_FOUND, "no credential to revoke\n").into_response()
         }
         Ok(Ok(removed)) => {
-            for who in removed {
+            for owner in removed {
+                let who = whom(&owner);
                 tracing::info!(connection = name, who, "a caller revoked a credential");
+                let audit = revoking.connect.audit.as_ref();
+                record(
+                    audit,
+                    "revoke",
+                    &owner,
+                    "ok",
+                    "revoked",
+                    "the caller revoked it",
+                );
             }
             StatusCode::NO_CONTENT.into_response()
         }
@@ -843,7 +1014,7 @@ mod tests {
             public_url: None,
             verify_browser_user: true,
         };
-        let connect = Connect::new(&config, Connections::new());
+        let connect = Connect::new(&config, Connections::new(), None);
         let e = connect
             .listening_at("0.0.0.0:8080".parse().unwrap())
             .unwrap_err();
@@ -858,7 +1029,7 @@ mod tests {
         );
 
         config.public_url = Some("https://tools.example.com".to_string());
-        let connect = Connect::new(&config, Connections::new());
+        let connect = Connect::new(&config, Connections::new(), None);
         connect
             .listening_at("0.0.0.0:8080".parse().unwrap())
             .unwrap();
@@ -870,6 +1041,11 @@ mod tests {
         assert_eq!(
             connect.redirect_uri("gh"),
             "https://tools.example.com/connect/callback/gh"
+        );
+        // On https no other host can set Moat's cookies (`__Host-`).
+        assert_eq!(
+            connect.cookie(USER_COOKIE, "v", 600),
+            "__Host-moat-user=v; Path=/; Max-Age=600; HttpOnly; SameSite=Lax; Secure"
         );
     }
 
@@ -894,5 +1070,8 @@ mod tests {
         );
         assert_eq!(cookie(&h, BROWSER_COOKIE), Some("n0nce"));
         assert_eq!(cookie(&h, "missing"), None);
+        // One planted beside Moat's: neither is trusted.
+        h.append(header::COOKIE, "moat-connect=planted".parse().unwrap());
+        assert_eq!(cookie(&h, BROWSER_COOKIE), None);
     }
 }

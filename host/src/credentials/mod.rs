@@ -574,6 +574,13 @@ mod tests {
             "{e}"
         );
 
+        for id in ["", "https://tools.example.com/mcp"] {
+            let e = parse(text("", &format!("[auth.sign_in]\nclient_id = {id:?}")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("is empty or this endpoint's resource"), "{e}");
+        }
+
         let config = parse(text("", "[auth.sign_in]\nclient_id = \"moat\"")).unwrap();
         let sign_in = config.auth.unwrap().sign_in.unwrap();
         assert_eq!(

@@ -10,6 +10,7 @@ mod requests;
 mod rounds;
 
 use confirm::Unconfirmed;
+use connect::Connecting;
 
 use crate::auth::policy::Caller;
 use crate::runtime::{CallError, CallReport};
@@ -185,7 +186,54 @@ pub struct McpHandler {
     listeners: Arc<tokio::sync::Semaphore>,
 }
 
+/// What running a call came to.
+enum Ran {
+    /// Its answer.
+    Answered(Result<CallToolResponse, ErrorData>),
+    /// One of its requests needed an account its caller has not connected,
+    /// whose link this is.
+    Needs(crate::credentials::store::Owner, String),
+}
+
 impl McpHandler {
+    /// Runs an admitted `call` (which a person `confirmed`, if it needed
+    /// that), relaying what its plugin asks the client; `state` and
+    /// `responses` are the round trip's, if this is a retry.
+    async fn run(
+        &self,
+        mut call: AdmittedCall,
+        confirmed: bool,
+        state: Option<String>,
+        responses: Option<rmcp::model::InputResponses>,
+        context: &RequestContext<RoleServer>,
+    ) -> Ran {
+        let relaying = match self.relaying(&call, confirmed, state, responses, context) {
+            Ok(relaying) => relaying,
+            Err(refusal) => {
+                let service = call.service().clone();
+                let refused = service.refuse_call(call, refusal).await;
+                return Ran::Answered(answer(Err(refused)).map(Into::into));
+            }
+        };
+        if let Some(relay) = relaying.relay.clone() {
+            call.relay(relay);
+        }
+        let service = call.service().clone();
+        let mut outcome = notify::run_telling(call, context, &self.log_level).await;
+        if let Ok(report) = &mut outcome {
+            self.subscriptions.updated(&report.changed);
+            if let Some(pending) = report.pending.take() {
+                return Ran::Answered(self.asking(&relaying, pending).map(Into::into));
+            }
+            if let Some(owner) = report.needs.take()
+                && let Some(link) = service.connect_link(&owner)
+            {
+                return Ran::Needs(owner, link);
+            }
+        }
+        Ran::Answered(answer(outcome).map(Into::into))
+    }
+
     /// A handler over `live`, whose services enforce their policy.
     pub fn new(live: LiveEndpoint) -> Self {
         McpHandler {
@@ -335,7 +383,13 @@ impl ServerHandler for McpHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let state = request.request_state.take();
-        let responses = request.input_responses.take();
+        let mut responses = request.input_responses.take();
+        // The answer to Moat's own question of an earlier round (connect
+        // an account) is not the plugin's to see.
+        let connect_answer = responses
+            .as_mut()
+            .and_then(|r| r.remove(connect::CONNECT_KEY));
+        let responses = responses.filter(|r| !r.is_empty());
         // Over HTTP the transport admitted the call already (to answer 403
         // or 429 with their status); over stdio it is admitted here.
         let admitted = parts(&context)
@@ -352,7 +406,7 @@ impl ServerHandler for McpHandler {
         }
         .map_err(refusal_error)?;
         let confirmed = call.needs_confirmation();
-        let (mut call, state, responses) = if confirmed {
+        let (call, state, responses) = if confirmed {
             match self.confirm(call, state, responses, &context).await {
                 Ok(call) => (call, None, None),
                 Err(Unconfirmed::Asking(input)) => return Ok(input.into()),
@@ -361,31 +415,52 @@ impl ServerHandler for McpHandler {
         } else {
             (call, state, responses)
         };
-        let relaying = match self.relaying(&call, confirmed, state, responses, &context) {
-            Ok(relaying) => relaying,
-            Err(refusal) => {
-                let service = call.service().clone();
-                return answer(Err(service.refuse_call(call, refusal).await)).map(Into::into);
-            }
+        // A call that may need its caller's account can run again once
+        // they have connected it; one a person confirmed cannot (the
+        // confirmation was for one run).
+        let again = match confirmed {
+            false => call.arguments_if_connecting(),
+            true => None,
         };
-        if let Some(relay) = relaying.relay.clone() {
-            call.relay(relay);
-        }
         let service = call.service().clone();
         let tool = service.tool_name(&call).to_string();
-        let mut outcome = notify::run_telling(call, &context, &self.log_level).await;
-        if let Ok(report) = &mut outcome {
-            self.subscriptions.updated(&report.changed);
-            if let Some(pending) = report.pending.take() {
-                return self.asking(&relaying, pending).map(Into::into);
-            }
-            if let Some(owner) = report.needs.take()
-                && let Some(link) = service.connect_link(&owner)
-            {
-                return connect::needs(&tool, &owner.connection, &link, &context).map(Into::into);
+        let (owner, link) = match self.run(call, confirmed, state, responses, &context).await {
+            Ran::Answered(answer) => return answer,
+            Ran::Needs(owner, link) => (owner, link),
+        };
+        let needed = connect::Needed {
+            tool: &tool,
+            owner: &owner,
+            link: &link,
+        };
+        let may_wait = again.is_some();
+        match self
+            .connecting(&service, needed, connect_answer, may_wait, &context)
+            .await
+        {
+            Connecting::Answer(answer) => answer,
+            Connecting::Connected => {
+                let arguments = again.unwrap_or_default();
+                let call = self
+                    .service()
+                    .admit(&call_context(&context), &tool, arguments)
+                    .await
+                    .map_err(refusal_error)?;
+                match self.run(call, false, None, None, &context).await {
+                    Ran::Answered(answer) => answer,
+                    // Connected, then needed another (or lost it): the
+                    // link, for the client to call again.
+                    Ran::Needs(owner, link) => {
+                        let needed = connect::Needed {
+                            tool: &tool,
+                            owner: &owner,
+                            link: &link,
+                        };
+                        connect::link_answer(&needed, &context)
+                    }
+                }
             }
         }
-        answer(outcome).map(Into::into)
     }
 
     async fn list_resources(

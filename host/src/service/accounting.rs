@@ -94,21 +94,25 @@ impl Operations {
             Some(store) => Throttle::Shared(SharedThrottle::new(store.clone(), local)),
             None => Throttle::Local(local),
         };
+        let audit = match &config.audit {
+            Some(audit) => Some(Arc::new(AuditLog::open(audit)?)),
+            None => None,
+        };
         Ok(Operations {
-            audit: match &config.audit {
-                Some(audit) => Some(Arc::new(AuditLog::open(audit)?)),
-                None => None,
-            },
+            connect: config.credentials.as_ref().map(|c| {
+                crate::credentials::connect::Connect::new(
+                    c,
+                    config.connections.clone(),
+                    audit.clone(),
+                )
+            }),
+            audit,
             in_flight: Some(Arc::new(Semaphore::new(in_flight as usize))),
             ipv6_prefix: limits.ipv6_prefix,
             refusals: Some(Arc::new(refusals)),
             store,
             confirmations: Arc::new(Confirmations::new(&config.confirmation)?),
             waiting: Arc::default(),
-            connect: config
-                .credentials
-                .as_ref()
-                .map(|c| crate::credentials::connect::Connect::new(c, config.connections.clone())),
         })
     }
 

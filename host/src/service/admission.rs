@@ -100,6 +100,14 @@ impl AdmittedCall {
         self.may_ask
     }
 
+    /// The arguments, to run the call again once its caller has connected
+    /// an account it needed; `None` (nothing copied) unless its plugin's
+    /// requests can carry a caller's credential.
+    pub fn arguments_if_connecting(&self) -> Option<Map<String, Value>> {
+        self.scope.owner.as_ref()?;
+        self.arguments.as_object().cloned()
+    }
+
     /// Lets the plugin ask the client through `relay` while it runs (a
     /// transport with a session sets it; the grants decide what it may ask).
     pub fn relay(&mut self, relay: crate::runtime::client::Relay) {

@@ -121,6 +121,32 @@ impl ToolService {
         self.ops.connect.as_ref().map(|c| c.link(owner))
     }
 
+    /// A place among the calls waiting for a person, for one waiting for
+    /// `owner` to connect an account; `None` when they have too many
+    /// waiting already.
+    pub fn connect_wait(&self, owner: &crate::credentials::store::Owner) -> Option<impl Send> {
+        let whom = format!(
+            "connect {}|{}|{}",
+            owner.tenant.as_deref().unwrap_or(""),
+            owner.issuer,
+            owner.subject
+        );
+        self.ops.wait(&whom)
+    }
+
+    /// Waits, at most `within`, until `owner` has connected their
+    /// account; whether they have.
+    pub async fn connected(
+        &self,
+        owner: &crate::credentials::store::Owner,
+        within: std::time::Duration,
+    ) -> bool {
+        match &self.ops.connect {
+            Some(connect) => connect.connected(owner, within).await,
+            None => false,
+        }
+    }
+
     /// The name clients call `call`'s tool by.
     pub fn tool_name(&self, call: &AdmittedCall) -> &str {
         &self.tools[call.tool].name

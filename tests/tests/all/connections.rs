@@ -530,6 +530,7 @@ scopes = ["openid", "repo"]
         "sign_in = { client_id = \"moat\", client_secret_env = \"MOAT_TEST_SIGN_IN_SECRET\" }";
     let resource = moat_tests::auth::tenant_resource("acme");
     let dir = Sandbox::builder()
+        .toml("[audit]\nfile = \"audit.jsonl\"\n")
         .toml(&credentials("", &[gh]))
         .toml(&moat_tests::auth::tenant_auth_at(
             "acme",
@@ -585,27 +586,27 @@ scopes = ["openid", "repo"]
     let said = python("connect", "alice");
     for line in [
         "without url elicitation: the link is in the error",
-        "url elicitation mode=legacy: -32042",
-        "url elicitation mode=auto: -32042",
+        "url elicitation mode=legacy: asked, declined",
+        "url elicitation mode=auto: asked, declined",
         "a link opened by another user: refused",
         "the form without signing in: refused",
         "signed in as the caller: the link's page",
         "a link as a sign-in's state: refused",
         "a sign-in finished in another browser: refused",
         "connected, back at /connect/callback/gh",
+        "connected during the call mode=auto: login=alice-gh token=",
         "after connecting mode=legacy: login=alice-gh token=",
-        "after connecting mode=auto: login=alice-gh token=",
     ] {
         assert!(said.contains(line), "{line:?} in:\n{said}");
     }
     let first = said
         .lines()
-        .find_map(|l| l.strip_prefix("after connecting mode=auto: "))
+        .find_map(|l| l.strip_prefix("after connecting mode=legacy: "))
         .unwrap()
         .to_string();
 
     // Bob has connected nothing: he is asked, whatever alice did.
-    assert!(python("call", "bob").contains("error -32042"));
+    assert!(python("call", "bob").contains("tool error needs_connection"));
 
     // Alice's access token expires: the next call refreshes it with the
     // provider, stores the new one, and goes through.
@@ -644,14 +645,48 @@ scopes = ["openid", "repo"]
     assert_eq!(revoke(Some(token("alice"))).await.unwrap().status(), 204);
     assert_eq!(revoke(Some(token("alice"))).await.unwrap().status(), 404);
     assert_eq!(store.get(&owner).unwrap(), None);
-    assert!(python("call", "alice").contains("error -32042"));
+    assert!(python("call", "alice").contains("tool error needs_connection"));
+
+    // A client of 2025-11-25 with a session is asked on the call's own
+    // stream; she connects again while the call waits.
+    let said = python("reconnect", "alice");
+    assert!(
+        said.contains("connected during the call mode=legacy: login=alice-gh token="),
+        "{said}"
+    );
+    let reconnected = store.get(&owner).unwrap().expect("connected again");
 
     // Nothing of the user's tokens is in Moat's log.
     let log = server.log();
-    assert!(
-        !log.contains(&now_stored.secret) && !log.contains(&old_secret),
-        "{log}"
-    );
+    for secret in [&now_stored.secret, &old_secret, &reconnected.secret] {
+        assert!(!log.contains(secret.as_str()), "{log}");
+    }
+
+    // The audit log has what happened at the pages, for whom.
+    let records = moat_tests::audit_records(&dir.path().join("audit.jsonl"));
+    let events: Vec<String> = records
+        .iter()
+        .filter(|r| r["tool"] == "gh" && r["method"].is_string())
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r["method"], r["subject"], r["outcome"], r["kind"]
+            )
+        })
+        .collect();
+    for event in [
+        r#""connect" "alice" "refused" "wrong_user""#,
+        r#""connect" "alice" "refused" "not_signed_in""#,
+        r#""connect" "alice" "refused" "other_browser""#,
+        r#""connect" "alice" "ok" "connected""#,
+        r#""revoke" "alice" "ok" "revoked""#,
+    ] {
+        assert!(events.iter().any(|e| e == event), "{event} in {events:#?}");
+    }
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    for secret in [&now_stored.secret, &old_secret, &reconnected.secret] {
+        assert!(!audit.contains(secret.as_str()));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
