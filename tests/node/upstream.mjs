@@ -68,6 +68,7 @@ provider = new Provider(issuer, {
     },
   ],
   scopes: ['openid', 'repo'],
+  features: { revocation: { enabled: true } },
   // Refresh tokens without offline_access: the connection asks for none.
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   findAccount,

@@ -82,6 +82,7 @@ async fn sign_in_client(configured: &super::SignIn, issuer: &str) -> Result<OAut
         client_id: configured.client_id.clone(),
         client_secret: configured.client_secret.clone(),
         scopes: vec!["openid".into()],
+        revocation_endpoint: None,
     })
 }
 

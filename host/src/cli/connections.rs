@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Runs one `moat connections` command.
-pub(super) fn run(command: ConnectionsCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(command: ConnectionsCommand) -> anyhow::Result<ExitCode> {
     match command {
         ConnectionsCommand::Key => {
             println!("{}", crate::credentials::store::new_key());
@@ -48,7 +48,9 @@ pub(super) fn run(command: ConnectionsCommand) -> anyhow::Result<ExitCode> {
                     subject: subject.clone(),
                     connection: name.clone(),
                 };
-                if store.remove(&owner)? {
+                let connection = config.connections.get(name).map(|c| &**c);
+                // The provider is asked to revoke the tokens too.
+                if crate::credentials::revoke(&store, connection, &owner).await? {
                     println!("revoked: {name} of {subject}");
                     removed += 1;
                 }

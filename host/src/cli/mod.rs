@@ -293,7 +293,7 @@ pub fn main() -> ExitCode {
                 audit::verify_chain(&file, key.as_deref(), closed)
             }
             Command::Audit(AuditCommand::Keygen { file }) => audit::keygen(&file),
-            Command::Connections(command) => connections::run(command),
+            Command::Connections(command) => connections::run(command).await,
             Command::Reload {
                 admin,
                 config,

@@ -902,23 +902,13 @@ async fn revoke(
     if !revoking.connect.connections.contains_key(&name) {
         return (StatusCode::NOT_FOUND, "no such connection\n").into_response();
     }
-    let store = revoking.connect.store.clone();
-    let removed = tokio::task::spawn_blocking(move || {
-        let mut removed = Vec::new();
-        for owner in owners {
-            if store.remove(&owner)? {
-                removed.push(owner);
-            }
-        }
-        Ok::<_, std::io::Error>(removed)
-    })
-    .await;
-    match removed {
-        Ok(Ok(removed)) if removed.is_empty() => {
-            (StatusCode::NOT_FOUND, "no credential to revoke\n").into_response()
-        }
-        Ok(Ok(removed)) => {
-            for owner in removed {
+    let connection = revoking.connect.connections.get(&name).map(|c| &**c);
+    let mut removed = 0;
+    for owner in owners {
+        match super::revoke(&revoking.connect.store, connection, &owner).await {
+            Ok(false) => {}
+            Ok(true) => {
+                removed += 1;
                 let who = whom(&owner);
                 tracing::info!(connection = name, who, "a caller revoked a credential");
                 let audit = revoking.connect.audit.as_ref();
@@ -931,9 +921,15 @@ async fn revoke(
                     "the caller revoked it",
                 );
             }
-            StatusCode::NO_CONTENT.into_response()
+            Err(e) => {
+                tracing::error!(connection = name, "cannot revoke a credential: {e}");
+                return (StatusCode::INTERNAL_SERVER_ERROR, "cannot revoke now\n").into_response();
+            }
         }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "cannot revoke now\n").into_response(),
+    }
+    match removed {
+        0 => (StatusCode::NOT_FOUND, "no credential to revoke\n").into_response(),
+        _ => StatusCode::NO_CONTENT.into_response(),
     }
 }
 

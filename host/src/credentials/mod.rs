@@ -69,6 +69,9 @@ pub struct OAuth2 {
     pub client_secret: Option<String>,
     /// Scopes asked for.
     pub scopes: Vec<String>,
+    /// Where tokens are revoked (RFC 7009) when the user or an operator
+    /// revokes them in Moat.
+    pub revocation_endpoint: Option<String>,
 }
 
 impl std::fmt::Debug for OAuth2 {
@@ -77,10 +80,40 @@ impl std::fmt::Debug for OAuth2 {
         f.debug_struct("OAuth2")
             .field("authorization_endpoint", &self.authorization_endpoint)
             .field("token_endpoint", &self.token_endpoint)
+            .field("revocation_endpoint", &self.revocation_endpoint)
             .field("client_id", &self.client_id)
             .field("scopes", &self.scopes)
             .finish_non_exhaustive()
     }
+}
+
+/// Deletes `owner`'s credential from `store` and, for an OAuth
+/// connection with a revocation endpoint, revokes its tokens at the
+/// provider; whether there was one. The provider's failure is logged, not
+/// returned: Moat's copy is gone either way, and the user can revoke the
+/// grant at the provider themselves.
+pub async fn revoke(
+    store: &Arc<Store>,
+    connection: Option<&Connection>,
+    owner: &store::Owner,
+) -> std::io::Result<bool> {
+    let (store, whose) = (store.clone(), owner.clone());
+    let (removed, credential) = tokio::task::spawn_blocking(move || {
+        let credential = store.get(&whose)?;
+        Ok::<_, std::io::Error>((store.remove(&whose)?, credential))
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    if let (true, Some(credential), Some(connection)) = (removed, credential, connection)
+        && let Kind::OAuth2(oauth) = &connection.kind
+        && let Err(why) = oauth::revoke(oauth, &credential).await
+    {
+        tracing::warn!(
+            connection = connection.name,
+            "the provider did not revoke the tokens: {why}"
+        );
+    }
+    Ok(removed)
 }
 
 /// Seconds since the epoch.
@@ -127,6 +160,7 @@ pub struct RawConnection {
     hosts: Spanned<Vec<Spanned<String>>>,
     authorization_endpoint: Option<Spanned<String>>,
     token_endpoint: Option<Spanned<String>>,
+    revocation_endpoint: Option<Spanned<String>>,
     client_id: Option<Spanned<String>>,
     client_secret_env: Option<Spanned<String>>,
     #[serde(default)]
@@ -315,6 +349,11 @@ fn parse_one(
                 },
                 client_secret,
                 scopes: raw.scopes,
+                revocation_endpoint: raw
+                    .revocation_endpoint
+                    .is_some()
+                    .then(|| url(&raw.revocation_endpoint, "revocation_endpoint"))
+                    .transpose()?,
             })
         }
         "api_key" => {
@@ -324,6 +363,7 @@ fn parse_one(
                     raw.authorization_endpoint.is_some(),
                 ),
                 ("token_endpoint", raw.token_endpoint.is_some()),
+                ("revocation_endpoint", raw.revocation_endpoint.is_some()),
                 ("client_id", raw.client_id.is_some()),
                 ("client_secret_env", raw.client_secret_env.is_some()),
                 ("scopes", !raw.scopes.is_empty()),
@@ -512,6 +552,18 @@ mod tests {
                 "[[connection]]\nname = \"k\"\nkind = \"api_key\"\nclient_id = \"x\"\nhosts = [\"https://a.example\"]",
                 "",
                 "belongs to oauth2 connections",
+            ),
+            (
+                true,
+                "[[connection]]\nname = \"k\"\nkind = \"api_key\"\nrevocation_endpoint = \"https://a.example/r\"\nhosts = [\"https://a.example\"]",
+                "",
+                "`revocation_endpoint` belongs to oauth2 connections",
+            ),
+            (
+                true,
+                &format!("{GH}revocation_endpoint = \"http://github.com/revoke\"\n"),
+                "",
+                "revocation_endpoint = \"http://github.com/revoke\" is not an https:// URL",
             ),
             (
                 true,

@@ -148,27 +148,7 @@ struct Refused {
 }
 
 async fn token_request(oauth: &OAuth2, form: &[(&str, &str)]) -> Result<Answer, String> {
-    let mut request = client().post(&oauth.token_endpoint);
-    let mut form: Vec<(&str, &str)> = form.to_vec();
-    match &oauth.client_secret {
-        // client_secret_basic, which every server must take (RFC 6749
-        // §2.3.1): both parts form-encoded, then base64.
-        Some(secret) => {
-            let encode =
-                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let basic = STANDARD.encode(format!("{}:{}", encode(&oauth.client_id), encode(secret)));
-            request = request.header("authorization", format!("Basic {basic}"));
-        }
-        None => form.push(("client_id", &oauth.client_id)),
-    }
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
-        .finish();
-    let mut response = request
-        .header("accept", "application/json")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
+    let mut response = post(oauth, &oauth.token_endpoint, form)
         .await
         .map_err(|e| format!("the provider's token endpoint cannot be reached: {e}"))?;
     let status = response.status();
@@ -208,6 +188,63 @@ async fn token_request(oauth: &OAuth2, form: &[(&str, &str)]) -> Result<Answer, 
         return Err("the provider gave an empty access token".into());
     }
     Ok(answer)
+}
+
+/// POSTs `form` to `endpoint` of `oauth`'s provider as its client.
+async fn post(
+    oauth: &OAuth2,
+    endpoint: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Result<reqwest::Response> {
+    let mut request = client().post(endpoint);
+    let mut form: Vec<(&str, &str)> = form.to_vec();
+    match &oauth.client_secret {
+        // client_secret_basic, which every server must take (RFC 6749
+        // §2.3.1): both parts form-encoded, then base64.
+        Some(secret) => {
+            let encode =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let basic = STANDARD.encode(format!("{}:{}", encode(&oauth.client_id), encode(secret)));
+            request = request.header("authorization", format!("Basic {basic}"));
+        }
+        None => form.push(("client_id", &oauth.client_id)),
+    }
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    request
+        .header("accept", "application/json")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+}
+
+/// Revokes `credential`'s tokens at the provider (RFC 7009), when it has
+/// a revocation endpoint: the refresh token (which ends the grant at most
+/// providers), then the access token (for those where it does not).
+pub async fn revoke(oauth: &OAuth2, credential: &Credential) -> Result<(), String> {
+    let Some(endpoint) = &oauth.revocation_endpoint else {
+        return Ok(());
+    };
+    let tokens = [
+        (credential.refresh_token.as_deref(), "refresh_token"),
+        (Some(credential.secret.as_str()), "access_token"),
+    ];
+    for (token, hint) in tokens {
+        let Some(token) = token else { continue };
+        let form = [("token", token), ("token_type_hint", hint)];
+        let answer = post(oauth, endpoint, &form)
+            .await
+            .map_err(|e| format!("the provider's revocation endpoint cannot be reached: {e}"))?;
+        if !answer.status().is_success() {
+            return Err(format!(
+                "the provider's revocation endpoint answered HTTP {}",
+                answer.status()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The client of token endpoints: Mozilla's and the system's CA roots

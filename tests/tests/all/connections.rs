@@ -516,6 +516,7 @@ kind = "oauth2"
 hosts = ["{api}"]
 authorization_endpoint = "{provider}/auth"
 token_endpoint = "{provider}/token"
+revocation_endpoint = "{provider}/token/revocation"
 client_id = "moat-upstream"
 client_secret_env = "MOAT_TEST_GH_SECRET"
 scopes = ["openid", "repo"]
@@ -641,8 +642,16 @@ scopes = ["openid", "repo"]
         }
         request.send()
     };
+    // Revoked at the provider too: the API no longer takes the token.
+    let at_api = || {
+        http.get(format!("{}/user", upstream.api))
+            .bearer_auth(&now_stored.secret)
+            .send()
+    };
+    assert_eq!(at_api().await.unwrap().status(), 200);
     assert_eq!(revoke(None).await.unwrap().status(), 401);
     assert_eq!(revoke(Some(token("alice"))).await.unwrap().status(), 204);
+    assert_eq!(at_api().await.unwrap().status(), 401);
     assert_eq!(revoke(Some(token("alice"))).await.unwrap().status(), 404);
     assert_eq!(store.get(&owner).unwrap(), None);
     assert!(python("call", "alice").contains("tool error needs_connection"));
