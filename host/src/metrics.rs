@@ -86,6 +86,18 @@ pub struct Metrics {
     /// Outbound requests sent on a connection kept alive from an earlier
     /// request of the same plugin.
     pub outbound_reused: Counter,
+    /// What happened to callers' credentials, by connection.
+    pub credentials: Family<CredentialLabels, Counter>,
+}
+
+/// A credential event's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CredentialLabels {
+    /// The connection.
+    pub connection: String,
+    /// `injected`, `missing`, `refreshed`, `refresh_failed`,
+    /// `refused_upstream`, `connected`, `revoked`.
+    pub event: String,
 }
 
 /// A reload's labels.
@@ -185,8 +197,15 @@ impl Metrics {
             "Outbound HTTP requests sent on a connection kept alive from an earlier request of the same plugin",
             outbound_reused.clone(),
         );
+        let credentials = Family::default();
+        registry.register(
+            "credential_events",
+            "Callers' credentials injected into plugins' requests, missing, refreshed, refused by the upstream, connected and revoked, by connection",
+            credentials.clone(),
+        );
         Metrics {
             registry,
+            credentials,
             cpu_bound_calls,
             outbound_connections,
             outbound_reused,
@@ -214,6 +233,15 @@ impl Metrics {
             self.rate_limited.get_or_create(&labels).inc();
         }
         self.refusals.get_or_create(&labels).inc();
+    }
+
+    /// Counts `event` of a caller's credential for `connection`.
+    pub fn credential(&self, connection: &str, event: &str) {
+        let labels = CredentialLabels {
+            connection: connection.to_string(),
+            event: event.to_string(),
+        };
+        self.credentials.get_or_create(&labels).inc();
     }
 
     /// Records a call that ran.

@@ -65,6 +65,14 @@ pub fn audit_records(file: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The value of the sample `name` (with its labels, as exposed) in the
+/// text of a `/metrics`.
+pub fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// A free port on 127.0.0.1, for a server whose URL must be known before
 /// it starts.
 pub fn free_port() -> u16 {

@@ -102,11 +102,12 @@ impl Connect {
         })
     }
 
-    /// Waits, at most `within`, until `owner` has a credential a request
-    /// can carry (unexpired, or refreshable); whether they have. The page
-    /// that stores it may be another replica's, so the store is read
-    /// again every second as well as whenever a page here stores one.
-    pub async fn connected(&self, owner: &Owner, within: std::time::Duration) -> bool {
+    /// Waits, at most `within`, until `owner` has a credential stored at
+    /// `since` or later (not one the upstream refused before) that a
+    /// request can carry (unexpired, or refreshable); whether they have.
+    /// The page that stores it may be another replica's, so the store is
+    /// read again every second as well as whenever a page here stores one.
+    pub async fn connected(&self, owner: &Owner, since: u64, within: std::time::Duration) -> bool {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             // Made before the store is read, so a credential stored in
@@ -119,7 +120,9 @@ impl Connect {
                 .ok()
                 .and_then(Result::ok)
                 .flatten()
-                .is_some_and(|c| !c.expired() || c.refresh_token.is_some());
+                .is_some_and(|c| {
+                    c.stored_at >= since && (!c.expired() || c.refresh_token.is_some())
+                });
             let now = tokio::time::Instant::now();
             if usable || now >= deadline {
                 return usable;
@@ -333,6 +336,7 @@ impl Connect {
                 self.arrived.notify_waiters();
                 tracing::info!(connection, who, "a caller connected an account");
                 self.record(&owner, "ok", "connected", "the account was connected");
+                crate::metrics::get().credential(&connection, "connected");
                 page(
                     StatusCode::OK,
                     "Connected",
@@ -920,6 +924,7 @@ async fn revoke(
                     "revoked",
                     "the caller revoked it",
                 );
+                crate::metrics::get().credential(&name, "revoked");
             }
             Err(e) => {
                 tracing::error!(connection = name, "cannot revoke a credential: {e}");

@@ -47,6 +47,9 @@ pub(super) struct Needed<'a> {
     pub owner: &'a Owner,
     /// Moat's page where they connect it.
     pub link: &'a str,
+    /// When the call began (seconds since the epoch): a credential stored
+    /// before may be the one the upstream refused.
+    pub since: u64,
 }
 
 impl McpHandler {
@@ -100,7 +103,7 @@ impl McpHandler {
             // The user agreed to open the page; the call waits for them.
             Some(ElicitationAction::Accept) => {
                 let left = timeout.saturating_sub(started.elapsed());
-                match service.connected(needed.owner, left).await {
+                match service.connected(needed.owner, needed.since, left).await {
                     true => Connecting::Connected,
                     false => Connecting::Answer(Ok(error_result(
                         "needs_connection",

@@ -424,6 +424,7 @@ impl ServerHandler for McpHandler {
         };
         let service = call.service().clone();
         let tool = service.tool_name(&call).to_string();
+        let began = crate::credentials::now();
         let (owner, link) = match self.run(call, confirmed, state, responses, &context).await {
             Ran::Answered(answer) => return answer,
             Ran::Needs(owner, link) => (owner, link),
@@ -432,6 +433,7 @@ impl ServerHandler for McpHandler {
             tool: &tool,
             owner: &owner,
             link: &link,
+            since: began,
         };
         let may_wait = again.is_some();
         match self
@@ -455,6 +457,7 @@ impl ServerHandler for McpHandler {
                             tool: &tool,
                             owner: &owner,
                             link: &link,
+                            since: began,
                         };
                         connect::link_answer(&needed, &context)
                     }

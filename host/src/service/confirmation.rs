@@ -135,14 +135,15 @@ impl ToolService {
     }
 
     /// Waits, at most `within`, until `owner` has connected their
-    /// account; whether they have.
+    /// account at `since` or later; whether they have.
     pub async fn connected(
         &self,
         owner: &crate::credentials::store::Owner,
+        since: u64,
         within: std::time::Duration,
     ) -> bool {
         match &self.ops.connect {
-            Some(connect) => connect.connected(owner, within).await,
+            Some(connect) => connect.connected(owner, since, within).await,
             None => false,
         }
     }

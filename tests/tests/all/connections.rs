@@ -530,8 +530,11 @@ scopes = ["openid", "repo"]
     let sign_in =
         "sign_in = { client_id = \"moat\", client_secret_env = \"MOAT_TEST_SIGN_IN_SECRET\" }";
     let resource = moat_tests::auth::tenant_resource("acme");
+    let admin = moat_tests::free_port();
     let dir = Sandbox::builder()
-        .toml("[audit]\nfile = \"audit.jsonl\"\n")
+        .toml(&format!(
+            "[audit]\nfile = \"audit.jsonl\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n"
+        ))
         .toml(&credentials("", &[gh]))
         .toml(&moat_tests::auth::tenant_auth_at(
             "acme",
@@ -665,6 +668,32 @@ scopes = ["openid", "repo"]
     );
     let reconnected = store.get(&owner).unwrap().expect("connected again");
 
+    // The provider revokes her grant behind Moat's back: the API refuses
+    // the token (the plugin sees its 401), Moat marks the credential for
+    // refresh, the refresh is refused too, and her next call asks her to
+    // connect again.
+    for (token, hint) in [
+        (
+            reconnected.refresh_token.as_deref().unwrap(),
+            "refresh_token",
+        ),
+        (reconnected.secret.as_str(), "access_token"),
+    ] {
+        let revoked = http
+            .post(format!("{}/token/revocation", upstream.issuer))
+            .basic_auth("moat-upstream", Some("upstream-secret-0123456789"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}&token_type_hint={hint}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revoked.status(), 200);
+    }
+    let said = python("call", "alice");
+    assert!(said.contains("result who are you?"), "{said}");
+    assert_eq!(store.get(&owner).unwrap().unwrap().expires_at, Some(0));
+    assert!(python("call", "alice").contains("tool error needs_connection"));
+
     // Nothing of the user's tokens is in Moat's log.
     let log = server.log();
     for secret in [&now_stored.secret, &old_secret, &reconnected.secret] {
@@ -695,6 +724,29 @@ scopes = ["openid", "repo"]
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     for secret in [&now_stored.secret, &old_secret, &reconnected.secret] {
         assert!(!audit.contains(secret.as_str()));
+    }
+
+    // And the metrics count what happened to credentials.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |event: &str| {
+        let name = format!(r#"moat_credential_events_total{{connection="gh",event="{event}"}}"#);
+        moat_tests::sample(&metrics, &name).unwrap_or(0.0)
+    };
+    for (event, at_least) in [
+        ("connected", 2.0),
+        ("revoked", 1.0),
+        ("refreshed", 1.0),
+        ("refused_upstream", 1.0),
+        ("refresh_failed", 1.0),
+        ("injected", 4.0),
+        ("missing", 4.0),
+    ] {
+        assert!(count(event) >= at_least, "{event}: {metrics}");
     }
 }
 
@@ -759,6 +811,23 @@ connections = ["gh"]
         connection: "gh".into(),
     };
     assert_eq!(store.get(&local).unwrap().unwrap().secret, "alice-token");
+
+    // The upstream stops taking the key (revoked there, say): the call is
+    // answered with the link again, and what is stored stays until the
+    // user connects anew (a plugin that provokes a 401 deletes nothing).
+    let stale = Credential {
+        secret: "revoked-token".into(),
+        refresh_token: None,
+        expires_at: None,
+        stored_at: moat_tests::auth::now(),
+    };
+    store.put(&local, &stale).unwrap();
+    let (failed, text) = call_text(&client, "testbed.request", json!({ "url": user })).await;
+    assert!(failed && text.starts_with("needs_connection: "), "{text}");
+    assert!(text.contains("/connect/"), "{text}");
+    assert_eq!(api_seen.all().last().unwrap(), "Bearer revoked-token -");
+    assert_eq!(store.get(&local).unwrap().unwrap().secret, "revoked-token");
+
     let altered = format!("{link}x");
     let refused = browser.get(&altered).send().await.unwrap();
     assert_eq!(refused.status(), 400);

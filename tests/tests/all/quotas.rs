@@ -5,7 +5,7 @@
 
 use moat_tests::auth::{TestIssuer, TestKey, claims};
 use moat_tests::raw;
-use moat_tests::{MoatServer, Sandbox, free_port, moat_bin};
+use moat_tests::{MoatServer, Sandbox, free_port, moat_bin, sample};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::TokioChildProcess;
@@ -17,13 +17,6 @@ async fn call(url: &str, tool: &str, args: Value) -> (u16, Option<String>, Value
     let answer = raw::call_tool(url, None, tool, args).await;
     let retry = answer.header("retry-after").map(str::to_string);
     (answer.status, retry, answer.body)
-}
-
-/// The value of the sample `name` (with its labels, as exposed).
-fn sample(metrics: &str, name: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -288,21 +288,26 @@ impl WasiHttpHooks for Outbound {
             // The credential's look-up (and refresh) is part of the
             // request's time.
             let work = async {
-                let (request, caller, scrubber) = match &destination.connection {
-                    None => (request, None, None),
+                let (request, caller, scrubber, sent_as) = match &destination.connection {
+                    None => (request, None, None, None),
                     Some(connection) => {
-                        let credential = credential(connection, caller.as_deref(), &needs).await;
+                        let found = credential(connection, caller.as_deref(), &needs).await;
+                        let sent_as = found.as_ref().ok().map(|(c, owner)| Sent {
+                            owner: owner.clone(),
+                            stored_at: c.stored_at,
+                            refreshable: c.refresh_token.is_some(),
+                        });
                         let (request, scrubber) = with_credential(
                             request,
                             &destination.origin,
                             connection,
-                            credential,
+                            found.map(|(credential, _)| credential),
                         )
                         .map_err(|why| refuse(&plugin, &denials, &destination.target, &why))?;
-                        (request, caller, Some(scrubber))
+                        (request, caller, Some(scrubber), sent_as)
                     }
                 };
-                send(
+                let answer = send(
                     request,
                     &destination,
                     caller,
@@ -311,7 +316,13 @@ impl WasiHttpHooks for Outbound {
                     &plugin,
                     &denials,
                 )
-                .await
+                .await?;
+                if let (Some(sent_as), Some(connection)) = (sent_as, &destination.connection)
+                    && answer.0.status() == http::StatusCode::UNAUTHORIZED
+                {
+                    refused(connection, sent_as, &needs).await;
+                }
+                Ok(answer)
             };
             match tokio::time::timeout(grant.request_timeout, work).await {
                 Ok(result) => result,
@@ -321,17 +332,54 @@ impl WasiHttpHooks for Outbound {
     }
 }
 
-type Sent = (
+type Answer = (
     http::Response<WasiBody>,
     Box<dyn Future<Output = Result<(), Error>> + Send>,
 );
 
-/// The caller's credential for `connection`, or why there is none to send.
+/// Whose credential a request carried, and which one.
+struct Sent {
+    owner: Owner,
+    stored_at: u64,
+    refreshable: bool,
+}
+
+/// The upstream refused the credential `sent` carried (401): the provider
+/// revoked it, or the key the user typed is wrong. A refreshable one is
+/// marked expired, so the next request refreshes it (and, when the grant
+/// is gone too, asks the user); any other makes the call ask its caller
+/// to connect again (what is stored stays until they do: a plugin that
+/// provokes a 401 cannot delete it).
+async fn refused(connection: &Connection, sent: Sent, needs: &Needs) {
+    crate::metrics::get().credential(&connection.name, "refused_upstream");
+    if !sent.refreshable {
+        *needs.lock().expect("needs") = Some(sent.owner);
+        return;
+    }
+    let store = connection.store.clone();
+    let marked = tokio::task::spawn_blocking(move || {
+        let Some(mut current) = store.get(&sent.owner)? else {
+            return Ok(false);
+        };
+        current.expires_at = Some(0);
+        store.replace(&sent.owner, sent.stored_at, &current)
+    })
+    .await;
+    if !matches!(marked, Ok(Ok(_))) {
+        tracing::error!(
+            connection = connection.name,
+            "cannot mark a refused credential for refresh"
+        );
+    }
+}
+
+/// The caller's credential for `connection` and whose it is, or why there
+/// is none to send.
 async fn credential(
     connection: &Arc<Connection>,
     caller: Option<&Principal>,
     needs: &Needs,
-) -> std::result::Result<Credential, String> {
+) -> std::result::Result<(Credential, Owner), String> {
     let Some(caller) = caller else {
         return Err(format!(
             "needs the caller's `{}` connection, and no caller is verified here",
@@ -367,8 +415,12 @@ async fn credential(
         }
     };
     match found {
-        Some(credential) if !credential.secret.is_empty() => Ok(credential),
+        Some(credential) if !credential.secret.is_empty() => {
+            crate::metrics::get().credential(&connection.name, "injected");
+            Ok((credential, owner))
+        }
         _ => {
+            crate::metrics::get().credential(&connection.name, "missing");
             *needs.lock().expect("needs") = Some(owner);
             Err(missing())
         }
@@ -394,8 +446,12 @@ async fn refreshed(connection: &Connection, owner: &Owner) -> Option<Credential>
     }
     current.refresh_token.as_ref()?;
     let fresh = match oauth::refresh(oauth, &current).await {
-        Ok(fresh) => fresh,
+        Ok(fresh) => {
+            crate::metrics::get().credential(&connection.name, "refreshed");
+            fresh
+        }
         Err(why) => {
+            crate::metrics::get().credential(&connection.name, "refresh_failed");
             tracing::warn!(
                 connection = connection.name,
                 "cannot refresh a credential: {why}"
@@ -512,7 +568,7 @@ async fn send(
     grant: &Arc<NetGrant>,
     plugin: &str,
     denials: &Denials,
-) -> Result<Sent> {
+) -> Result<Answer> {
     // Requests to an origin server carry only the path and query.
     let path = request
         .uri()
