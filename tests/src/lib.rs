@@ -65,6 +65,16 @@ pub fn audit_records(file: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The text of `/metrics` on the admin listener at 127.0.0.1:`port`.
+pub async fn metrics(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The value of the sample `name` (with its labels, as exposed) in the
 /// text of a `/metrics`.
 pub fn sample(metrics: &str, name: &str) -> Option<f64> {

@@ -727,12 +727,7 @@ scopes = ["openid", "repo"]
     }
 
     // And the metrics count what happened to credentials.
-    let metrics = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = moat_tests::metrics(admin).await;
     let count = |event: &str| {
         let name = format!(r#"moat_credential_events_total{{connection="gh",event="{event}"}}"#);
         moat_tests::sample(&metrics, &name).unwrap_or(0.0)

@@ -77,12 +77,7 @@ async fn a_rate_limit_answers_429_with_retry_after_is_audited_and_recovers() {
     assert_eq!(limited[0]["tool"], "hello.greet");
     assert_eq!(limited[0]["outcome"], "refused");
 
-    let metrics = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = moat_tests::metrics(admin).await;
     let calls =
         r#"moat_calls_total{tenant="default",plugin="hello",tool="hello.greet",outcome="ok"}"#;
     assert_eq!(sample(&metrics, calls), Some(4.0), "{metrics}");
