@@ -89,6 +89,37 @@ pub struct Store {
 /// How many owners' refreshes can run at once, at most.
 const REFRESH_LOCKS: usize = 64;
 
+/// How long one replica's turn to refresh a credential lasts at most: a
+/// token request takes at most 20 s, connecting included.
+pub const SHARED_REFRESH_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The limit store replicas share, which also takes turns to refresh.
+static SHARED_REFRESHES: std::sync::OnceLock<std::sync::Arc<crate::quota::shared::LimitStore>> =
+    std::sync::OnceLock::new();
+
+/// Replicas sharing `store` take turns to refresh a credential: a
+/// provider that rotates refresh tokens takes a second use of one as
+/// theft. Set once per process.
+pub fn share_refreshes(store: std::sync::Arc<crate::quota::shared::LimitStore>) {
+    let _ = SHARED_REFRESHES.set(store);
+}
+
+/// One replica's turn to refresh a credential; given back when dropped.
+pub struct SharedTurn {
+    shared: std::sync::Arc<crate::quota::shared::LimitStore>,
+    name: String,
+    holder: String,
+}
+
+impl Drop for SharedTurn {
+    fn drop(&mut self) {
+        self.shared.end_lease(
+            std::mem::take(&mut self.name),
+            std::mem::take(&mut self.holder),
+        );
+    }
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
@@ -200,6 +231,34 @@ impl Store {
         file.as_file().sync_all()?;
         file.persist(self.dir.join(&name)).map_err(|e| e.error)?;
         Ok(())
+    }
+
+    /// `owner`'s turn to refresh across replicas sharing a limit store
+    /// (`[limits] backend`), taken after [`Self::refreshing`]: waits while
+    /// another replica holds it, at most [`SHARED_REFRESH_LEASE`] (its
+    /// refresh ends within that, or its lease runs out). `None` without a
+    /// shared store, or when it cannot be reached: each replica then
+    /// refreshes on its own, as with none.
+    pub async fn refreshing_shared(&self, owner: &Owner) -> Option<SharedTurn> {
+        let shared = SHARED_REFRESHES.get()?.clone();
+        let name = format!("moat:refresh:{}", self.name(owner));
+        let holder = uuid::Uuid::new_v4().to_string();
+        let until = tokio::time::Instant::now() + SHARED_REFRESH_LEASE;
+        loop {
+            match shared.try_lease(&name, &holder, SHARED_REFRESH_LEASE).await {
+                Some(true) => {
+                    return Some(SharedTurn {
+                        shared,
+                        name,
+                        holder,
+                    });
+                }
+                Some(false) if tokio::time::Instant::now() < until => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                _ => return None,
+            }
+        }
     }
 
     /// `owner`'s turn to refresh: held, no other refresh of theirs runs in

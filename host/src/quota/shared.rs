@@ -31,6 +31,8 @@ pub struct LimitStore {
     admit: redis::Script,
     renew: redis::Script,
     throttle: redis::Script,
+    lease: redis::Script,
+    end_lease: redis::Script,
     /// When a failure was last logged: at most one line every few seconds
     /// while the store is down.
     last_warned: Mutex<Option<Instant>>,
@@ -70,6 +72,8 @@ impl LimitStore {
             admit: redis::Script::new(&format!("{TAKE}{ADMIT}")),
             renew: redis::Script::new(&format!("{TAKE}{RENEW}")),
             throttle: redis::Script::new(&format!("{TAKE}{THROTTLE}")),
+            lease: redis::Script::new(LEASE_TAKE),
+            end_lease: redis::Script::new(LEASE_END),
             last_warned: Mutex::new(None),
         }))
     }
@@ -148,6 +152,29 @@ impl LimitStore {
         handle.spawn(async move { store.give_back(&key, &member).await });
     }
 
+    /// Takes the lease `name` for `holder`, for `length`, unless another
+    /// holder has it: whether it got it; `None` when the store cannot say.
+    pub async fn try_lease(&self, name: &str, holder: &str, length: Duration) -> Option<bool> {
+        let millis = length.as_millis().to_string();
+        let got = self
+            .run(&self.lease, &[name], &[holder.to_string(), millis])
+            .await
+            .ok()?;
+        Some(got == [1])
+    }
+
+    /// Ends the lease `name` if `holder` still has it, on a task of its
+    /// own (from a `Drop`); best effort, since the lease also runs out.
+    pub fn end_lease(self: &Arc<Self>, name: String, holder: String) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.clone();
+        handle.spawn(async move {
+            let _ = store.run(&store.end_lease, &[&name], &[holder]).await;
+        });
+    }
+
     /// What a call gets when the store cannot decide: refused, or admitted
     /// without shared limits.
     fn failed(&self, failure: &StoreError) -> Result<Option<Slot>, Limited> {
@@ -163,6 +190,18 @@ impl LimitStore {
         })
     }
 }
+
+/// Takes a lease (KEYS[1]) for ARGV[1] for ARGV[2] ms unless held.
+const LEASE_TAKE: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
+return {0}
+";
+
+/// Ends a lease (KEYS[1]) only if ARGV[1] still holds it.
+const LEASE_END: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return {redis.call('DEL', KEYS[1])} end
+return {0}
+";
 
 /// A key of bounded length for `parts` (a caller's name can be long).
 fn key(kind: &str, parts: &[&str]) -> String {

@@ -85,6 +85,9 @@ impl Operations {
         let limits = &config.limits;
         let in_flight = config.max_in_flight();
         let store = limits.backend.as_ref().map(LimitStore::new).transpose()?;
+        if let (Some(store), Some(_)) = (&store, &config.credentials) {
+            crate::credentials::store::share_refreshes(store.clone());
+        }
         let local = RefusalThrottle::new(
             limits.refusals_per_minute,
             limits.refusals_per_minute_total,

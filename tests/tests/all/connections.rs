@@ -154,12 +154,17 @@ struct World {
 const STORE_KEY: [u8; 32] = [42; 32];
 
 /// `[credentials]` with its key in `MOAT_TEST_STORE_KEY` and `settings`
-/// (TOML lines), then `connections`.
-fn credentials(settings: &str, connections: &[String]) -> String {
+/// (TOML lines, `dir` among them), then `connections`.
+fn credentials_in(settings: &str, connections: &[String]) -> String {
     format!(
-        "[credentials]\ndir = \"creds\"\nkey = {{ from_env = \"MOAT_TEST_STORE_KEY\" }}\n{settings}\n\n{}",
+        "[credentials]\nkey = {{ from_env = \"MOAT_TEST_STORE_KEY\" }}\n{settings}\n\n{}",
         connections.join("\n")
     )
+}
+
+/// [`credentials_in`] the folder `creds`.
+fn credentials(settings: &str, connections: &[String]) -> String {
+    credentials_in(&format!("dir = \"creds\"\n{settings}"), connections)
 }
 
 /// An API-key connection `name` for `host`, with `more` (TOML lines).
@@ -828,4 +833,120 @@ connections = ["gh"]
     assert_eq!(refused.status(), 400);
     assert!(refused.text().await.unwrap().contains("not valid"));
     client.cancel().await.unwrap();
+}
+
+/// A provider's token endpoint that answers refreshes slowly (so that
+/// replicas refreshing at once would overlap) and counts them; its
+/// tokens are the ones [`upstream`] takes.
+async fn counting_token_endpoint() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let refreshes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = refreshes.clone();
+    let app = Router::new().route(
+        "/token",
+        axum::routing::post(move |body: String| {
+            let counted = counted.clone();
+            async move {
+                assert!(body.contains("grant_type=refresh_token"), "{body}");
+                let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                axum::Json(json!({
+                    "access_token": "alice-token",
+                    "token_type": "Bearer",
+                    "expires_in": 3600,
+                    "refresh_token": format!("rotated-{n}"),
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, refreshes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_a_limit_store_refresh_a_credential_once() {
+    let redis = moat_tests::redis::RedisServer::start();
+    let key = TestKey::new("k1", 16);
+    let issuer = TestIssuer::start(&[&key]).await;
+    let (other, _) = elsewhere().await;
+    let (api, api_seen) = upstream(other).await;
+    let (provider, refreshes) = counting_token_endpoint().await;
+    let shared = tempfile::tempdir().unwrap();
+    let creds = shared.path().join("creds");
+    let testbed = moat_tests::plugin_wasm("testbed").display().to_string();
+    let grants = format!("allow_hosts = [\"{api}\"]\nconnections = [\"gh\"]");
+    let gh = format!(
+        "[[connection]]\nname = \"gh\"\nkind = \"oauth2\"\nhosts = [\"{api}\"]\n\
+         authorization_endpoint = \"{provider}/auth\"\ntoken_endpoint = \"{provider}/token\"\n\
+         client_id = \"moat\"\n"
+    );
+    let replicas: Vec<_> = (0..2)
+        .map(|_| {
+            let dir = Sandbox::builder()
+                .toml(&format!("[limits]\nbackend = \"{}\"\n", redis.url))
+                .toml(&credentials_in(
+                    &format!(
+                        "dir = {:?}\nverify_browser_user = false",
+                        creds.display().to_string()
+                    ),
+                    &[gh.clone()],
+                ))
+                .toml(&tenant_with_plugin(
+                    "acme", &issuer, "testbed", &testbed, &grants,
+                ))
+                .write();
+            let server = MoatServer::start_with(
+                dir.path(),
+                "127.0.0.1:0",
+                &[],
+                &[("MOAT_TEST_STORE_KEY", &hex::encode(STORE_KEY))],
+            );
+            (dir, server)
+        })
+        .collect();
+
+    // Alice's token has expired; calls on both replicas need it at once.
+    let store = Store::new(creds, &STORE_KEY);
+    let owner = Owner {
+        tenant: Some("acme".into()),
+        issuer: issuer.base.clone(),
+        subject: "alice".into(),
+        connection: "gh".into(),
+    };
+    let expired = Credential {
+        secret: "expired-token".into(),
+        refresh_token: Some("r0".into()),
+        expires_at: Some(moat_tests::auth::now() - 10),
+        stored_at: moat_tests::auth::now() - 100,
+    };
+    store.put(&owner, &expired).unwrap();
+    let mut clients = Vec::new();
+    for (_, server) in &replicas {
+        for _ in 0..2 {
+            clients.push(tenant_client(&server.base, "acme", &issuer, &key, "alice").await);
+        }
+    }
+    let user = format!("{api}/user");
+    let answers = futures::future::join_all(clients.iter().map(|c| request(c, &user, &[]))).await;
+    for answer in &answers {
+        assert!(
+            answer.starts_with("200\n") && answer.contains("login=alice"),
+            "{answer}"
+        );
+    }
+    // One refresh among both replicas: a provider that rotates refresh
+    // tokens would take a second use of r0 as theft.
+    assert_eq!(refreshes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(
+        api_seen
+            .all()
+            .iter()
+            .all(|s| s.starts_with("Bearer alice-token"))
+    );
+    let stored = store.get(&owner).unwrap().unwrap();
+    assert_eq!(stored.refresh_token.as_deref(), Some("rotated-0"));
+    for client in clients {
+        client.cancel().await.unwrap();
+    }
 }

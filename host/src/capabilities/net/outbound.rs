@@ -438,6 +438,8 @@ async fn refreshed(connection: &Connection, owner: &Owner) -> Option<Credential>
     // One refresh per owner at a time: a provider that rotates refresh
     // tokens takes a second use of one as theft and revokes the grant.
     let _turn = store.refreshing(owner).await;
+    // And one per owner among replicas that share a limit store.
+    let _shared_turn = store.refreshing_shared(owner).await;
     // Meanwhile another call may have refreshed it, or the user connected
     // again or revoked it: go on from what is stored now.
     let current = read(store, owner).await?;
