@@ -50,7 +50,7 @@ pub(super) async fn run(command: ConnectionsCommand) -> anyhow::Result<ExitCode>
                 };
                 let connection = config.connections.get(name).map(|c| &**c);
                 // The provider is asked to revoke the tokens too.
-                if crate::credentials::revoke(&store, connection, &owner).await? {
+                if crate::credentials::revoke(&store, connection, &owner, false).await? {
                     println!("revoked: {name} of {subject}");
                     removed += 1;
                 }

@@ -909,7 +909,7 @@ async fn revoke(
     let connection = revoking.connect.connections.get(&name).map(|c| &**c);
     let mut removed = 0;
     for owner in owners {
-        match super::revoke(&revoking.connect.store, connection, &owner).await {
+        match super::revoke(&revoking.connect.store, connection, &owner, true).await {
             Ok(false) => {}
             Ok(true) => {
                 removed += 1;

@@ -57,7 +57,7 @@ pub enum Kind {
 }
 
 /// An OAuth 2.1 provider, with Moat as its client.
-#[derive(PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct OAuth2 {
     /// Where the user is sent to sign in and consent.
     pub authorization_endpoint: String,
@@ -89,29 +89,45 @@ impl std::fmt::Debug for OAuth2 {
 
 /// Deletes `owner`'s credential from `store` and, for an OAuth
 /// connection with a revocation endpoint, revokes its tokens at the
-/// provider; whether there was one. The provider's failure is logged, not
-/// returned: Moat's copy is gone either way, and the user can revoke the
-/// grant at the provider themselves.
+/// provider (`background`: on a task of its own, so a client that hangs
+/// up does not stop it half-way); whether there was one. The provider's
+/// failure is logged, not returned: Moat's copy is gone either way, and
+/// the user can revoke the grant at the provider themselves.
 pub async fn revoke(
     store: &Arc<Store>,
     connection: Option<&Connection>,
     owner: &store::Owner,
+    background: bool,
 ) -> std::io::Result<bool> {
-    let (store, whose) = (store.clone(), owner.clone());
+    // Under the owner's turn to refresh: a refresh under way stores its
+    // new tokens first, and those are the ones revoked.
+    let _turn = store.refreshing(owner).await;
+    let (kept, whose) = (store.clone(), owner.clone());
     let (removed, credential) = tokio::task::spawn_blocking(move || {
-        let credential = store.get(&whose)?;
-        Ok::<_, std::io::Error>((store.remove(&whose)?, credential))
+        // One that no longer opens (another key, a damaged file) is
+        // deleted all the same.
+        let credential = kept.get(&whose).ok().flatten();
+        Ok::<_, std::io::Error>((kept.remove(&whose)?, credential))
     })
     .await
     .map_err(std::io::Error::other)??;
     if let (true, Some(credential), Some(connection)) = (removed, credential, connection)
         && let Kind::OAuth2(oauth) = &connection.kind
-        && let Err(why) = oauth::revoke(oauth, &credential).await
+        && oauth.revocation_endpoint.is_some()
     {
-        tracing::warn!(
-            connection = connection.name,
-            "the provider did not revoke the tokens: {why}"
-        );
+        let (oauth, name) = (oauth.clone(), connection.name.clone());
+        let work = async move {
+            if let Err(why) = oauth::revoke(&oauth, &credential).await {
+                tracing::warn!(
+                    connection = name,
+                    "the provider did not revoke the tokens: {why}"
+                );
+            }
+        };
+        match background {
+            true => drop(tokio::spawn(work)),
+            false => work.await,
+        }
     }
     Ok(removed)
 }

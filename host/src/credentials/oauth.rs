@@ -231,20 +231,25 @@ pub async fn revoke(oauth: &OAuth2, credential: &Credential) -> Result<(), Strin
         (credential.refresh_token.as_deref(), "refresh_token"),
         (Some(credential.secret.as_str()), "access_token"),
     ];
+    // Each is tried whatever became of the one before: a provider that
+    // takes only one kind still revokes that one.
+    let mut failures = Vec::new();
     for (token, hint) in tokens {
         let Some(token) = token else { continue };
         let form = [("token", token), ("token_type_hint", hint)];
-        let answer = post(oauth, endpoint, &form)
-            .await
-            .map_err(|e| format!("the provider's revocation endpoint cannot be reached: {e}"))?;
-        if !answer.status().is_success() {
-            return Err(format!(
-                "the provider's revocation endpoint answered HTTP {}",
-                answer.status()
-            ));
+        match post(oauth, endpoint, &form).await {
+            Ok(answer) if answer.status().is_success() => {}
+            Ok(answer) => failures.push(format!("{hint}: HTTP {}", answer.status())),
+            Err(e) => failures.push(format!("{hint}: cannot be reached: {e}")),
         }
     }
-    Ok(())
+    match failures.is_empty() {
+        true => Ok(()),
+        false => Err(format!(
+            "the revocation endpoint failed ({})",
+            failures.join("; ")
+        )),
+    }
 }
 
 /// The client of token endpoints: Mozilla's and the system's CA roots

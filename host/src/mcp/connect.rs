@@ -40,6 +40,7 @@ pub(super) enum Connecting {
 
 /// A call that needed `owner.connection`, which its caller sets up at
 /// `link`.
+#[derive(Clone, Copy)]
 pub(super) struct Needed<'a> {
     /// The tool, as clients call it.
     pub tool: &'a str,

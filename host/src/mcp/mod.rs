@@ -190,9 +190,9 @@ pub struct McpHandler {
 enum Ran {
     /// Its answer.
     Answered(Result<CallToolResponse, ErrorData>),
-    /// One of its requests needed an account its caller has not connected,
-    /// whose link this is.
-    Needs(crate::credentials::store::Owner, String),
+    /// One of its requests needed an account its caller has not connected
+    /// (or whose credential the upstream refused), whose link this is.
+    Needs(crate::capabilities::net::outbound::Need, String),
 }
 
 impl McpHandler {
@@ -225,10 +225,10 @@ impl McpHandler {
             if let Some(pending) = report.pending.take() {
                 return Ran::Answered(self.asking(&relaying, pending).map(Into::into));
             }
-            if let Some(owner) = report.needs.take()
-                && let Some(link) = service.connect_link(&owner)
+            if let Some(need) = report.needs.take()
+                && let Some(link) = service.connect_link(&need.owner)
             {
-                return Ran::Needs(owner, link);
+                return Ran::Needs(need, link);
             }
         }
         Ran::Answered(answer(outcome).map(Into::into))
@@ -416,46 +416,57 @@ impl ServerHandler for McpHandler {
             (call, state, responses)
         };
         // A call that may need its caller's account can run again once
-        // they have connected it; one a person confirmed cannot (the
-        // confirmation was for one run).
-        let again = match confirmed {
+        // they have connected it; not one a person confirmed (the
+        // confirmation was for one run), nor one whose retry carried its
+        // plugin's own round trip (the connect round would lose it).
+        let again = match confirmed || state.is_some() {
             false => call.arguments_if_connecting(),
             true => None,
         };
         let service = call.service().clone();
         let tool = service.tool_name(&call).to_string();
         let began = crate::credentials::now();
-        let (owner, link) = match self.run(call, confirmed, state, responses, &context).await {
+        let (need, link) = match self.run(call, confirmed, state, responses, &context).await {
             Ran::Answered(answer) => return answer,
-            Ran::Needs(owner, link) => (owner, link),
+            Ran::Needs(need, link) => (need, link),
         };
         let needed = connect::Needed {
             tool: &tool,
-            owner: &owner,
+            owner: &need.owner,
             link: &link,
             since: began,
         };
-        let may_wait = again.is_some();
+        // After the upstream refused a request the call's plugin sent, the
+        // call did things: it is not run again, its caller gets the link.
+        let may_wait = again.is_some() && !need.refused;
         match self
             .connecting(&service, needed, connect_answer, may_wait, &context)
             .await
         {
             Connecting::Answer(answer) => answer,
             Connecting::Connected => {
+                let context_now = call_context(&context);
+                // The caller's token may have run out while they connected.
+                if context_now
+                    .caller
+                    .is_some_and(|c| c.expires_at < crate::credentials::now())
+                {
+                    return connect::link_answer(&needed, &context);
+                }
                 let arguments = again.unwrap_or_default();
                 let call = self
                     .service()
-                    .admit(&call_context(&context), &tool, arguments)
+                    .admit(&context_now, &tool, arguments)
                     .await
                     .map_err(refusal_error)?;
                 match self.run(call, false, None, None, &context).await {
                     Ran::Answered(answer) => answer,
                     // Connected, then needed another (or lost it): the
                     // link, for the client to call again.
-                    Ran::Needs(owner, link) => {
+                    Ran::Needs(need, link) => {
                         let needed = connect::Needed {
                             tool: &tool,
-                            owner: &owner,
+                            owner: &need.owner,
                             link: &link,
                             since: began,
                         };

@@ -13,7 +13,6 @@ use super::state::CallState;
 use super::{Plugin, Runtime};
 use crate::capabilities::Grants;
 use crate::capabilities::identity::Scope;
-use crate::credentials::store::Owner;
 use crate::tool::{Answer, Completion, PromptOutput, Role, ToolOutput};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +54,7 @@ pub struct CallReport<T = ToolOutput> {
     pub changed: Vec<String>,
     /// The caller's connection a request of the call needed and they have
     /// not set up: the client is asked to have them connect it.
-    pub needs: Option<Owner>,
+    pub needs: Option<crate::capabilities::net::outbound::Need>,
 }
 
 /// A request to a plugin other than a tool call.
@@ -172,7 +171,7 @@ pub(super) struct Traces {
     asked: Vec<String>,
     pending: Option<super::client::Pending>,
     changed: Vec<String>,
-    needs: Option<Owner>,
+    needs: Option<crate::capabilities::net::outbound::Need>,
 }
 
 /// How a run ended, what it cost, and what it was refused or asked.

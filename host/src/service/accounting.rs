@@ -32,6 +32,9 @@ pub struct Operations {
     confirmations: Arc<Confirmations>,
     /// Questions waiting for a person, per caller.
     waiting: Arc<Mutex<HashMap<String, u32>>>,
+    /// Calls waiting for their caller to connect an account, per caller:
+    /// counted apart, so that they never take confirmations' places.
+    connecting: Arc<Mutex<HashMap<String, u32>>>,
     /// The pages where callers connect accounts, with `[credentials]`.
     pub connect: Option<Arc<crate::credentials::connect::Connect>>,
 }
@@ -74,6 +77,7 @@ impl Default for Operations {
                 Confirmations::new(&ConfirmSettings::default()).expect("a random key is valid"),
             ),
             waiting: Arc::default(),
+            connecting: Arc::default(),
             connect: None,
         }
     }
@@ -116,6 +120,7 @@ impl Operations {
             store,
             confirmations: Arc::new(Confirmations::new(&config.confirmation)?),
             waiting: Arc::default(),
+            connecting: Arc::default(),
         })
     }
 
@@ -123,19 +128,13 @@ impl Operations {
     /// `None` when it has [`MAX_WAITING_PER_CALLER`] already, or the
     /// process [`MAX_WAITING`].
     pub(super) fn wait(&self, caller: &str) -> Option<Waiting> {
-        let mut waiting = self.waiting.lock().expect("waiting");
-        if waiting.values().sum::<u32>() as usize >= MAX_WAITING {
-            return None;
-        }
-        let n = waiting.entry(caller.to_string()).or_default();
-        if *n >= MAX_WAITING_PER_CALLER {
-            return None;
-        }
-        *n += 1;
-        Some(Waiting {
-            waiting: self.waiting.clone(),
-            caller: caller.to_string(),
-        })
+        place(&self.waiting, caller)
+    }
+
+    /// A place for one more call of `caller` waiting for them to connect
+    /// an account, bounded as [`Self::wait`] is, apart from it.
+    pub(super) fn wait_to_connect(&self, caller: &str) -> Option<Waiting> {
+        place(&self.connecting, caller)
     }
 
     /// The sealed state of confirmations asked across round trips.
@@ -429,6 +428,24 @@ impl Operations {
     }
 }
 
+/// A place for one more of `caller`'s in `waiting`; `None` when it has
+/// [`MAX_WAITING_PER_CALLER`] already, or the process [`MAX_WAITING`].
+fn place(waiting: &Arc<Mutex<HashMap<String, u32>>>, caller: &str) -> Option<Waiting> {
+    let mut places = waiting.lock().expect("waiting");
+    if places.values().sum::<u32>() as usize >= MAX_WAITING {
+        return None;
+    }
+    let n = places.entry(caller.to_string()).or_default();
+    if *n >= MAX_WAITING_PER_CALLER {
+        return None;
+    }
+    *n += 1;
+    Some(Waiting {
+        waiting: waiting.clone(),
+        caller: caller.to_string(),
+    })
+}
+
 fn record_for(
     tenant: Option<&str>,
     caller: Option<&Caller>,
@@ -467,6 +484,9 @@ mod tests {
             .map(|_| ops.wait("mallory").unwrap())
             .collect();
         assert!(ops.wait("mallory").is_none());
+        // Calls waiting to be connected have places of their own.
+        let connecting = ops.wait_to_connect("mallory").unwrap();
+        drop(connecting);
         // Another caller still has its own places.
         let alice = ops.wait("alice").unwrap();
         drop(held);

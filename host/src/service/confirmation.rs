@@ -131,7 +131,7 @@ impl ToolService {
             owner.issuer,
             owner.subject
         );
-        self.ops.wait(&whom)
+        self.ops.wait_to_connect(&whom)
     }
 
     /// Waits, at most `within`, until `owner` has connected their

@@ -67,7 +67,17 @@ pub struct Outbound {
 }
 
 /// The connection a call needed and its caller has not set up.
-type Needs = Arc<Mutex<Option<Owner>>>;
+type Needs = Arc<Mutex<Option<Need>>>;
+
+/// A connection a call needed, whose caller must connect it (again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Need {
+    /// Whose, for which connection.
+    pub owner: Owner,
+    /// The upstream refused what was sent (401), after the plugin's
+    /// request went out: the call did things, and is not run again.
+    pub refused: bool,
+}
 
 impl Outbound {
     /// The hook for one call of `plugin` by `caller` under `grant`.
@@ -84,7 +94,7 @@ impl Outbound {
 
     /// The connection a request of the call needed and the caller has
     /// not set up, if any.
-    pub fn needed(&self) -> Option<Owner> {
+    pub fn needed(&self) -> Option<Need> {
         self.needs.lock().expect("needs").clone()
     }
 
@@ -353,10 +363,23 @@ struct Sent {
 async fn refused(connection: &Connection, sent: Sent, needs: &Needs) {
     crate::metrics::get().credential(&connection.name, "refused_upstream");
     if !sent.refreshable {
-        *needs.lock().expect("needs") = Some(sent.owner);
+        *needs.lock().expect("needs") = Some(Need {
+            owner: sent.owner,
+            refused: true,
+        });
         return;
     }
-    let store = connection.store.clone();
+    // A token refreshed lately is not refreshed again for a 401: a plugin
+    // could provoke one with every request, and have Moat's client hammer
+    // the provider (and rotate the user's refresh token) without end.
+    if sent.stored_at + MIN_REFRESH_AGE_S > crate::credentials::now() {
+        return;
+    }
+    let store = &connection.store;
+    // Under the owner's turn: not between another request's refresh and
+    // its storing, which this would undo.
+    let _turn = store.refreshing(&sent.owner).await;
+    let store = store.clone();
     let marked = tokio::task::spawn_blocking(move || {
         let Some(mut current) = store.get(&sent.owner)? else {
             return Ok(false);
@@ -372,6 +395,10 @@ async fn refused(connection: &Connection, sent: Sent, needs: &Needs) {
         );
     }
 }
+
+/// Seconds a credential must have been stored before a 401 to it makes
+/// Moat refresh it.
+const MIN_REFRESH_AGE_S: u64 = 60;
 
 /// The caller's credential for `connection` and whose it is, or why there
 /// is none to send.
@@ -421,7 +448,10 @@ async fn credential(
         }
         _ => {
             crate::metrics::get().credential(&connection.name, "missing");
-            *needs.lock().expect("needs") = Some(owner);
+            *needs.lock().expect("needs") = Some(Need {
+                owner,
+                refused: false,
+            });
             Err(missing())
         }
     }
