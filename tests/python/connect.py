@@ -112,6 +112,14 @@ async def follow(link, subject, login):
         forged = await browser.post(link, data={"continue": "1"}, headers={"sec-fetch-site": "cross-site"})
         assert forged.status_code == 403, forged.text
 
+        # The user declines at the provider: it sends an error back, and
+        # nothing is connected.
+        declined = await browser.post(link, data={"continue": "1"}, follow_redirects=False)
+        state = httpx2.URL(declined.headers["location"]).params["state"]
+        back = await browser.get(f"{base}/connect/callback/gh", params={"state": state, "error": "access_denied"})
+        assert back.status_code == 400 and "access_denied" in back.text, back.text
+        print("declined at the provider: nothing connected")
+
         # Moat's button: the provider's URL, with a state tied to this browser.
         started = await browser.post(link, data={"continue": "1"}, follow_redirects=False)
         assert started.status_code == 303, started.text

@@ -2,6 +2,7 @@
 //! upstream credentials. Secrets are never printed.
 
 use super::ConnectionsCommand;
+use crate::capabilities::identity::LOCAL_ISSUER;
 use crate::config::Config;
 use crate::credentials::store::{Owner, Store};
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ pub(super) async fn run(command: ConnectionsCommand) -> anyhow::Result<ExitCode>
             config,
             tenant,
             subject,
+            local,
             connection,
         } => {
             let config = Config::load(&config)?;
@@ -32,8 +34,15 @@ pub(super) async fn run(command: ConnectionsCommand) -> anyhow::Result<ExitCode>
                     tenant.map_or("top-level endpoint".into(), |t| format!("tenant `{t}`"))
                 );
             };
-            let Some(auth) = endpoint.auth else {
-                anyhow::bail!("that endpoint has no [auth]: nobody there has credentials");
+            // Over stdio the one local user owns credentials; over HTTP a
+            // token's subject at the endpoint's issuer does.
+            let (issuer, subject) = match (local, endpoint.auth, subject) {
+                (true, _, _) => (LOCAL_ISSUER.to_string(), "local".to_string()),
+                (false, Some(auth), Some(subject)) => (auth.token.issuer.clone(), subject),
+                (false, None, _) => anyhow::bail!(
+                    "that endpoint has no [auth]: only its local user (--local, over stdio) has credentials"
+                ),
+                (false, Some(_), None) => anyhow::bail!("name the caller with --subject"),
             };
             let names: Vec<&String> = match &connection {
                 Some(name) if config.connections.contains_key(name) => vec![name],
@@ -44,7 +53,7 @@ pub(super) async fn run(command: ConnectionsCommand) -> anyhow::Result<ExitCode>
             for name in names {
                 let owner = Owner {
                     tenant: tenant.clone(),
-                    issuer: auth.token.issuer.clone(),
+                    issuer: issuer.clone(),
                     subject: subject.clone(),
                     connection: name.clone(),
                 };

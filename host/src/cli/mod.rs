@@ -177,8 +177,12 @@ enum ConnectionsCommand {
         #[arg(long)]
         tenant: Option<String>,
         /// The caller's subject (the token's `sub`).
-        #[arg(long)]
-        subject: String,
+        #[arg(long, required_unless_present = "local")]
+        subject: Option<String>,
+        /// The one local user who runs Moat over stdio, instead of a
+        /// token's subject.
+        #[arg(long, conflicts_with = "subject")]
+        local: bool,
         /// Only this connection (default: every one).
         #[arg(long)]
         connection: Option<String>,

@@ -824,7 +824,12 @@ async fn callback(
     let forget = connect.cookie(BROWSER_COOKIE, "", 0);
     let what = format!("connecting {}", connection.name);
     let answer = match returned_code(&query, &what) {
-        Err(page) => *page,
+        Err(page) => {
+            // Most often the user declined at the provider.
+            let error = query.get("error").map_or("no code", String::as_str);
+            connect.record(&opened.owner, "refused", "provider_refused", error);
+            *page
+        }
         Ok(code) => {
             let redirect_uri = connect.redirect_uri(&connection.name);
             let exchanged = match connect.exchange() {

@@ -56,9 +56,10 @@ pub(super) struct Needed<'a> {
 impl McpHandler {
     /// Asks the caller to connect what `needed` names. `answered` is the
     /// client's answer to the question of an earlier round (2026-07-28);
-    /// `may_wait` is false where the call cannot run again (it needed a
-    /// person's confirmation, or ran again already), and the answer is
-    /// then the link.
+    /// `may_wait` is false where the call cannot run again (see
+    /// `call_tool`: a person's confirmation, its plugin's own round trip,
+    /// a request already sent, or it ran again already), and the answer
+    /// is then the link.
     pub(super) async fn connecting(
         &self,
         service: &Arc<ToolService>,

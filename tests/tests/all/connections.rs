@@ -602,6 +602,7 @@ scopes = ["openid", "repo"]
         "signed in as the caller: the link's page",
         "a link as a sign-in's state: refused",
         "a sign-in finished in another browser: refused",
+        "declined at the provider: nothing connected",
         "connected, back at /connect/callback/gh",
         "connected during the call mode=auto: login=alice-gh token=",
         "after connecting mode=legacy: login=alice-gh token=",
@@ -739,6 +740,7 @@ scopes = ["openid", "repo"]
         r#""connect" "alice" "refused" "wrong_user""#,
         r#""connect" "alice" "refused" "not_signed_in""#,
         r#""connect" "alice" "refused" "other_browser""#,
+        r#""connect" "alice" "refused" "provider_refused""#,
         r#""connect" "alice" "ok" "connected""#,
         r#""revoke" "alice" "ok" "revoked""#,
     ] {
@@ -850,6 +852,18 @@ connections = ["gh"]
     let refused = browser.get(&altered).send().await.unwrap();
     assert_eq!(refused.status(), 400);
     assert!(refused.text().await.unwrap().contains("not valid"));
+
+    // The operator revokes the local user's credential.
+    let revoked = std::process::Command::new(moat_tests::moat_bin())
+        .args(["connections", "revoke", "--local", "--config"])
+        .arg(dir.path().join("moat.toml"))
+        .env("MOAT_TEST_STORE_KEY", hex::encode(STORE_KEY))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&revoked.stdout);
+    assert!(revoked.status.success(), "{printed}");
+    assert_eq!(printed, "revoked: gh of local\n");
+    assert_eq!(store.get(&local).unwrap(), None);
     client.cancel().await.unwrap();
 }
 
