@@ -85,6 +85,10 @@ struct Match {
 impl NativeTools {
     /// The tools over `corpus` (searched) and `data` (selected from).
     pub fn new(corpus: &Path, data: &Path) -> NativeTools {
+        // reqwest is built without a TLS provider of its own (rustls with
+        // ring is the workspace's): a process that has installed none yet,
+        // such as `native-mcp`, could not make its client.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         NativeTools {
             corpus: Arc::new(corpus.to_path_buf()),
             data: Arc::new(data.to_path_buf()),

@@ -19,8 +19,8 @@ use crate::tool::ToolOutput;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams, ServerConfig, Tool,
-    ToolAnnotations,
+    InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams, RequestId, ServerConfig,
+    ServerJsonRpcMessage, ServerResult, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -265,6 +265,60 @@ impl McpHandler {
     pub fn without_server_requests(mut self) -> Self {
         self.server_requests = false;
         self
+    }
+
+    /// The JSON-RPC answer to a stateless `tools/call` of a protocol
+    /// before 2026-07-28 whose request carries nothing but the tool and
+    /// its arguments (`id` and `admission` are its own), without rmcp's
+    /// per-request service (a service, a peer, a task and channels for
+    /// each request, most of a stateless call's cost outside the sandbox).
+    /// It is the answer rmcp's dispatch to [`Self::call_tool`] gives: such
+    /// a request has no progress token or log level to forward, no
+    /// session to ask through and no client capabilities, so only a call
+    /// that needs a person's confirmation, may ask the client, or may need
+    /// its caller's account would be answered otherwise; those are handed
+    /// back, for rmcp.
+    pub async fn answer_directly(
+        &self,
+        id: RequestId,
+        admission: Result<AdmittedCall, Refusal>,
+    ) -> Result<ServerJsonRpcMessage, Result<AdmittedCall, Refusal>> {
+        let outcome = match admission {
+            Err(refusal) => Err(refusal),
+            Ok(call)
+                if call.needs_confirmation() || call.may_ask() || call.may_need_connection() =>
+            {
+                return Err(Ok(call));
+            }
+            Ok(call) => {
+                let subscriptions = self.subscriptions.clone();
+                // On a task of its own, as rmcp runs a handler: a client
+                // that goes away does not cut the call short, it runs and
+                // is audited whole.
+                let ran = tokio::spawn(async move {
+                    let service = call.service().clone();
+                    let outcome = service.run(call).await;
+                    if let Ok(report) = &outcome {
+                        subscriptions.updated(&report.changed);
+                    }
+                    outcome
+                });
+                // A call whose task panicked was audited as abandoned when
+                // it unwound.
+                ran.await.unwrap_or(Err(Refusal::Abandoned))
+            }
+        };
+        Ok(match answer(outcome) {
+            Ok(result) => {
+                let mut result = ServerResult::CallToolResult(result);
+                // What rmcp's dispatch does to a result for a peer before
+                // 2026-07-28.
+                result.strip_result_type_for_legacy_peer();
+                result.strip_non_object_output_for_legacy_peer();
+                ServerJsonRpcMessage::response(result, id)
+            }
+            Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
+        })
     }
 }
 

@@ -108,6 +108,12 @@ impl AdmittedCall {
         self.arguments.as_object().cloned()
     }
 
+    /// Whether its plugin's requests can carry a caller's credential, so
+    /// that the call may end asking its caller to connect an account.
+    pub fn may_need_connection(&self) -> bool {
+        self.scope.owner.is_some()
+    }
+
     /// Lets the plugin ask the client through `relay` while it runs (a
     /// transport with a session sets it; the grants decide what it may ask).
     pub fn relay(&mut self, relay: crate::runtime::client::Relay) {

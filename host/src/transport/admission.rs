@@ -8,8 +8,7 @@
 use super::rebinding::Expected;
 use super::sessions::{self, Sessions};
 use crate::auth::endpoint::{Challenge, Endpoint};
-use crate::mcp::HttpAdmission;
-use crate::mcp::LiveEndpoint;
+use crate::mcp::{HttpAdmission, LiveEndpoint, McpHandler};
 use crate::service::{CallContext, Refusal};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -81,6 +80,9 @@ pub struct EndpointState {
     pub sessions: Option<Arc<Sessions>>,
     /// What rmcp's service will take.
     pub expected: Arc<Expected>,
+    /// The handler that answers plain calls itself (see [`super::direct`]);
+    /// `None` with sessions.
+    pub direct: Option<McpHandler>,
 }
 
 /// The header that carries a session's ID.
@@ -223,6 +225,15 @@ pub async fn admit(
             }
             _ => {}
         }
+        let admission = match (&state.direct, body.plain) {
+            (Some(handler), Some(id)) if super::direct::plain_headers(&parts.headers) => {
+                match super::direct::answer(handler, id, admission).await {
+                    Ok(response) => return guarded(response, guard),
+                    Err(admission) => admission,
+                }
+            }
+            _ => admission,
+        };
         parts.extensions.insert(HttpAdmission::new(admission));
     }
     if let Some(caller) = caller {
@@ -237,6 +248,11 @@ pub async fn admit(
     {
         sessions.created(id.to_string(), owner).await;
     }
+    guarded(response, guard)
+}
+
+/// `response`, counted in flight (with `guard`) until its body is sent.
+fn guarded(response: Response, guard: Option<Guard>) -> Response {
     response.map(|body| {
         Body::new(GuardedBody {
             inner: body,

@@ -8,6 +8,7 @@
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use rmcp::model::RequestId;
 use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value, json};
@@ -26,6 +27,10 @@ pub struct Checked {
     /// Whether it is a `subscriptions/listen` request (a stream that lasts
     /// until the client or the server closes it).
     pub listen: bool,
+    /// The ID of a `tools/call` whose params hold its `name` and
+    /// `arguments` and nothing else (no `_meta`, no round-trip state), as
+    /// rmcp would read it: a call the transport may answer itself.
+    pub plain: Option<RequestId>,
 }
 
 /// The tool a `tools/call` names and its arguments.
@@ -41,11 +46,12 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<Checked, 
             .into_response()
     })?;
     match inspect(&bytes) {
-        Ok((call, method)) => Ok(Checked {
+        Ok(found) => Ok(Checked {
             bytes,
-            call,
-            initialize: method == Some(Kind::Initialize),
-            listen: method == Some(Kind::Listen),
+            initialize: found.kind == Some(Kind::Initialize),
+            listen: found.kind == Some(Kind::Listen),
+            call: found.call,
+            plain: found.plain,
         }),
         Err((code, message)) => {
             let error = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message } });
@@ -61,10 +67,20 @@ enum Kind {
     Listen,
 }
 
-/// The tool and arguments of a body that is one JSON-RPC message, if it
-/// is a `tools/call`, and whether it is an `initialize` or a
-/// `subscriptions/listen`; else the JSON-RPC error code and message for it.
-fn inspect(bytes: &[u8]) -> Result<(Option<ToolCall>, Option<Kind>), (i32, String)> {
+/// What a body that is one JSON-RPC message was found to be.
+#[derive(Debug, PartialEq)]
+struct Inspected {
+    /// The tool and arguments, if it is a `tools/call`.
+    call: Option<ToolCall>,
+    /// Whether it is an `initialize` or a `subscriptions/listen`.
+    kind: Option<Kind>,
+    /// See [`Checked::plain`].
+    plain: Option<RequestId>,
+}
+
+/// What a body that is one JSON-RPC message is, else the JSON-RPC error
+/// code and message for it.
+fn inspect(bytes: &[u8]) -> Result<Inspected, (i32, String)> {
     match serde_json::from_slice::<Shape>(bytes) {
         Ok(shape) => match shape.problem() {
             Some(why) => Err((-32600, format!("Invalid Request: {why}"))),
@@ -76,7 +92,12 @@ fn inspect(bytes: &[u8]) -> Result<(Option<ToolCall>, Option<Kind>), (i32, Strin
                 } else {
                     None
                 };
-                Ok((shape.call(), kind))
+                let plain = shape.plain();
+                Ok(Inspected {
+                    call: shape.call(),
+                    kind,
+                    plain,
+                })
             }
         },
         // Not an object of the right shape: tell invalid JSON from valid
@@ -118,6 +139,9 @@ struct Method(Option<String>);
 struct CallParams {
     name: Option<String>,
     arguments: Option<Value>,
+    /// Whether it is an object holding each of `name` and `arguments` at
+    /// most once, and nothing else.
+    only_call: bool,
 }
 
 impl<'de> Deserialize<'de> for CallParams {
@@ -129,14 +153,23 @@ impl<'de> Deserialize<'de> for CallParams {
                 f.write_str("any JSON value")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CallParams, A::Error> {
-                let mut params = CallParams::default();
+                let mut params = CallParams {
+                    only_call: true,
+                    ..CallParams::default()
+                };
+                let (mut named, mut argued) = (false, false);
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     match key.as_ref() {
                         "name" => {
+                            params.only_call &= !std::mem::replace(&mut named, true);
                             params.name = map.next_value::<Value>()?.as_str().map(str::to_string)
                         }
-                        "arguments" => params.arguments = Some(map.next_value()?),
+                        "arguments" => {
+                            params.only_call &= !std::mem::replace(&mut argued, true);
+                            params.arguments = Some(map.next_value()?)
+                        }
                         _ => {
+                            params.only_call = false;
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
@@ -201,6 +234,25 @@ impl Shape {
         self.method.as_ref().and_then(|m| m.0.as_deref()) == Some(method)
     }
 
+    /// The ID of a plain `tools/call` (see [`Checked::plain`]): a string
+    /// or a whole number that fits rmcp's `i64`, params of its two members
+    /// only, and no `result` or `error` beside the `method`.
+    fn plain(&self) -> Option<RequestId> {
+        let params = self.params.as_ref()?;
+        if !self.is("tools/call")
+            || !params.only_call
+            || self.result.is_some()
+            || self.error.is_some()
+        {
+            return None;
+        }
+        match self.id.as_ref()? {
+            Value::String(id) => Some(RequestId::String(id.as_str().into())),
+            Value::Number(id) => id.as_i64().map(RequestId::Number),
+            _ => None,
+        }
+    }
+
     fn call(self) -> Option<ToolCall> {
         if self.method?.0? != "tools/call" || self.id.is_none() {
             return None;
@@ -228,7 +280,8 @@ mod tests {
             r#"{ "jsonrpc": "2.0", "id": 1, "result": {} }"#,
         ];
         for body in ok {
-            assert_eq!(inspect(body.as_bytes()), Ok((None, None)), "{body}");
+            let found = inspect(body.as_bytes()).unwrap();
+            assert_eq!((found.call, found.kind), (None, None), "{body}");
         }
         let told_apart = [
             (
@@ -241,7 +294,11 @@ mod tests {
             ),
         ];
         for (body, kind) in told_apart {
-            assert_eq!(inspect(body.as_bytes()), Ok((None, Some(kind))), "{body}");
+            assert_eq!(
+                inspect(body.as_bytes()).map(|found| found.kind),
+                Ok(Some(kind)),
+                "{body}"
+            );
         }
         let bad = [
             (
@@ -317,10 +374,52 @@ mod tests {
                 (tool.to_string(), arguments)
             });
             assert_eq!(
-                inspect(body.as_bytes()).map(|(call, _)| call),
+                inspect(body.as_bytes()).map(|found| found.call),
                 Ok(expected),
                 "{body}"
             );
+        }
+    }
+
+    #[test]
+    fn only_a_call_of_name_and_arguments_with_a_plain_id_is_plain() {
+        let call = |id: &str, params: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{params}}}"#)
+        };
+        let plain = [
+            (call("7", r#"{"name":"a.b"}"#), RequestId::Number(7)),
+            (
+                call(r#""x-1""#, r#"{"name":"a.b","arguments":{"k":1}}"#),
+                RequestId::String("x-1".into()),
+            ),
+            (
+                call("-3", r#"{"arguments":null,"name":"a.b"}"#),
+                RequestId::Number(-3),
+            ),
+        ];
+        for (body, id) in plain {
+            assert_eq!(inspect(body.as_bytes()).unwrap().plain, Some(id), "{body}");
+        }
+        let not_plain = [
+            call("1", r#"{"name":"a.b","_meta":{}}"#),
+            call("1", r#"{"name":"a.b","_meta":{"progressToken":1}}"#),
+            call("1", r#"{"name":"a.b","requestState":"s"}"#),
+            call("1", r#"{"name":"a.b","inputResponses":{}}"#),
+            call("1", r#"{"name":"a.b","task":{}}"#),
+            call("1", r#"{"name":"a.b","name":"c.d"}"#),
+            call("1", r#"{"name":"a.b","arguments":{},"arguments":{}}"#),
+            call("1.5", r#"{"name":"a.b"}"#),
+            call("18446744073709551615", r#"{"name":"a.b"}"#),
+            call("null", r#"{"name":"a.b"}"#),
+            call("[1]", r#"{"name":"a.b"}"#),
+            call("1", r#"[1]"#),
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"a.b"}}"#.into(),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"name":"a.b"}}"#.into(),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a.b"},"result":{}}"#
+                .into(),
+        ];
+        for body in not_plain {
+            assert_eq!(inspect(body.as_bytes()).unwrap().plain, None, "{body}");
         }
     }
 
@@ -377,9 +476,10 @@ mod tests {
                 let arguments: Map<String, Value> = arguments.into_iter().collect();
                 let body = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call",
                     "params": { "name": name, "arguments": arguments } });
-                let (call, kind) = inspect(body.to_string().as_bytes()).unwrap();
-                prop_assert_eq!(call, Some((name, arguments)));
-                prop_assert_eq!(kind, None);
+                let found = inspect(body.to_string().as_bytes()).unwrap();
+                prop_assert_eq!(found.call, Some((name, arguments)));
+                prop_assert_eq!(found.kind, None);
+                prop_assert_eq!(found.plain, Some(RequestId::Number(id)));
             }
         }
     }

@@ -124,8 +124,12 @@ pub async fn serve(
             verifiers.push((mount.tenant.clone(), endpoint.clone()));
         }
         let manager = Arc::new(LocalSessionManager::default());
+        let mut handler = McpHandler::new(mount.live.clone());
+        if http.stateless {
+            handler = handler.without_server_requests();
+        }
         let mcp = mcp_service(
-            mount.live.clone(),
+            handler.clone(),
             manager.clone(),
             http,
             &hosts,
@@ -139,6 +143,7 @@ pub async fn serve(
             max_body_bytes: http.max_body_bytes,
             auth: auth.clone(),
             live: mount.live.clone(),
+            direct: http.stateless.then_some(handler),
         };
         let mcp = ServiceBuilder::new()
             .layer(TimeoutLayer::with_status_code(
@@ -234,10 +239,10 @@ fn without_nagle(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)
     listener.tap_io(no_delay)
 }
 
-/// rmcp's Streamable HTTP service over `service`, with its own sessions
+/// rmcp's Streamable HTTP service over `handler`, with its own sessions
 /// (a session of one endpoint is unknown at every other).
 fn mcp_service(
-    live: LiveEndpoint,
+    handler: McpHandler,
     manager: Arc<LocalSessionManager>,
     http: &HttpConfig,
     hosts: &[String],
@@ -256,10 +261,6 @@ fn mcp_service(
     } else {
         config.with_allowed_hosts(hosts.to_vec())
     };
-    let mut handler = McpHandler::new(live);
-    if http.stateless {
-        handler = handler.without_server_requests();
-    }
     StreamableHttpService::new(move || Ok(handler.for_session()), manager, config)
 }
 

@@ -4,6 +4,7 @@
 pub mod admin;
 mod admission;
 mod body;
+mod direct;
 pub mod forwarded;
 pub mod http;
 mod rebinding;

@@ -357,9 +357,99 @@ async fn the_default_log_has_no_line_per_request_but_names_refusals() {
         default.lines().count()
     );
     assert!(!default.contains("Service initialized"), "{default}");
-    // The lines are there to be had at debug.
+    // The lines are there to be had at debug, for the requests rmcp
+    // serves (a plain call is answered without them: see below).
+    assert!(debug.contains("Service initialized"), "{debug}");
+}
+
+/// A plain stateless `tools/call` (nothing but the tool and its arguments,
+/// before protocol 2026-07-28) is answered without rmcp's per-request
+/// service; its answer must be the one rmcp gives. The same calls with an
+/// empty `_meta`, which rmcp reads as no metadata, go through rmcp: the
+/// statuses, content types and bodies must be the same bytes, for results,
+/// tool errors, traps, refusals, non-object structured content (which
+/// peers before 2026-07-28 get as text) and both kinds of ID. rmcp's debug
+/// lines tell which way each went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_stateless_call_is_answered_as_rmcp_answers_it() {
+    let dir = Sandbox::builder()
+        .plugin("hello", "")
+        .plugin("testbed", "")
+        .plugin("typed", "")
+        .toml("[http]\nstateless = true\n[audit]\nfile = \"audit.jsonl\"")
+        .write();
+    let server = MoatServer::start_with(dir.path(), "127.0.0.1:0", &[], &[("RUST_LOG", "debug")]);
+    let calls = [
+        ("hello.greet", json!({ "name": "x" })),
+        ("hello.greet", json!({ "name": 7 })),
+        ("nope.nope", json!({})),
+        ("testbed.panic", json!({ "text": "boom" })),
+        ("testbed.fail", json!({ "text": "no" })),
+        ("typed.add", json!({ "a": 2, "b": 3 })),
+        (
+            "typed.middle",
+            json!({ "a": { "x": 0, "y": 0 }, "b": { "x": 2, "y": 4 } }),
+        ),
+    ];
+    let mut sent = 0;
+    for id in [json!(7), json!("call-1")] {
+        for version in [None, Some("2025-03-26"), Some("2025-11-25")] {
+            for (tool, arguments) in &calls {
+                let mut answers = Vec::new();
+                for params in [
+                    json!({ "name": tool, "arguments": arguments }),
+                    json!({ "name": tool, "arguments": arguments, "_meta": {} }),
+                ] {
+                    let body = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params });
+                    let mut request = post(&server).body(body.to_string());
+                    if let Some(version) = version {
+                        request = request.header("mcp-protocol-version", version);
+                    }
+                    let response = request.send().await.unwrap();
+                    let status = response.status();
+                    let content_type = response.headers()["content-type"].clone();
+                    answers.push((status, content_type, response.text().await.unwrap()));
+                    sent += 1;
+                }
+                assert_eq!(answers[0], answers[1], "{tool} {id} {version:?}");
+                assert_eq!(answers[0].0, 200);
+            }
+        }
+    }
+    // The answers were about something: a result, and a refusal.
+    let answer =
+        moat_tests::raw::call_tool(&server.url, None, "hello.greet", json!({ "name": "y" })).await;
+    assert_eq!(answer.text(), Some("Hello, y!"), "{}", answer.body);
+    let refused = moat_tests::raw::call_tool(&server.url, None, "nope.nope", json!({})).await;
+    assert_eq!(refused.body["error"]["code"], -32602, "{}", refused.body);
+    // A client that gives up does not cut its call short: it runs, and is
+    // audited, whole.
+    let gave_up = post(&server)
+        .timeout(std::time::Duration::from_millis(100))
+        .body(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"testbed.sleep","arguments":{"ms":600}}}"#)
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "{gave_up:?}");
+    still_serves(&server).await;
+    // Half the calls (those with `_meta`) and the session of `still_serves`
+    // started rmcp services; the plain ones did not.
+    let log = server.log();
+    let services = log.matches("Service initialized").count();
     assert!(
-        debug.matches("Service initialized").count() >= calls,
-        "{debug}"
+        services >= sent / 2 && services < sent / 2 + 5,
+        "{services} of {sent}:\n{log}"
     );
+    // Every call is audited, whichever way it went.
+    let audit = dir.path().join("audit.jsonl");
+    let mut records = moat_tests::audit_records(&audit);
+    for _ in 0..50 {
+        if records.len() > sent + 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        records = moat_tests::audit_records(&audit);
+    }
+    assert_eq!(records.len(), sent + 4, "{records:?}");
+    let slept = records.iter().find(|r| r["tool"] == "testbed.sleep");
+    assert_eq!(slept.map(|r| &r["kind"]), Some(&json!("ok")), "{records:?}");
 }
