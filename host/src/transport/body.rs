@@ -123,8 +123,27 @@ struct Shape {
     id: Option<Value>,
     method: Option<Method>,
     params: Option<CallParams>,
-    result: Option<IgnoredAny>,
-    error: Option<IgnoredAny>,
+    #[serde(default, deserialize_with = "member")]
+    result: Member,
+    #[serde(default, deserialize_with = "member")]
+    error: Member,
+}
+
+/// Whether an object has a member, and whether its value is `null`
+/// (serde reads a `null` as an absent `Option`; rmcp tells them apart).
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Member {
+    #[default]
+    Absent,
+    Null,
+    Present,
+}
+
+fn member<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Member, D::Error> {
+    Ok(match Option::<IgnoredAny>::deserialize(d)? {
+        None => Member::Null,
+        Some(_) => Member::Present,
+    })
 }
 
 /// Whether a value was the string "2.0".
@@ -224,7 +243,7 @@ impl Shape {
             return Some("`jsonrpc` must be \"2.0\"");
         }
         let is_call = self.method.as_ref().is_some_and(|m| m.0.is_some());
-        if !is_call && self.result.is_none() && self.error.is_none() {
+        if !is_call && self.result != Member::Present && self.error != Member::Present {
             return Some("a message needs a string `method`, or a `result` or `error`");
         }
         None
@@ -241,8 +260,8 @@ impl Shape {
         let params = self.params.as_ref()?;
         if !self.is("tools/call")
             || !params.only_call
-            || self.result.is_some()
-            || self.error.is_some()
+            || self.result != Member::Absent
+            || self.error != Member::Absent
         {
             return None;
         }
@@ -416,6 +435,10 @@ mod tests {
             r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"a.b"}}"#.into(),
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"name":"a.b"}}"#.into(),
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a.b"},"result":{}}"#
+                .into(),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a.b"},"result":null}"#
+                .into(),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a.b"},"error":null}"#
                 .into(),
         ];
         for body in not_plain {

@@ -10,7 +10,9 @@ use crate::service::{AdmittedCall, Refusal};
 use axum::body::Body;
 use axum::response::Response;
 use http::HeaderMap;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::Uri;
+use http::header::{ACCEPT, CONTENT_TYPE, HOST, ORIGIN};
+use http::uri::Authority;
 use rmcp::model::RequestId;
 
 /// The protocol versions a plain call may name in `MCP-Protocol-Version`:
@@ -53,7 +55,35 @@ pub fn plain_headers(headers: &HeaderMap) -> bool {
         (Some(version), None) => PLAIN_VERSIONS.iter().any(|v| version == v),
         (Some(_), Some(_)) => false,
     };
-    json && event_stream && content_type && version
+    json && event_stream && content_type && version && plain_authorities(headers)
+}
+
+/// Whether `Host` (once) and `Origin` (at most once) name their hosts in
+/// the one form on which Moat's rebinding check ([`super::rebinding`])
+/// and rmcp's agree: an authority and an origin as the `http` crate parses
+/// them, without a trailing dot (Moat's check drops it, rmcp's does not).
+/// Anything else, such as a bare IPv6 `Host`, goes to rmcp to be judged.
+fn plain_authorities(headers: &HeaderMap) -> bool {
+    let only = |name| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (one, None) => Ok(one.and_then(|v| v.to_str().ok())),
+            _ => Err(()),
+        }
+    };
+    let plain = |authority: Option<&Authority>| authority.is_some_and(|a| !a.host().ends_with('.'));
+    let host = match only(HOST) {
+        Ok(Some(host)) => Authority::try_from(host).ok(),
+        _ => return false,
+    };
+    let origin = match only(ORIGIN) {
+        Ok(None) => true,
+        Ok(Some(origin)) => Uri::try_from(origin)
+            .ok()
+            .is_some_and(|uri| uri.scheme().is_some() && plain(uri.authority())),
+        Err(()) => false,
+    };
+    plain(host.as_ref()) && origin
 }
 
 /// The HTTP response to the plain call `id` that `admission` admitted (or
@@ -82,31 +112,63 @@ mod tests {
     fn only_headers_rmcp_takes_as_they_are_are_plain() {
         let both = ("accept", "application/json, text/event-stream");
         let json = ("content-type", "application/json");
+        let host = ("host", "localhost:8080");
         let plain = [
-            vec![both, json],
+            vec![host, both, json],
             vec![
+                host,
                 ("Accept", "text/event-stream"),
                 ("accept", "Application/JSON"),
                 ("content-type", "application/json; charset=utf-8"),
             ],
-            vec![both, json, ("mcp-protocol-version", "2025-06-18")],
-            vec![both, json, ("mcp-protocol-version", "2025-11-25")],
+            vec![host, both, json, ("mcp-protocol-version", "2025-06-18")],
+            vec![host, both, json, ("mcp-protocol-version", "2025-11-25")],
+            vec![("host", "[::1]:80"), both, json],
+            vec![host, both, json, ("origin", "http://localhost:5173")],
         ];
         for pairs in plain {
             assert!(plain_headers(&test_headers(&pairs)), "{pairs:?}");
         }
         let not_plain = [
-            vec![json],
-            vec![("accept", "application/json"), json],
-            vec![("accept", "*/*"), json],
-            vec![("accept", "application/json;q=0, text/event-stream"), json],
-            vec![("accept", "application/json, text/event-stream;q=1"), json],
-            vec![("accept", "\"application/json\", text/event-stream"), json],
-            vec![both],
-            vec![both, ("content-type", "text/plain")],
-            vec![both, json, ("mcp-protocol-version", "2026-07-28")],
-            vec![both, json, ("mcp-protocol-version", "2099-01-01")],
+            vec![both, json],
+            vec![("host", "localhost.:8080"), both, json],
+            vec![("host", "::1"), both, json],
+            vec![("host", "a b"), both, json],
+            vec![host, host, both, json],
+            vec![host, both, json, ("origin", "http://localhost.:5173")],
+            vec![host, both, json, ("origin", "null")],
+            vec![host, both, json, ("origin", " http://localhost:5173")],
             vec![
+                host,
+                both,
+                json,
+                ("origin", "http://localhost:5173"),
+                ("origin", "http://localhost:5173"),
+            ],
+            vec![host, json],
+            vec![host, ("accept", "application/json"), json],
+            vec![host, ("accept", "*/*"), json],
+            vec![
+                host,
+                ("accept", "application/json;q=0, text/event-stream"),
+                json,
+            ],
+            vec![
+                host,
+                ("accept", "application/json, text/event-stream;q=1"),
+                json,
+            ],
+            vec![
+                host,
+                ("accept", "\"application/json\", text/event-stream"),
+                json,
+            ],
+            vec![host, both],
+            vec![host, both, ("content-type", "text/plain")],
+            vec![host, both, json, ("mcp-protocol-version", "2026-07-28")],
+            vec![host, both, json, ("mcp-protocol-version", "2099-01-01")],
+            vec![
+                host,
                 both,
                 json,
                 ("mcp-protocol-version", "2025-06-18"),

@@ -422,6 +422,29 @@ async fn a_plain_stateless_call_is_answered_as_rmcp_answers_it() {
     assert_eq!(answer.text(), Some("Hello, y!"), "{}", answer.body);
     let refused = moat_tests::raw::call_tool(&server.url, None, "nope.nope", json!({})).await;
     assert_eq!(refused.body["error"]["code"], -32602, "{}", refused.body);
+    // What rmcp refuses is refused, though Moat's own checks would let it
+    // by: a host with a final dot, a bare IPv6 host, a `result` of null
+    // beside the method. The tool does not run (the admitted call is
+    // recorded as abandoned).
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello.greet","arguments":{"name":"z"}}}"#;
+    let port = server
+        .url
+        .trim_end_matches("/mcp")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let refused = [
+        post(&server)
+            .header("host", format!("localhost.:{port}"))
+            .body(call),
+        post(&server).header("host", "::1").body(call),
+        post(&server).body(call.replace("}}}", "}},\"result\":null}")),
+    ];
+    for request in refused {
+        let response = request.send().await.unwrap();
+        assert!(response.status().is_client_error(), "{}", response.status());
+    }
     // A client that gives up does not cut its call short: it runs, and is
     // audited, whole.
     let gave_up = post(&server)
@@ -443,13 +466,19 @@ async fn a_plain_stateless_call_is_answered_as_rmcp_answers_it() {
     let audit = dir.path().join("audit.jsonl");
     let mut records = moat_tests::audit_records(&audit);
     for _ in 0..50 {
-        if records.len() > sent + 3 {
+        if records.len() >= sent + 4 + 3 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         records = moat_tests::audit_records(&audit);
     }
-    assert_eq!(records.len(), sent + 4, "{records:?}");
+    assert_eq!(records.len(), sent + 4 + 3, "{records:?}");
     let slept = records.iter().find(|r| r["tool"] == "testbed.sleep");
     assert_eq!(slept.map(|r| &r["kind"]), Some(&json!("ok")), "{records:?}");
+    // Two IDs, three versions, two ways, `y` and `still_serves`: not `z`.
+    let greeted = records
+        .iter()
+        .filter(|r| r["tool"] == "hello.greet" && r["kind"] == "ok")
+        .count();
+    assert_eq!(greeted, 2 * 3 * 2 + 2, "{records:?}");
 }
