@@ -8,7 +8,7 @@
 use super::rebinding::Expected;
 use super::sessions::{self, Sessions};
 use crate::auth::endpoint::{Challenge, Endpoint};
-use crate::mcp::{HttpAdmission, LiveEndpoint, McpHandler};
+use crate::mcp::{HttpAdmission, LiveEndpoint};
 use crate::service::{CallContext, Refusal};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -80,9 +80,9 @@ pub struct EndpointState {
     pub sessions: Option<Arc<Sessions>>,
     /// What rmcp's service will take.
     pub expected: Arc<Expected>,
-    /// The handler that answers plain calls itself (see [`super::direct`]);
-    /// `None` with sessions.
-    pub direct: Option<McpHandler>,
+    /// What answers plain calls itself (see [`super::direct`]); `None`
+    /// with sessions.
+    pub direct: Option<super::direct::Direct>,
 }
 
 /// The header that carries a session's ID.
@@ -226,8 +226,8 @@ pub async fn admit(
             _ => {}
         }
         let admission = match (&state.direct, body.plain) {
-            (Some(handler), Some(id)) if super::direct::plain_headers(&parts.headers) => {
-                match super::direct::answer(handler, id, admission).await {
+            (Some(direct), Some(id)) if super::direct::plain_headers(&parts.headers) => {
+                match direct.answer(id, admission).await {
                     Ok(response) => return guarded(response, guard),
                     Err(admission) => admission,
                 }

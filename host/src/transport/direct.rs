@@ -8,12 +8,13 @@
 use crate::mcp::McpHandler;
 use crate::service::{AdmittedCall, Refusal};
 use axum::body::Body;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use http::Uri;
 use http::header::{ACCEPT, CONTENT_TYPE, HOST, ORIGIN};
 use http::uri::Authority;
 use rmcp::model::RequestId;
+use tokio_util::sync::CancellationToken;
 
 /// The protocol versions a plain call may name in `MCP-Protocol-Version`:
 /// rmcp's known versions before 2026-07-28, whose requests need no
@@ -86,21 +87,48 @@ fn plain_authorities(headers: &HeaderMap) -> bool {
     plain(host.as_ref()) && origin
 }
 
-/// The HTTP response to the plain call `id` that `admission` admitted (or
-/// refused), as rmcp's stateless JSON mode sends it; the admission back
-/// when the call needs more than a plain answer.
-pub async fn answer(
-    handler: &McpHandler,
-    id: RequestId,
-    admission: Result<AdmittedCall, Refusal>,
-) -> Result<Response, Result<AdmittedCall, Refusal>> {
-    let message = handler.answer_directly(id, admission).await?;
-    let body = serde_json::to_vec(&message).expect("a JSON-RPC message serializes");
-    Ok(Response::builder()
-        .status(http::StatusCode::OK)
-        .header(CONTENT_TYPE, JSON)
-        .body(Body::from(body))
-        .expect("valid response"))
+/// What answers the plain calls of one endpoint.
+#[derive(Clone)]
+pub struct Direct {
+    handler: McpHandler,
+    /// Cancelled when shutdown's grace period is over.
+    closing: CancellationToken,
+}
+
+impl Direct {
+    /// Plain calls answered by `handler`, until `closing` is cancelled.
+    pub fn new(handler: McpHandler, closing: CancellationToken) -> Direct {
+        Direct { handler, closing }
+    }
+
+    /// The HTTP response to the plain call `id` that `admission` admitted
+    /// (or refused), as rmcp's stateless JSON mode sends it; the admission
+    /// back when the call needs more than a plain answer. A call still
+    /// running when shutdown's grace period is over is answered 503 (as
+    /// rmcp ends its own then); it goes on until the process exits.
+    pub async fn answer(
+        &self,
+        id: RequestId,
+        admission: Result<AdmittedCall, Refusal>,
+    ) -> Result<Response, Result<AdmittedCall, Refusal>> {
+        let message = tokio::select! {
+            message = self.handler.answer_directly(id, admission) => message?,
+            () = self.closing.cancelled() => {
+                return Ok((
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable: the server is shutting down, and the call did not \
+                     finish within its grace period\n",
+                )
+                    .into_response());
+            }
+        };
+        let body = serde_json::to_vec(&message).expect("a JSON-RPC message serializes");
+        Ok(Response::builder()
+            .status(http::StatusCode::OK)
+            .header(CONTENT_TYPE, JSON)
+            .body(Body::from(body))
+            .expect("valid response"))
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! checks and RFC 9728 metadata.
 
 use super::admission::{EndpointState, InFlight, admit};
+use super::direct::Direct;
 use super::forwarded::{self, TrustedProxies};
 use super::rebinding::Expected;
 use super::sessions::Sessions;
@@ -143,7 +144,9 @@ pub async fn serve(
             max_body_bytes: http.max_body_bytes,
             auth: auth.clone(),
             live: mount.live.clone(),
-            direct: http.stateless.then_some(handler),
+            direct: http
+                .stateless
+                .then(|| Direct::new(handler, sessions.child_token())),
         };
         let mcp = ServiceBuilder::new()
             .layer(TimeoutLayer::with_status_code(

@@ -218,6 +218,46 @@ async fn shutdown_lets_in_flight_calls_finish() {
     assert!(log.contains("shutting down"), "{log}");
 }
 
+/// The same for plain calls on a stateless endpoint (answered without
+/// rmcp's service): one that ends within the grace period gets its
+/// answer; one still running when it is over gets 503, not a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_plain_stateless_calls_within_the_grace_period_and_503_after() {
+    let dir = Sandbox::builder()
+        .plugin("testbed", "timeout_ms = 20000")
+        .toml("[http]\nstateless = true\nshutdown_grace_ms = 1500")
+        .write();
+    let mut server = MoatServer::start(dir.path(), &[]);
+    let sleep = |ms: u64| {
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": { "name": "testbed.sleep", "arguments": { "ms": ms } } });
+        let request = post(&server).body(body.to_string());
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        })
+    };
+    let (short, long) = (sleep(700), sleep(15000));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.terminate();
+    let (status, body) = short.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("slept 700 ms"), "{body}");
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), long)
+        .await
+        .expect("the long call got no answer")
+        .unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("shutting down"), "{body}");
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let status = server.wait(Duration::from_secs(10));
+        (status, server.log())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_stuck_in_a_file_operation_neither_stalls_the_server_nor_its_shutdown() {
     let dir = Sandbox::builder()
