@@ -254,6 +254,18 @@ impl Sandbox {
             Ok(out) => panic!("{plugin}.{tool} did not fail: {}", out.joined_text()),
         }
     }
+
+    /// Calls and expects the call to end as `memory_limit` at `limit`
+    /// bytes, having never held more.
+    pub async fn runs_out_of_memory(&self, plugin: &str, tool: &str, args: Value, limit: usize) {
+        let report = self.call(plugin, tool, args).await;
+        assert_eq!(report.result, Err(CallError::MemoryLimit { limit }));
+        assert!(
+            report.stats.peak_memory_bytes <= limit,
+            "{:?}",
+            report.stats
+        );
+    }
 }
 
 /// A `moat serve --http` process on an ephemeral loopback port, killed on

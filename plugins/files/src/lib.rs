@@ -13,6 +13,12 @@ use std::path::{Path, PathBuf};
 
 mod lines;
 
+// `select` parses a whole document into a tree it mostly drops: a bump
+// allocator serves it about a fifth faster than dlmalloc. The other tools
+// allocate little but often and stay on dlmalloc (see `Tool::arena`).
+#[global_allocator]
+static ALLOCATOR: moat_plugin::Arena = moat_plugin::Arena;
+
 const ROOT: &str = "/data";
 const DEFAULT_MAX_BYTES: u64 = 64 * 1024;
 const MAX_MATCHES: usize = 200;
@@ -247,5 +253,6 @@ moat_plugin::plugin![
         "Selects the objects of a JSON array file whose `field` equals a value.",
         select
     )
-    .read_only(),
+    .read_only()
+    .arena(),
 ];

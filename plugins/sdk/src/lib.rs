@@ -41,12 +41,14 @@
 //! operator granted: files under the granted guest paths (`std::fs`),
 //! granted environment variables (`std::env::var`), nothing else.
 
+mod arena;
 pub mod client;
 mod output;
 mod prompt;
 mod resource;
 mod tool;
 
+pub use arena::Arena;
 pub use output::{
     Annotations, Audience, Body, Content, IntoOutput, Json, Output, Rendered, ResourceLink,
 };

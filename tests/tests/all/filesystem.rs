@@ -125,6 +125,75 @@ async fn files_plugin_selects_from_a_json_array_inside_its_preopen_only() {
     assert_eq!(still, "hello from the demo\nsecond line\n");
 }
 
+/// `files.select` runs on the SDK's arena (`Tool::arena`: memory a call
+/// frees is kept until the instance is dropped). It gives the answer
+/// serde_json gives natively for a document of thousands of objects, and
+/// one whose tree does not fit the memory grant ends the call as
+/// `memory_limit` within the grant; the next calls, on the arena and off
+/// it, are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_on_the_arena_answers_as_natively_and_keeps_to_its_memory_grant() {
+    let records = |n: usize| {
+        let items: Vec<_> = (0..n)
+            .map(|i| {
+                json!({ "id": i, "team": format!("team {}", i % 7), "tags": ["a", format!("t{i}")],
+                        "bio": format!("record {i} {}", "x".repeat(i % 40)) })
+            })
+            .collect();
+        serde_json::to_string(&items).unwrap()
+    };
+    let fits = records(4_000);
+    let sb = Sandbox::builder()
+        .file("demo/fits.json", &fits)
+        .file("demo/too-big.json", &records(60_000))
+        .file("demo/hello.txt", "hello")
+        .plugin(
+            "files",
+            "dirs = [{ host = \"demo\", guest = \"/data\", mode = \"ro\" }]\nmemory_mib = 16",
+        )
+        .build()
+        .await;
+
+    let all: Vec<serde_json::Value> = serde_json::from_str(&fits).unwrap();
+    let team: Vec<_> = all.iter().filter(|v| v["team"] == "team 3").collect();
+    let selected = sb
+        .call(
+            "files",
+            "select",
+            json!({ "path": "fits.json", "field": "team", "equals": "team 3", "limit": 50 }),
+        )
+        .await
+        .result
+        .unwrap();
+    assert_eq!(
+        selected.structured.unwrap(),
+        json!({ "count": team.len(), "items": team[..50] })
+    );
+
+    sb.runs_out_of_memory(
+        "files",
+        "select",
+        json!({ "path": "too-big.json", "field": "team", "equals": "team 3" }),
+        16 << 20,
+    )
+    .await;
+
+    let again = sb
+        .call(
+            "files",
+            "select",
+            json!({ "path": "fits.json", "field": "id", "equals": 3999 }),
+        )
+        .await
+        .result
+        .unwrap();
+    assert_eq!(again.structured.unwrap()["count"], 1);
+    assert_eq!(
+        sb.ok("files", "read", json!({ "path": "hello.txt" })).await,
+        "hello"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_cannot_read_outside_its_preopen() {
     let sb = files_sandbox().await;
