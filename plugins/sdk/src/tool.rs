@@ -90,11 +90,12 @@ impl Tool {
     }
 
     /// Runs this tool's calls on the [`Arena`](crate::Arena), which the
-    /// plugin must declare as its global allocator (the call panics
-    /// otherwise): faster allocation for a call that builds its answer and
-    /// stops, at the price of keeping what it frees until the call ends.
-    /// The arena is on from before the arguments are parsed until the
-    /// instance is dropped.
+    /// plugin must declare as its global allocator (in the wasm build,
+    /// every call of the tool panics otherwise): faster allocation for a
+    /// call that builds its answer and stops, at the price of keeping what
+    /// it frees until the call ends. The arena is on from before the
+    /// arguments are parsed until the instance is dropped. Built for the
+    /// host (a plugin's own tests), the tool runs on the system allocator.
     pub fn arena(mut self) -> Self {
         self.arena = true;
         self

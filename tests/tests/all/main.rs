@@ -34,6 +34,7 @@ mod quotas;
 mod reload;
 mod resources;
 mod scaleout;
+mod sdk;
 mod sources;
 mod tenants;
 
