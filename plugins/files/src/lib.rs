@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 mod lines;
 
 // `select` parses a whole document into a tree it mostly drops: a bump
-// allocator serves it about a fifth faster than dlmalloc. The other tools
+// allocator serves it 1.17x the calls per second of dlmalloc. The others
 // allocate little but often and stay on dlmalloc (see `Tool::arena`).
 #[global_allocator]
 static ALLOCATOR: moat_plugin::Arena = moat_plugin::Arena;
